@@ -1,0 +1,252 @@
+//! `mynah bench`: a reproducible load test of the sandbox.
+//!
+//! Starts an in-memory sandbox on a loopback port (request limits off, lifecycle latencies
+//! shortened) and a local webhook receiver, then sends text messages over keep-alive connections
+//! for a fixed time, and reports accepted messages per second, latency percentiles, and webhook
+//! events received. `--url` benchmarks a sandbox that is already running instead.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::post;
+use clap::Args;
+use mynah_sandbox::Sandbox;
+use mynah_sandbox::config::{Config, Latency, LimitProfile};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Flags of `mynah bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// How long to send, seconds.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Webhook events per POST (1 = one event per POST).
+    #[arg(long, default_value_t = 1)]
+    batch_size: usize,
+    /// `full`: sent, delivered and read per message; `sent`: users never read and stay offline,
+    /// so only `sent` is delivered.
+    #[arg(long, default_value = "full")]
+    lifecycle: String,
+    /// Benchmark a running sandbox at this base URL instead (its webhooks are its own business).
+    #[arg(long)]
+    url: Option<String>,
+    /// D360-API-KEY for `--url`.
+    #[arg(long, default_value = mynah_sandbox::config::DEV_API_KEY)]
+    api_key: String,
+    /// Recipients to spread messages over.
+    #[arg(long, default_value_t = 10_000)]
+    recipients: u64,
+}
+
+#[derive(Default)]
+struct Received {
+    posts: AtomicU64,
+    events: AtomicU64,
+}
+
+async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> &'static str {
+    r.posts.fetch_add(1, Ordering::Relaxed);
+    let n = memchr_count(&body, b"\"status\":\"") + memchr_count(&body, b"\"from\":\"");
+    r.events.fetch_add(n as u64, Ordering::Relaxed);
+    "ok"
+}
+
+fn memchr_count(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len()).filter(|w| *w == needle).count()
+}
+
+/// Runs the benchmark.
+pub async fn run(args: BenchArgs) -> Result<(), String> {
+    let shutdown = CancellationToken::new();
+    let received = Arc::new(Received::default());
+    let (base, sandbox) = match &args.url {
+        Some(u) => (u.trim_end_matches('/').to_string(), None),
+        None => {
+            let receiver = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?;
+            let receiver_url = format!(
+                "http://{}/webhook",
+                receiver.local_addr().map_err(|e| e.to_string())?
+            );
+            let app = axum::Router::new()
+                .route("/webhook", post(receive))
+                .with_state(received.clone());
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(receiver, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+            });
+            let mut cfg = Config::default();
+            cfg.limits.profile = LimitProfile::Unlimited;
+            cfg.limits.max_pending = usize::MAX;
+            cfg.webhooks.default_url = receiver_url;
+            cfg.webhooks.batch_size = args.batch_size.max(1);
+            cfg.webhooks.max_in_flight = 64;
+            cfg.webhooks.keep_attempts = 10_000;
+            cfg.latency.sent = Latency::fixed(0);
+            cfg.latency.delivered = Latency {
+                min_ms: 0,
+                max_ms: 5,
+            };
+            cfg.latency.read = Latency {
+                min_ms: 0,
+                max_ms: 10,
+            };
+            if args.lifecycle == "sent" {
+                cfg.users.default.offline_until = Some(i64::MAX / 2);
+                cfg.users.default.reads = false;
+            }
+            let sb = Sandbox::open(cfg).await?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?;
+            let base = format!(
+                "http://{}",
+                listener.local_addr().map_err(|e| e.to_string())?
+            );
+            sb.set_base_url(&base);
+            let serve_sb = sb.clone();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = mynah_sandbox::http::run(listener, serve_sb, stop).await;
+            });
+            (base, Some(sb))
+        }
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(args.connections)
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let url = format!("{base}/messages");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    println!(
+        "mynah bench: {} connections for {} s against {base} (batch size {}, lifecycle {})",
+        args.connections, args.duration, args.batch_size, args.lifecycle
+    );
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.connections {
+        let (client, url, stop, sent, errors, key) = (
+            client.clone(),
+            url.clone(),
+            stop.clone(),
+            sent.clone(),
+            errors.clone(),
+            args.api_key.clone(),
+        );
+        let recipients = args.recipients.max(1);
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(100_000);
+            let mut i = c as u64;
+            while !stop.load(Ordering::Relaxed) {
+                let to = 4_915_100_000_000u64 + (i % recipients);
+                i += 64;
+                let body = format!(
+                    "{{\"messaging_product\":\"whatsapp\",\"to\":\"{to}\",\"type\":\"text\",\"text\":{{\"body\":\"bench {i}\"}}}}"
+                );
+                let t = Instant::now();
+                let r = client
+                    .post(&url)
+                    .header("D360-API-KEY", &key)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let ok = match r {
+                    Ok(resp) => {
+                        let status = resp.status().is_success();
+                        let _ = resp.bytes().await;
+                        status
+                    }
+                    Err(_) => false,
+                };
+                lat.push(t.elapsed().as_micros() as u32);
+                if ok {
+                    sent.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            lat
+        }));
+    }
+    let mut last = 0;
+    for s in 1..=args.duration {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = sent.load(Ordering::Relaxed);
+        println!(
+            "  [{s:>3}/{}] {:>8} msg/s · {:>9} accepted · {:>9} webhook events",
+            args.duration,
+            now - last,
+            now,
+            received.events.load(Ordering::Relaxed)
+        );
+        last = now;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let accepted = sent.load(Ordering::Relaxed);
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat[i.min(lat.len() - 1)] as f64 / 1_000.0
+    };
+    // Let the webhook backlog drain (bounded), to report the lifecycle's throughput.
+    let drain_start = Instant::now();
+    if let Some(sb) = &sandbox {
+        while sb.hub.pending() > 0 && drain_start.elapsed() < Duration::from_secs(60) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let total = started.elapsed().as_secs_f64();
+    println!(
+        "accepted  {accepted} messages in {elapsed:.1} s = {:.0} msg/s ({} errors)",
+        accepted as f64 / elapsed,
+        errors.load(Ordering::Relaxed)
+    );
+    println!(
+        "latency   p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms",
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
+    if sandbox.is_some() {
+        let events = received.events.load(Ordering::Relaxed);
+        println!(
+            "webhooks  {events} events in {} POSTs; all delivered {:.1} s after the start = {:.0} events/s, {:.0} messages/s with their lifecycle",
+            received.posts.load(Ordering::Relaxed),
+            total,
+            events as f64 / total,
+            accepted as f64 / total
+        );
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM"))
+    {
+        println!(
+            "memory    peak {} (benchmark process: sandbox, receiver and load generator)",
+            line.trim_start_matches("VmHWM:").trim()
+        );
+    }
+    shutdown.cancel();
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The command line: `mynah sandbox`, `mynah serve`, `mynah bench`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mynah_sandbox::Sandbox;
+use mynah_sandbox::config::{ClockMode, Config};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Mynah: the WhatsApp Business messaging system in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "mynah", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the sandbox: the platform's API in its dialects, virtual users, signed webhooks.
+    Sandbox(SandboxArgs),
+    /// Run everything on one machine (for now: the sandbox; the gateway joins with its issue).
+    Serve(SandboxArgs),
+    /// Load-test a sandbox: send text messages over keep-alive connections, report throughput
+    /// and latency percentiles.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// Which clock the sandbox runs on.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ClockArg {
+    /// Wall-clock time.
+    System,
+    /// Stands still until `POST /_mynah/clock/advance`.
+    Manual,
+}
+
+/// Flags of `mynah sandbox` and `mynah serve`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8360", env = "MYNAH_LISTEN")]
+    listen: SocketAddr,
+    /// Where to keep data (SQLite).
+    #[arg(
+        long,
+        default_value = ".mynah",
+        env = "MYNAH_DATA_DIR",
+        conflicts_with = "ephemeral"
+    )]
+    data_dir: PathBuf,
+    /// Keep everything in memory; nothing survives a restart.
+    #[arg(long)]
+    ephemeral: bool,
+    /// `system` or `manual`.
+    #[arg(long, value_enum)]
+    clock: Option<ClockArg>,
+    /// Seed of every random draw (ids, latencies, chaos).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// 360dialog API key (D360-API-KEY) of the first number.
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Cloud API bearer token.
+    #[arg(long)]
+    token: Option<String>,
+    /// App secret that signs webhooks.
+    #[arg(long)]
+    app_secret: Option<String>,
+    /// Phone number id of the first number.
+    #[arg(long)]
+    phone_number_id: Option<String>,
+    /// WhatsApp Business Account id of the first account.
+    #[arg(long)]
+    waba_id: Option<String>,
+    /// Default webhook URL for numbers that have none.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// TOML file with everything else (numbers, behaviours, limits, latencies, chaos).
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl SandboxArgs {
+    /// The configuration: the file, then the flags on top.
+    pub fn to_config(&self) -> Result<Config, String> {
+        let mut cfg = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        cfg.data_dir = if self.ephemeral {
+            None
+        } else {
+            Some(self.data_dir.clone())
+        };
+        if let Some(c) = self.clock {
+            cfg.clock.mode = match c {
+                ClockArg::System => ClockMode::System,
+                ClockArg::Manual => ClockMode::Manual,
+            };
+        }
+        if let Some(s) = self.seed {
+            cfg.seed = s;
+        }
+        if let Some(t) = &self.token {
+            cfg.token = t.clone();
+        }
+        if let Some(s) = &self.app_secret {
+            cfg.app_secret = s.clone();
+        }
+        if let Some(u) = &self.webhook_url {
+            cfg.webhooks.default_url = u.clone();
+        }
+        let mut accounts = cfg.effective_accounts();
+        if let Some(first) = accounts.first_mut() {
+            if let Some(w) = &self.waba_id {
+                first.waba_id = w.clone();
+            }
+            if let Some(n) = first.numbers.first_mut() {
+                if let Some(k) = &self.api_key {
+                    n.api_key = k.clone();
+                }
+                if let Some(p) = &self.phone_number_id {
+                    n.phone_number_id = p.clone();
+                }
+            }
+        }
+        cfg.accounts = accounts;
+        Ok(cfg)
+    }
+}
+
+/// Runs the chosen command.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Sandbox(args) | Command::Serve(args) => serve_sandbox(args).await,
+        Command::Bench(args) => crate::bench::run(args).await,
+    }
+}
+
+async fn serve_sandbox(args: SandboxArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let cfg = args.to_config()?;
+    let sandbox = Sandbox::open(cfg).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let base = format!("http://{addr}");
+    sandbox.set_base_url(&base);
+    print_banner(&sandbox, &base, started);
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    mynah_sandbox::http::run(listener, sandbox, shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn print_banner(sb: &Sandbox, base: &str, started: Instant) {
+    let world = sb.world();
+    let cfg = &sb.config;
+    println!(
+        "mynah sandbox ready on {base} in {} ms",
+        started.elapsed().as_millis()
+    );
+    println!(
+        "  storage   {}",
+        match &cfg.data_dir {
+            Some(d) => format!("{} (SQLite)", d.display()),
+            None => "in memory (--ephemeral)".to_string(),
+        }
+    );
+    println!(
+        "  clock     {} · seed {}",
+        if sb.clock.is_manual() {
+            "manual (POST /_mynah/clock/advance)"
+        } else {
+            "system"
+        },
+        cfg.seed
+    );
+    println!(
+        "  app secret {} (signs X-Hub-Signature-256)",
+        cfg.app_secret
+    );
+    for n in world.numbers.values() {
+        println!(
+            "  number +{} · phone_number_id {} · waba {}",
+            n.display_phone_number, n.phone_number_id, n.waba_id
+        );
+        println!(
+            "    360dialog  POST {base}/messages                     D360-API-KEY: {}",
+            n.api_key
+        );
+        println!(
+            "    Cloud API  POST {base}/v23.0/{}/messages   Authorization: Bearer {}",
+            n.phone_number_id, n.token
+        );
+        println!(
+            "    webhook    {}",
+            if n.webhook.url.is_empty() {
+                "(none: POST /v1/configs/webhook to set one)"
+            } else {
+                n.webhook.url.as_str()
+            }
+        );
+    }
+    println!("  control   {base}/_mynah/ (messages, inbound, users, clock, webhooks)");
+}

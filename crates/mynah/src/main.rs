@@ -1,0 +1,33 @@
+//! `mynah`: one binary for both planes. A thin layer over the library crates: parse the command
+//! line, build the configuration, start, print where everything is, stop on Ctrl-C.
+
+mod bench;
+mod cli;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_max_level(tracing::Level::WARN)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mynah: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mynah: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

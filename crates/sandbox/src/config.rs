@@ -1,0 +1,513 @@
+//! The sandbox's configuration: what the command line and the TOML config file set.
+//!
+//! Every field has a default, so an empty file (or none) gives a working sandbox: one business
+//! account, one phone number, the development credentials, everyone reachable.
+
+use crate::clock::Millis;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Development API key (360dialog dialect) of the first number.
+pub const DEV_API_KEY: &str = "mynah-dev-key";
+/// Development bearer token (Cloud dialect).
+pub const DEV_TOKEN: &str = "mynah-dev-token";
+/// Development app secret (signs webhooks).
+pub const DEV_APP_SECRET: &str = "mynah-dev-secret";
+/// Phone number id of the first number.
+pub const DEV_PHONE_NUMBER_ID: &str = "106540352242922";
+/// WhatsApp Business Account id of the first account.
+pub const DEV_WABA_ID: &str = "102290129340398";
+/// Display number of the first number.
+pub const DEV_DISPLAY_NUMBER: &str = "15550783881";
+/// Where the manual clock starts unless told otherwise: 2026-01-01T00:00:00Z.
+pub const MANUAL_CLOCK_START: Millis = 1_767_225_600_000;
+
+/// Everything the sandbox can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Seed of every random draw (ids, latencies, chaos).
+    pub seed: u64,
+    /// The clock.
+    pub clock: ClockConfig,
+    /// Where data lives; `None` keeps everything in memory (`--ephemeral`).
+    pub data_dir: Option<PathBuf>,
+    /// The app secret that signs webhooks (`X-Hub-Signature-256`).
+    pub app_secret: String,
+    /// Bearer token of the Cloud dialect; reaches the numbers of the first account.
+    pub token: String,
+    /// Business accounts and their numbers. Empty means: the development account.
+    pub accounts: Vec<AccountConfig>,
+    /// Request limits.
+    pub limits: LimitsConfig,
+    /// Message lifecycle timing.
+    pub latency: LatencyConfig,
+    /// Webhook delivery.
+    pub webhooks: WebhookConfig,
+    /// Virtual users: the default behaviour and per-user overrides.
+    pub users: UsersConfig,
+    /// Graph API versions.
+    pub graph: GraphConfig,
+    /// Templates present at start (issue 3 manages them; here: name, language, category).
+    pub templates: Vec<TemplateConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 1,
+            clock: ClockConfig::default(),
+            data_dir: None,
+            app_secret: DEV_APP_SECRET.to_string(),
+            token: DEV_TOKEN.to_string(),
+            accounts: Vec::new(),
+            limits: LimitsConfig::default(),
+            latency: LatencyConfig::default(),
+            webhooks: WebhookConfig::default(),
+            users: UsersConfig::default(),
+            graph: GraphConfig::default(),
+            templates: default_templates(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML config file's text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The accounts to create: the configured ones, or the development account.
+    pub fn effective_accounts(&self) -> Vec<AccountConfig> {
+        if self.accounts.is_empty() {
+            vec![AccountConfig::default()]
+        } else {
+            self.accounts.clone()
+        }
+    }
+}
+
+/// Clock settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockConfig {
+    /// `system` or `manual`.
+    pub mode: ClockMode,
+    /// Start of the manual clock, unix milliseconds.
+    pub start_ms: Millis,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            mode: ClockMode::System,
+            start_ms: MANUAL_CLOCK_START,
+        }
+    }
+}
+
+/// Which clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    /// Wall-clock time.
+    System,
+    /// Moved only by `POST /_mynah/clock/advance`.
+    Manual,
+}
+
+/// A WhatsApp Business Account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountConfig {
+    /// WABA id.
+    pub waba_id: String,
+    /// Business name.
+    pub name: String,
+    /// Namespace of its templates (On-Premises sends carry it).
+    pub namespace: String,
+    /// Its phone numbers.
+    pub numbers: Vec<NumberConfig>,
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        AccountConfig {
+            waba_id: DEV_WABA_ID.to_string(),
+            name: "Mynah Sandbox".to_string(),
+            namespace: "c8ae5f90_307a_ca4c_b8f6_d1e2a2573574".to_string(),
+            numbers: vec![NumberConfig::default()],
+        }
+    }
+}
+
+/// A business phone number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NumberConfig {
+    /// Phone number id (Cloud paths, `metadata.phone_number_id`).
+    pub phone_number_id: String,
+    /// Display number, digits.
+    pub display_phone_number: String,
+    /// Verified business name.
+    pub verified_name: String,
+    /// 360dialog API key that reaches this number.
+    pub api_key: String,
+    /// Webhook URL; empty means none until set through the API.
+    pub webhook_url: String,
+    /// Extra headers on every webhook POST.
+    pub webhook_headers: BTreeMap<String, String>,
+}
+
+impl Default for NumberConfig {
+    fn default() -> Self {
+        NumberConfig {
+            phone_number_id: DEV_PHONE_NUMBER_ID.to_string(),
+            display_phone_number: DEV_DISPLAY_NUMBER.to_string(),
+            verified_name: "Mynah Sandbox".to_string(),
+            api_key: DEV_API_KEY.to_string(),
+            webhook_url: String::new(),
+            webhook_headers: BTreeMap::new(),
+        }
+    }
+}
+
+/// Request-rate and capacity limits (seed page "Before sending a message").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// `standard` (50/150 and 20/60) or `high-throughput` (1,000/3,000 and 100/300); the explicit
+    /// numbers below win when set.
+    pub profile: LimitProfile,
+    /// `/messages` requests per second per key.
+    pub messages_per_second: Option<u32>,
+    /// `/messages` burst per key.
+    pub messages_burst: Option<u32>,
+    /// Other endpoints: requests per second per key.
+    pub other_per_second: Option<u32>,
+    /// Other endpoints: burst per key.
+    pub other_burst: Option<u32>,
+    /// HTTP status of throttling answers (429; the 2026 Meta page says 400).
+    pub throttle_status: u16,
+    /// Pending work (queued webhook events) above which requests get 503.
+    pub max_pending: usize,
+    /// Largest JSON body accepted, bytes.
+    pub max_body_bytes: usize,
+    /// Largest media upload accepted, bytes.
+    pub max_media_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            profile: LimitProfile::Standard,
+            messages_per_second: None,
+            messages_burst: None,
+            other_per_second: None,
+            other_burst: None,
+            throttle_status: 429,
+            max_pending: 250_000,
+            max_body_bytes: 1024 * 1024,
+            max_media_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// (rate, burst) for `/messages`.
+    pub fn messages(&self) -> (u32, u32) {
+        let (r, b) = match self.profile {
+            LimitProfile::Standard => (50, 150),
+            LimitProfile::HighThroughput => (1_000, 3_000),
+            LimitProfile::Unlimited => (u32::MAX, u32::MAX),
+        };
+        (
+            self.messages_per_second.unwrap_or(r),
+            self.messages_burst.unwrap_or(b),
+        )
+    }
+
+    /// (rate, burst) for every other endpoint.
+    pub fn other(&self) -> (u32, u32) {
+        let (r, b) = match self.profile {
+            LimitProfile::Standard => (20, 60),
+            LimitProfile::HighThroughput => (100, 300),
+            LimitProfile::Unlimited => (u32::MAX, u32::MAX),
+        };
+        (
+            self.other_per_second.unwrap_or(r),
+            self.other_burst.unwrap_or(b),
+        )
+    }
+}
+
+/// A preset of request limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitProfile {
+    /// 360dialog's documented limits.
+    Standard,
+    /// For load tests of fast senders.
+    HighThroughput,
+    /// No request-rate limit at all (benchmarks).
+    Unlimited,
+}
+
+/// A latency distribution, milliseconds: uniform in `[min_ms, max_ms]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Latency {
+    /// Shortest.
+    pub min_ms: i64,
+    /// Longest.
+    pub max_ms: i64,
+}
+
+impl Latency {
+    /// A fixed latency.
+    pub const fn fixed(ms: i64) -> Latency {
+        Latency {
+            min_ms: ms,
+            max_ms: ms,
+        }
+    }
+}
+
+/// How long each lifecycle step takes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LatencyConfig {
+    /// Accepted → `sent`.
+    pub sent: Latency,
+    /// `sent` → `delivered` (for a reachable user).
+    pub delivered: Latency,
+    /// `delivered` → `read`.
+    pub read: Latency,
+    /// `read` → `played` (voice notes).
+    pub played: Latency,
+    /// `read` → the user's reply (for users who reply).
+    pub reply: Latency,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        LatencyConfig {
+            sent: Latency {
+                min_ms: 50,
+                max_ms: 200,
+            },
+            delivered: Latency {
+                min_ms: 200,
+                max_ms: 800,
+            },
+            read: Latency {
+                min_ms: 1_000,
+                max_ms: 4_000,
+            },
+            played: Latency {
+                min_ms: 1_000,
+                max_ms: 3_000,
+            },
+            reply: Latency {
+                min_ms: 2_000,
+                max_ms: 6_000,
+            },
+        }
+    }
+}
+
+/// Webhook delivery settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// A receiver that takes longer than this has failed, ms.
+    pub timeout_ms: u64,
+    /// First retry delay, ms; doubles each attempt.
+    pub initial_backoff_ms: i64,
+    /// Longest retry delay, ms.
+    pub max_backoff_ms: i64,
+    /// How long a failing event keeps being retried, ms of sandbox time (7 days).
+    pub retry_window_ms: i64,
+    /// Events per POST (1: many clients read only the first).
+    pub batch_size: usize,
+    /// POSTs in flight per endpoint.
+    pub max_in_flight: usize,
+    /// Attempts kept in memory for the control API.
+    pub keep_attempts: usize,
+    /// Seeded chaos.
+    pub chaos: ChaosConfig,
+    /// Default webhook URL for numbers that have none.
+    pub default_url: String,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            timeout_ms: 5_000,
+            initial_backoff_ms: 5_000,
+            max_backoff_ms: 3_600_000,
+            retry_window_ms: 7 * 24 * 3_600_000,
+            batch_size: 1,
+            max_in_flight: 32,
+            keep_attempts: 50_000,
+            chaos: ChaosConfig::default(),
+            default_url: String::new(),
+        }
+    }
+}
+
+/// Delivery misbehaviour, drawn from the seeded RNG.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChaosConfig {
+    /// Probability that an event is delivered twice.
+    pub duplicate: f64,
+    /// Probability that an event is held back so a later one overtakes it (`read` before
+    /// `delivered`).
+    pub reorder: f64,
+    /// How long a reordered event is held back, ms.
+    pub reorder_hold_ms: i64,
+    /// Probability that an event is delayed.
+    pub delay: f64,
+    /// Delay range.
+    pub delay_ms: Option<Latency>,
+}
+
+/// Virtual users.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersConfig {
+    /// Behaviour of users nobody configured.
+    pub default: Behaviour,
+    /// Per-user behaviours.
+    pub users: Vec<UserConfig>,
+}
+
+/// One configured user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The user's `wa_id`.
+    pub wa_id: String,
+    /// Profile name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Behaviour.
+    #[serde(default, flatten)]
+    pub behaviour: Behaviour,
+}
+
+/// How a virtual user behaves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Behaviour {
+    /// False: not a WhatsApp user (sends fail with 131026).
+    pub on_whatsapp: bool,
+    /// Unreachable until this time (unix ms): messages stay `sent` until then.
+    pub offline_until: Option<Millis>,
+    /// Whether the user opens messages (`read`).
+    pub reads: bool,
+    /// Whether read receipts are on (no `read` webhook when off).
+    pub read_receipts: bool,
+    /// Replies with this text after reading a message.
+    pub replies_with: Option<String>,
+    /// Has blocked the business: messages stay at `sent`.
+    pub blocks_business: bool,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Behaviour {
+            on_whatsapp: true,
+            offline_until: None,
+            reads: true,
+            read_receipts: true,
+            replies_with: None,
+            blocks_business: false,
+        }
+    }
+}
+
+/// Graph API versions.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphConfig {
+    /// Oldest accepted major version (16 → v16.0).
+    pub min_version: u32,
+    /// Version assumed for the 360dialog dialect (decides payload details such as `conversation`).
+    pub dialect_360_version: u32,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        GraphConfig {
+            min_version: 16,
+            dialect_360_version: 23,
+        }
+    }
+}
+
+/// A template known at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    /// Name.
+    pub name: String,
+    /// Language code.
+    pub language: String,
+    /// `MARKETING`, `UTILITY` or `AUTHENTICATION`.
+    pub category: String,
+}
+
+fn default_templates() -> Vec<TemplateConfig> {
+    let t = |name: &str, language: &str, category: &str| TemplateConfig {
+        name: name.to_string(),
+        language: language.to_string(),
+        category: category.to_string(),
+    };
+    vec![
+        t("hello_world", "en_US", "UTILITY"),
+        t("order_update", "en_US", "UTILITY"),
+        t("spring_sale", "en_US", "MARKETING"),
+        t("verification_code", "en_US", "AUTHENTICATION"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_toml_is_the_default() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.limits.messages(), (50, 150));
+        assert_eq!(c.limits.other(), (20, 60));
+        assert_eq!(c.effective_accounts()[0].numbers[0].api_key, DEV_API_KEY);
+    }
+
+    #[test]
+    fn toml_sets_numbers_and_users() {
+        let c = Config::from_toml(
+            r#"
+            seed = 9
+            [limits]
+            profile = "high-throughput"
+            [[accounts]]
+            waba_id = "1"
+            [[accounts.numbers]]
+            phone_number_id = "11"
+            api_key = "k11"
+            [[users.users]]
+            wa_id = "4915100000001"
+            reads = false
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.seed, 9);
+        assert_eq!(c.limits.messages(), (1_000, 3_000));
+        assert_eq!(c.effective_accounts()[0].numbers[0].api_key, "k11");
+        assert!(!c.users.users[0].behaviour.reads);
+        assert!(Config::from_toml("nonsense = 1").is_err());
+    }
+}

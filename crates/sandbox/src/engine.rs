@@ -1,0 +1,1224 @@
+//! The platform's state and its rules: accepting sends, stepping each message through its
+//! lifecycle, simulating users, media.
+//!
+//! Every operation is a function of the [`World`], the request and "now", and returns its
+//! [`Effects`] (journal writes, webhook events, timers) instead of doing I/O; the caller applies
+//! them after releasing the lock.
+
+use crate::clock::{DAY, Millis, unix_seconds_string};
+use crate::config::{Behaviour, Config, Latency};
+use crate::ids::Ids;
+use crate::model::{
+    Account, ConversationRef, Dialect, Direction, Media, Message, Number, Step, User, WebhookTarget,
+};
+use crate::scheduler::Timer;
+use crate::store::{Kind, Snapshot, Write};
+use crate::webhooks::{EventSummary, NewEvent};
+use bytes::Bytes;
+use mynah_wire::error::{ApiError, ErrorCode};
+use mynah_wire::message::{Content, MediaSource, SendMessage};
+use mynah_wire::response::{MessageStatus, SendResponse};
+use mynah_wire::webhook::{
+    Change, ChangeValue, Contact, Conversation, InboundBody, InboundContext, InboundMessage,
+    MessagesValue, Metadata, Origin, Pricing, Profile, Status, StatusKind,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+/// What an operation wants done once the lock is released.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Journal writes.
+    pub writes: Vec<Write>,
+    /// Webhook events.
+    pub events: Vec<NewEvent>,
+    /// Timers to set.
+    pub timers: Vec<(Millis, Timer)>,
+}
+
+impl Effects {
+    fn put<T: Serialize>(&mut self, kind: Kind, id: &str, value: &T) {
+        if let Ok(data) = serde_json::to_string(value) {
+            self.writes.push(Write::Put {
+                kind,
+                id: id.to_string(),
+                data,
+            });
+        }
+    }
+
+    /// Adds another operation's effects.
+    pub fn extend(&mut self, other: Effects) {
+        self.writes.extend(other.writes);
+        self.events.extend(other.events);
+        self.timers.extend(other.timers);
+    }
+}
+
+/// A template as far as this plane needs it: its category drives pricing and TTL.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TemplateInfo {
+    /// Name.
+    pub name: String,
+    /// Language code.
+    pub language: String,
+    /// `MARKETING`, `UTILITY`, `AUTHENTICATION`.
+    pub category: String,
+}
+
+/// A simulated inbound message, as the control API takes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InboundRequest {
+    /// Business number; defaults to the first number.
+    #[serde(default)]
+    pub phone_number_id: Option<String>,
+    /// The user.
+    pub from: String,
+    /// Profile name (defaults to the user's).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Reply context (`{"id": "<wamid>"}`), forwarded flags, referred product.
+    #[serde(default)]
+    pub context: Option<InboundContext>,
+    /// Click-to-WhatsApp referral.
+    #[serde(default)]
+    pub referral: Option<serde_json::Value>,
+    /// The type and its object, as in the webhook (`"type": "text", "text": {"body": "hi"}`).
+    #[serde(flatten)]
+    pub body: InboundBody,
+}
+
+/// A change to a user's behaviour (absent fields stay as they are).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BehaviourPatch {
+    /// Profile name.
+    pub name: Option<String>,
+    /// Reachable on WhatsApp.
+    pub on_whatsapp: Option<bool>,
+    /// Offline until (unix ms); `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    pub offline_until: Option<Option<Millis>>,
+    /// Offline for this many seconds from now.
+    pub offline_for_seconds: Option<i64>,
+    /// Reads messages.
+    pub reads: Option<bool>,
+    /// Read receipts on.
+    pub read_receipts: Option<bool>,
+    /// Replies with this text; `null` stops replying.
+    #[serde(default, deserialize_with = "double_option")]
+    pub replies_with: Option<Option<String>>,
+    /// Has blocked the business.
+    pub blocks_business: Option<bool>,
+}
+
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The sandbox's state.
+pub struct World {
+    cfg: Config,
+    /// Accounts by WABA id.
+    pub accounts: BTreeMap<String, Account>,
+    /// Numbers by phone number id.
+    pub numbers: BTreeMap<String, Number>,
+    tokens: HashMap<String, Vec<String>>,
+    keys: HashMap<String, String>,
+    /// Users by `wa_id`.
+    pub users: HashMap<String, User>,
+    /// Messages by wamid.
+    pub messages: HashMap<String, Message>,
+    order: Vec<String>,
+    /// Media by id.
+    pub media: HashMap<String, Media>,
+    templates: HashMap<(String, String), TemplateInfo>,
+    ids: Ids,
+    draws: u128,
+    /// Base URL of this sandbox, for media download URLs.
+    pub base_url: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RngState {
+    word_pos: u128,
+}
+
+impl World {
+    /// Builds the world from configuration and whatever the journal kept.
+    pub fn new(cfg: &Config, snapshot: &mut Snapshot, now: Millis) -> (World, Effects) {
+        let mut w = World {
+            cfg: cfg.clone(),
+            accounts: BTreeMap::new(),
+            numbers: BTreeMap::new(),
+            tokens: HashMap::new(),
+            keys: HashMap::new(),
+            users: HashMap::new(),
+            messages: HashMap::new(),
+            order: Vec::new(),
+            media: HashMap::new(),
+            templates: HashMap::new(),
+            ids: Ids::new(cfg.seed, 1),
+            draws: 0,
+            base_url: String::new(),
+        };
+        let mut fx = Effects::default();
+        w.seed_from_config(&mut fx);
+        // What the journal kept wins over the configuration's first-start values.
+        for (_, json) in snapshot.take(Kind::Number) {
+            if let Ok(n) = serde_json::from_str::<Number>(&json) {
+                w.insert_number(n);
+            }
+        }
+        for (_, json) in snapshot.take(Kind::User) {
+            if let Ok(u) = serde_json::from_str::<User>(&json) {
+                w.users.insert(u.wa_id.clone(), u);
+            }
+        }
+        let mut msgs: Vec<Message> = snapshot
+            .take(Kind::Message)
+            .into_iter()
+            .filter_map(|(_, json)| serde_json::from_str(&json).ok())
+            .collect();
+        msgs.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        for m in msgs {
+            if let Some((_, due)) = m.next {
+                fx.timers.push((due.max(now), Timer::Message(m.id.clone())));
+            }
+            w.order.push(m.id.clone());
+            w.messages.insert(m.id.clone(), m);
+        }
+        for (_, json) in snapshot.take(Kind::Media) {
+            if let Ok(mut m) = serde_json::from_str::<Media>(&json) {
+                m.bytes = snapshot.blobs.remove(&m.id).unwrap_or_default();
+                w.media.insert(m.id.clone(), m);
+            }
+        }
+        for (id, json) in snapshot.take(Kind::Meta) {
+            if id == "rng"
+                && let Ok(s) = serde_json::from_str::<RngState>(&json)
+            {
+                w.draws = s.word_pos;
+                w.ids.rng().set_word_pos(s.word_pos);
+            }
+        }
+        (w, fx)
+    }
+
+    fn seed_from_config(&mut self, fx: &mut Effects) {
+        for acc in self.cfg.effective_accounts() {
+            self.accounts.insert(
+                acc.waba_id.clone(),
+                Account {
+                    waba_id: acc.waba_id.clone(),
+                    name: acc.name.clone(),
+                    namespace: acc.namespace.clone(),
+                },
+            );
+            for n in &acc.numbers {
+                let mut url = n.webhook_url.clone();
+                if url.is_empty() {
+                    url = self.cfg.webhooks.default_url.clone();
+                }
+                let number = Number {
+                    phone_number_id: n.phone_number_id.clone(),
+                    display_phone_number: n.display_phone_number.clone(),
+                    verified_name: n.verified_name.clone(),
+                    waba_id: acc.waba_id.clone(),
+                    api_key: n.api_key.clone(),
+                    token: self.cfg.token.clone(),
+                    webhook: WebhookTarget {
+                        url,
+                        headers: n.webhook_headers.clone(),
+                    },
+                };
+                fx.put(Kind::Number, &number.phone_number_id, &number);
+                self.insert_number(number);
+            }
+        }
+        for t in &self.cfg.templates {
+            self.templates.insert(
+                (t.name.clone(), t.language.clone()),
+                TemplateInfo {
+                    name: t.name.clone(),
+                    language: t.language.clone(),
+                    category: t.category.to_uppercase(),
+                },
+            );
+        }
+        for u in self.cfg.users.users.clone() {
+            let name = u.name.clone().unwrap_or_else(|| default_name(&u.wa_id));
+            let user = new_user(&u.wa_id, name, u.behaviour.clone());
+            fx.put(Kind::User, &user.wa_id, &user);
+            self.users.insert(u.wa_id.clone(), user);
+        }
+    }
+
+    /// Adds or replaces a number.
+    pub fn insert_number(&mut self, n: Number) {
+        if let Some(old) = self.numbers.remove(&n.phone_number_id) {
+            self.keys.remove(&old.api_key);
+            if let Some(list) = self.tokens.get_mut(&old.token) {
+                list.retain(|p| *p != old.phone_number_id);
+            }
+        }
+        self.keys
+            .insert(n.api_key.clone(), n.phone_number_id.clone());
+        self.tokens
+            .entry(n.token.clone())
+            .or_default()
+            .push(n.phone_number_id.clone());
+        self.numbers.insert(n.phone_number_id.clone(), n);
+    }
+
+    /// Adds a number (control API); journalled.
+    pub fn add_number(&mut self, n: Number) -> Result<Effects, ApiError> {
+        if n.phone_number_id.is_empty() || n.api_key.is_empty() || n.display_phone_number.is_empty()
+        {
+            return Err(ApiError::with_details(
+                ErrorCode::MynahBadRequest,
+                "phone_number_id, display_phone_number and api_key are required",
+            ));
+        }
+        if let Some(other) = self.keys.get(&n.api_key)
+            && *other != n.phone_number_id
+        {
+            return Err(ApiError::with_details(
+                ErrorCode::MynahBadRequest,
+                format!("api_key is already used by phone number {other}"),
+            ));
+        }
+        if !self.accounts.contains_key(&n.waba_id) {
+            self.accounts.insert(
+                n.waba_id.clone(),
+                Account {
+                    waba_id: n.waba_id.clone(),
+                    name: n.verified_name.clone(),
+                    namespace: String::new(),
+                },
+            );
+        }
+        let mut fx = Effects::default();
+        fx.put(Kind::Number, &n.phone_number_id, &n);
+        self.insert_number(n);
+        Ok(fx)
+    }
+
+    /// The number a 360dialog key reaches.
+    pub fn number_for_key(&self, key: &str) -> Option<&Number> {
+        self.keys.get(key).and_then(|p| self.numbers.get(p))
+    }
+
+    /// Whether a bearer token is known, and the numbers it reaches.
+    pub fn numbers_for_token(&self, token: &str) -> Option<&[String]> {
+        self.tokens
+            .get(token)
+            .map(|v| v.as_slice())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The first number (defaults for the control API).
+    pub fn first_number(&self) -> Option<&Number> {
+        self.cfg
+            .effective_accounts()
+            .first()
+            .and_then(|a| a.numbers.first())
+            .and_then(|n| self.numbers.get(&n.phone_number_id))
+            .or_else(|| self.numbers.values().next())
+    }
+
+    /// Sets a number's webhook.
+    pub fn set_webhook(&mut self, pnid: &str, target: WebhookTarget) -> Effects {
+        let mut fx = Effects::default();
+        if let Some(n) = self.numbers.get_mut(pnid) {
+            n.webhook = target;
+            fx.put(Kind::Number, pnid, &*n);
+        }
+        fx
+    }
+
+    /// A known template.
+    pub fn template(&self, name: &str, language: &str) -> Option<&TemplateInfo> {
+        self.templates
+            .get(&(name.to_string(), language.to_string()))
+    }
+
+    /// Messages in arrival order.
+    pub fn messages_in_order(&self) -> impl DoubleEndedIterator<Item = &Message> {
+        self.order.iter().filter_map(|id| self.messages.get(id))
+    }
+
+    fn note_rng(&mut self, fx: &mut Effects) {
+        let pos = self.ids.rng().get_word_pos();
+        if pos != self.draws {
+            self.draws = pos;
+            fx.put(Kind::Meta, "rng", &RngState { word_pos: pos });
+        }
+    }
+
+    fn draw(&mut self, l: Latency) -> Millis {
+        self.ids.between(l.min_ms, l.max_ms).max(0)
+    }
+
+    fn user_entry(&mut self, wa_id: &str, fx: &mut Effects) -> &mut User {
+        if !self.users.contains_key(wa_id) {
+            let user = new_user(wa_id, default_name(wa_id), self.cfg.users.default.clone());
+            fx.put(Kind::User, wa_id, &user);
+            self.users.insert(wa_id.to_string(), user);
+        }
+        // Inserted just above when missing.
+        self.users
+            .entry(wa_id.to_string())
+            .or_insert_with(|| new_user(wa_id, default_name(wa_id), Behaviour::default()))
+    }
+
+    /// Accepts an outbound message: checks it, decides its pricing, schedules its lifecycle.
+    pub fn send(
+        &mut self,
+        pnid: &str,
+        dialect: Dialect,
+        graph_version: u32,
+        req: &SendMessage,
+        raw: serde_json::Value,
+        now: Millis,
+    ) -> Result<(SendResponse, Effects), ApiError> {
+        let number = self.numbers.get(pnid).cloned().ok_or_else(|| {
+            ApiError::with_details(ErrorCode::ParameterValueNotValid33, "Unknown phone number.")
+        })?;
+        let wa_id = req.to.as_str().to_string();
+        if wa_id == number.display_phone_number {
+            return Err(ApiError::new(ErrorCode::RecipientIsSender));
+        }
+        let mut category = None;
+        match &req.content {
+            Content::Template(t) => {
+                let Some(info) = self.template(&t.name, &t.language) else {
+                    return Err(ApiError::with_details(
+                        ErrorCode::TemplateDoesNotExist,
+                        format!(
+                            "template name ({}) does not exist in {}",
+                            t.name, t.language
+                        ),
+                    ));
+                };
+                category = Some(info.category.to_lowercase());
+            }
+            Content::Image(m)
+            | Content::Audio(m)
+            | Content::Video(m)
+            | Content::Document(m)
+            | Content::Sticker(m) => {
+                if let MediaSource::Id(id) = &m.source
+                    && !self
+                        .media
+                        .get(id)
+                        .is_some_and(|x| x.phone_number_id == pnid && x.expires_at > now)
+                {
+                    return Err(ApiError::invalid_value(format!(
+                        "Param {}['id'] is not a valid media id for this phone number.",
+                        req.content.message_type().as_str()
+                    )));
+                }
+            }
+            _ => {}
+        }
+        let mut fx = Effects::default();
+        let sent_latency = self.draw(self.cfg.latency.sent);
+        let wamid = self.fresh_wamid(&wa_id);
+        let user = self.user_entry(&wa_id, &mut fx);
+        let in_csw = user.last_inbound.get(pnid).is_some_and(|t| now - t < DAY);
+        // Replying within 24 hours of a click-to-WhatsApp referral opens a 72-hour free entry point.
+        let referral_recent = user.referral_at.get(pnid).is_some_and(|t| now - t < DAY);
+        let fep_open = user.fep_until.get(pnid).is_some_and(|t| *t > now);
+        let mut user_changed = false;
+        if referral_recent && !fep_open {
+            user.fep_until.insert(pnid.to_string(), now + 3 * DAY);
+            user_changed = true;
+        }
+        let in_fep = user.fep_until.get(pnid).is_some_and(|t| *t > now);
+        let (pricing, origin) = price(category.as_deref(), in_csw, in_fep);
+        let show_conversation = graph_version < 24 || in_fep;
+        let conversation = if pricing.category == "service" && !show_conversation {
+            None
+        } else {
+            let key = format!("{pnid}:{origin}");
+            let open = user
+                .conversations
+                .get(&key)
+                .filter(|(_, exp)| *exp > now)
+                .cloned();
+            let (id, expires) = match open {
+                Some(c) => c,
+                None => {
+                    user_changed = true;
+                    (String::new(), now + DAY)
+                }
+            };
+            Some((key, id, expires))
+        };
+        let conversation = match conversation {
+            Some((key, id, expires)) if id.is_empty() => {
+                let id = self.ids.hex32();
+                let user = self.user_entry(&wa_id, &mut fx);
+                user.conversations.insert(key, (id.clone(), expires));
+                Some(ConversationRef {
+                    id,
+                    expires_at: expires,
+                    origin: origin.clone(),
+                })
+            }
+            Some((_, id, expires)) => Some(ConversationRef {
+                id,
+                expires_at: expires,
+                origin: origin.clone(),
+            }),
+            None => None,
+        };
+        if user_changed && let Some(u) = self.users.get(&wa_id) {
+            fx.put(Kind::User, &wa_id, u);
+        }
+        let mut msg = Message {
+            id: wamid.clone(),
+            direction: Direction::Outbound,
+            phone_number_id: pnid.to_string(),
+            wa_id: wa_id.clone(),
+            kind: req.content.message_type().as_str().to_string(),
+            dialect,
+            graph_version,
+            created_at: now,
+            body: raw,
+            category,
+            biz_opaque_callback_data: req.biz_opaque_callback_data.clone(),
+            pricing: Some(pricing),
+            conversation,
+            show_conversation,
+            status: None,
+            next: Some((Step::Send, now + sent_latency)),
+            timeline: Vec::new(),
+        };
+        msg.log(
+            now,
+            "accepted",
+            Some(format!("via {} v{}.0", dialect.as_str(), graph_version)),
+        );
+        fx.put(Kind::Message, &wamid, &msg);
+        fx.timers
+            .push((now + sent_latency, Timer::Message(wamid.clone())));
+        self.order.push(wamid.clone());
+        self.messages.insert(wamid.clone(), msg);
+        self.note_rng(&mut fx);
+        let response = SendResponse::new(&req.to_input, &wa_id, &wamid, MessageStatus::Accepted);
+        Ok((response, fx))
+    }
+
+    fn fresh_wamid(&mut self, wa_id: &str) -> String {
+        loop {
+            let id = self.ids.wamid(wa_id);
+            if !self.messages.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// A message's lifecycle timer fired.
+    pub fn on_message_timer(&mut self, wamid: &str, now: Millis) -> Effects {
+        let mut fx = Effects::default();
+        let Some(msg) = self.messages.get(wamid) else {
+            return fx;
+        };
+        let Some((step, due)) = msg.next else {
+            return fx;
+        };
+        if due > now {
+            return fx;
+        }
+        let wa_id = msg.wa_id.clone();
+        let behaviour = self.user_entry(&wa_id, &mut fx).behaviour.clone();
+        let lat = self.cfg.latency.clone();
+        let (status, next, error): (Option<StatusKind>, Option<(Step, Millis)>, Option<ApiError>) =
+            match step {
+                Step::Send => {
+                    if !behaviour.on_whatsapp {
+                        (
+                            Some(StatusKind::Failed),
+                            None,
+                            Some(ApiError::new(ErrorCode::Undeliverable)),
+                        )
+                    } else if let Some(err) = self.reaction_problem(wamid, now) {
+                        (Some(StatusKind::Failed), None, Some(err))
+                    } else if msg_kind(&self.messages, wamid) == "reaction"
+                        || behaviour.blocks_business
+                    {
+                        (Some(StatusKind::Sent), None, None)
+                    } else {
+                        let mut at = now + self.draw(lat.delivered);
+                        if let Some(until) = behaviour.offline_until.filter(|u| *u > now) {
+                            at = at.max(until + self.draw(lat.delivered));
+                        }
+                        (Some(StatusKind::Sent), Some((Step::Deliver, at)), None)
+                    }
+                }
+                Step::Deliver => {
+                    if let Some(until) = behaviour.offline_until.filter(|u| *u > now) {
+                        // Went offline meanwhile: try again once the user is back.
+                        let at = until + self.draw(lat.delivered);
+                        (None, Some((Step::Deliver, at)), None)
+                    } else if behaviour.blocks_business || !behaviour.on_whatsapp {
+                        (None, None, None)
+                    } else {
+                        let next = behaviour
+                            .reads
+                            .then(|| (Step::Read, now + self.draw(lat.read)));
+                        (Some(StatusKind::Delivered), next, None)
+                    }
+                }
+                Step::Read => {
+                    let status = behaviour.read_receipts.then_some(StatusKind::Read);
+                    let next = if is_voice(&self.messages, wamid) {
+                        Some((Step::Play, now + self.draw(lat.played)))
+                    } else {
+                        behaviour
+                            .replies_with
+                            .as_ref()
+                            .map(|_| (Step::Reply, now + self.draw(lat.reply)))
+                    };
+                    // Without read receipts the platform still knows it was read.
+                    (status.or(Some(StatusKind::Read)), next, None)
+                }
+                Step::Play => {
+                    let next = behaviour
+                        .replies_with
+                        .as_ref()
+                        .map(|_| (Step::Reply, now + self.draw(lat.reply)));
+                    (Some(StatusKind::Played), next, None)
+                }
+                Step::Reply => (None, None, None),
+            };
+        let emit_read = step != Step::Read || behaviour.read_receipts;
+        if let Some(msg) = self.messages.get_mut(wamid) {
+            msg.next = next;
+            if let Some(s) = status {
+                msg.status = Some(s);
+                let detail = error
+                    .as_ref()
+                    .map(|e| format!("{} {}", e.code.code(), e.details));
+                msg.log(now, s.as_str(), detail);
+                if !emit_read {
+                    msg.log(
+                        now,
+                        "read_receipt_suppressed",
+                        Some("the user turned read receipts off".into()),
+                    );
+                }
+            }
+            if let Some((s, at)) = next {
+                fx.timers.push((at, Timer::Message(wamid.to_string())));
+                if s == Step::Deliver && status.is_none() {
+                    msg.log(
+                        now,
+                        "delivery_postponed",
+                        Some(format!("user offline; next try at {at}")),
+                    );
+                }
+            }
+        }
+        if let (Some(s), true) = (status, emit_read) {
+            let ev = self.status_event(wamid, s, now, error.as_ref());
+            fx.events.extend(ev);
+        }
+        if step == Step::Reply
+            && let Some(text) = behaviour.replies_with.clone()
+        {
+            let (pnid, display) = match self
+                .messages
+                .get(wamid)
+                .and_then(|m| self.numbers.get(&m.phone_number_id))
+            {
+                Some(n) => (n.phone_number_id.clone(), n.display_phone_number.clone()),
+                None => return fx,
+            };
+            let req = InboundRequest {
+                phone_number_id: Some(pnid),
+                from: wa_id,
+                name: None,
+                context: Some(InboundContext {
+                    from: Some(display),
+                    id: Some(wamid.to_string()),
+                    ..Default::default()
+                }),
+                referral: None,
+                body: InboundBody::Text {
+                    text: mynah_wire::webhook::InboundText { body: text },
+                },
+            };
+            if let Ok((_, more)) = self.inbound(req, now) {
+                fx.extend(more);
+            }
+        }
+        if let Some(m) = self.messages.get(wamid) {
+            fx.put(Kind::Message, wamid, m);
+        }
+        self.note_rng(&mut fx);
+        fx
+    }
+
+    fn reaction_problem(&self, wamid: &str, now: Millis) -> Option<ApiError> {
+        let msg = self.messages.get(wamid)?;
+        if msg.kind != "reaction" {
+            return None;
+        }
+        let target = msg.body.get("reaction")?.get("message_id")?.as_str()?;
+        let bad = match self.messages.get(target) {
+            None => true,
+            Some(t) => {
+                t.kind == "reaction" || t.wa_id != msg.wa_id || now - t.created_at > 30 * DAY
+            }
+        };
+        bad.then(|| {
+            ApiError::invalid_value(format!(
+                "Param reaction['message_id'] {target} is not a message in this thread younger than 30 days that can be reacted to."
+            ))
+        })
+    }
+
+    fn status_event(
+        &self,
+        wamid: &str,
+        status: StatusKind,
+        now: Millis,
+        error: Option<&ApiError>,
+    ) -> Option<NewEvent> {
+        let msg = self.messages.get(wamid)?;
+        let number = self.numbers.get(&msg.phone_number_id)?;
+        let user = self.users.get(&msg.wa_id)?;
+        let priced = matches!(status, StatusKind::Sent | StatusKind::Delivered);
+        let conversation = match (&msg.conversation, priced && msg.show_conversation) {
+            (Some(c), true) => Some(Conversation {
+                id: c.id.clone(),
+                expiration_timestamp: (status == StatusKind::Sent)
+                    .then(|| unix_seconds_string(c.expires_at)),
+                origin: Origin {
+                    kind: c.origin.clone(),
+                },
+            }),
+            _ => None,
+        };
+        let st = Status {
+            id: msg.id.clone(),
+            status,
+            timestamp: unix_seconds_string(now),
+            recipient_id: msg.wa_id.clone(),
+            biz_opaque_callback_data: msg.biz_opaque_callback_data.clone(),
+            conversation,
+            pricing: if priced { msg.pricing.clone() } else { None },
+            errors: error.map(|e| vec![e.to_webhook()]),
+        };
+        let value = MessagesValue {
+            messaging_product: "whatsapp".into(),
+            metadata: metadata(number),
+            contacts: Some(vec![Contact {
+                profile: Profile {
+                    name: user.name.clone(),
+                },
+                wa_id: user.wa_id.clone(),
+            }]),
+            messages: None,
+            statuses: Some(vec![st]),
+            errors: None,
+        };
+        Some(NewEvent {
+            phone_number_id: number.phone_number_id.clone(),
+            waba_id: number.waba_id.clone(),
+            key: msg.id.clone(),
+            time: None,
+            change: Change {
+                value: ChangeValue::Messages(Box::new(value)),
+                field: "messages".into(),
+            },
+            summary: EventSummary {
+                field: "messages".into(),
+                wamid: Some(msg.id.clone()),
+                status: Some(status.as_str().to_string()),
+                wa_id: Some(msg.wa_id.clone()),
+                message_type: None,
+            },
+        })
+    }
+
+    /// Simulates a message from a user to a business number.
+    pub fn inbound(
+        &mut self,
+        req: InboundRequest,
+        now: Millis,
+    ) -> Result<(String, Effects), ApiError> {
+        let pnid = match &req.phone_number_id {
+            Some(p) => p.clone(),
+            None => self
+                .first_number()
+                .map(|n| n.phone_number_id.clone())
+                .unwrap_or_default(),
+        };
+        let number = self.numbers.get(&pnid).cloned().ok_or_else(|| {
+            ApiError::with_details(ErrorCode::MynahNotFound, format!("no phone number {pnid}"))
+        })?;
+        let from = mynah_wire::WaId::parse(&req.from)
+            .map_err(|e| ApiError::with_details(ErrorCode::MynahBadRequest, e.details))?;
+        let from = from.as_str().to_string();
+        let mut fx = Effects::default();
+        let mut body = req.body;
+        if let Some(media) = body.media_mut() {
+            if media.id.is_empty() {
+                let mime = if media.mime_type.is_empty() {
+                    default_mime(&media.filename)
+                } else {
+                    media.mime_type.clone()
+                };
+                let bytes =
+                    Bytes::from(format!("mynah sample media for {from} at {now}").into_bytes());
+                let m = self.store_media(
+                    &pnid,
+                    &mime,
+                    media.filename.clone(),
+                    bytes,
+                    now,
+                    7 * DAY,
+                    &mut fx,
+                );
+                media.id = m.id.clone();
+                media.mime_type = m.mime_type.clone();
+                media.sha256 = m.sha256.clone();
+            } else if let Some(m) = self.media.get(&media.id) {
+                media.mime_type = m.mime_type.clone();
+                media.sha256 = m.sha256.clone();
+            } else {
+                return Err(ApiError::with_details(
+                    ErrorCode::MynahBadRequest,
+                    format!(
+                        "media id {} does not exist; omit it to have one created",
+                        media.id
+                    ),
+                ));
+            }
+            media.url = Some(self.media_url(&media.id, now));
+        }
+        let wamid = self.fresh_wamid(&from);
+        let user = self.user_entry(&from, &mut fx);
+        if let Some(name) = &req.name {
+            user.name = name.clone();
+        }
+        user.last_inbound.insert(pnid.clone(), now);
+        if req.referral.is_some() {
+            user.referral_at.insert(pnid.clone(), now);
+        }
+        let profile_name = user.name.clone();
+        let user_json = serde_json::to_string(&*user).unwrap_or_default();
+        fx.writes.push(Write::Put {
+            kind: Kind::User,
+            id: from.clone(),
+            data: user_json,
+        });
+        let is_system = matches!(body, InboundBody::System { .. });
+        let errors = matches!(body, InboundBody::Unsupported { .. })
+            .then(|| vec![ApiError::new(ErrorCode::UnsupportedMessageType).to_webhook()]);
+        let message_type = body.type_str().to_string();
+        let inbound = InboundMessage {
+            context: req.context,
+            from: from.clone(),
+            id: wamid.clone(),
+            timestamp: unix_seconds_string(now),
+            body,
+            referral: req.referral,
+            errors,
+        };
+        let value = MessagesValue {
+            messaging_product: "whatsapp".into(),
+            metadata: metadata(&number),
+            contacts: (!is_system).then(|| {
+                vec![Contact {
+                    profile: Profile { name: profile_name },
+                    wa_id: from.clone(),
+                }]
+            }),
+            messages: Some(vec![inbound.clone()]),
+            statuses: None,
+            errors: None,
+        };
+        let mut msg = Message {
+            id: wamid.clone(),
+            direction: Direction::Inbound,
+            phone_number_id: pnid.clone(),
+            wa_id: from.clone(),
+            kind: message_type.clone(),
+            dialect: Dialect::Cloud,
+            graph_version: 0,
+            created_at: now,
+            body: serde_json::to_value(&inbound).unwrap_or_default(),
+            category: None,
+            biz_opaque_callback_data: None,
+            pricing: None,
+            conversation: None,
+            show_conversation: false,
+            status: None,
+            next: None,
+            timeline: Vec::new(),
+        };
+        msg.log(
+            now,
+            "received",
+            Some("customer service window open for 24 hours".into()),
+        );
+        fx.put(Kind::Message, &wamid, &msg);
+        self.order.push(wamid.clone());
+        self.messages.insert(wamid.clone(), msg);
+        fx.events.push(NewEvent {
+            phone_number_id: pnid,
+            waba_id: number.waba_id.clone(),
+            key: wamid.clone(),
+            time: None,
+            change: Change {
+                value: ChangeValue::Messages(Box::new(value)),
+                field: "messages".into(),
+            },
+            summary: EventSummary {
+                field: "messages".into(),
+                wamid: Some(wamid.clone()),
+                status: None,
+                wa_id: Some(from),
+                message_type: Some(message_type),
+            },
+        });
+        self.note_rng(&mut fx);
+        Ok((wamid, fx))
+    }
+
+    /// Marks an inbound message (and the earlier ones of that user) read; with a typing indicator,
+    /// shows "typing…" to the user as well.
+    pub fn mark_read(
+        &mut self,
+        pnid: &str,
+        message_id: &str,
+        typing: bool,
+        now: Millis,
+    ) -> Result<Effects, ApiError> {
+        let Some(target) = self.messages.get(message_id) else {
+            return Err(ApiError::invalid_value(format!(
+                "Param message_id {message_id} is not a message received by this phone number."
+            )));
+        };
+        if target.direction != Direction::Inbound || target.phone_number_id != pnid {
+            return Err(ApiError::invalid_value(format!(
+                "Param message_id {message_id} is not a message received by this phone number."
+            )));
+        }
+        let (wa_id, until) = (target.wa_id.clone(), target.created_at);
+        let mut fx = Effects::default();
+        let ids: Vec<String> = self
+            .messages_in_order()
+            .filter(|m| {
+                m.direction == Direction::Inbound
+                    && m.phone_number_id == pnid
+                    && m.wa_id == wa_id
+                    && m.created_at <= until
+                    && m.status != Some(StatusKind::Read)
+            })
+            .map(|m| m.id.clone())
+            .collect();
+        for id in ids.iter().chain(std::iter::once(&message_id.to_string())) {
+            if let Some(m) = self.messages.get_mut(id) {
+                if m.status != Some(StatusKind::Read) {
+                    m.status = Some(StatusKind::Read);
+                    m.log(now, "marked_read", None);
+                }
+                if typing && id == message_id {
+                    m.log(
+                        now,
+                        "typing_indicator",
+                        Some("shown until the next message or 25 seconds".into()),
+                    );
+                }
+                fx.put(Kind::Message, id, &*m);
+            }
+        }
+        Ok(fx)
+    }
+
+    /// Changes a user's behaviour, creating the user if needed.
+    pub fn set_behaviour(
+        &mut self,
+        wa_id: &str,
+        patch: BehaviourPatch,
+        now: Millis,
+    ) -> Result<(User, Effects), ApiError> {
+        let wa_id = mynah_wire::WaId::parse(wa_id)
+            .map_err(|e| ApiError::with_details(ErrorCode::MynahBadRequest, e.details))?
+            .as_str()
+            .to_string();
+        let mut fx = Effects::default();
+        let user = self.user_entry(&wa_id, &mut fx);
+        let b = &mut user.behaviour;
+        if let Some(v) = patch.name {
+            user.name = v;
+        }
+        if let Some(v) = patch.on_whatsapp {
+            b.on_whatsapp = v;
+        }
+        if let Some(v) = patch.offline_until {
+            b.offline_until = v;
+        }
+        if let Some(s) = patch.offline_for_seconds {
+            b.offline_until = Some(now + s.max(0) * 1_000);
+        }
+        if let Some(v) = patch.reads {
+            b.reads = v;
+        }
+        if let Some(v) = patch.read_receipts {
+            b.read_receipts = v;
+        }
+        if let Some(v) = patch.replies_with {
+            b.replies_with = v;
+        }
+        if let Some(v) = patch.blocks_business {
+            b.blocks_business = v;
+        }
+        let user = user.clone();
+        fx.put(Kind::User, &wa_id, &user);
+        Ok((user, fx))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store_media(
+        &mut self,
+        pnid: &str,
+        mime: &str,
+        filename: Option<String>,
+        bytes: Bytes,
+        now: Millis,
+        ttl: Millis,
+        fx: &mut Effects,
+    ) -> Media {
+        let mut id = self.ids.numeric();
+        while self.media.contains_key(&id) {
+            id = self.ids.numeric();
+        }
+        let media = Media {
+            id: id.clone(),
+            phone_number_id: pnid.to_string(),
+            mime_type: mime.to_string(),
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            file_size: bytes.len() as u64,
+            filename,
+            created_at: now,
+            expires_at: now + ttl,
+            bytes: bytes.clone(),
+        };
+        fx.put(Kind::Media, &id, &media);
+        fx.writes.push(Write::Blob {
+            id: id.clone(),
+            bytes,
+        });
+        self.media.insert(id, media.clone());
+        media
+    }
+
+    /// Stores an upload; media ids live 30 days.
+    pub fn upload_media(
+        &mut self,
+        pnid: &str,
+        mime: &str,
+        filename: Option<String>,
+        bytes: Bytes,
+        now: Millis,
+    ) -> (Media, Effects) {
+        let mut fx = Effects::default();
+        let m = self.store_media(pnid, mime, filename, bytes, now, 30 * DAY, &mut fx);
+        self.note_rng(&mut fx);
+        (m, fx)
+    }
+
+    /// The download URL of a media id (valid 5 minutes).
+    pub fn media_url(&self, id: &str, now: Millis) -> String {
+        let exp = (now + 5 * 60 * 1_000) / 1_000;
+        let hash = hex::encode(
+            &Sha256::digest(format!("{id}:{exp}:{}", self.cfg.app_secret).as_bytes())[..12],
+        );
+        format!(
+            "{}/whatsapp_business/attachments/?mid={id}&ext={exp}&hash={hash}",
+            self.base_url
+        )
+    }
+
+    /// Checks a download URL's query and returns the media.
+    pub fn media_for_download(
+        &self,
+        mid: &str,
+        ext: &str,
+        hash: &str,
+        now: Millis,
+    ) -> Result<&Media, ApiError> {
+        let not_found = || {
+            ApiError::with_details(
+                ErrorCode::ParameterValueNotValid33,
+                "The media URL is not valid or has expired.",
+            )
+        };
+        let exp: i64 = ext.parse().map_err(|_| not_found())?;
+        let want = hex::encode(
+            &Sha256::digest(format!("{mid}:{exp}:{}", self.cfg.app_secret).as_bytes())[..12],
+        );
+        if want != hash || exp * 1_000 < now {
+            return Err(not_found());
+        }
+        self.media
+            .get(mid)
+            .filter(|m| m.expires_at > now)
+            .ok_or_else(not_found)
+    }
+
+    /// Deletes media.
+    pub fn delete_media(&mut self, id: &str) -> Option<Effects> {
+        self.media.remove(id)?;
+        let mut fx = Effects::default();
+        fx.writes.push(Write::Delete {
+            kind: Kind::Media,
+            id: id.to_string(),
+        });
+        fx.writes.push(Write::DeleteBlob { id: id.to_string() });
+        Some(fx)
+    }
+
+    /// Forgets messages, users, media and windows; keeps accounts and numbers as configured.
+    pub fn reset(&mut self) -> Effects {
+        let base_url = std::mem::take(&mut self.base_url);
+        let mut fresh = World::new(&self.cfg, &mut Snapshot::default(), 0).0;
+        fresh.base_url = base_url;
+        *self = fresh;
+        let mut fx = Effects {
+            writes: vec![Write::Reset],
+            ..Default::default()
+        };
+        for n in self.numbers.values() {
+            fx.put(Kind::Number, &n.phone_number_id, n);
+        }
+        for u in self.users.values() {
+            fx.put(Kind::User, &u.wa_id, u);
+        }
+        fx
+    }
+}
+
+fn msg_kind<'a>(messages: &'a HashMap<String, Message>, wamid: &str) -> &'a str {
+    messages.get(wamid).map(|m| m.kind.as_str()).unwrap_or("")
+}
+
+fn is_voice(messages: &HashMap<String, Message>, wamid: &str) -> bool {
+    messages.get(wamid).is_some_and(|m| {
+        m.kind == "audio"
+            && m.body
+                .get("audio")
+                .and_then(|a| a.get("voice"))
+                .and_then(|v| v.as_bool())
+                == Some(true)
+    })
+}
+
+fn metadata(n: &Number) -> Metadata {
+    Metadata {
+        display_phone_number: n.display_phone_number.clone(),
+        phone_number_id: n.phone_number_id.clone(),
+    }
+}
+
+fn new_user(wa_id: &str, name: String, behaviour: Behaviour) -> User {
+    User {
+        wa_id: wa_id.to_string(),
+        name,
+        behaviour,
+        last_inbound: BTreeMap::new(),
+        referral_at: BTreeMap::new(),
+        fep_until: BTreeMap::new(),
+        conversations: BTreeMap::new(),
+    }
+}
+
+fn default_name(wa_id: &str) -> String {
+    let tail = &wa_id[wa_id.len().saturating_sub(4)..];
+    format!("User {tail}")
+}
+
+fn default_mime(filename: &Option<String>) -> String {
+    let ext = filename
+        .as_deref()
+        .and_then(|f| f.rsplit('.').next())
+        .unwrap_or("");
+    match ext {
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "mp4" => "video/mp4",
+        "ogg" => "audio/ogg",
+        "webp" => "image/webp",
+        _ => "image/jpeg",
+    }
+    .to_string()
+}
+
+/// Pricing of a message (spec §4.5, §5.4): the category, whether it is charged, and the
+/// conversation origin it belongs to.
+pub fn price(template_category: Option<&str>, in_csw: bool, in_fep: bool) -> (Pricing, String) {
+    let category = template_category.unwrap_or("service").to_string();
+    let (billable, kind, origin) = if in_fep {
+        (false, "free_entry_point", "referral_conversion".to_string())
+    } else if template_category.is_none() || (in_csw && category == "utility") {
+        (false, "free_customer_service", category.clone())
+    } else {
+        (true, "regular", category.clone())
+    };
+    (
+        Pricing {
+            billable,
+            pricing_model: "PMP".into(),
+            kind: kind.into(),
+            category,
+        },
+        origin,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pricing_follows_the_spec() {
+        let (p, o) = price(None, true, false);
+        assert_eq!(
+            (p.billable, p.kind.as_str(), p.category.as_str(), o.as_str()),
+            (false, "free_customer_service", "service", "service")
+        );
+        let (p, _) = price(Some("utility"), true, false);
+        assert_eq!(
+            (p.billable, p.kind.as_str()),
+            (false, "free_customer_service")
+        );
+        let (p, _) = price(Some("utility"), false, false);
+        assert_eq!((p.billable, p.kind.as_str()), (true, "regular"));
+        let (p, _) = price(Some("marketing"), true, false);
+        assert_eq!(
+            (p.billable, p.kind.as_str(), p.category.as_str()),
+            (true, "regular", "marketing")
+        );
+        let (p, o) = price(Some("marketing"), false, true);
+        assert_eq!(
+            (p.billable, p.kind.as_str(), o.as_str()),
+            (false, "free_entry_point", "referral_conversion")
+        );
+    }
+}

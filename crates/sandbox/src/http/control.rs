@@ -1,0 +1,292 @@
+//! Mynah's control API under `/_mynah/`: reset, the clock, messages and their timelines,
+//! simulated inbound messages, user behaviours, numbers, webhook attempts and a long-poll wait.
+//! JSON in, JSON out; errors use the Graph envelope with Mynah's own codes.
+
+use super::{error_response, is_json, json, read_body};
+use crate::clock::Millis;
+use crate::engine::{BehaviourPatch, InboundRequest};
+use crate::model::{Dialect, Direction, Message, Number, WebhookTarget};
+use crate::sandbox::Sandbox;
+use crate::webhooks::AttemptFilter;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use mynah_wire::error::{ApiError, ERROR_TABLE, ErrorCode};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Handles one control request.
+pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
+    match dispatch(&sb, req).await {
+        Ok(resp) => resp,
+        Err(e) => error_response(Dialect::Cloud, &e, &sb.trace_id()),
+    }
+}
+
+fn bad(details: impl Into<String>) -> ApiError {
+    ApiError::with_details(ErrorCode::MynahBadRequest, details.into())
+}
+
+fn not_found(details: impl Into<String>) -> ApiError {
+    ApiError::with_details(ErrorCode::MynahNotFound, details.into())
+}
+
+async fn body<T: DeserializeOwned>(sb: &Sandbox, req: Request) -> Result<T, ApiError> {
+    if !is_json(req.headers()) {
+        return Err(bad("send JSON with Content-Type: application/json").with_http(415));
+    }
+    let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
+        .await
+        .map_err(|e| bad(e).with_http(413))?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON body: {e}")))
+}
+
+fn query<T: DeserializeOwned + Default>(req: &Request) -> Result<T, ApiError> {
+    match req.uri().query() {
+        None => Ok(T::default()),
+        Some(q) => serde_urlencoded::from_str(q).map_err(|e| bad(format!("invalid query: {e}"))),
+    }
+}
+
+async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).skip(1).collect();
+    let method = req.method().clone();
+    match (method.clone(), segs.as_slice()) {
+        (Method::GET, ["health"]) | (Method::GET, []) => Ok(json(&serde_json::json!({
+            "status": "ok",
+            "clock": if sb.clock.is_manual() { "manual" } else { "system" },
+            "now": sb.clock.now(),
+            "pending_webhooks": sb.hub.pending(),
+        }))),
+        (Method::POST, ["reset"]) => {
+            sb.reset().await?;
+            Ok(json(&serde_json::json!({ "reset": true })))
+        }
+        (Method::GET, ["clock"]) => Ok(clock(sb)),
+        (Method::POST, ["clock", "advance"]) => {
+            let a: Advance = body(sb, req).await?;
+            let ms = a.ms.unwrap_or(0)
+                + a.seconds
+                    .map(|s| (s * 1_000.0).round() as Millis)
+                    .unwrap_or(0);
+            if a.ms.is_none() && a.seconds.is_none() {
+                return Err(bad("give {\"seconds\": N} or {\"ms\": N}"));
+            }
+            sb.advance(ms).await?;
+            Ok(clock(sb))
+        }
+        (Method::GET, ["messages"]) => {
+            let q: MessageQuery = query(&req)?;
+            let world = sb.world();
+            let limit = q.limit.unwrap_or(100).min(10_000);
+            let mut found: Vec<&Message> = world
+                .messages_in_order()
+                .rev()
+                .filter(|m| q.matches(m))
+                .take(limit)
+                .collect();
+            found.reverse();
+            Ok(json(&serde_json::json!({ "messages": found })))
+        }
+        (Method::GET, ["messages", id]) => {
+            let world = sb.world();
+            let m = world
+                .messages
+                .get(*id)
+                .ok_or_else(|| not_found(format!("no message {id}")))?;
+            Ok(json(m))
+        }
+        (Method::POST, ["inbound"]) => {
+            let r: InboundRequest = body(sb, req).await?;
+            let now = sb.clock.now();
+            let (id, fx) = sb.world().inbound(r, now)?;
+            sb.apply_durable(fx).await?;
+            let world = sb.world();
+            let m = world
+                .messages
+                .get(&id)
+                .ok_or_else(|| not_found("message vanished"))?;
+            Ok(json(m))
+        }
+        (Method::GET, ["users"]) => {
+            let world = sb.world();
+            let mut users: Vec<_> = world.users.values().collect();
+            users.sort_by(|a, b| a.wa_id.cmp(&b.wa_id));
+            Ok(json(&serde_json::json!({ "users": users })))
+        }
+        (Method::GET, ["users", wa_id]) => {
+            let world = sb.world();
+            let u = world
+                .users
+                .get(*wa_id)
+                .ok_or_else(|| not_found(format!("no user {wa_id}")))?;
+            Ok(json(u))
+        }
+        (Method::PUT | Method::PATCH | Method::POST, ["users", wa_id]) => {
+            let wa_id = wa_id.to_string();
+            let patch: BehaviourPatch = body(sb, req).await?;
+            let now = sb.clock.now();
+            let (user, fx) = sb.world().set_behaviour(&wa_id, patch, now)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&user))
+        }
+        (Method::GET, ["numbers"]) => {
+            let world = sb.world();
+            let numbers: Vec<_> = world.numbers.values().collect();
+            Ok(json(&serde_json::json!({ "numbers": numbers })))
+        }
+        (Method::POST, ["numbers"]) => {
+            let n: NewNumber = body(sb, req).await?;
+            let number = Number {
+                phone_number_id: n.phone_number_id,
+                display_phone_number: n.display_phone_number,
+                verified_name: n.verified_name.unwrap_or_else(|| "Mynah Sandbox".into()),
+                waba_id: n.waba_id.unwrap_or_else(|| {
+                    sb.world()
+                        .first_number()
+                        .map(|f| f.waba_id.clone())
+                        .unwrap_or_default()
+                }),
+                api_key: n.api_key,
+                token: n.token.unwrap_or_else(|| sb.config.token.clone()),
+                webhook: WebhookTarget {
+                    url: n.webhook_url.unwrap_or_default(),
+                    headers: n.webhook_headers.unwrap_or_default(),
+                },
+            };
+            let fx = sb.world().add_number(number.clone())?;
+            sb.hub
+                .set_target(&number.phone_number_id, number.webhook.clone());
+            sb.apply_durable(fx).await?;
+            Ok(super::json_status(StatusCode::CREATED, &number))
+        }
+        (Method::GET, ["webhooks", "attempts"]) => {
+            let q: WaitQuery = query(&req)?;
+            let attempts = sb
+                .hub
+                .attempts(&q.filter(None), q.limit.unwrap_or(100).min(10_000));
+            Ok(json(&serde_json::json!({ "attempts": attempts })))
+        }
+        (Method::GET, ["webhooks", "wait"]) => {
+            let q: WaitQuery = query(&req)?;
+            let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(5_000).min(120_000));
+            // Waiting means waiting for a delivery the receiver accepted, unless told otherwise.
+            let filter = q.filter(Some(true));
+            match sb
+                .hub
+                .wait_for(&filter, q.count.unwrap_or(1), timeout)
+                .await
+            {
+                Some(found) => Ok(json(&serde_json::json!({ "attempts": found }))),
+                None => Err(ApiError::with_details(
+                    ErrorCode::MynahTimeout,
+                    format!(
+                        "no {} matching webhook attempt(s) within {} ms",
+                        q.count.unwrap_or(1),
+                        timeout.as_millis()
+                    ),
+                )),
+            }
+        }
+        (Method::GET, ["errors"]) => Ok(json(&serde_json::json!({ "errors": ERROR_TABLE }))),
+        _ => Err(not_found(format!(
+            "unknown control route {} {path}; see the README's control API table",
+            method.as_str()
+        ))),
+    }
+}
+
+fn clock(sb: &Sandbox) -> Response {
+    json(&serde_json::json!({
+        "mode": if sb.clock.is_manual() { "manual" } else { "system" },
+        "now_ms": sb.clock.now(),
+        "now": crate::clock::unix_seconds_string(sb.clock.now()),
+        "pending_timers": sb.sched.len(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    seconds: Option<f64>,
+    ms: Option<Millis>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct MessageQuery {
+    phone_number_id: Option<String>,
+    wa_id: Option<String>,
+    direction: Option<Direction>,
+    status: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    limit: Option<usize>,
+}
+
+impl MessageQuery {
+    fn matches(&self, m: &Message) -> bool {
+        self.phone_number_id
+            .as_ref()
+            .is_none_or(|p| *p == m.phone_number_id)
+            && self.wa_id.as_ref().is_none_or(|w| *w == m.wa_id)
+            && self.direction.is_none_or(|d| d == m.direction)
+            && self.kind.as_ref().is_none_or(|k| *k == m.kind)
+            && self
+                .status
+                .as_ref()
+                .is_none_or(|s| m.status.map(|x| x.as_str()) == Some(s.as_str()))
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct WaitQuery {
+    phone_number_id: Option<String>,
+    wamid: Option<String>,
+    status: Option<String>,
+    field: Option<String>,
+    wa_id: Option<String>,
+    message_type: Option<String>,
+    delivered: Option<bool>,
+    after_seq: Option<u64>,
+    count: Option<usize>,
+    timeout_ms: Option<u64>,
+    limit: Option<usize>,
+}
+
+impl WaitQuery {
+    fn filter(&self, default_delivered: Option<bool>) -> AttemptFilter {
+        AttemptFilter {
+            phone_number_id: self.phone_number_id.clone(),
+            wamid: self.wamid.clone(),
+            status: self.status.clone(),
+            field: self.field.clone(),
+            wa_id: self.wa_id.clone(),
+            message_type: self.message_type.clone(),
+            delivered: self.delivered.or(default_delivered),
+            after_seq: self.after_seq,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewNumber {
+    phone_number_id: String,
+    display_phone_number: String,
+    api_key: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    waba_id: Option<String>,
+    #[serde(default)]
+    verified_name: Option<String>,
+    #[serde(default)]
+    webhook_url: Option<String>,
+    #[serde(default)]
+    webhook_headers: Option<std::collections::BTreeMap<String, String>>,
+}

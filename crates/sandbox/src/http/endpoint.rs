@@ -1,0 +1,268 @@
+//! Every platform request is parsed into an [`Endpoint`] first: which dialect, which operation,
+//! which ids. Unknown paths and wrong methods are answered here, in the dialect's own error
+//! format, naming the closest supported route.
+
+use crate::model::Dialect;
+use axum::http::Method;
+use mynah_wire::error::{ApiError, ErrorCode};
+
+/// A platform operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /{version}/{phone_number_id}/messages` (Cloud), `POST /messages` (360dialog),
+    /// `POST /v1/messages` (On-Premises / 360dialog sandbox).
+    Messages {
+        /// Phone number id in the path (Cloud only).
+        pnid: Option<String>,
+    },
+    /// `POST /{version}/{phone_number_id}/media`, `POST /media`.
+    UploadMedia {
+        /// Phone number id in the path (Cloud only).
+        pnid: Option<String>,
+    },
+    /// `GET|POST|DELETE /{version}/{id}` or `GET|DELETE /{id}`: a phone number or a media object.
+    Node {
+        /// The object id.
+        id: String,
+    },
+    /// `GET|POST /v1/configs/webhook` (360dialog).
+    WebhookConfig,
+    /// `GET /whatsapp_business/attachments/?mid=…` — media bytes.
+    Download,
+}
+
+/// A parsed request line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The operation.
+    pub endpoint: Endpoint,
+    /// The dialect its path belongs to.
+    pub dialect: Dialect,
+    /// Graph major version (Cloud path), else the dialect's default.
+    pub version: u32,
+}
+
+/// Why a request line was refused.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Dialect for the error format.
+    pub dialect: Dialect,
+    /// The error.
+    pub error: ApiError,
+    /// For a wrong method: the methods the path supports (`Allow`).
+    pub allow: Option<&'static str>,
+}
+
+/// Supported routes, for "did you mean".
+const ROUTES: &[&str] = &[
+    "POST /{version}/{phone_number_id}/messages",
+    "POST /{version}/{phone_number_id}/media",
+    "POST /{version}/{phone_number_id}",
+    "GET /{version}/{phone_number_id}",
+    "GET /{version}/{media_id}",
+    "DELETE /{version}/{media_id}",
+    "POST /messages",
+    "POST /media",
+    "GET /{media_id}",
+    "DELETE /{media_id}",
+    "GET /v1/configs/webhook",
+    "POST /v1/configs/webhook",
+    "POST /v1/messages",
+    "GET /whatsapp_business/attachments/",
+];
+
+fn graph_version(seg: &str) -> Option<u32> {
+    let rest = seg.strip_prefix('v')?;
+    let (major, minor) = rest.split_once('.')?;
+    if minor.is_empty() || !minor.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    major.parse().ok()
+}
+
+fn is_id(seg: &str) -> bool {
+    !seg.is_empty()
+        && seg.len() <= 64
+        && seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Parses method and path. `min_version` is the oldest Graph version served; `d360_version` the
+/// version assumed for 360dialog paths.
+pub fn parse(
+    method: &Method,
+    path: &str,
+    min_version: u32,
+    d360_version: u32,
+) -> Result<Parsed, Refusal> {
+    let trimmed = path.trim_end_matches('/');
+    let segs: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty()).collect();
+    let first = segs.first().copied().unwrap_or("");
+    if let Some(version) = graph_version(first) {
+        let refuse = |error| Refusal {
+            dialect: Dialect::Cloud,
+            error,
+            allow: None,
+        };
+        if version < min_version {
+            return Err(refuse(ApiError::invalid_param(format!(
+                "Graph API version {first} is not available; this server accepts v{min_version}.0 and later."
+            ))));
+        }
+        let (endpoint, allow) = match segs.as_slice() {
+            [_, id, "messages"] if is_id(id) => (
+                Endpoint::Messages {
+                    pnid: Some(id.to_string()),
+                },
+                "POST",
+            ),
+            [_, id, "media"] if is_id(id) => (
+                Endpoint::UploadMedia {
+                    pnid: Some(id.to_string()),
+                },
+                "POST",
+            ),
+            [_, id] if is_id(id) => (Endpoint::Node { id: id.to_string() }, "GET, POST, DELETE"),
+            _ => return Err(unknown(Dialect::Cloud, method, path)),
+        };
+        check_method(method, allow, Dialect::Cloud, path)?;
+        return Ok(Parsed {
+            endpoint,
+            dialect: Dialect::Cloud,
+            version,
+        });
+    }
+    let (endpoint, dialect, allow) = match segs.as_slice() {
+        ["messages"] => (Endpoint::Messages { pnid: None }, Dialect::D360, "POST"),
+        ["media"] => (Endpoint::UploadMedia { pnid: None }, Dialect::D360, "POST"),
+        ["v1", "configs", "webhook"] => (Endpoint::WebhookConfig, Dialect::D360, "GET, POST"),
+        ["v1", "messages"] => (Endpoint::Messages { pnid: None }, Dialect::OnPrem, "POST"),
+        ["whatsapp_business", "attachments"] => (Endpoint::Download, Dialect::D360, "GET"),
+        [id] if is_id(id) && id.bytes().all(|b| b.is_ascii_digit()) => (
+            Endpoint::Node { id: id.to_string() },
+            Dialect::D360,
+            "GET, DELETE",
+        ),
+        _ => return Err(unknown(Dialect::D360, method, path)),
+    };
+    check_method(method, allow, dialect, path)?;
+    Ok(Parsed {
+        endpoint,
+        dialect,
+        version: d360_version,
+    })
+}
+
+fn check_method(
+    method: &Method,
+    allow: &'static str,
+    dialect: Dialect,
+    path: &str,
+) -> Result<(), Refusal> {
+    if allow.split(", ").any(|m| m == method.as_str()) {
+        return Ok(());
+    }
+    Err(Refusal {
+        dialect,
+        error: ApiError::invalid_param(format!(
+            "Unsupported {} request on {path}. Supported: {allow}.",
+            method.as_str()
+        ))
+        .with_http(405),
+        allow: Some(allow),
+    })
+}
+
+fn unknown(dialect: Dialect, method: &Method, path: &str) -> Refusal {
+    let shape: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if graph_version(s).is_some() {
+                "{version}".to_string()
+            } else if s.bytes().all(|b| b.is_ascii_digit()) {
+                "{phone_number_id}".to_string()
+            } else {
+                s.to_string()
+            }
+        })
+        .collect();
+    let probe = format!("{} /{}", method.as_str(), shape.join("/"));
+    let closest = ROUTES
+        .iter()
+        .min_by_key(|r| strsim::levenshtein(r, &probe))
+        .copied()
+        .unwrap_or("POST /messages");
+    let status = if dialect == Dialect::Cloud { 400 } else { 404 };
+    Refusal {
+        dialect,
+        error: ApiError::with_details(
+            ErrorCode::UnknownPath,
+            format!("Unknown path components: {path}. The closest supported route is {closest}."),
+        )
+        .with_http(status),
+        allow: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(m: Method, p: &str) -> Parsed {
+        parse(&m, p, 16, 23).unwrap()
+    }
+
+    #[test]
+    fn routes_parse() {
+        assert_eq!(
+            ok(Method::POST, "/v23.0/123/messages").endpoint,
+            Endpoint::Messages {
+                pnid: Some("123".into())
+            }
+        );
+        assert_eq!(ok(Method::POST, "/v16.0/123/messages").version, 16);
+        assert_eq!(
+            ok(Method::POST, "/v24.0/123/").endpoint,
+            Endpoint::Node { id: "123".into() }
+        );
+        assert_eq!(ok(Method::POST, "/messages").dialect, Dialect::D360);
+        assert_eq!(ok(Method::POST, "/v1/messages").dialect, Dialect::OnPrem);
+        assert_eq!(
+            ok(Method::GET, "/v1/configs/webhook").endpoint,
+            Endpoint::WebhookConfig
+        );
+        assert_eq!(
+            ok(Method::DELETE, "/1479537139650973").endpoint,
+            Endpoint::Node {
+                id: "1479537139650973".into()
+            }
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_closest_route() {
+        let r = parse(&Method::POST, "/v23.0/123/mesages", 16, 23).unwrap_err();
+        assert_eq!(r.dialect, Dialect::Cloud);
+        assert!(
+            r.error
+                .details
+                .contains("POST /{version}/{phone_number_id}/messages"),
+            "{}",
+            r.error.details
+        );
+        let r = parse(&Method::POST, "/message", 16, 23).unwrap_err();
+        assert!(
+            r.error.details.contains("POST /messages"),
+            "{}",
+            r.error.details
+        );
+        assert_eq!(r.error.http_status(), 404);
+        let r = parse(&Method::GET, "/messages", 16, 23).unwrap_err();
+        assert_eq!(r.allow, Some("POST"));
+        assert_eq!(r.error.http_status(), 405);
+        let r = parse(&Method::POST, "/v15.0/123/messages", 16, 23).unwrap_err();
+        assert_eq!(r.error.code, ErrorCode::InvalidParameter);
+    }
+}

@@ -1,0 +1,135 @@
+//! The sandbox's HTTP faces: the platform's dialects at the root of the port, Mynah's control API
+//! under `/_mynah/`. One handler takes every request, parses it into an endpoint, and answers
+//! errors in the caller's own format.
+
+pub mod control;
+pub mod endpoint;
+pub mod platform;
+
+use crate::model::Dialect;
+use crate::sandbox::Sandbox;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mynah_wire::error::ApiError;
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The router: one handler for everything.
+pub fn router(sb: Arc<Sandbox>) -> Router {
+    Router::new().fallback(handle).with_state(sb)
+}
+
+async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
+    if req.uri().path().starts_with("/_mynah") {
+        control::handle(sb, req).await
+    } else {
+        platform::handle(sb, req).await
+    }
+}
+
+/// Serves `sb` on `listener` until `shutdown` fires, with its timer driver.
+pub async fn run(
+    listener: TcpListener,
+    sb: Arc<Sandbox>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let driver = sb.spawn_driver(shutdown.clone());
+    let app = router(sb);
+    let stop = shutdown.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    shutdown.cancel();
+    let _ = driver.await;
+    served
+}
+
+/// A `200` JSON answer.
+pub fn json<T: Serialize>(value: &T) -> Response {
+    json_status(StatusCode::OK, value)
+}
+
+/// A JSON answer with a status.
+pub fn json_status<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut resp = Response::new(Body::from(body));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// An error in the caller's dialect: Graph envelope for Cloud and 360dialog, the
+/// `{"meta","errors"}` body for On-Premises.
+pub fn error_response(dialect: Dialect, err: &ApiError, trace: &str) -> Response {
+    let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = match dialect {
+        Dialect::OnPrem => {
+            let onprem = ApiError {
+                code: err.code.onprem_equivalent(),
+                ..err.clone()
+            };
+            json_status(status, &onprem.to_onprem())
+        }
+        _ => json_status(status, &err.to_graph(trace)),
+    };
+    if let Ok(v) = HeaderValue::from_str(trace) {
+        resp.headers_mut().insert("x-fb-trace-id", v);
+    }
+    if status == StatusCode::UNAUTHORIZED && dialect == Dialect::Cloud {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(
+                "OAuth \"Facebook Platform\" \"invalid_token\" \"Invalid OAuth access token.\"",
+            ),
+        );
+    }
+    resp
+}
+
+/// Adds `Retry-After` (whole seconds, at least 1).
+pub fn with_retry_after(mut resp: Response, wait: std::time::Duration) -> Response {
+    let secs = wait.as_millis().div_ceil(1_000).max(1);
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// True when the request declares a JSON body.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false)
+}
+
+/// Reads a body up to `limit` bytes; `None` when it is larger.
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, String> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let text = e.to_string();
+        if text.contains("length limit") {
+            format!("The request body is larger than the limit of {limit} bytes.")
+        } else {
+            format!("The request body could not be read: {text}")
+        }
+    })
+}

@@ -1,0 +1,552 @@
+//! The platform's endpoints in their dialects: authentication, capacity limits, and the
+//! handlers for messages, media, webhook configuration and phone numbers.
+
+use super::endpoint::{self, Endpoint, Parsed};
+use super::{error_response, is_json, json, read_body, with_retry_after};
+use crate::model::{Dialect, Number, WebhookTarget};
+use crate::ratelimit::Bucket;
+use crate::sandbox::Sandbox;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::Response;
+use bytes::Bytes;
+use mynah_wire::error::{ApiError, ErrorCode};
+use mynah_wire::message::{BodyFlavor, Request as ApiRequest, parse_request};
+use mynah_wire::response::{MediaInfo, MediaUploaded, Success, WebhookConfig};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Handles one platform request.
+pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let cfg = &sb.config;
+    let parsed = match endpoint::parse(
+        &parts.method,
+        parts.uri.path(),
+        cfg.graph.min_version,
+        cfg.graph.dialect_360_version,
+    ) {
+        Ok(p) => p,
+        Err(r) => {
+            let mut resp = error_response(r.dialect, &r.error, &sb.trace_id());
+            if let Some(allow) = r.allow {
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            return resp;
+        }
+    };
+    let mut dialect = parsed.dialect;
+    let result = async {
+        let (number, credential, via) = authenticate(&sb, &parts, &parsed)?;
+        dialect = via;
+        let bucket = if matches!(parsed.endpoint, Endpoint::Messages { .. }) { Bucket::Messages } else { Bucket::Other };
+        if let Err(wait) = sb.limits.check(bucket, &credential) {
+            let code = if bucket == Bucket::Messages { ErrorCode::RateLimitHit } else { ErrorCode::TooManyCalls };
+            let err = ApiError::with_details(
+                code,
+                format!("Request rate limit for this {} exceeded; retry after the Retry-After header.", credential_name(via)),
+            )
+            .with_http(sb.config.limits.throttle_status);
+            return Err((err, Some(wait)));
+        }
+        if bucket == Bucket::Messages && sb.pending_work() > sb.config.limits.max_pending {
+            let err = ApiError::with_details(
+                ErrorCode::ApiService,
+                format!(
+                    "Concurrent rate limiting: more than {} events are pending; slow down until they drain.",
+                    sb.config.limits.max_pending
+                ),
+            );
+            return Err((err, Some(std::time::Duration::from_secs(1))));
+        }
+        route(&sb, parts, body, parsed.clone(), number, via).await.map_err(|e| (e, None))
+    }
+    .await;
+    match result {
+        Ok(mut resp) => {
+            if dialect == Dialect::Cloud
+                && let Ok(v) = HeaderValue::from_str(&format!("v{}.0", parsed.version))
+            {
+                resp.headers_mut().insert("facebook-api-version", v);
+            }
+            resp
+        }
+        Err((err, retry)) => {
+            let resp = error_response(dialect, &err, &sb.trace_id());
+            match retry {
+                Some(wait) => with_retry_after(resp, wait),
+                None => resp,
+            }
+        }
+    }
+}
+
+fn credential_name(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Cloud => "access token",
+        _ => "D360-API-KEY",
+    }
+}
+
+fn header_str<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let v = header_str(parts, "authorization")?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Finds the number the request's credential reaches. Returns it, the credential (the rate-limit
+/// key) and the dialect the credential speaks.
+fn authenticate(
+    sb: &Sandbox,
+    parts: &Parts,
+    parsed: &Parsed,
+) -> Result<(Number, String, Dialect), (ApiError, Option<std::time::Duration>)> {
+    let world = sb.world();
+    let key = header_str(parts, "d360-api-key");
+    let token = bearer(parts);
+    let cloud_denied = || {
+        ApiError::with_details(
+            ErrorCode::AccessTokenExpired,
+            "Invalid OAuth access token - Cannot parse access token",
+        )
+    };
+    let d360_denied = || {
+        ApiError::with_details(
+            ErrorCode::AuthException,
+            "Invalid or missing D360-API-KEY header.",
+        )
+    };
+    match parsed.dialect {
+        Dialect::Cloud => {
+            let token = token.ok_or_else(|| (cloud_denied(), None))?;
+            let reach = world
+                .numbers_for_token(token)
+                .ok_or_else(|| (cloud_denied(), None))?;
+            let pnid = match &parsed.endpoint {
+                Endpoint::Messages { pnid: Some(p) } | Endpoint::UploadMedia { pnid: Some(p) } => {
+                    Some(p.as_str())
+                }
+                Endpoint::Node { id } if world.numbers.contains_key(id) => Some(id.as_str()),
+                _ => None,
+            };
+            let pnid = match pnid {
+                Some(p) if reach.iter().any(|r| r == p) => p.to_string(),
+                Some(p) => {
+                    return Err((unsupported_object(&parts.method, p), None));
+                }
+                // Media objects: the token's first number owns the request; ownership is checked later.
+                None => reach.first().cloned().unwrap_or_default(),
+            };
+            let number = world
+                .numbers
+                .get(&pnid)
+                .cloned()
+                .ok_or_else(|| (cloud_denied(), None))?;
+            Ok((number, token.to_string(), Dialect::Cloud))
+        }
+        Dialect::D360 | Dialect::OnPrem => {
+            if let Some(key) = key {
+                let number = world
+                    .number_for_key(key)
+                    .cloned()
+                    .ok_or_else(|| (d360_denied(), None))?;
+                let via = if parsed.dialect == Dialect::OnPrem {
+                    Dialect::OnPrem
+                } else {
+                    Dialect::D360
+                };
+                return Ok((number, key.to_string(), via));
+            }
+            // The download URL and the On-Premises path also take the Cloud bearer token.
+            if let (Some(token), Endpoint::Download | Endpoint::Messages { .. }) =
+                (token, &parsed.endpoint)
+                && (parsed.endpoint == Endpoint::Download || parsed.dialect == Dialect::OnPrem)
+            {
+                let reach = world
+                    .numbers_for_token(token)
+                    .ok_or_else(|| (cloud_denied(), None))?;
+                let pnid = reach.first().cloned().unwrap_or_default();
+                let number = world
+                    .numbers
+                    .get(&pnid)
+                    .cloned()
+                    .ok_or_else(|| (cloud_denied(), None))?;
+                let via = if parsed.dialect == Dialect::OnPrem {
+                    Dialect::OnPrem
+                } else {
+                    Dialect::Cloud
+                };
+                return Ok((number, token.to_string(), via));
+            }
+            Err((d360_denied(), None))
+        }
+    }
+}
+
+fn unsupported_object(method: &Method, id: &str) -> ApiError {
+    ApiError::invalid_param(format!(
+        "Unsupported {} request. Object with ID '{id}' does not exist, cannot be loaded due to missing permissions, or does not support this operation.",
+        method.as_str().to_lowercase()
+    ))
+}
+
+async fn route(
+    sb: &Arc<Sandbox>,
+    parts: Parts,
+    body: Body,
+    parsed: Parsed,
+    number: Number,
+    dialect: Dialect,
+) -> Result<Response, ApiError> {
+    match (&parsed.endpoint, &parts.method) {
+        (Endpoint::Messages { .. }, _) => {
+            messages(sb, &parts, body, &number, dialect, parsed.version).await
+        }
+        (Endpoint::UploadMedia { .. }, _) => upload(sb, parts, body, &number, dialect).await,
+        (Endpoint::WebhookConfig, &Method::GET) => Ok(json(&WebhookConfig {
+            url: number.webhook.url.clone(),
+            headers: number.webhook.headers.clone(),
+        })),
+        (Endpoint::WebhookConfig, _) => set_360_webhook(sb, &parts, body, &number).await,
+        (Endpoint::Download, _) => download(sb, &parts, &number),
+        (Endpoint::Node { id }, method) => {
+            node(sb, &parts, body, &number, id, method.clone()).await
+        }
+    }
+}
+
+async fn json_body(sb: &Sandbox, parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
+    if !is_json(&parts.headers) {
+        return Err(ApiError::invalid_param(
+            "The request body must be JSON: send the header Content-Type: application/json.",
+        )
+        .with_http(415));
+    }
+    read_body(body, sb.config.limits.max_body_bytes)
+        .await
+        .map_err(|e| ApiError::invalid_param(e).with_http(413))
+}
+
+async fn messages(
+    sb: &Arc<Sandbox>,
+    parts: &Parts,
+    body: Body,
+    number: &Number,
+    dialect: Dialect,
+    version: u32,
+) -> Result<Response, ApiError> {
+    let bytes = json_body(sb, parts, body).await?;
+    let flavor = if dialect == Dialect::OnPrem {
+        BodyFlavor::OnPrem
+    } else {
+        BodyFlavor::Cloud
+    };
+    match parse_request(&bytes, flavor)? {
+        ApiRequest::Send(send) => {
+            let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let now = sb.clock.now();
+            let (response, fx) =
+                sb.world()
+                    .send(&number.phone_number_id, dialect, version, &send, raw, now)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&response))
+        }
+        ApiRequest::MarkRead(read) => {
+            let now = sb.clock.now();
+            let fx = sb.world().mark_read(
+                &number.phone_number_id,
+                &read.message_id,
+                read.typing_indicator.is_some(),
+                now,
+            )?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&Success::TRUE))
+        }
+    }
+}
+
+/// Media kinds the platform takes, and their size limits (spec §8.3).
+fn media_limit(mime: &str) -> Option<u64> {
+    const MB: u64 = 1024 * 1024;
+    Some(match mime {
+        "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" => 16 * MB,
+        "text/plain"
+        | "application/vnd.ms-excel"
+        | "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+        | "application/msword"
+        | "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        | "application/vnd.ms-powerpoint"
+        | "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+        | "application/pdf" => 100 * MB,
+        "image/jpeg" | "image/png" => 5 * MB,
+        "image/webp" => 500 * 1024,
+        "video/3gpp" | "video/mp4" => 16 * MB,
+        _ => return None,
+    })
+}
+
+async fn upload(
+    sb: &Arc<Sandbox>,
+    parts: Parts,
+    body: Body,
+    number: &Number,
+    dialect: Dialect,
+) -> Result<Response, ApiError> {
+    let limited = Body::new(http_body_util::Limited::new(
+        body,
+        sb.config.limits.max_media_bytes,
+    ));
+    let req = Request::from_parts(parts, limited);
+    let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| {
+        ApiError::invalid_param(format!("Media uploads are multipart/form-data with the fields file, type and messaging_product: {e}"))
+    })?;
+    let (mut file, mut file_type, mut declared, mut product, mut filename) =
+        (None, None, None, None, None);
+    loop {
+        let field = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::invalid_param(format!("Malformed multipart body: {e}")))?;
+        let Some(field) = field else { break };
+        match field.name().unwrap_or("") {
+            "file" => {
+                file_type = field.content_type().map(str::to_string);
+                filename = field.file_name().map(str::to_string);
+                let data = field.bytes().await.map_err(|e| {
+                    ApiError::with_details(
+                        ErrorCode::MediaUploadError,
+                        format!("Could not read the file: {e}"),
+                    )
+                })?;
+                file = Some(data);
+            }
+            "type" => declared = field.text().await.ok(),
+            "messaging_product" => product = field.text().await.ok(),
+            _ => {}
+        }
+    }
+    if dialect == Dialect::Cloud && product.is_none() {
+        return Err(ApiError::missing("messaging_product"));
+    }
+    if let Some(p) = &product
+        && p != "whatsapp"
+    {
+        return Err(ApiError::invalid_param(
+            "Param messaging_product must be \"whatsapp\".",
+        ));
+    }
+    let file = file.ok_or_else(|| ApiError::missing("file"))?;
+    let mime = declared
+        .or(file_type)
+        .ok_or_else(|| ApiError::missing("type"))?;
+    let mime = mime.split(';').next().unwrap_or("").trim().to_lowercase();
+    let limit = media_limit(&mime).ok_or_else(|| {
+        ApiError::with_details(
+            ErrorCode::MediaUploadError,
+            format!("Param type: {mime} is not a supported media type."),
+        )
+        .with_http(400)
+    })?;
+    if file.len() as u64 > limit {
+        return Err(ApiError::with_details(
+            ErrorCode::MediaUploadError,
+            format!(
+                "The file is {} bytes; {mime} media may be at most {limit} bytes.",
+                file.len()
+            ),
+        )
+        .with_http(400));
+    }
+    let now = sb.clock.now();
+    let (media, fx) = sb
+        .world()
+        .upload_media(&number.phone_number_id, &mime, filename, file, now);
+    sb.apply_durable(fx).await?;
+    Ok(json(&MediaUploaded { id: media.id }))
+}
+
+#[derive(Deserialize)]
+struct SetWebhook {
+    url: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+}
+
+fn check_url(url: &str) -> Result<(), ApiError> {
+    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_value(format!(
+            "Param url must be an http:// or https:// URL, got {url:?}."
+        )))
+    }
+}
+
+async fn set_360_webhook(
+    sb: &Arc<Sandbox>,
+    parts: &Parts,
+    body: Body,
+    number: &Number,
+) -> Result<Response, ApiError> {
+    let bytes = json_body(sb, parts, body).await?;
+    let req: SetWebhook = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid_param(format!(
+            "The body must be {{\"url\": \"...\", \"headers\": {{...}}}}: {e}"
+        ))
+    })?;
+    let url = req.url.ok_or_else(|| ApiError::missing("url"))?;
+    check_url(&url)?;
+    let target = WebhookTarget {
+        url,
+        headers: req.headers,
+    };
+    sb.set_webhook(&number.phone_number_id, target.clone())
+        .await?;
+    Ok(json(&WebhookConfig {
+        url: target.url,
+        headers: target.headers,
+    }))
+}
+
+#[derive(Deserialize)]
+struct CloudWebhookBody {
+    webhook_configuration: Option<CloudWebhookConfig>,
+}
+
+#[derive(Deserialize)]
+struct CloudWebhookConfig {
+    #[serde(default)]
+    override_callback_uri: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    verify_token: Option<String>,
+}
+
+async fn node(
+    sb: &Arc<Sandbox>,
+    parts: &Parts,
+    body: Body,
+    number: &Number,
+    id: &str,
+    method: Method,
+) -> Result<Response, ApiError> {
+    if id == number.phone_number_id {
+        return match method {
+            Method::GET => Ok(json(&serde_json::json!({
+                "verified_name": number.verified_name,
+                "display_phone_number": format!("+{}", number.display_phone_number),
+                "quality_rating": "GREEN",
+                "code_verification_status": "VERIFIED",
+                "platform_type": "CLOUD_API",
+                "throughput": { "level": "STANDARD" },
+                "webhook_configuration": { "application": number.webhook.url },
+                "id": number.phone_number_id,
+            }))),
+            Method::POST => {
+                let bytes = json_body(sb, parts, body).await?;
+                let req: CloudWebhookBody = serde_json::from_slice(&bytes)
+                    .map_err(|e| ApiError::invalid_param(format!("Invalid body: {e}")))?;
+                let cfg = req
+                    .webhook_configuration
+                    .ok_or_else(|| ApiError::missing("webhook_configuration"))?;
+                let url = cfg.override_callback_uri.unwrap_or_default();
+                check_url(&url)?;
+                let headers = number.webhook.headers.clone();
+                sb.set_webhook(&number.phone_number_id, WebhookTarget { url, headers })
+                    .await?;
+                Ok(json(&Success::TRUE))
+            }
+            _ => Err(unsupported_object(&method, id)),
+        };
+    }
+    let now = sb.clock.now();
+    match method {
+        Method::GET => {
+            let world = sb.world();
+            let media = world
+                .media
+                .get(id)
+                .filter(|m| m.phone_number_id == number.phone_number_id && m.expires_at > now)
+                .ok_or_else(|| unsupported_object(&method, id))?;
+            let info = MediaInfo {
+                messaging_product: "whatsapp".into(),
+                url: world.media_url(id, now),
+                mime_type: media.mime_type.clone(),
+                sha256: media.sha256.clone(),
+                file_size: media.file_size.to_string(),
+                id: media.id.clone(),
+            };
+            Ok(json(&info))
+        }
+        Method::DELETE => {
+            let fx = {
+                let mut world = sb.world();
+                let owned = world
+                    .media
+                    .get(id)
+                    .is_some_and(|m| m.phone_number_id == number.phone_number_id);
+                if !owned {
+                    return Err(unsupported_object(&method, id));
+                }
+                world.delete_media(id)
+            };
+            if let Some(fx) = fx {
+                sb.apply_durable(fx).await?;
+            }
+            Ok(json(&Success::TRUE))
+        }
+        _ => Err(unsupported_object(&method, id)),
+    }
+}
+
+#[derive(Deserialize)]
+struct DownloadQuery {
+    mid: Option<String>,
+    ext: Option<String>,
+    hash: Option<String>,
+}
+
+fn download(sb: &Arc<Sandbox>, parts: &Parts, number: &Number) -> Result<Response, ApiError> {
+    let q: DownloadQuery = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+        .map_err(|e| ApiError::invalid_param(format!("Invalid query: {e}")))?;
+    let (mid, ext, hash) = match (q.mid, q.ext, q.hash) {
+        (Some(m), Some(e), Some(h)) => (m, e, h),
+        _ => return Err(ApiError::missing("mid, ext and hash")),
+    };
+    let world = sb.world();
+    let media = world
+        .media_for_download(&mid, &ext, &hash, sb.clock.now())
+        .map_err(|e| e.with_http(404))?;
+    if media.phone_number_id != number.phone_number_id {
+        return Err(ApiError::with_details(
+            ErrorCode::ParameterValueNotValid33,
+            "The media URL is not valid or has expired.",
+        )
+        .with_http(404));
+    }
+    let mut resp = Response::new(Body::from(media.bytes.clone()));
+    if let Ok(v) = HeaderValue::from_str(&media.mime_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    if let Some(name) = &media.filename
+        && let Ok(v) = HeaderValue::from_str(&format!(
+            "attachment; filename=\"{}\"",
+            name.replace('"', "")
+        ))
+    {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,229 @@
+//! The sandbox's entities: business numbers, virtual users, messages, media. Plain data,
+//! serialisable so the journal can keep them.
+
+use crate::clock::Millis;
+use crate::config::Behaviour;
+use bytes::Bytes;
+use mynah_wire::webhook::{Pricing, StatusKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A WhatsApp Business Account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    /// WABA id.
+    pub waba_id: String,
+    /// Business name.
+    pub name: String,
+    /// Template namespace.
+    pub namespace: String,
+}
+
+/// A business phone number and its webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Number {
+    /// Phone number id.
+    pub phone_number_id: String,
+    /// Display number, digits.
+    pub display_phone_number: String,
+    /// Verified name.
+    pub verified_name: String,
+    /// Its account.
+    pub waba_id: String,
+    /// 360dialog key that reaches it.
+    pub api_key: String,
+    /// Cloud bearer token that reaches it.
+    #[serde(default)]
+    pub token: String,
+    /// Where its webhooks go.
+    pub webhook: WebhookTarget,
+}
+
+/// A webhook destination.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookTarget {
+    /// URL; empty means none.
+    pub url: String,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A simulated WhatsApp user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    /// The user's `wa_id`.
+    pub wa_id: String,
+    /// Profile name.
+    pub name: String,
+    /// How they behave.
+    pub behaviour: Behaviour,
+    /// Last inbound message per business number (opens the 24-hour window).
+    #[serde(default)]
+    pub last_inbound: BTreeMap<String, Millis>,
+    /// Last inbound that came through a click-to-WhatsApp referral, per business number.
+    #[serde(default)]
+    pub referral_at: BTreeMap<String, Millis>,
+    /// End of an open free entry point window, per business number.
+    #[serde(default)]
+    pub fep_until: BTreeMap<String, Millis>,
+    /// Open conversations per business number and origin: (id, expires).
+    #[serde(default)]
+    pub conversations: BTreeMap<String, (String, Millis)>,
+}
+
+/// Which API face a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// Meta Cloud API: Bearer, `/{version}/{phone_number_id}/…`.
+    Cloud,
+    /// 360dialog: `D360-API-KEY`, `/messages`.
+    #[serde(rename = "360dialog")]
+    D360,
+    /// Legacy On-Premises API: `/v1/messages`.
+    OnPrem,
+}
+
+impl Dialect {
+    /// Its name in URLs, logs and the control API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Cloud => "cloud",
+            Dialect::D360 => "360dialog",
+            Dialect::OnPrem => "onprem",
+        }
+    }
+}
+
+/// Inbound or outbound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Business → user.
+    Outbound,
+    /// User → business.
+    Inbound,
+}
+
+/// The next lifecycle step of an outbound message, and when it is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Emit `sent` (or fail if the user is not on WhatsApp).
+    Send,
+    /// Emit `delivered`.
+    Deliver,
+    /// Emit `read`.
+    Read,
+    /// Emit `played` (voice notes).
+    Play,
+    /// The user replies.
+    Reply,
+}
+
+/// A message, inbound or outbound, with its status timeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Message {
+    /// The wamid.
+    pub id: String,
+    /// Direction.
+    pub direction: Direction,
+    /// Business number.
+    pub phone_number_id: String,
+    /// The user.
+    pub wa_id: String,
+    /// Message type (`text`, `template`, …).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Dialect it came through (outbound).
+    pub dialect: Dialect,
+    /// Graph major version it came through (decides payload details).
+    pub graph_version: u32,
+    /// When it was accepted (outbound) or received (inbound).
+    pub created_at: Millis,
+    /// The body as the business sent it, or the inbound message as the webhook carried it.
+    pub body: serde_json::Value,
+    /// Template category, lower case (outbound templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Echoed in every status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub biz_opaque_callback_data: Option<String>,
+    /// Pricing decided at acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+    /// Conversation (id, expiry, origin) decided at acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<ConversationRef>,
+    /// Whether statuses carry the `conversation` object.
+    #[serde(default)]
+    pub show_conversation: bool,
+    /// Latest status (outbound) — `read` once the business marked an inbound message read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusKind>,
+    /// Pending step and its due time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<(Step, Millis)>,
+    /// Every state change, in order.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// A conversation as a message refers to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRef {
+    /// Conversation id.
+    pub id: String,
+    /// Expiry.
+    pub expires_at: Millis,
+    /// Origin type.
+    pub origin: String,
+}
+
+/// One entry of a message's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    /// When.
+    pub at: Millis,
+    /// What (`accepted`, `sent`, `delivered`, `read`, `failed`, `received`, `webhook_queued` …).
+    pub event: String,
+    /// Why, or with which figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Message {
+    /// Appends to the timeline.
+    pub fn log(&mut self, at: Millis, event: &str, detail: Option<String>) {
+        self.timeline.push(TimelineEntry {
+            at,
+            event: event.to_string(),
+            detail,
+        });
+    }
+}
+
+/// Uploaded (or inbound) media.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Media {
+    /// Media id.
+    pub id: String,
+    /// Owning number.
+    pub phone_number_id: String,
+    /// MIME type.
+    pub mime_type: String,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// Size in bytes.
+    pub file_size: u64,
+    /// File name, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Upload time.
+    pub created_at: Millis,
+    /// Expiry (30 days for uploads, 7 days for inbound media).
+    pub expires_at: Millis,
+    /// The bytes (journalled separately).
+    #[serde(skip)]
+    pub bytes: Bytes,
+}

@@ -1,0 +1,135 @@
+//! Capacity rate limits per credential (seed page "Before sending a message"): `/messages` 50
+//! requests/s with bursts to 150, other endpoints 20/s with bursts to 60. GCRA buckets from
+//! `governor`, driven by the sandbox clock, so a test on the manual clock sees the burst, the 429
+//! and the recovery without sleeping.
+
+use crate::clock::Clock;
+use crate::config::LimitsConfig;
+use governor::clock::Reference;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::ops::Add;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// An instant of the sandbox clock, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Instant(u64);
+
+impl Add<Nanos> for Instant {
+    type Output = Instant;
+    fn add(self, other: Nanos) -> Instant {
+        Instant(self.0.saturating_add(other.as_u64()))
+    }
+}
+
+impl Reference for Instant {
+    fn duration_since(&self, earlier: Self) -> Nanos {
+        Nanos::from(self.0.saturating_sub(earlier.0))
+    }
+    fn saturating_sub(&self, duration: Nanos) -> Self {
+        Instant(self.0.saturating_sub(duration.as_u64()))
+    }
+}
+
+/// The sandbox clock as `governor` sees it.
+#[derive(Debug, Clone)]
+pub struct LimiterClock(Arc<Clock>);
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Instant;
+    fn now(&self) -> Instant {
+        Instant((self.0.now().max(0) as u64).saturating_mul(1_000_000))
+    }
+}
+
+type Keyed =
+    RateLimiter<String, DefaultKeyedStateStore<String>, LimiterClock, NoOpMiddleware<Instant>>;
+
+/// Which bucket a request draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// `/messages`.
+    Messages,
+    /// Everything else.
+    Other,
+}
+
+/// The limiters.
+pub struct Limits {
+    messages: Option<Keyed>,
+    other: Option<Keyed>,
+    clock: LimiterClock,
+}
+
+fn keyed(rate: u32, burst: u32, clock: &LimiterClock) -> Option<Keyed> {
+    if rate == u32::MAX {
+        return None;
+    }
+    let rate = NonZeroU32::new(rate.max(1))?;
+    let burst = NonZeroU32::new(burst.max(1))?;
+    let quota = Quota::per_second(rate).allow_burst(burst);
+    Some(RateLimiter::new(
+        quota,
+        DefaultKeyedStateStore::default(),
+        clock.clone(),
+    ))
+}
+
+impl Limits {
+    /// Limiters per the configuration.
+    pub fn new(cfg: &LimitsConfig, clock: Arc<Clock>) -> Limits {
+        let clock = LimiterClock(clock);
+        let (mr, mb) = cfg.messages();
+        let (or, ob) = cfg.other();
+        Limits {
+            messages: keyed(mr, mb, &clock),
+            other: keyed(or, ob, &clock),
+            clock,
+        }
+    }
+
+    /// Takes one request from `key`'s bucket; on refusal, how long until one is allowed.
+    pub fn check(&self, bucket: Bucket, key: &str) -> Result<(), Duration> {
+        let limiter = match bucket {
+            Bucket::Messages => &self.messages,
+            Bucket::Other => &self.other,
+        };
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&key.to_string()).map_err(|not_until| {
+            use governor::clock::Clock as _;
+            not_until.wait_time_from(self.clock.now())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_rate_on_the_manual_clock() {
+        let clock = Arc::new(Clock::manual(1_000_000));
+        let l = Limits::new(&LimitsConfig::default(), clock.clone());
+        for _ in 0..150 {
+            assert!(l.check(Bucket::Messages, "k").is_ok());
+        }
+        let wait = l.check(Bucket::Messages, "k").unwrap_err();
+        assert!(wait <= Duration::from_millis(20), "{wait:?}");
+        assert!(l.check(Bucket::Messages, "other-key").is_ok());
+        clock.set(1_001_000);
+        let allowed = (0..100)
+            .filter(|_| l.check(Bucket::Messages, "k").is_ok())
+            .count();
+        assert_eq!(allowed, 50);
+        for _ in 0..60 {
+            assert!(l.check(Bucket::Other, "k").is_ok());
+        }
+        assert!(l.check(Bucket::Other, "k").is_err());
+    }
+}

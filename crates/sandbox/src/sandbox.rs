@@ -1,0 +1,236 @@
+//! The running sandbox: the world behind its lock, the clock and its timers, the journal, the
+//! webhook hub and the rate limiters, and the glue that applies an operation's effects.
+
+use crate::clock::{Clock, Millis};
+use crate::config::{ClockMode, Config};
+use crate::engine::{Effects, World};
+use crate::model::WebhookTarget;
+use crate::ratelimit::Limits;
+use crate::scheduler::{Scheduler, Timer};
+use crate::store::{Journal, Kind, Snapshot};
+use crate::webhooks::Hub;
+use mynah_wire::error::{ApiError, ErrorCode};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio_util::sync::CancellationToken;
+
+/// One sandbox instance.
+pub struct Sandbox {
+    /// Its configuration.
+    pub config: Config,
+    /// "Now".
+    pub clock: Arc<Clock>,
+    /// Timers.
+    pub sched: Arc<Scheduler>,
+    /// Webhook delivery.
+    pub hub: Arc<Hub>,
+    /// The journal.
+    pub journal: Journal,
+    /// Request-rate limits.
+    pub limits: Limits,
+    world: Mutex<World>,
+    advancing: tokio::sync::Mutex<()>,
+    trace_seq: AtomicU64,
+}
+
+impl Sandbox {
+    /// Opens the sandbox: reads back the journal (or starts empty when ephemeral), creates the
+    /// configured accounts on first start, restores pending timers and webhook deliveries.
+    pub async fn open(config: Config) -> Result<Arc<Sandbox>, String> {
+        let clock = Arc::new(match config.clock.mode {
+            ClockMode::System => Clock::System,
+            ClockMode::Manual => Clock::manual(config.clock.start_ms),
+        });
+        let (journal, mut snapshot) = match &config.data_dir {
+            Some(dir) => Journal::open_sqlite(dir).await?,
+            None => (Journal::memory(), Snapshot::default()),
+        };
+        if clock.is_manual() {
+            // A restarted manual clock resumes where it stopped.
+            for (id, json) in snapshot.take(Kind::Meta).into_iter().collect::<Vec<_>>() {
+                if id == "clock"
+                    && let Ok(ms) = json.parse::<Millis>()
+                {
+                    clock.set(ms);
+                }
+                snapshot
+                    .rows
+                    .entry(Kind::Meta)
+                    .or_default()
+                    .push((id, json));
+            }
+        }
+        let sched = Arc::new(Scheduler::default());
+        let now = clock.now();
+        let deliveries = snapshot.take(Kind::Delivery);
+        let (world, fx) = World::new(&config, &mut snapshot, now);
+        let hub = Hub::new(
+            config.webhooks.clone(),
+            config.app_secret.clone(),
+            config.seed,
+            clock.clone(),
+            sched.clone(),
+            journal.clone(),
+        );
+        for n in world.numbers.values() {
+            hub.set_target(&n.phone_number_id, n.webhook.clone());
+        }
+        let limits = Limits::new(&config.limits, clock.clone());
+        let sandbox = Arc::new(Sandbox {
+            config,
+            clock,
+            sched,
+            hub,
+            journal,
+            limits,
+            world: Mutex::new(world),
+            advancing: tokio::sync::Mutex::new(()),
+            trace_seq: AtomicU64::new(0),
+        });
+        sandbox.apply_durable(fx).await.map_err(|e| e.to_string())?;
+        sandbox.hub.restore(deliveries);
+        Ok(sandbox)
+    }
+
+    /// The world, locked. Never hold it across an `.await`.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tells the world its own base URL (for media download URLs).
+    pub fn set_base_url(&self, url: &str) {
+        self.world().base_url = url.trim_end_matches('/').to_string();
+    }
+
+    /// Applies effects without waiting for the journal.
+    pub fn apply(&self, fx: Effects) {
+        self.journal.submit_detached(fx.writes);
+        for (at, t) in fx.timers {
+            self.sched.at(at, t);
+        }
+        self.hub.enqueue(fx.events);
+    }
+
+    /// Applies effects once their writes are durable (for work that is about to be acknowledged).
+    pub async fn apply_durable(&self, fx: Effects) -> Result<(), ApiError> {
+        let durable = self.journal.submit(fx.writes);
+        for (at, t) in fx.timers {
+            self.sched.at(at, t);
+        }
+        let result = durable.wait().await;
+        self.hub.enqueue(fx.events);
+        result.map_err(|e| {
+            ApiError::with_details(ErrorCode::GenericError, format!("storage failed: {e}"))
+        })
+    }
+
+    /// Sets a number's webhook target (journalled, and effective for the next delivery).
+    pub async fn set_webhook(&self, pnid: &str, target: WebhookTarget) -> Result<(), ApiError> {
+        let fx = self.world().set_webhook(pnid, target.clone());
+        self.hub.set_target(pnid, target);
+        self.apply_durable(fx).await
+    }
+
+    fn fire(&self, timer: Timer, now: Millis) {
+        match timer {
+            Timer::Message(id) => {
+                let fx = self.world().on_message_timer(&id, now);
+                self.apply(fx);
+            }
+            Timer::EventReady(id) => self.hub.on_event_ready(id),
+            Timer::DeliveryRetry(id) => self.hub.on_retry(id),
+        }
+    }
+
+    /// Fires every timer due by the system clock's now.
+    fn fire_due(&self) {
+        while let Some((_, timer)) = self.sched.pop_due(self.clock.now()) {
+            self.fire(timer, self.clock.now());
+        }
+    }
+
+    /// Moves the manual clock forward by `ms`, firing every timer due on the way in order, each at
+    /// its own due time. Returns the new now.
+    pub async fn advance(&self, ms: Millis) -> Result<Millis, ApiError> {
+        if !self.clock.is_manual() {
+            return Err(ApiError::with_details(
+                ErrorCode::MynahBadRequest,
+                "the clock is the system clock; start the sandbox with --clock manual to move it",
+            ));
+        }
+        if ms < 0 {
+            return Err(ApiError::with_details(
+                ErrorCode::MynahBadRequest,
+                "time only moves forward",
+            ));
+        }
+        let _one_at_a_time = self.advancing.lock().await;
+        let target = self.clock.now().saturating_add(ms);
+        while let Some((due, timer)) = self.sched.pop_due(target) {
+            self.clock.set(due);
+            self.fire(timer, due);
+        }
+        self.clock.set(target);
+        self.journal.submit_detached(vec![crate::store::Write::Put {
+            kind: Kind::Meta,
+            id: "clock".into(),
+            data: target.to_string(),
+        }]);
+        Ok(target)
+    }
+
+    /// Runs the system clock's timers until `cancel` fires. The manual clock needs no driver.
+    pub fn spawn_driver(
+        self: &Arc<Self>,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let sb = self.clone();
+        tokio::spawn(async move {
+            if sb.clock.is_manual() {
+                cancel.cancelled().await;
+                return;
+            }
+            loop {
+                sb.fire_due();
+                let wait = match sb.sched.next_due() {
+                    Some(due) => (due - sb.clock.now()).clamp(0, 3_600_000) as u64,
+                    None => 3_600_000,
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = sb.sched.changed() => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(wait)) => {}
+                }
+            }
+        })
+    }
+
+    /// A trace id for an error envelope (`fbtrace_id`), deterministic in request order.
+    pub fn trace_id(&self) -> String {
+        let n = self.trace_seq.fetch_add(1, Ordering::Relaxed);
+        let mut ids = crate::ids::Ids::new(self.config.seed ^ n.rotate_left(17), 3);
+        ids.trace()
+    }
+
+    /// Work waiting: webhook events not yet delivered plus journal writes not yet committed.
+    pub fn pending_work(&self) -> usize {
+        self.hub.pending() + self.journal.backlog()
+    }
+
+    /// Back to the first-start state: accounts and numbers as configured, nothing else.
+    pub async fn reset(&self) -> Result<(), ApiError> {
+        let fx = self.world().reset();
+        self.sched.clear();
+        self.hub.reset();
+        let targets: Vec<_> = self
+            .world()
+            .numbers
+            .values()
+            .map(|n| (n.phone_number_id.clone(), n.webhook.clone()))
+            .collect();
+        for (p, t) in targets {
+            self.hub.set_target(&p, t);
+        }
+        self.apply_durable(fx).await
+    }
+}

@@ -1,0 +1,420 @@
+//! The sandbox's journal: the durable copy of its in-memory state.
+//!
+//! The sandbox keeps its state in memory (rules read it without I/O) and journals every change
+//! here. Writes are group-committed: a writer task takes everything queued, applies it in one
+//! SQLite transaction (WAL), then answers every waiter — so a request is acknowledged only once
+//! what it changed is on disk, and thousands of requests share one commit. On start the journal
+//! is read back into memory. `--ephemeral` uses the memory journal, which persists nothing.
+//!
+//! Entities are stored as JSON under `(kind, id)`; media bytes and webhook attempts have tables of
+//! their own.
+
+use bytes::Bytes;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Connection, Row, SqliteConnection};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{mpsc, oneshot};
+
+/// What kind of entity a row holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A business phone number (webhook settings included).
+    Number,
+    /// A virtual user.
+    User,
+    /// A message, inbound or outbound.
+    Message,
+    /// Media metadata (bytes live in the blob table).
+    Media,
+    /// A pending webhook delivery.
+    Delivery,
+    /// Sandbox-wide counters (id sequences, clock).
+    Meta,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Number => "number",
+            Kind::User => "user",
+            Kind::Message => "message",
+            Kind::Media => "media",
+            Kind::Delivery => "delivery",
+            Kind::Meta => "meta",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "number" => Kind::Number,
+            "user" => Kind::User,
+            "message" => Kind::Message,
+            "media" => Kind::Media,
+            "delivery" => Kind::Delivery,
+            "meta" => Kind::Meta,
+            _ => return None,
+        })
+    }
+}
+
+/// One change to journal.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Insert or replace an entity.
+    Put {
+        /// Kind.
+        kind: Kind,
+        /// Id within the kind.
+        id: String,
+        /// JSON.
+        data: String,
+    },
+    /// Remove an entity.
+    Delete {
+        /// Kind.
+        kind: Kind,
+        /// Id within the kind.
+        id: String,
+    },
+    /// Store media bytes.
+    Blob {
+        /// Media id.
+        id: String,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// Remove media bytes.
+    DeleteBlob {
+        /// Media id.
+        id: String,
+    },
+    /// Append a webhook attempt record (JSON).
+    Attempt {
+        /// JSON of the attempt.
+        data: String,
+    },
+    /// Forget everything (control API reset).
+    Reset,
+}
+
+/// What was journalled, read back at start.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Entities by kind: `(id, json)`.
+    pub rows: HashMap<Kind, Vec<(String, String)>>,
+    /// Media bytes by id.
+    pub blobs: HashMap<String, Bytes>,
+}
+
+impl Snapshot {
+    /// The rows of one kind.
+    pub fn take(&mut self, kind: Kind) -> Vec<(String, String)> {
+        self.rows.remove(&kind).unwrap_or_default()
+    }
+}
+
+type Ack = oneshot::Sender<Result<(), String>>;
+
+struct Job {
+    writes: Vec<Write>,
+    done: Option<Ack>,
+}
+
+/// Resolves once the writes it stands for are durable.
+#[must_use = "await it before acknowledging the work"]
+pub struct Durable(Option<oneshot::Receiver<Result<(), String>>>);
+
+impl Durable {
+    /// Waits for the commit.
+    pub async fn wait(self) -> Result<(), String> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => rx
+                .await
+                .unwrap_or_else(|_| Err("journal writer stopped".to_string())),
+        }
+    }
+}
+
+/// The journal handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    tx: Option<mpsc::UnboundedSender<Job>>,
+    backlog: Arc<AtomicUsize>,
+}
+
+impl Journal {
+    /// A journal that keeps nothing (`--ephemeral`).
+    pub fn memory() -> Journal {
+        Journal {
+            tx: None,
+            backlog: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Opens (or creates) `dir/sandbox.db`, reads it back, and starts the writer task.
+    pub async fn open_sqlite(dir: &Path) -> Result<(Journal, Snapshot), String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.join("sandbox.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal);
+        let mut conn = SqliteConnection::connect_with(&opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        for ddl in SCHEMA {
+            sqlx::query(ddl)
+                .execute(&mut conn)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        let snapshot = load(&mut conn).await.map_err(|e| e.to_string())?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let backlog = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(writer(conn, rx, backlog.clone()));
+        Ok((
+            Journal {
+                tx: Some(tx),
+                backlog,
+            },
+            snapshot,
+        ))
+    }
+
+    /// Queues writes; the answer resolves when they are committed.
+    pub fn submit(&self, writes: Vec<Write>) -> Durable {
+        let Some(tx) = &self.tx else {
+            return Durable(None);
+        };
+        if writes.is_empty() {
+            return Durable(None);
+        }
+        let (done, rx) = oneshot::channel();
+        self.backlog.fetch_add(writes.len(), Ordering::Relaxed);
+        let n = writes.len();
+        if tx
+            .send(Job {
+                writes,
+                done: Some(done),
+            })
+            .is_err()
+        {
+            self.backlog.fetch_sub(n, Ordering::Relaxed);
+            return Durable(None);
+        }
+        Durable(Some(rx))
+    }
+
+    /// Queues writes nobody waits for (background state changes).
+    pub fn submit_detached(&self, writes: Vec<Write>) {
+        let Some(tx) = &self.tx else { return };
+        if writes.is_empty() {
+            return;
+        }
+        self.backlog.fetch_add(writes.len(), Ordering::Relaxed);
+        let n = writes.len();
+        if tx.send(Job { writes, done: None }).is_err() {
+            self.backlog.fetch_sub(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Writes queued but not yet committed.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// True when nothing is persisted.
+    pub fn is_memory(&self) -> bool {
+        self.tx.is_none()
+    }
+}
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS entities (kind TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS media_blobs (id TEXT PRIMARY KEY, bytes BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS webhook_attempts (seq INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL)",
+];
+
+async fn load(conn: &mut SqliteConnection) -> Result<Snapshot, sqlx::Error> {
+    let mut snap = Snapshot::default();
+    for row in sqlx::query("SELECT kind, id, data FROM entities")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let kind: String = row.try_get(0)?;
+        if let Some(kind) = Kind::parse(&kind) {
+            snap.rows
+                .entry(kind)
+                .or_default()
+                .push((row.try_get(1)?, row.try_get(2)?));
+        }
+    }
+    for row in sqlx::query("SELECT id, bytes FROM media_blobs")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let bytes: Vec<u8> = row.try_get(1)?;
+        snap.blobs.insert(row.try_get(0)?, Bytes::from(bytes));
+    }
+    Ok(snap)
+}
+
+/// Most jobs one commit takes.
+const MAX_JOBS_PER_COMMIT: usize = 4_096;
+
+async fn writer(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    backlog: Arc<AtomicUsize>,
+) {
+    let mut jobs = Vec::with_capacity(64);
+    while rx.recv_many(&mut jobs, MAX_JOBS_PER_COMMIT).await > 0 {
+        let n: usize = jobs.iter().map(|j| j.writes.len()).sum();
+        let result = commit(&mut conn, &jobs).await.map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "journal commit failed");
+        }
+        backlog.fetch_sub(n, Ordering::Relaxed);
+        for job in jobs.drain(..) {
+            if let Some(done) = job.done {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+}
+
+async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<(), sqlx::Error> {
+    let all: Vec<&Write> = jobs.iter().flat_map(|j| j.writes.iter()).collect();
+    // Everything before the last reset is moot.
+    let start = all
+        .iter()
+        .rposition(|w| matches!(w, Write::Reset))
+        .unwrap_or(0);
+    let all = &all[start..];
+    // Only the last write to an entity in this batch matters.
+    let mut last: HashMap<(Kind, &str), usize> = HashMap::new();
+    for (i, w) in all.iter().enumerate() {
+        match w {
+            Write::Put { kind, id, .. } | Write::Delete { kind, id } => {
+                last.insert((*kind, id.as_str()), i);
+            }
+            _ => {}
+        }
+    }
+    let mut tx = conn.begin().await?;
+    for (i, w) in all.iter().enumerate() {
+        match w {
+            Write::Reset => {
+                sqlx::query("DELETE FROM entities")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM media_blobs")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM webhook_attempts")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Write::Put { kind, id, data } => {
+                if last.get(&(*kind, id.as_str())) == Some(&i) {
+                    sqlx::query(
+                        "INSERT INTO entities (kind, id, data) VALUES (?, ?, ?) \
+                         ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
+                    )
+                    .bind(kind.as_str())
+                    .bind(id)
+                    .bind(data)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            Write::Delete { kind, id } => {
+                if last.get(&(*kind, id.as_str())) == Some(&i) {
+                    sqlx::query("DELETE FROM entities WHERE kind = ? AND id = ?")
+                        .bind(kind.as_str())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            Write::Blob { id, bytes } => {
+                sqlx::query("INSERT OR REPLACE INTO media_blobs (id, bytes) VALUES (?, ?)")
+                    .bind(id)
+                    .bind(bytes.as_ref())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Write::DeleteBlob { id } => {
+                sqlx::query("DELETE FROM media_blobs WHERE id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Write::Attempt { data } => {
+                sqlx::query("INSERT INTO webhook_attempts (data) VALUES (?)")
+                    .bind(data)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(kind: Kind, id: &str, data: &str) -> Write {
+        Write::Put {
+            kind,
+            id: id.into(),
+            data: data.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_survive_reopen_and_coalesce() {
+        let dir = std::env::temp_dir().join(format!("mynah-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let (j, snap) = Journal::open_sqlite(&dir).await.unwrap();
+            assert!(snap.rows.is_empty());
+            j.submit(vec![
+                put(Kind::User, "1", "a"),
+                put(Kind::User, "1", "b"),
+                put(Kind::User, "2", "c"),
+            ])
+            .wait()
+            .await
+            .unwrap();
+            j.submit(vec![Write::Delete {
+                kind: Kind::User,
+                id: "2".into(),
+            }])
+            .wait()
+            .await
+            .unwrap();
+            j.submit(vec![Write::Blob {
+                id: "m".into(),
+                bytes: Bytes::from_static(b"xyz"),
+            }])
+            .wait()
+            .await
+            .unwrap();
+            assert_eq!(j.backlog(), 0);
+        }
+        let (_j, mut snap) = Journal::open_sqlite(&dir).await.unwrap();
+        assert_eq!(
+            snap.take(Kind::User),
+            vec![("1".to_string(), "b".to_string())]
+        );
+        assert_eq!(snap.blobs.get("m").map(|b| b.as_ref()), Some(&b"xyz"[..]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

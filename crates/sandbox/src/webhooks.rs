@@ -1,0 +1,841 @@
+//! Webhook delivery: signed POSTs per business number, retried with exponential backoff over a
+//! window of sandbox time, with seeded chaos (duplicates, reordering, delays).
+//!
+//! Each number has its own queue and its own in-flight budget, so a failing receiver stalls
+//! nobody else; within a queue, events of the same message go out one at a time so `sent` comes
+//! before `delivered` unless chaos (or a retry) says otherwise. A failed delivery waits for its
+//! retry timer while later events move on, as on the platform. Every attempt is recorded with its
+//! body, signature, response code, latency and next retry. Pending events are journalled, so they
+//! survive a restart.
+
+use crate::clock::{Clock, Millis};
+use crate::config::WebhookConfig;
+use crate::ids::Ids;
+use crate::model::WebhookTarget;
+use crate::scheduler::{Scheduler, Timer};
+use crate::store::{Journal, Kind, Write};
+use hmac::{Hmac, Mac};
+use mynah_wire::webhook::{Change, ChangeValue, Entry, Envelope, OBJECT};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// One webhook event: a change for one business number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// Sequence number.
+    pub id: u64,
+    /// Business number it concerns.
+    pub phone_number_id: String,
+    /// Its account (the envelope's `entry[].id`).
+    pub waba_id: String,
+    /// Ordering key: events with the same key go out one at a time.
+    pub key: String,
+    /// `entry[].time`, for account and template fields.
+    pub time: Option<i64>,
+    /// The change.
+    pub change: Change,
+    /// What it is about, for filtering.
+    pub summary: EventSummary,
+}
+
+/// What an event is about, for the control API's filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventSummary {
+    /// Subscription field.
+    pub field: String,
+    /// The message it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wamid: Option<String>,
+    /// Status (`sent`, `delivered`, …) for status events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// Inbound message type, for inbound events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_type: Option<String>,
+}
+
+/// An event as the engine hands it over (the hub numbers it).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Business number.
+    pub phone_number_id: String,
+    /// Its account.
+    pub waba_id: String,
+    /// Ordering key (the message id, usually).
+    pub key: String,
+    /// `entry[].time`.
+    pub time: Option<i64>,
+    /// The change.
+    pub change: Change,
+    /// What it is about.
+    pub summary: EventSummary,
+}
+
+/// The journalled form of a pending event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredEvent {
+    event: Event,
+    /// Set once the event failed in a delivery: (delivery id, position, attempts, first attempt,
+    /// next attempt).
+    #[serde(default)]
+    retry: Option<(u64, usize, u32, Millis, Millis)>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The receiver answered 200.
+    Delivered,
+    /// Failed; a retry is scheduled.
+    Retrying,
+    /// Failed and out of retries (or no URL configured).
+    Dropped,
+}
+
+/// One POST (or the decision not to make one).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Sequence number of the attempt, increasing.
+    pub seq: u64,
+    /// The delivery (same for all its retries).
+    pub delivery_id: u64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Business number.
+    pub phone_number_id: String,
+    /// Where it went.
+    pub url: String,
+    /// Sandbox time of the attempt.
+    pub at: Millis,
+    /// The exact body.
+    pub body: String,
+    /// `X-Hub-Signature-256`.
+    pub signature: String,
+    /// HTTP status of the answer.
+    pub status: Option<u16>,
+    /// What went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Wall-clock latency of the POST, ms.
+    pub latency_ms: f64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// When the next attempt is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_at: Option<Millis>,
+    /// The events it carried.
+    pub events: Vec<EventSummary>,
+}
+
+/// Which attempts a query or a wait wants.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct AttemptFilter {
+    /// Business number.
+    pub phone_number_id: Option<String>,
+    /// Message id.
+    pub wamid: Option<String>,
+    /// Status (`sent`, `delivered`, `read`, `failed`, …).
+    pub status: Option<String>,
+    /// Subscription field.
+    pub field: Option<String>,
+    /// The user.
+    pub wa_id: Option<String>,
+    /// Inbound message type.
+    pub message_type: Option<String>,
+    /// Only attempts the receiver accepted (true) or refused (false).
+    pub delivered: Option<bool>,
+    /// Only attempts after this sequence number.
+    pub after_seq: Option<u64>,
+}
+
+impl AttemptFilter {
+    /// Whether `a` matches.
+    pub fn matches(&self, a: &Attempt) -> bool {
+        if self
+            .phone_number_id
+            .as_ref()
+            .is_some_and(|p| *p != a.phone_number_id)
+            || self.after_seq.is_some_and(|s| a.seq <= s)
+            || self
+                .delivered
+                .is_some_and(|d| d != (a.outcome == Outcome::Delivered))
+        {
+            return false;
+        }
+        let event_filter = self.wamid.is_some()
+            || self.status.is_some()
+            || self.field.is_some()
+            || self.wa_id.is_some()
+            || self.message_type.is_some();
+        !event_filter
+            || a.events.iter().any(|e| {
+                eq(&self.wamid, &e.wamid)
+                    && eq(&self.status, &e.status)
+                    && self.field.as_ref().is_none_or(|f| *f == e.field)
+                    && eq(&self.wa_id, &e.wa_id)
+                    && eq(&self.message_type, &e.message_type)
+            })
+    }
+}
+
+fn eq(want: &Option<String>, have: &Option<String>) -> bool {
+    want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+}
+
+/// A delivery being rebuilt from the journal: the delivery, its events by position, next attempt.
+type Restored = (Delivery, Vec<(usize, Event)>, Millis);
+
+struct Delivery {
+    id: u64,
+    phone_number_id: String,
+    events: Vec<Event>,
+    attempt: u32,
+    first_at: Millis,
+}
+
+#[derive(Default)]
+struct Queue {
+    ready: VecDeque<Event>,
+    retry_ready: VecDeque<Delivery>,
+    in_flight: usize,
+    busy: HashSet<String>,
+}
+
+struct State {
+    targets: HashMap<String, WebhookTarget>,
+    queues: HashMap<String, Queue>,
+    held: HashMap<u64, Event>,
+    retrying: HashMap<u64, Delivery>,
+    attempts: VecDeque<Attempt>,
+    attempt_seq: u64,
+    next_event: u64,
+    next_delivery: u64,
+    chaos: Ids,
+    pending: usize,
+}
+
+/// The webhook dispatcher.
+pub struct Hub {
+    state: Mutex<State>,
+    client: reqwest::Client,
+    cfg: WebhookConfig,
+    app_secret: String,
+    clock: Arc<Clock>,
+    sched: Arc<Scheduler>,
+    journal: Journal,
+    attempted: Notify,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// `sha256=<hex HMAC-SHA256(secret, body)>`.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = match HmacSha256::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        Err(_) => return String::new(), // HMAC takes keys of any length; not reachable.
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+impl Hub {
+    /// A dispatcher; `seed` drives its chaos.
+    pub fn new(
+        cfg: WebhookConfig,
+        app_secret: String,
+        seed: u64,
+        clock: Arc<Clock>,
+        sched: Arc<Scheduler>,
+        journal: Journal,
+    ) -> Arc<Hub> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(cfg.max_in_flight.max(1))
+            .user_agent("facebookexternalua")
+            .build()
+            .unwrap_or_default();
+        Arc::new(Hub {
+            state: Mutex::new(State {
+                targets: HashMap::new(),
+                queues: HashMap::new(),
+                held: HashMap::new(),
+                retrying: HashMap::new(),
+                attempts: VecDeque::new(),
+                attempt_seq: 0,
+                next_event: 1,
+                next_delivery: 1,
+                chaos: Ids::new(seed, 2),
+                pending: 0,
+            }),
+            client,
+            cfg,
+            app_secret,
+            clock,
+            sched,
+            journal,
+            attempted: Notify::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets where a number's webhooks go.
+    pub fn set_target(&self, phone_number_id: &str, target: WebhookTarget) {
+        self.lock()
+            .targets
+            .insert(phone_number_id.to_string(), target);
+    }
+
+    /// Events queued, held or awaiting a retry.
+    pub fn pending(&self) -> usize {
+        self.lock().pending
+    }
+
+    /// Restores journalled events after a restart and schedules them.
+    pub fn restore(self: &Arc<Self>, rows: Vec<(String, String)>) {
+        let now = self.clock.now();
+        let mut pnids = HashSet::new();
+        {
+            let mut st = self.lock();
+            let mut deliveries: HashMap<u64, Restored> = HashMap::new();
+            for (_, json) in rows {
+                let Ok(stored) = serde_json::from_str::<StoredEvent>(&json) else {
+                    continue;
+                };
+                st.next_event = st.next_event.max(stored.event.id + 1);
+                st.pending += 1;
+                pnids.insert(stored.event.phone_number_id.clone());
+                match stored.retry {
+                    Some((did, pos, attempt, first_at, next_at)) => {
+                        st.next_delivery = st.next_delivery.max(did + 1);
+                        let entry = deliveries.entry(did).or_insert_with(|| {
+                            let d = Delivery {
+                                id: did,
+                                phone_number_id: stored.event.phone_number_id.clone(),
+                                events: Vec::new(),
+                                attempt,
+                                first_at,
+                            };
+                            (d, Vec::new(), next_at)
+                        });
+                        entry.1.push((pos, stored.event));
+                    }
+                    None => {
+                        let q = st
+                            .queues
+                            .entry(stored.event.phone_number_id.clone())
+                            .or_default();
+                        q.ready.push_back(stored.event);
+                    }
+                }
+            }
+            for q in st.queues.values_mut() {
+                q.ready.make_contiguous().sort_by_key(|e| e.id);
+            }
+            for (did, (mut d, mut events, next_at)) in deliveries {
+                events.sort_by_key(|(pos, _)| *pos);
+                d.events = events.into_iter().map(|(_, e)| e).collect();
+                st.retrying.insert(did, d);
+                self.sched.at(next_at.max(now), Timer::DeliveryRetry(did));
+            }
+        }
+        for p in pnids {
+            self.pump(&p);
+        }
+    }
+
+    /// Queues events (journalled), applying chaos, and starts sending.
+    pub fn enqueue(self: &Arc<Self>, events: Vec<NewEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        let chaos = &self.cfg.chaos;
+        let mut writes = Vec::with_capacity(events.len());
+        let mut pnids: Vec<String> = Vec::new();
+        {
+            let mut st = self.lock();
+            for NewEvent {
+                phone_number_id: pnid,
+                waba_id,
+                key,
+                time,
+                change,
+                summary,
+            } in events
+            {
+                let copies = if st.chaos.chance(chaos.duplicate) {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..copies {
+                    let id = st.next_event;
+                    st.next_event += 1;
+                    let event = Event {
+                        id,
+                        phone_number_id: pnid.clone(),
+                        waba_id: waba_id.clone(),
+                        key: key.clone(),
+                        time,
+                        change: change.clone(),
+                        summary: summary.clone(),
+                    };
+                    if let Ok(json) = serde_json::to_string(&StoredEvent {
+                        event: event.clone(),
+                        retry: None,
+                    }) {
+                        writes.push(Write::Put {
+                            kind: Kind::Delivery,
+                            id: id.to_string(),
+                            data: json,
+                        });
+                    }
+                    st.pending += 1;
+                    let mut hold = 0;
+                    if st.chaos.chance(chaos.reorder) {
+                        hold = chaos.reorder_hold_ms.max(1);
+                    }
+                    if st.chaos.chance(chaos.delay) {
+                        let range = chaos.delay_ms.unwrap_or(crate::config::Latency {
+                            min_ms: 500,
+                            max_ms: 5_000,
+                        });
+                        hold = hold.max(st.chaos.between(range.min_ms, range.max_ms));
+                    }
+                    if hold > 0 {
+                        st.held.insert(id, event);
+                        self.sched.at(now + hold, Timer::EventReady(id));
+                    } else {
+                        st.queues
+                            .entry(pnid.clone())
+                            .or_default()
+                            .ready
+                            .push_back(event);
+                    }
+                }
+                if !pnids.contains(&pnid) {
+                    pnids.push(pnid);
+                }
+            }
+        }
+        self.journal.submit_detached(writes);
+        for p in pnids {
+            self.pump(&p);
+        }
+    }
+
+    /// A held event's timer fired.
+    pub fn on_event_ready(self: &Arc<Self>, id: u64) {
+        let pnid = {
+            let mut st = self.lock();
+            let Some(event) = st.held.remove(&id) else {
+                return;
+            };
+            let pnid = event.phone_number_id.clone();
+            st.queues
+                .entry(pnid.clone())
+                .or_default()
+                .ready
+                .push_back(event);
+            pnid
+        };
+        self.pump(&pnid);
+    }
+
+    /// A retry timer fired.
+    pub fn on_retry(self: &Arc<Self>, id: u64) {
+        let pnid = {
+            let mut st = self.lock();
+            let Some(d) = st.retrying.remove(&id) else {
+                return;
+            };
+            let pnid = d.phone_number_id.clone();
+            st.queues
+                .entry(pnid.clone())
+                .or_default()
+                .retry_ready
+                .push_back(d);
+            pnid
+        };
+        self.pump(&pnid);
+    }
+
+    /// Starts as many deliveries for `pnid` as its in-flight budget allows.
+    fn pump(self: &Arc<Self>, pnid: &str) {
+        let now = self.clock.now();
+        let max = self.cfg.max_in_flight.max(1);
+        let batch = self.cfg.batch_size.max(1);
+        let mut starts = Vec::new();
+        let target = {
+            let mut st = self.lock();
+            let target = st.targets.get(pnid).cloned().unwrap_or_default();
+            let mut next_delivery = st.next_delivery;
+            let Some(q) = st.queues.get_mut(pnid) else {
+                return;
+            };
+            while q.in_flight < max {
+                if let Some(d) = q.retry_ready.pop_front() {
+                    q.in_flight += 1;
+                    starts.push(d);
+                    continue;
+                }
+                let events = take_batch(q, batch);
+                if events.is_empty() {
+                    break;
+                }
+                for e in &events {
+                    q.busy.insert(e.key.clone());
+                }
+                q.in_flight += 1;
+                starts.push(Delivery {
+                    id: next_delivery,
+                    phone_number_id: pnid.to_string(),
+                    events,
+                    attempt: 0,
+                    first_at: now,
+                });
+                next_delivery += 1;
+            }
+            st.next_delivery = next_delivery;
+            target
+        };
+        for d in starts {
+            let hub = self.clone();
+            let target = target.clone();
+            tokio::spawn(async move { hub.send(d, target).await });
+        }
+    }
+
+    async fn send(self: Arc<Self>, mut d: Delivery, target: WebhookTarget) {
+        d.attempt += 1;
+        let at = self.clock.now();
+        let body = build_body(&d.events);
+        let signature = sign(&self.app_secret, body.as_bytes());
+        let started = Instant::now();
+        let (status, error) = if target.url.is_empty() {
+            (
+                None,
+                Some(format!(
+                    "no webhook URL is configured for phone number {}",
+                    d.phone_number_id
+                )),
+            )
+        } else {
+            self.post(&target, &body, &signature).await
+        };
+        let latency_ms = started.elapsed().as_secs_f64() * 1_000.0;
+        let no_url = target.url.is_empty();
+        self.finish(
+            d, target.url, at, body, signature, status, error, latency_ms, no_url,
+        );
+    }
+
+    async fn post(
+        &self,
+        target: &WebhookTarget,
+        body: &str,
+        signature: &str,
+    ) -> (Option<u16>, Option<String>) {
+        let mut req = self
+            .client
+            .post(&target.url)
+            .timeout(Duration::from_millis(self.cfg.timeout_ms))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature);
+        for (k, v) in &target.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        match req.body(body.to_string()).send().await {
+            Ok(resp) => {
+                let code = resp.status().as_u16();
+                // Drain the answer so the connection can be reused.
+                let _ = resp.bytes().await;
+                (
+                    Some(code),
+                    (code != 200).then(|| format!("receiver answered HTTP {code}")),
+                )
+            }
+            Err(e) if e.is_timeout() => (
+                None,
+                Some(format!(
+                    "receiver did not answer within {} ms",
+                    self.cfg.timeout_ms
+                )),
+            ),
+            Err(e) => (None, Some(format!("request failed: {e}"))),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        self: &Arc<Self>,
+        d: Delivery,
+        url: String,
+        at: Millis,
+        body: String,
+        signature: String,
+        status: Option<u16>,
+        error: Option<String>,
+        latency_ms: f64,
+        no_url: bool,
+    ) {
+        let now = self.clock.now();
+        let ok = status == Some(200);
+        let backoff = self
+            .cfg
+            .initial_backoff_ms
+            .saturating_mul(1i64 << (d.attempt.saturating_sub(1)).min(30))
+            .min(self.cfg.max_backoff_ms.max(1));
+        let next_at = now + backoff.max(1);
+        let retry = !ok && !no_url && next_at - d.first_at <= self.cfg.retry_window_ms;
+        let outcome = if ok {
+            Outcome::Delivered
+        } else if retry {
+            Outcome::Retrying
+        } else {
+            Outcome::Dropped
+        };
+        let attempt_summary: Vec<EventSummary> =
+            d.events.iter().map(|e| e.summary.clone()).collect();
+        let mut writes = Vec::with_capacity(d.events.len() + 1);
+        let pnid = d.phone_number_id.clone();
+        {
+            let mut st = self.lock();
+            st.attempt_seq += 1;
+            let attempt = Attempt {
+                seq: st.attempt_seq,
+                delivery_id: d.id,
+                attempt: d.attempt,
+                phone_number_id: pnid.clone(),
+                url,
+                at,
+                body,
+                signature,
+                status,
+                error,
+                latency_ms,
+                outcome,
+                next_retry_at: retry.then_some(next_at),
+                events: attempt_summary,
+            };
+            if !self.journal.is_memory()
+                && let Ok(json) = serde_json::to_string(&attempt)
+            {
+                writes.push(Write::Attempt { data: json });
+            }
+            st.attempts.push_back(attempt);
+            while st.attempts.len() > self.cfg.keep_attempts.max(1) {
+                st.attempts.pop_front();
+            }
+            if let Some(q) = st.queues.get_mut(&pnid) {
+                q.in_flight = q.in_flight.saturating_sub(1);
+                for e in &d.events {
+                    q.busy.remove(&e.key);
+                }
+            }
+            if retry {
+                for (pos, e) in d.events.iter().enumerate() {
+                    let stored = StoredEvent {
+                        event: e.clone(),
+                        retry: Some((d.id, pos, d.attempt, d.first_at, next_at)),
+                    };
+                    if let Ok(json) = serde_json::to_string(&stored) {
+                        writes.push(Write::Put {
+                            kind: Kind::Delivery,
+                            id: e.id.to_string(),
+                            data: json,
+                        });
+                    }
+                }
+                let id = d.id;
+                st.retrying.insert(id, d);
+                self.sched.at(next_at, Timer::DeliveryRetry(id));
+            } else {
+                st.pending = st.pending.saturating_sub(d.events.len());
+                for e in &d.events {
+                    writes.push(Write::Delete {
+                        kind: Kind::Delivery,
+                        id: e.id.to_string(),
+                    });
+                }
+            }
+        }
+        self.journal.submit_detached(writes);
+        self.attempted.notify_waiters();
+        self.pump(&pnid);
+    }
+
+    /// Recorded attempts matching `filter`, oldest first, at most `limit`.
+    pub fn attempts(&self, filter: &AttemptFilter, limit: usize) -> Vec<Attempt> {
+        let st = self.lock();
+        let matching: Vec<&Attempt> = st.attempts.iter().filter(|a| filter.matches(a)).collect();
+        let skip = matching.len().saturating_sub(limit);
+        matching.into_iter().skip(skip).cloned().collect()
+    }
+
+    /// Waits (wall-clock, at most `timeout`) until `count` attempts match `filter`.
+    pub async fn wait_for(
+        &self,
+        filter: &AttemptFilter,
+        count: usize,
+        timeout: Duration,
+    ) -> Option<Vec<Attempt>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.attempted.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let found = self.attempts(filter, usize::MAX);
+            if found.len() >= count.max(1) {
+                return Some(found);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Forgets every event and attempt (control API reset).
+    pub fn reset(&self) {
+        let mut st = self.lock();
+        for q in st.queues.values_mut() {
+            q.ready.clear();
+            q.retry_ready.clear();
+        }
+        st.held.clear();
+        st.retrying.clear();
+        st.attempts.clear();
+        st.pending = 0;
+    }
+}
+
+/// Takes up to `max` ready events whose key has nothing in flight, keeping per-key order.
+fn take_batch(q: &mut Queue, max: usize) -> Vec<Event> {
+    let mut out = Vec::new();
+    if q.ready.is_empty() {
+        return out;
+    }
+    if let Some(front) = q.ready.front()
+        && !q.busy.contains(&front.key)
+        && max == 1
+    {
+        return q.ready.pop_front().into_iter().collect();
+    }
+    let mut blocked: HashSet<String> = HashSet::new();
+    let mut i = 0;
+    let scan_limit = 4_096.min(q.ready.len());
+    let mut scanned = 0;
+    while i < q.ready.len() && out.len() < max && scanned < scan_limit {
+        scanned += 1;
+        let key = &q.ready[i].key;
+        if q.busy.contains(key) || blocked.contains(key) {
+            blocked.insert(key.clone());
+            i += 1;
+            continue;
+        }
+        if let Some(e) = q.ready.remove(i) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Builds the POST body for a delivery: one envelope; consecutive `messages` changes of the same
+/// number merge into one value (statuses and messages in arrays), as the platform batches them.
+pub fn build_body(events: &[Event]) -> String {
+    let env = if let [one] = events {
+        Envelope::single(&one.waba_id, one.time, one.change.clone())
+    } else {
+        let mut entries: Vec<Entry> = Vec::new();
+        for e in events {
+            let same_entry = entries
+                .last()
+                .is_some_and(|last| last.id == e.waba_id && last.time == e.time);
+            if !same_entry {
+                entries.push(Entry {
+                    id: e.waba_id.clone(),
+                    time: e.time,
+                    changes: Vec::new(),
+                });
+            }
+            let Some(entry) = entries.last_mut() else {
+                continue;
+            };
+            if let Some(last) = entry.changes.last_mut()
+                && merge(last, &e.change)
+            {
+                continue;
+            }
+            entry.changes.push(e.change.clone());
+        }
+        Envelope {
+            object: OBJECT.to_string(),
+            entry: entries,
+        }
+    };
+    serde_json::to_string(&env).unwrap_or_default()
+}
+
+fn merge(into: &mut Change, next: &Change) -> bool {
+    let (ChangeValue::Messages(a), ChangeValue::Messages(b)) = (&mut into.value, &next.value)
+    else {
+        return false;
+    };
+    if into.field != next.field
+        || a.metadata != b.metadata
+        || a.errors.is_some()
+        || b.errors.is_some()
+    {
+        return false;
+    }
+    let kinds_match = a.statuses.is_some() == b.statuses.is_some()
+        && a.messages.is_some() == b.messages.is_some();
+    if !kinds_match {
+        return false;
+    }
+    if let (Some(x), Some(y)) = (&mut a.statuses, &b.statuses) {
+        x.extend(y.iter().cloned());
+    }
+    if let (Some(x), Some(y)) = (&mut a.messages, &b.messages) {
+        x.extend(y.iter().cloned());
+    }
+    match (&mut a.contacts, &b.contacts) {
+        (Some(x), Some(y)) => {
+            for c in y {
+                if !x.iter().any(|have| have.wa_id == c.wa_id) {
+                    x.push(c.clone());
+                }
+            }
+        }
+        (None, Some(y)) => a.contacts = Some(y.clone()),
+        _ => {}
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_hmac_sha256() {
+        // Known answer: HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog").
+        assert_eq!(
+            sign("key", b"The quick brown fox jumps over the lazy dog"),
+            "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! Response bodies (platform spec §3.1, §8, §4.2).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The answer to an accepted send (`200`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendResponse {
+    /// Always `whatsapp`.
+    pub messaging_product: String,
+    /// The recipient: raw input and normalised `wa_id`.
+    pub contacts: Vec<ResponseContact>,
+    /// The message id and its status.
+    pub messages: Vec<ResponseMessage>,
+}
+
+impl SendResponse {
+    /// A response for one recipient and one message.
+    pub fn new(input: &str, wa_id: &str, wamid: &str, status: MessageStatus) -> SendResponse {
+        SendResponse {
+            messaging_product: "whatsapp".to_string(),
+            contacts: vec![ResponseContact {
+                input: input.to_string(),
+                wa_id: wa_id.to_string(),
+            }],
+            messages: vec![ResponseMessage {
+                id: wamid.to_string(),
+                message_status: Some(status),
+            }],
+        }
+    }
+}
+
+/// `contacts[]` of a send response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseContact {
+    /// The `to` value as sent.
+    pub input: String,
+    /// The user's WhatsApp id.
+    pub wa_id: String,
+}
+
+/// `messages[]` of a send response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseMessage {
+    /// The wamid.
+    pub id: String,
+    /// `accepted` or `held_for_quality_assessment` (optional on the wire; absent means accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_status: Option<MessageStatus>,
+}
+
+/// `message_status` of a send response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Queued for delivery.
+    Accepted,
+    /// Held by template pacing; released or dropped (132015) later.
+    HeldForQualityAssessment,
+    /// In Meta's enum, not described in prose.
+    Paused,
+}
+
+/// `{"success": true}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Success {
+    /// Always true.
+    pub success: bool,
+}
+
+impl Success {
+    /// `{"success": true}`.
+    pub const TRUE: Success = Success { success: true };
+}
+
+/// The answer to a media upload: `{"id": "…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaUploaded {
+    /// The media id.
+    pub id: String,
+}
+
+/// The answer to `GET /{media_id}` (spec §8.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    /// Always `whatsapp`.
+    pub messaging_product: String,
+    /// Download URL, valid for 5 minutes.
+    pub url: String,
+    /// MIME type.
+    pub mime_type: String,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    /// Size in bytes, as a string.
+    pub file_size: String,
+    /// The media id.
+    pub id: String,
+}
+
+/// 360dialog's webhook configuration (`/v1/configs/webhook`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct WebhookConfig {
+    /// Where events go.
+    pub url: String,
+    /// Extra headers added to every POST.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
