@@ -51,6 +51,24 @@ pub struct Config {
     pub graph: GraphConfig,
     /// Templates present at start (issue 3 manages them; here: name, language, category).
     pub templates: Vec<TemplateConfig>,
+    /// How much history is kept.
+    pub retention: RetentionConfig,
+}
+
+/// How much history the sandbox keeps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Messages kept (memory and disk); the oldest finished ones go first.
+    pub max_messages: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            max_messages: 200_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -68,6 +86,7 @@ impl Default for Config {
             users: UsersConfig::default(),
             graph: GraphConfig::default(),
             templates: default_templates(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -339,6 +358,9 @@ pub struct WebhookConfig {
     pub chaos: ChaosConfig,
     /// Default webhook URL for numbers that have none.
     pub default_url: String,
+    /// Whether status webhooks carry `value.contacts[]` (the recipient's profile). Meta's
+    /// examples omit it; many receivers read the recipient from it, so it is on by default.
+    pub status_contacts: bool,
 }
 
 impl Default for WebhookConfig {
@@ -353,6 +375,7 @@ impl Default for WebhookConfig {
             keep_attempts: 50_000,
             chaos: ChaosConfig::default(),
             default_url: String::new(),
+            status_contacts: true,
         }
     }
 }

@@ -24,11 +24,13 @@ use mynah_wire::webhook::{
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// What an operation wants done once the lock is released.
 #[derive(Debug, Default)]
 pub struct Effects {
+    /// Whether writes are wanted at all (false with the memory journal: nothing to serialise).
+    pub persist: bool,
     /// Journal writes.
     pub writes: Vec<Write>,
     /// Webhook events.
@@ -39,12 +41,21 @@ pub struct Effects {
 
 impl Effects {
     fn put<T: Serialize>(&mut self, kind: Kind, id: &str, value: &T) {
+        if !self.persist {
+            return;
+        }
         if let Ok(data) = serde_json::to_string(value) {
             self.writes.push(Write::Put {
                 kind,
                 id: id.to_string(),
                 data,
             });
+        }
+    }
+
+    fn write(&mut self, w: Write) {
+        if self.persist {
+            self.writes.push(w);
         }
     }
 
@@ -124,6 +135,7 @@ where
 /// The sandbox's state.
 pub struct World {
     cfg: Config,
+    persist: bool,
     /// Accounts by WABA id.
     pub accounts: BTreeMap<String, Account>,
     /// Numbers by phone number id.
@@ -134,7 +146,7 @@ pub struct World {
     pub users: HashMap<String, User>,
     /// Messages by wamid.
     pub messages: HashMap<String, Message>,
-    order: Vec<String>,
+    order: VecDeque<String>,
     /// Media by id.
     pub media: HashMap<String, Media>,
     templates: HashMap<(String, String), TemplateInfo>,
@@ -151,23 +163,29 @@ struct RngState {
 
 impl World {
     /// Builds the world from configuration and whatever the journal kept.
-    pub fn new(cfg: &Config, snapshot: &mut Snapshot, now: Millis) -> (World, Effects) {
+    pub fn new(
+        cfg: &Config,
+        persist: bool,
+        snapshot: &mut Snapshot,
+        now: Millis,
+    ) -> (World, Effects) {
         let mut w = World {
             cfg: cfg.clone(),
+            persist,
             accounts: BTreeMap::new(),
             numbers: BTreeMap::new(),
             tokens: HashMap::new(),
             keys: HashMap::new(),
             users: HashMap::new(),
             messages: HashMap::new(),
-            order: Vec::new(),
+            order: VecDeque::new(),
             media: HashMap::new(),
             templates: HashMap::new(),
             ids: Ids::new(cfg.seed, 1),
             draws: 0,
             base_url: String::new(),
         };
-        let mut fx = Effects::default();
+        let mut fx = w.fx();
         w.seed_from_config(&mut fx);
         // What the journal kept wins over the configuration's first-start values.
         for (_, json) in snapshot.take(Kind::Number) {
@@ -194,7 +212,7 @@ impl World {
             if let Some((_, due)) = m.next {
                 fx.timers.push((due.max(now), Timer::Message(m.id.clone())));
             }
-            w.order.push(m.id.clone());
+            w.order.push_back(m.id.clone());
             w.messages.insert(m.id.clone(), m);
         }
         for (_, json) in snapshot.take(Kind::Media) {
@@ -263,6 +281,13 @@ impl World {
         }
     }
 
+    fn fx(&self) -> Effects {
+        Effects {
+            persist: self.persist,
+            ..Effects::default()
+        }
+    }
+
     /// Adds or replaces a number.
     pub fn insert_number(&mut self, n: Number) {
         if let Some(old) = self.numbers.remove(&n.phone_number_id) {
@@ -307,7 +332,7 @@ impl World {
                 },
             );
         }
-        let mut fx = Effects::default();
+        let mut fx = self.fx();
         fx.put(Kind::Number, &n.phone_number_id, &n);
         self.insert_number(n);
         Ok(fx)
@@ -338,7 +363,7 @@ impl World {
 
     /// Sets a number's webhook.
     pub fn set_webhook(&mut self, pnid: &str, target: WebhookTarget) -> Effects {
-        let mut fx = Effects::default();
+        let mut fx = self.fx();
         if let Some(n) = self.numbers.get_mut(pnid) {
             n.webhook = target;
             fx.put(Kind::Number, pnid, &*n);
@@ -388,7 +413,7 @@ impl World {
         dialect: Dialect,
         graph_version: u32,
         req: &SendMessage,
-        raw: serde_json::Value,
+        raw: Box<serde_json::value::RawValue>,
         now: Millis,
     ) -> Result<(SendResponse, Effects), ApiError> {
         let number = self.numbers.get(pnid).cloned().ok_or_else(|| {
@@ -431,7 +456,7 @@ impl World {
             }
             _ => {}
         }
-        let mut fx = Effects::default();
+        let mut fx = self.fx();
         let sent_latency = self.draw(self.cfg.latency.sent);
         let wamid = self.fresh_wamid(&wa_id);
         let user = self.user_entry(&wa_id, &mut fx);
@@ -496,6 +521,11 @@ impl World {
             graph_version,
             created_at: now,
             body: raw,
+            reaction_to: match &req.content {
+                Content::Reaction(r) => Some(r.message_id.clone()),
+                _ => None,
+            },
+            voice: matches!(&req.content, Content::Audio(m) if m.voice),
             category,
             biz_opaque_callback_data: req.biz_opaque_callback_data.clone(),
             pricing: Some(pricing),
@@ -513,11 +543,33 @@ impl World {
         fx.put(Kind::Message, &wamid, &msg);
         fx.timers
             .push((now + sent_latency, Timer::Message(wamid.clone())));
-        self.order.push(wamid.clone());
+        self.order.push_back(wamid.clone());
         self.messages.insert(wamid.clone(), msg);
+        self.evict(&mut fx);
         self.note_rng(&mut fx);
         let response = SendResponse::new(&req.to_input, &wa_id, &wamid, MessageStatus::Accepted);
         Ok((response, fx))
+    }
+
+    /// Keeps at most `retention.max_messages`: the oldest messages whose lifecycle is over are
+    /// forgotten, in memory and in the journal.
+    fn evict(&mut self, fx: &mut Effects) {
+        let max = self.cfg.retention.max_messages.max(1);
+        while self.order.len() > max {
+            let Some(oldest) = self.order.front() else {
+                break;
+            };
+            if self.messages.get(oldest).is_some_and(|m| m.next.is_some()) {
+                break;
+            }
+            if let Some(id) = self.order.pop_front() {
+                self.messages.remove(&id);
+                fx.write(Write::Delete {
+                    kind: Kind::Message,
+                    id,
+                });
+            }
+        }
     }
 
     fn fresh_wamid(&mut self, wa_id: &str) -> String {
@@ -531,7 +583,7 @@ impl World {
 
     /// A message's lifecycle timer fired.
     pub fn on_message_timer(&mut self, wamid: &str, now: Millis) -> Effects {
-        let mut fx = Effects::default();
+        let mut fx = self.fx();
         let Some(msg) = self.messages.get(wamid) else {
             return fx;
         };
@@ -676,7 +728,7 @@ impl World {
         if msg.kind != "reaction" {
             return None;
         }
-        let target = msg.body.get("reaction")?.get("message_id")?.as_str()?;
+        let target = msg.reaction_to.as_deref()?;
         let bad = match self.messages.get(target) {
             None => true,
             Some(t) => {
@@ -725,12 +777,14 @@ impl World {
         let value = MessagesValue {
             messaging_product: "whatsapp".into(),
             metadata: metadata(number),
-            contacts: Some(vec![Contact {
-                profile: Profile {
-                    name: user.name.clone(),
-                },
-                wa_id: user.wa_id.clone(),
-            }]),
+            contacts: self.cfg.webhooks.status_contacts.then(|| {
+                vec![Contact {
+                    profile: Profile {
+                        name: user.name.clone(),
+                    },
+                    wa_id: user.wa_id.clone(),
+                }]
+            }),
             messages: None,
             statuses: Some(vec![st]),
             errors: None,
@@ -773,8 +827,15 @@ impl World {
         let from = mynah_wire::WaId::parse(&req.from)
             .map_err(|e| ApiError::with_details(ErrorCode::MynahBadRequest, e.details))?;
         let from = from.as_str().to_string();
-        let mut fx = Effects::default();
+        let mut fx = self.fx();
         let mut body = req.body;
+        match &mut body {
+            InboundBody::Audio { audio } => audio.voice = Some(audio.voice.unwrap_or(false)),
+            InboundBody::Sticker { sticker } => {
+                sticker.animated = Some(sticker.animated.unwrap_or(false))
+            }
+            _ => {}
+        }
         if let Some(media) = body.media_mut() {
             if media.id.is_empty() {
                 let mime = if media.mime_type.is_empty() {
@@ -820,12 +881,9 @@ impl World {
             user.referral_at.insert(pnid.clone(), now);
         }
         let profile_name = user.name.clone();
-        let user_json = serde_json::to_string(&*user).unwrap_or_default();
-        fx.writes.push(Write::Put {
-            kind: Kind::User,
-            id: from.clone(),
-            data: user_json,
-        });
+        if let Some(u) = self.users.get(&from) {
+            fx.put(Kind::User, &from, u);
+        }
         let is_system = matches!(body, InboundBody::System { .. });
         let errors = matches!(body, InboundBody::Unsupported { .. })
             .then(|| vec![ApiError::new(ErrorCode::UnsupportedMessageType).to_webhook()]);
@@ -861,7 +919,9 @@ impl World {
             dialect: Dialect::Cloud,
             graph_version: 0,
             created_at: now,
-            body: serde_json::to_value(&inbound).unwrap_or_default(),
+            body: raw_json(&inbound),
+            reaction_to: None,
+            voice: false,
             category: None,
             biz_opaque_callback_data: None,
             pricing: None,
@@ -877,8 +937,9 @@ impl World {
             Some("customer service window open for 24 hours".into()),
         );
         fx.put(Kind::Message, &wamid, &msg);
-        self.order.push(wamid.clone());
+        self.order.push_back(wamid.clone());
         self.messages.insert(wamid.clone(), msg);
+        self.evict(&mut fx);
         fx.events.push(NewEvent {
             phone_number_id: pnid,
             waba_id: number.waba_id.clone(),
@@ -919,19 +980,22 @@ impl World {
                 "Param message_id {message_id} is not a message received by this phone number."
             )));
         }
-        let (wa_id, until) = (target.wa_id.clone(), target.created_at);
-        let mut fx = Effects::default();
-        let ids: Vec<String> = self
-            .messages_in_order()
-            .filter(|m| {
-                m.direction == Direction::Inbound
-                    && m.phone_number_id == pnid
-                    && m.wa_id == wa_id
-                    && m.created_at <= until
-                    && m.status != Some(StatusKind::Read)
-            })
-            .map(|m| m.id.clone())
-            .collect();
+        let wa_id = target.wa_id.clone();
+        let mut fx = self.fx();
+        // The target and every earlier (in arrival order) unread inbound message of that user.
+        let mut ids: Vec<String> = Vec::new();
+        for m in self.messages_in_order() {
+            if m.direction == Direction::Inbound
+                && m.phone_number_id == pnid
+                && m.wa_id == wa_id
+                && m.status != Some(StatusKind::Read)
+            {
+                ids.push(m.id.clone());
+            }
+            if m.id == message_id {
+                break;
+            }
+        }
         for id in ids.iter().chain(std::iter::once(&message_id.to_string())) {
             if let Some(m) = self.messages.get_mut(id) {
                 if m.status != Some(StatusKind::Read) {
@@ -962,7 +1026,7 @@ impl World {
             .map_err(|e| ApiError::with_details(ErrorCode::MynahBadRequest, e.details))?
             .as_str()
             .to_string();
-        let mut fx = Effects::default();
+        let mut fx = self.fx();
         let user = self.user_entry(&wa_id, &mut fx);
         let b = &mut user.behaviour;
         if let Some(v) = patch.name {
@@ -1038,7 +1102,7 @@ impl World {
         bytes: Bytes,
         now: Millis,
     ) -> (Media, Effects) {
-        let mut fx = Effects::default();
+        let mut fx = self.fx();
         let m = self.store_media(pnid, mime, filename, bytes, now, 30 * DAY, &mut fx);
         self.note_rng(&mut fx);
         (m, fx)
@@ -1086,7 +1150,7 @@ impl World {
     /// Deletes media.
     pub fn delete_media(&mut self, id: &str) -> Option<Effects> {
         self.media.remove(id)?;
-        let mut fx = Effects::default();
+        let mut fx = self.fx();
         fx.writes.push(Write::Delete {
             kind: Kind::Media,
             id: id.to_string(),
@@ -1098,13 +1162,11 @@ impl World {
     /// Forgets messages, users, media and windows; keeps accounts and numbers as configured.
     pub fn reset(&mut self) -> Effects {
         let base_url = std::mem::take(&mut self.base_url);
-        let mut fresh = World::new(&self.cfg, &mut Snapshot::default(), 0).0;
+        let mut fresh = World::new(&self.cfg, self.persist, &mut Snapshot::default(), 0).0;
         fresh.base_url = base_url;
         *self = fresh;
-        let mut fx = Effects {
-            writes: vec![Write::Reset],
-            ..Default::default()
-        };
+        let mut fx = self.fx();
+        fx.write(Write::Reset);
         for n in self.numbers.values() {
             fx.put(Kind::Number, &n.phone_number_id, n);
         }
@@ -1120,14 +1182,16 @@ fn msg_kind<'a>(messages: &'a HashMap<String, Message>, wamid: &str) -> &'a str 
 }
 
 fn is_voice(messages: &HashMap<String, Message>, wamid: &str) -> bool {
-    messages.get(wamid).is_some_and(|m| {
-        m.kind == "audio"
-            && m.body
-                .get("audio")
-                .and_then(|a| a.get("voice"))
-                .and_then(|v| v.as_bool())
-                == Some(true)
-    })
+    messages.get(wamid).is_some_and(|m| m.voice)
+}
+
+fn raw_json<T: Serialize>(value: &T) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| empty_raw())
+}
+
+/// `{}` as a raw value.
+pub fn empty_raw() -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string("{}".to_string()).unwrap_or_default()
 }
 
 fn metadata(n: &Number) -> Metadata {

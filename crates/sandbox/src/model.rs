@@ -143,7 +143,13 @@ pub struct Message {
     /// When it was accepted (outbound) or received (inbound).
     pub created_at: Millis,
     /// The body as the business sent it, or the inbound message as the webhook carried it.
-    pub body: serde_json::Value,
+    pub body: Box<serde_json::value::RawValue>,
+    /// For reactions: the message reacted to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction_to: Option<String>,
+    /// A voice note (audio with `voice: true`): gets `played` after `read`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub voice: bool,
     /// Template category, lower case (outbound templates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,

@@ -63,7 +63,7 @@ impl Sandbox {
         let sched = Arc::new(Scheduler::default());
         let now = clock.now();
         let deliveries = snapshot.take(Kind::Delivery);
-        let (world, fx) = World::new(&config, &mut snapshot, now);
+        let (world, fx) = World::new(&config, !journal.is_memory(), &mut snapshot, now);
         let hub = Hub::new(
             config.webhooks.clone(),
             config.app_secret.clone(),

@@ -786,7 +786,41 @@ pub fn build_body(events: &[Event]) -> String {
             entry: entries,
         }
     };
-    serde_json::to_string(&env).unwrap_or_default()
+    let mut out = Vec::with_capacity(512);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiEscaped);
+    if env.serialize(&mut ser).is_err() {
+        return String::new();
+    }
+    // The formatter writes ASCII only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes JSON as the platform signs it: every non-ASCII character escaped as `\uXXXX` (UTF-16
+/// units, so emoji become surrogate pairs). Receivers that re-serialise before verifying the
+/// signature fail here as they would on the platform.
+struct AsciiEscaped;
+
+impl serde_json::ser::Formatter for AsciiEscaped {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let bytes = fragment.as_bytes();
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if c.is_ascii() {
+                continue;
+            }
+            writer.write_all(&bytes[start..i])?;
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                write!(writer, "\\u{unit:04x}")?;
+            }
+            start = i + c.len_utf8();
+        }
+        writer.write_all(&bytes[start..])
+    }
 }
 
 fn merge(into: &mut Change, next: &Change) -> bool {
@@ -829,6 +863,17 @@ fn merge(into: &mut Change, next: &Change) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_escape_non_ascii_like_the_platform() {
+        let mut out = Vec::new();
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiEscaped);
+        "Grüße 😀".serialize(&mut ser).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#""Gr\u00fc\u00dfe \ud83d\ude00""#
+        );
+    }
 
     #[test]
     fn signature_matches_hmac_sha256() {

@@ -153,7 +153,9 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 api_key: n.api_key,
                 token: n.token.unwrap_or_else(|| sb.config.token.clone()),
                 webhook: WebhookTarget {
-                    url: n.webhook_url.unwrap_or_default(),
+                    url: n
+                        .webhook_url
+                        .unwrap_or_else(|| sb.config.webhooks.default_url.clone()),
                     headers: n.webhook_headers.unwrap_or_default(),
                 },
             };

@@ -255,7 +255,10 @@ async fn messages(
     };
     match parse_request(&bytes, flavor)? {
         ApiRequest::Send(send) => {
-            let raw: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let raw = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|t| serde_json::value::RawValue::from_string(t.to_string()).ok())
+                .unwrap_or_else(crate::engine::empty_raw);
             let now = sb.clock.now();
             let (response, fx) =
                 sb.world()
@@ -451,7 +454,7 @@ async fn node(
                 "code_verification_status": "VERIFIED",
                 "platform_type": "CLOUD_API",
                 "throughput": { "level": "STANDARD" },
-                "webhook_configuration": { "application": number.webhook.url },
+                "webhook_configuration": { "phone_number": number.webhook.url },
                 "id": number.phone_number_id,
             }))),
             Method::POST => {
