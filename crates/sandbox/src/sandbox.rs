@@ -42,7 +42,7 @@ impl Sandbox {
             ClockMode::Manual => Clock::manual(config.clock.start_ms),
         });
         let (journal, mut snapshot) = match &config.data_dir {
-            Some(dir) => Journal::open_sqlite(dir).await?,
+            Some(dir) => Journal::open_sqlite(dir, config.webhooks.keep_attempts).await?,
             None => (Journal::memory(), Snapshot::default()),
         };
         if clock.is_manual() {
@@ -88,7 +88,8 @@ impl Sandbox {
             trace_seq: AtomicU64::new(0),
         });
         sandbox.apply_durable(fx).await.map_err(|e| e.to_string())?;
-        sandbox.hub.restore(deliveries);
+        let attempts = std::mem::take(&mut snapshot.attempts);
+        sandbox.hub.restore(deliveries, attempts);
         Ok(sandbox)
     }
 
@@ -102,23 +103,31 @@ impl Sandbox {
         self.world().base_url = url.trim_end_matches('/').to_string();
     }
 
-    /// Applies effects without waiting for the journal.
-    pub fn apply(&self, fx: Effects) {
-        self.journal.submit_detached(fx.writes);
+    /// Applies effects without waiting for the journal; the state change and its webhook events
+    /// are journalled in one commit. Returns the webhook deliveries started.
+    pub fn apply(&self, fx: Effects) -> Vec<u64> {
+        let (mut writes, pnids) = self.hub.stage(fx.events);
+        let mut all = fx.writes;
+        all.append(&mut writes);
+        self.journal.submit_detached(all);
         for (at, t) in fx.timers {
             self.sched.at(at, t);
         }
-        self.hub.enqueue(fx.events);
+        self.hub.pump_all(&pnids)
     }
 
-    /// Applies effects once their writes are durable (for work that is about to be acknowledged).
+    /// Applies effects once their writes (and their webhook events) are durable, for work that is
+    /// about to be acknowledged.
     pub async fn apply_durable(&self, fx: Effects) -> Result<(), ApiError> {
-        let durable = self.journal.submit(fx.writes);
+        let (mut writes, pnids) = self.hub.stage(fx.events);
+        let mut all = fx.writes;
+        all.append(&mut writes);
+        let durable = self.journal.submit(all);
         for (at, t) in fx.timers {
             self.sched.at(at, t);
         }
         let result = durable.wait().await;
-        self.hub.enqueue(fx.events);
+        self.hub.pump_all(&pnids);
         result.map_err(|e| {
             ApiError::with_details(ErrorCode::GenericError, format!("storage failed: {e}"))
         })
@@ -131,26 +140,29 @@ impl Sandbox {
         self.apply_durable(fx).await
     }
 
-    fn fire(&self, timer: Timer, now: Millis) {
+    /// Fires one timer; returns the webhook deliveries it started.
+    fn fire(&self, timer: Timer, now: Millis) -> Vec<u64> {
         match timer {
             Timer::Message(id) => {
                 let fx = self.world().on_message_timer(&id, now);
-                self.apply(fx);
+                self.apply(fx)
             }
             Timer::EventReady(id) => self.hub.on_event_ready(id),
-            Timer::DeliveryRetry(id) => self.hub.on_retry(id),
+            Timer::DeliveryRetry(id) => self.hub.on_retry(id, now),
         }
     }
 
     /// Fires every timer due by the system clock's now.
     fn fire_due(&self) {
         while let Some((_, timer)) = self.sched.pop_due(self.clock.now()) {
-            self.fire(timer, self.clock.now());
+            let _started = self.fire(timer, self.clock.now());
         }
     }
 
     /// Moves the manual clock forward by `ms`, firing every timer due on the way in order, each at
-    /// its own due time. Returns the new now.
+    /// its own due time. When the timers have started webhook deliveries whose retries could fall
+    /// inside the same advance, it waits (wall-clock, at most the webhook timeout) for their
+    /// answers and fires those retries too, each at its own due time. Returns the new now.
     pub async fn advance(&self, ms: Millis) -> Result<Millis, ApiError> {
         if !self.clock.is_manual() {
             return Err(ApiError::with_details(
@@ -166,9 +178,19 @@ impl Sandbox {
         }
         let _one_at_a_time = self.advancing.lock().await;
         let target = self.clock.now().saturating_add(ms);
-        while let Some((due, timer)) = self.sched.pop_due(target) {
-            self.clock.set(due);
-            self.fire(timer, due);
+        let patience =
+            std::time::Duration::from_millis(self.config.webhooks.timeout_ms.saturating_add(500));
+        loop {
+            while let Some((due, timer)) = self.sched.pop_due(target) {
+                self.clock.set(due);
+                let _started = self.fire(timer, due);
+            }
+            self.hub
+                .settle(target, tokio::time::Instant::now() + patience)
+                .await;
+            if self.sched.next_due().is_none_or(|due| due > target) {
+                break;
+            }
         }
         self.clock.set(target);
         self.journal.submit_detached(vec![crate::store::Write::Put {

@@ -107,6 +107,8 @@ pub struct Snapshot {
     pub rows: HashMap<Kind, Vec<(String, String)>>,
     /// Media bytes by id.
     pub blobs: HashMap<String, Bytes>,
+    /// The latest webhook attempts (JSON), oldest first.
+    pub attempts: Vec<String>,
 }
 
 impl Snapshot {
@@ -156,7 +158,11 @@ impl Journal {
     }
 
     /// Opens (or creates) `dir/sandbox.db`, reads it back, and starts the writer task.
-    pub async fn open_sqlite(dir: &Path) -> Result<(Journal, Snapshot), String> {
+    /// `keep_attempts` bounds how many webhook attempts are read back.
+    pub async fn open_sqlite(
+        dir: &Path,
+        keep_attempts: usize,
+    ) -> Result<(Journal, Snapshot), String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let opts = SqliteConnectOptions::new()
@@ -173,7 +179,9 @@ impl Journal {
                 .await
                 .map_err(|e| e.to_string())?;
         }
-        let snapshot = load(&mut conn).await.map_err(|e| e.to_string())?;
+        let snapshot = load(&mut conn, keep_attempts)
+            .await
+            .map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
         tokio::spawn(writer(conn, rx, backlog.clone()));
@@ -223,6 +231,22 @@ impl Journal {
         }
     }
 
+    /// Waits until everything submitted so far is committed (at shutdown).
+    pub async fn flush(&self) -> Result<(), String> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        let (done, rx) = oneshot::channel();
+        if tx
+            .send(Job {
+                writes: Vec::new(),
+                done: Some(done),
+            })
+            .is_err()
+        {
+            return Err("journal writer stopped".to_string());
+        }
+        Durable(Some(rx)).wait().await
+    }
+
     /// Writes queued but not yet committed.
     pub fn backlog(&self) -> usize {
         self.backlog.load(Ordering::Relaxed)
@@ -240,7 +264,7 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS webhook_attempts (seq INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL)",
 ];
 
-async fn load(conn: &mut SqliteConnection) -> Result<Snapshot, sqlx::Error> {
+async fn load(conn: &mut SqliteConnection, keep_attempts: usize) -> Result<Snapshot, sqlx::Error> {
     let mut snap = Snapshot::default();
     for row in sqlx::query("SELECT kind, id, data FROM entities")
         .fetch_all(&mut *conn)
@@ -260,6 +284,14 @@ async fn load(conn: &mut SqliteConnection) -> Result<Snapshot, sqlx::Error> {
     {
         let bytes: Vec<u8> = row.try_get(1)?;
         snap.blobs.insert(row.try_get(0)?, Bytes::from(bytes));
+    }
+    let limit = i64::try_from(keep_attempts).unwrap_or(i64::MAX);
+    let rows = sqlx::query("SELECT data FROM webhook_attempts ORDER BY seq DESC LIMIT ?")
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in rows.into_iter().rev() {
+        snap.attempts.push(row.try_get(0)?);
     }
     Ok(snap)
 }
@@ -383,7 +415,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mynah-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         {
-            let (j, snap) = Journal::open_sqlite(&dir).await.unwrap();
+            let (j, snap) = Journal::open_sqlite(&dir, 10).await.unwrap();
             assert!(snap.rows.is_empty());
             j.submit(vec![
                 put(Kind::User, "1", "a"),
@@ -409,7 +441,7 @@ mod tests {
             .unwrap();
             assert_eq!(j.backlog(), 0);
         }
-        let (_j, mut snap) = Journal::open_sqlite(&dir).await.unwrap();
+        let (_j, mut snap) = Journal::open_sqlite(&dir, 10).await.unwrap();
         assert_eq!(
             snap.take(Kind::User),
             vec![("1".to_string(), "b".to_string())]

@@ -19,6 +19,7 @@ use mynah_wire::webhook::{Change, ChangeValue, Entry, Envelope, OBJECT};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -200,6 +201,8 @@ struct Delivery {
     events: Vec<Event>,
     attempt: u32,
     first_at: Millis,
+    /// Sandbox time this attempt started (the due time of the timer that started it).
+    at: Millis,
 }
 
 #[derive(Default)]
@@ -210,22 +213,43 @@ struct Queue {
     busy: HashSet<String>,
 }
 
+/// A webhook destination, parsed once.
+#[derive(Clone)]
+struct Target {
+    raw: String,
+    url: Option<reqwest::Url>,
+    headers: Vec<(String, String)>,
+}
+
+impl From<WebhookTarget> for Target {
+    fn from(t: WebhookTarget) -> Target {
+        let url = reqwest::Url::parse(&t.url).ok();
+        Target {
+            raw: t.url,
+            url,
+            headers: t.headers.into_iter().collect(),
+        }
+    }
+}
+
 struct State {
-    targets: HashMap<String, WebhookTarget>,
+    targets: HashMap<String, Target>,
     queues: HashMap<String, Queue>,
     held: HashMap<u64, Event>,
     retrying: HashMap<u64, Delivery>,
+    /// Deliveries being sent, with the earliest time a retry could be due if they fail.
+    sending: HashMap<u64, Millis>,
     attempts: VecDeque<Attempt>,
     attempt_seq: u64,
     next_event: u64,
     next_delivery: u64,
     chaos: Ids,
-    pending: usize,
 }
 
 /// The webhook dispatcher.
 pub struct Hub {
     state: Mutex<State>,
+    pending: AtomicUsize,
     client: reqwest::Client,
     cfg: WebhookConfig,
     app_secret: String,
@@ -270,13 +294,14 @@ impl Hub {
                 queues: HashMap::new(),
                 held: HashMap::new(),
                 retrying: HashMap::new(),
+                sending: HashMap::new(),
                 attempts: VecDeque::new(),
                 attempt_seq: 0,
                 next_event: 1,
                 next_delivery: 1,
                 chaos: Ids::new(seed, 2),
-                pending: 0,
             }),
+            pending: AtomicUsize::new(0),
             client,
             cfg,
             app_secret,
@@ -295,28 +320,37 @@ impl Hub {
     pub fn set_target(&self, phone_number_id: &str, target: WebhookTarget) {
         self.lock()
             .targets
-            .insert(phone_number_id.to_string(), target);
+            .insert(phone_number_id.to_string(), target.into());
     }
 
     /// Events queued, held or awaiting a retry.
     pub fn pending(&self) -> usize {
-        self.lock().pending
+        self.pending.load(Ordering::Relaxed)
     }
 
-    /// Restores journalled events after a restart and schedules them.
-    pub fn restore(self: &Arc<Self>, rows: Vec<(String, String)>) {
+    /// Restores journalled events and the recent attempt history after a restart, and schedules
+    /// the events.
+    pub fn restore(self: &Arc<Self>, rows: Vec<(String, String)>, attempts: Vec<String>) {
         let now = self.clock.now();
-        let mut pnids = HashSet::new();
+        let mut pnids = Vec::new();
         {
             let mut st = self.lock();
+            for json in attempts {
+                if let Ok(a) = serde_json::from_str::<Attempt>(&json) {
+                    st.attempt_seq = st.attempt_seq.max(a.seq);
+                    st.attempts.push_back(a);
+                }
+            }
             let mut deliveries: HashMap<u64, Restored> = HashMap::new();
             for (_, json) in rows {
                 let Ok(stored) = serde_json::from_str::<StoredEvent>(&json) else {
                     continue;
                 };
                 st.next_event = st.next_event.max(stored.event.id + 1);
-                st.pending += 1;
-                pnids.insert(stored.event.phone_number_id.clone());
+                self.pending.fetch_add(1, Ordering::Relaxed);
+                if !pnids.contains(&stored.event.phone_number_id) {
+                    pnids.push(stored.event.phone_number_id.clone());
+                }
                 match stored.retry {
                     Some((did, pos, attempt, first_at, next_at)) => {
                         st.next_delivery = st.next_delivery.max(did + 1);
@@ -327,6 +361,7 @@ impl Hub {
                                 events: Vec::new(),
                                 attempt,
                                 first_at,
+                                at: next_at,
                             };
                             (d, Vec::new(), next_at)
                         });
@@ -344,7 +379,9 @@ impl Hub {
             for q in st.queues.values_mut() {
                 q.ready.make_contiguous().sort_by_key(|e| e.id);
             }
-            for (did, (mut d, mut events, next_at)) in deliveries {
+            let mut restored: Vec<_> = deliveries.into_iter().collect();
+            restored.sort_by_key(|(did, _)| *did);
+            for (did, (mut d, mut events, next_at)) in restored {
                 events.sort_by_key(|(pos, _)| *pos);
                 d.events = events.into_iter().map(|(_, e)| e).collect();
                 st.retrying.insert(did, d);
@@ -356,93 +393,112 @@ impl Hub {
         }
     }
 
-    /// Queues events (journalled), applying chaos, and starts sending.
-    pub fn enqueue(self: &Arc<Self>, events: Vec<NewEvent>) {
+    /// Numbers and queues events (applying chaos) without starting deliveries; returns the
+    /// journal rows to write with them and the numbers to pump once they are written.
+    pub fn stage(&self, events: Vec<NewEvent>) -> (Vec<Write>, Vec<String>) {
+        let mut writes = Vec::new();
+        let mut pnids: Vec<String> = Vec::new();
         if events.is_empty() {
-            return;
+            return (writes, pnids);
         }
         let now = self.clock.now();
         let chaos = &self.cfg.chaos;
-        let mut writes = Vec::with_capacity(events.len());
-        let mut pnids: Vec<String> = Vec::new();
-        {
-            let mut st = self.lock();
-            for NewEvent {
-                phone_number_id: pnid,
-                waba_id,
-                key,
-                time,
-                change,
-                summary,
-            } in events
-            {
-                let copies = if st.chaos.chance(chaos.duplicate) {
-                    2
-                } else {
-                    1
+        let persist = !self.journal.is_memory();
+        let mut st = self.lock();
+        for new in events {
+            let copies = if st.chaos.chance(chaos.duplicate) {
+                2
+            } else {
+                1
+            };
+            if !pnids.contains(&new.phone_number_id) {
+                pnids.push(new.phone_number_id.clone());
+            }
+            let mut new = Some(new);
+            for copy in 0..copies {
+                let NewEvent {
+                    phone_number_id,
+                    waba_id,
+                    key,
+                    time,
+                    change,
+                    summary,
+                } = match (copy + 1 == copies, new.as_ref()) {
+                    (true, _) => match new.take() {
+                        Some(n) => n,
+                        None => break,
+                    },
+                    (false, Some(n)) => n.clone(),
+                    (false, None) => break,
                 };
-                for _ in 0..copies {
-                    let id = st.next_event;
-                    st.next_event += 1;
-                    let event = Event {
-                        id,
-                        phone_number_id: pnid.clone(),
-                        waba_id: waba_id.clone(),
-                        key: key.clone(),
-                        time,
-                        change: change.clone(),
-                        summary: summary.clone(),
-                    };
-                    if let Ok(json) = serde_json::to_string(&StoredEvent {
+                let id = st.next_event;
+                st.next_event += 1;
+                let event = Event {
+                    id,
+                    phone_number_id,
+                    waba_id,
+                    key,
+                    time,
+                    change,
+                    summary,
+                };
+                if persist
+                    && let Ok(json) = serde_json::to_string(&StoredEvent {
                         event: event.clone(),
                         retry: None,
-                    }) {
-                        writes.push(Write::Put {
-                            kind: Kind::Delivery,
-                            id: id.to_string(),
-                            data: json,
-                        });
-                    }
-                    st.pending += 1;
-                    let mut hold = 0;
-                    if st.chaos.chance(chaos.reorder) {
-                        hold = chaos.reorder_hold_ms.max(1);
-                    }
-                    if st.chaos.chance(chaos.delay) {
-                        let range = chaos.delay_ms.unwrap_or(crate::config::Latency {
-                            min_ms: 500,
-                            max_ms: 5_000,
-                        });
-                        hold = hold.max(st.chaos.between(range.min_ms, range.max_ms));
-                    }
-                    if hold > 0 {
-                        st.held.insert(id, event);
-                        self.sched.at(now + hold, Timer::EventReady(id));
-                    } else {
-                        st.queues
-                            .entry(pnid.clone())
-                            .or_default()
-                            .ready
-                            .push_back(event);
-                    }
+                    })
+                {
+                    writes.push(Write::Put {
+                        kind: Kind::Delivery,
+                        id: id.to_string(),
+                        data: json,
+                    });
                 }
-                if !pnids.contains(&pnid) {
-                    pnids.push(pnid);
+                self.pending.fetch_add(1, Ordering::Relaxed);
+                let mut hold = 0;
+                if st.chaos.chance(chaos.reorder) {
+                    hold = chaos.reorder_hold_ms.max(1);
+                }
+                if st.chaos.chance(chaos.delay) {
+                    let range = chaos.delay_ms.unwrap_or(crate::config::Latency {
+                        min_ms: 500,
+                        max_ms: 5_000,
+                    });
+                    hold = hold.max(st.chaos.between(range.min_ms, range.max_ms));
+                }
+                if hold > 0 {
+                    st.held.insert(id, event);
+                    self.sched.at(now + hold, Timer::EventReady(id));
+                } else {
+                    st.queues
+                        .entry(event.phone_number_id.clone())
+                        .or_default()
+                        .ready
+                        .push_back(event);
                 }
             }
         }
+        (writes, pnids)
+    }
+
+    /// Queues events (journalled) and starts sending; returns the deliveries started.
+    pub fn enqueue(self: &Arc<Self>, events: Vec<NewEvent>) -> Vec<u64> {
+        let (writes, pnids) = self.stage(events);
         self.journal.submit_detached(writes);
-        for p in pnids {
-            self.pump(&p);
-        }
+        self.pump_all(&pnids)
+    }
+
+    /// Starts what can be started for these numbers; returns the deliveries started.
+    pub fn pump_all(self: &Arc<Self>, pnids: &[String]) -> Vec<u64> {
+        pnids.iter().flat_map(|p| self.pump(p)).collect()
     }
 
     /// A held event's timer fired.
-    pub fn on_event_ready(self: &Arc<Self>, id: u64) {
+    pub fn on_event_ready(self: &Arc<Self>, id: u64) -> Vec<u64> {
         let pnid = {
             let mut st = self.lock();
             let Some(event) = st.held.remove(&id) else {
-                return;
+                return Vec::new();
             };
             let pnid = event.phone_number_id.clone();
             st.queues
@@ -452,16 +508,17 @@ impl Hub {
                 .push_back(event);
             pnid
         };
-        self.pump(&pnid);
+        self.pump(&pnid)
     }
 
-    /// A retry timer fired.
-    pub fn on_retry(self: &Arc<Self>, id: u64) {
+    /// A retry timer due at `due` fired (the clock may already be later inside an `advance`).
+    pub fn on_retry(self: &Arc<Self>, id: u64, due: Millis) -> Vec<u64> {
         let pnid = {
             let mut st = self.lock();
-            let Some(d) = st.retrying.remove(&id) else {
-                return;
+            let Some(mut d) = st.retrying.remove(&id) else {
+                return Vec::new();
             };
+            d.at = due;
             let pnid = d.phone_number_id.clone();
             st.queues
                 .entry(pnid.clone())
@@ -470,25 +527,29 @@ impl Hub {
                 .push_back(d);
             pnid
         };
-        self.pump(&pnid);
+        self.pump(&pnid)
     }
 
     /// Starts as many deliveries for `pnid` as its in-flight budget allows.
-    fn pump(self: &Arc<Self>, pnid: &str) {
+    fn pump(self: &Arc<Self>, pnid: &str) -> Vec<u64> {
         let now = self.clock.now();
         let max = self.cfg.max_in_flight.max(1);
         let batch = self.cfg.batch_size.max(1);
         let mut starts = Vec::new();
         let target = {
             let mut st = self.lock();
-            let target = st.targets.get(pnid).cloned().unwrap_or_default();
+            let target = st.targets.get(pnid).cloned();
             let mut next_delivery = st.next_delivery;
-            let Some(q) = st.queues.get_mut(pnid) else {
-                return;
+            let State {
+                queues, sending, ..
+            } = &mut *st;
+            let Some(q) = queues.get_mut(pnid) else {
+                return Vec::new();
             };
             while q.in_flight < max {
                 if let Some(d) = q.retry_ready.pop_front() {
                     q.in_flight += 1;
+                    sending.insert(d.id, d.at + self.backoff(d.attempt + 1));
                     starts.push(d);
                     continue;
                 }
@@ -500,62 +561,78 @@ impl Hub {
                     q.busy.insert(e.key.clone());
                 }
                 q.in_flight += 1;
+                sending.insert(next_delivery, now + self.backoff(1));
                 starts.push(Delivery {
                     id: next_delivery,
                     phone_number_id: pnid.to_string(),
                     events,
                     attempt: 0,
                     first_at: now,
+                    at: now,
                 });
                 next_delivery += 1;
             }
             st.next_delivery = next_delivery;
             target
         };
+        let ids = starts.iter().map(|d| d.id).collect();
         for d in starts {
             let hub = self.clone();
             let target = target.clone();
             tokio::spawn(async move { hub.send(d, target).await });
         }
+        ids
     }
 
-    async fn send(self: Arc<Self>, mut d: Delivery, target: WebhookTarget) {
+    async fn send(self: Arc<Self>, mut d: Delivery, target: Option<Target>) {
         d.attempt += 1;
-        let at = self.clock.now();
         let body = build_body(&d.events);
         let signature = sign(&self.app_secret, body.as_bytes());
         let started = Instant::now();
-        let (status, error) = if target.url.is_empty() {
-            (
+        let (url, status, error) = match &target {
+            Some(Target {
+                url: Some(url),
+                headers,
+                raw,
+            }) => {
+                let (status, error) = self.post(url, headers, &body, &signature).await;
+                (raw.clone(), status, error)
+            }
+            Some(Target { raw, url: None, .. }) if !raw.is_empty() => (
+                raw.clone(),
+                None,
+                Some(format!("the webhook URL {raw:?} is not a valid URL")),
+            ),
+            _ => (
+                String::new(),
                 None,
                 Some(format!(
                     "no webhook URL is configured for phone number {}",
                     d.phone_number_id
                 )),
-            )
-        } else {
-            self.post(&target, &body, &signature).await
+            ),
         };
         let latency_ms = started.elapsed().as_secs_f64() * 1_000.0;
-        let no_url = target.url.is_empty();
+        let retryable = !url.is_empty() && target.as_ref().is_some_and(|t| t.url.is_some());
         self.finish(
-            d, target.url, at, body, signature, status, error, latency_ms, no_url,
+            d, url, body, signature, status, error, latency_ms, retryable,
         );
     }
 
     async fn post(
         &self,
-        target: &WebhookTarget,
+        url: &reqwest::Url,
+        headers: &[(String, String)],
         body: &str,
         signature: &str,
     ) -> (Option<u16>, Option<String>) {
         let mut req = self
             .client
-            .post(&target.url)
+            .post(url.clone())
             .timeout(Duration::from_millis(self.cfg.timeout_ms))
             .header("content-type", "application/json")
             .header("x-hub-signature-256", signature);
-        for (k, v) in &target.headers {
+        for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }
         match req.body(body.to_string()).send().await {
@@ -584,23 +661,18 @@ impl Hub {
         self: &Arc<Self>,
         d: Delivery,
         url: String,
-        at: Millis,
         body: String,
         signature: String,
         status: Option<u16>,
         error: Option<String>,
         latency_ms: f64,
-        no_url: bool,
+        retryable: bool,
     ) {
-        let now = self.clock.now();
         let ok = status == Some(200);
-        let backoff = self
-            .cfg
-            .initial_backoff_ms
-            .saturating_mul(1i64 << (d.attempt.saturating_sub(1)).min(30))
-            .min(self.cfg.max_backoff_ms.max(1));
-        let next_at = now + backoff.max(1);
-        let retry = !ok && !no_url && next_at - d.first_at <= self.cfg.retry_window_ms;
+        // Retries count from the attempt's own start on the sandbox clock, not from when the
+        // receiver happened to answer.
+        let next_at = d.at + self.backoff(d.attempt);
+        let retry = !ok && retryable && next_at - d.first_at <= self.cfg.retry_window_ms;
         let outcome = if ok {
             Outcome::Delivered
         } else if retry {
@@ -608,9 +680,8 @@ impl Hub {
         } else {
             Outcome::Dropped
         };
-        let attempt_summary: Vec<EventSummary> =
-            d.events.iter().map(|e| e.summary.clone()).collect();
-        let mut writes = Vec::with_capacity(d.events.len() + 1);
+        let persist = !self.journal.is_memory();
+        let mut writes = Vec::new();
         let pnid = d.phone_number_id.clone();
         {
             let mut st = self.lock();
@@ -621,7 +692,7 @@ impl Hub {
                 attempt: d.attempt,
                 phone_number_id: pnid.clone(),
                 url,
-                at,
+                at: d.at,
                 body,
                 signature,
                 status,
@@ -629,17 +700,16 @@ impl Hub {
                 latency_ms,
                 outcome,
                 next_retry_at: retry.then_some(next_at),
-                events: attempt_summary,
+                events: d.events.iter().map(|e| e.summary.clone()).collect(),
             };
-            if !self.journal.is_memory()
-                && let Ok(json) = serde_json::to_string(&attempt)
-            {
+            if persist && let Ok(json) = serde_json::to_string(&attempt) {
                 writes.push(Write::Attempt { data: json });
             }
             st.attempts.push_back(attempt);
             while st.attempts.len() > self.cfg.keep_attempts.max(1) {
                 st.attempts.pop_front();
             }
+            st.sending.remove(&d.id);
             if let Some(q) = st.queues.get_mut(&pnid) {
                 q.in_flight = q.in_flight.saturating_sub(1);
                 for e in &d.events {
@@ -647,38 +717,75 @@ impl Hub {
                 }
             }
             if retry {
-                for (pos, e) in d.events.iter().enumerate() {
-                    let stored = StoredEvent {
-                        event: e.clone(),
-                        retry: Some((d.id, pos, d.attempt, d.first_at, next_at)),
-                    };
-                    if let Ok(json) = serde_json::to_string(&stored) {
-                        writes.push(Write::Put {
-                            kind: Kind::Delivery,
-                            id: e.id.to_string(),
-                            data: json,
-                        });
+                if persist {
+                    for (pos, e) in d.events.iter().enumerate() {
+                        let stored = StoredEvent {
+                            event: e.clone(),
+                            retry: Some((d.id, pos, d.attempt, d.first_at, next_at)),
+                        };
+                        if let Ok(json) = serde_json::to_string(&stored) {
+                            writes.push(Write::Put {
+                                kind: Kind::Delivery,
+                                id: e.id.to_string(),
+                                data: json,
+                            });
+                        }
                     }
                 }
                 let id = d.id;
                 st.retrying.insert(id, d);
                 self.sched.at(next_at, Timer::DeliveryRetry(id));
             } else {
-                st.pending = st.pending.saturating_sub(d.events.len());
-                for e in &d.events {
-                    writes.push(Write::Delete {
-                        kind: Kind::Delivery,
-                        id: e.id.to_string(),
+                let n = d.events.len();
+                let _ = self
+                    .pending
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| {
+                        Some(p.saturating_sub(n))
                     });
+                if persist {
+                    for e in &d.events {
+                        writes.push(Write::Delete {
+                            kind: Kind::Delivery,
+                            id: e.id.to_string(),
+                        });
+                    }
                 }
             }
         }
         self.journal.submit_detached(writes);
-        self.attempted.notify_waiters();
         self.pump(&pnid);
+        self.attempted.notify_waiters();
     }
 
-    /// Recorded attempts matching `filter`, oldest first, at most `limit`.
+    /// Delay before retry number `attempt` (1-based): doubling from the initial backoff, capped.
+    fn backoff(&self, attempt: u32) -> Millis {
+        self.cfg
+            .initial_backoff_ms
+            .saturating_mul(1i64 << attempt.saturating_sub(1).min(30))
+            .min(self.cfg.max_backoff_ms.max(1))
+            .max(1)
+    }
+
+    /// Waits (wall-clock, until `deadline`) for the answers of deliveries in flight whose retry,
+    /// should they fail, would be due by `until`. The manual clock's `advance` waits on this, so
+    /// that a retry falling inside the same advance fires in it, at its own time.
+    pub async fn settle(&self, until: Millis, deadline: tokio::time::Instant) {
+        loop {
+            let notified = self.attempted.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let busy = self
+                .lock()
+                .sending
+                .values()
+                .any(|retry_at| *retry_at <= until);
+            if !busy || tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Recorded attempts matching `filter`, oldest first, at most `limit` (the latest ones).
     pub fn attempts(&self, filter: &AttemptFilter, limit: usize) -> Vec<Attempt> {
         let st = self.lock();
         let matching: Vec<&Attempt> = st.attempts.iter().filter(|a| filter.matches(a)).collect();
@@ -718,7 +825,7 @@ impl Hub {
         st.held.clear();
         st.retrying.clear();
         st.attempts.clear();
-        st.pending = 0;
+        self.pending.store(0, Ordering::Relaxed);
     }
 }
 
@@ -756,36 +863,61 @@ fn take_batch(q: &mut Queue, max: usize) -> Vec<Event> {
 /// Builds the POST body for a delivery: one envelope; consecutive `messages` changes of the same
 /// number merge into one value (statuses and messages in arrays), as the platform batches them.
 pub fn build_body(events: &[Event]) -> String {
-    let env = if let [one] = events {
-        Envelope::single(&one.waba_id, one.time, one.change.clone())
-    } else {
-        let mut entries: Vec<Entry> = Vec::new();
-        for e in events {
-            let same_entry = entries
-                .last()
-                .is_some_and(|last| last.id == e.waba_id && last.time == e.time);
-            if !same_entry {
-                entries.push(Entry {
-                    id: e.waba_id.clone(),
-                    time: e.time,
-                    changes: Vec::new(),
-                });
-            }
-            let Some(entry) = entries.last_mut() else {
-                continue;
-            };
-            if let Some(last) = entry.changes.last_mut()
-                && merge(last, &e.change)
-            {
-                continue;
-            }
-            entry.changes.push(e.change.clone());
+    if let [one] = events {
+        let env = OneEnvelope {
+            object: OBJECT,
+            entry: [OneEntry {
+                id: &one.waba_id,
+                time: one.time,
+                changes: [&one.change],
+            }],
+        };
+        return to_ascii_json(&env);
+    }
+    let mut entries: Vec<Entry> = Vec::new();
+    for e in events {
+        let same_entry = entries
+            .last()
+            .is_some_and(|last| last.id == e.waba_id && last.time == e.time);
+        if !same_entry {
+            entries.push(Entry {
+                id: e.waba_id.clone(),
+                time: e.time,
+                changes: Vec::new(),
+            });
         }
-        Envelope {
-            object: OBJECT.to_string(),
-            entry: entries,
+        let Some(entry) = entries.last_mut() else {
+            continue;
+        };
+        if let Some(last) = entry.changes.last_mut()
+            && merge(last, &e.change)
+        {
+            continue;
         }
-    };
+        entry.changes.push(e.change.clone());
+    }
+    to_ascii_json(&Envelope {
+        object: OBJECT.to_string(),
+        entry: entries,
+    })
+}
+
+/// The envelope of a single event, borrowed (same shape as [`Envelope`]).
+#[derive(Serialize)]
+struct OneEnvelope<'a> {
+    object: &'static str,
+    entry: [OneEntry<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct OneEntry<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<i64>,
+    changes: [&'a Change; 1],
+}
+
+fn to_ascii_json<T: Serialize>(env: &T) -> String {
     let mut out = Vec::with_capacity(512);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiEscaped);
     if env.serialize(&mut ser).is_err() {

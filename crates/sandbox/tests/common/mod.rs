@@ -131,7 +131,10 @@ pub struct Harness {
 
 /// The default test configuration: manual clock, seed 7, in memory, webhooks to `url`.
 pub fn config(webhook_url: &str) -> Config {
-    let mut cfg = Config { seed: 7, ..Config::default() };
+    let mut cfg = Config {
+        seed: 7,
+        ..Config::default()
+    };
     cfg.clock.mode = ClockMode::Manual;
     cfg.webhooks.default_url = webhook_url.to_string();
     cfg
