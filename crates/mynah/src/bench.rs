@@ -51,13 +51,10 @@ struct Received {
 
 async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> &'static str {
     r.posts.fetch_add(1, Ordering::Relaxed);
-    let n = memchr_count(&body, b"\"status\":\"") + memchr_count(&body, b"\"from\":\"");
+    let n = memchr::memmem::find_iter(&body, b"\"status\":\"").count()
+        + memchr::memmem::find_iter(&body, b"\"from\":\"").count();
     r.events.fetch_add(n as u64, Ordering::Relaxed);
     "ok"
-}
-
-fn memchr_count(hay: &[u8], needle: &[u8]) -> usize {
-    hay.windows(needle.len()).filter(|w| *w == needle).count()
 }
 
 /// Runs the benchmark.
@@ -120,13 +117,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             (base, Some(sb))
         }
     };
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(args.connections)
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let url = format!("{base}/messages");
+    let authority = base.trim_start_matches("http://").to_string();
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
@@ -137,36 +128,48 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.connections {
-        let (client, url, stop, sent, errors, key) = (
-            client.clone(),
-            url.clone(),
+        let (stop, sent, errors, key, authority) = (
             stop.clone(),
             sent.clone(),
             errors.clone(),
             args.api_key.clone(),
+            authority.clone(),
         );
         let recipients = args.recipients.max(1);
+        let connections = args.connections as u64;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(100_000);
+            let Ok(stream) = tokio::net::TcpStream::connect(&authority).await else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return lat;
+            };
+            let _ = stream.set_nodelay(true);
+            let Ok((mut conn, driver)) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
+            else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return lat;
+            };
+            tokio::spawn(driver);
             let mut i = c as u64;
             while !stop.load(Ordering::Relaxed) {
                 let to = 4_915_100_000_000u64 + (i % recipients);
-                i += 64;
+                i += connections;
                 let body = format!(
                     "{{\"messaging_product\":\"whatsapp\",\"to\":\"{to}\",\"type\":\"text\",\"text\":{{\"body\":\"bench {i}\"}}}}"
                 );
-                let t = Instant::now();
-                let r = client
-                    .post(&url)
-                    .header("D360-API-KEY", &key)
+                let Ok(req) = hyper::Request::post("/messages")
+                    .header("host", authority.as_str())
+                    .header("d360-api-key", key.as_str())
                     .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await;
-                let ok = match r {
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                else {
+                    break;
+                };
+                let t = Instant::now();
+                let ok = match conn.send_request(req).await {
                     Ok(resp) => {
                         let status = resp.status().is_success();
-                        let _ = resp.bytes().await;
+                        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
                         status
                     }
                     Err(_) => false,
@@ -176,6 +179,7 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                     sent.fetch_add(1, Ordering::Relaxed);
                 } else {
                     errors.fetch_add(1, Ordering::Relaxed);
+                    break;
                 }
             }
             lat

@@ -7,6 +7,11 @@ mod cli;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc: the request paths allocate small objects at a high rate; it is markedly faster than
+/// the system allocator there (measured with `mynah bench`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     tracing_subscriber::fmt()

@@ -416,7 +416,7 @@ impl World {
         raw: Box<serde_json::value::RawValue>,
         now: Millis,
     ) -> Result<(SendResponse, Effects), ApiError> {
-        let number = self.numbers.get(pnid).cloned().ok_or_else(|| {
+        let number = self.numbers.get(pnid).ok_or_else(|| {
             ApiError::with_details(ErrorCode::ParameterValueNotValid33, "Unknown phone number.")
         })?;
         let wa_id = req.to.as_str().to_string();

@@ -14,7 +14,12 @@ use crate::ids::Ids;
 use crate::model::WebhookTarget;
 use crate::scheduler::{Scheduler, Timer};
 use crate::store::{Journal, Kind, Write};
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use mynah_wire::webhook::{Change, ChangeValue, Entry, Envelope, OBJECT};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -35,12 +40,15 @@ pub struct Event {
     pub waba_id: String,
     /// Ordering key: events with the same key go out one at a time.
     pub key: String,
+    /// Hash of `key`.
+    #[serde(skip)]
+    pub key_hash: u64,
     /// `entry[].time`, for account and template fields.
     pub time: Option<i64>,
     /// The change.
     pub change: Change,
     /// What it is about, for filtering.
-    pub summary: EventSummary,
+    pub summary: Arc<EventSummary>,
 }
 
 /// What an event is about, for the control API's filters.
@@ -117,7 +125,7 @@ pub struct Attempt {
     /// Sandbox time of the attempt.
     pub at: Millis,
     /// The exact body.
-    pub body: String,
+    pub body: Arc<str>,
     /// `X-Hub-Signature-256`.
     pub signature: String,
     /// HTTP status of the answer.
@@ -133,7 +141,7 @@ pub struct Attempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_retry_at: Option<Millis>,
     /// The events it carried.
-    pub events: Vec<EventSummary>,
+    pub events: Vec<Arc<EventSummary>>,
 }
 
 /// Which attempts a query or a wait wants.
@@ -210,30 +218,62 @@ struct Queue {
     ready: VecDeque<Event>,
     retry_ready: VecDeque<Delivery>,
     in_flight: usize,
-    busy: HashSet<String>,
+    busy: FastSet,
+}
+
+type FastSet = HashSet<u64, foldhash::fast::FixedState>;
+
+fn key_hash(key: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::default().hash_one(key)
 }
 
 /// A webhook destination, parsed once.
-#[derive(Clone)]
 struct Target {
     raw: String,
-    url: Option<reqwest::Url>,
-    headers: Vec<(String, String)>,
+    /// `None` when the URL is not a valid `http://` URL.
+    url: Option<hyper::Uri>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl From<WebhookTarget> for Target {
     fn from(t: WebhookTarget) -> Target {
-        let url = reqwest::Url::parse(&t.url).ok();
+        let url = t
+            .url
+            .parse::<hyper::Uri>()
+            .ok()
+            .filter(|u| u.scheme_str() == Some("http") && u.host().is_some());
+        let headers = t
+            .headers
+            .iter()
+            .filter_map(|(k, v)| {
+                Some((
+                    HeaderName::try_from(k.as_str()).ok()?,
+                    HeaderValue::try_from(v.as_str()).ok()?,
+                ))
+            })
+            .collect();
         Target {
             raw: t.url,
             url,
-            headers: t.headers.into_iter().collect(),
+            headers,
         }
     }
 }
 
+/// Lets a shared body go out without a copy.
+struct StrBytes(Arc<str>);
+
+impl AsRef<[u8]> for StrBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+type HttpClient = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
+
 struct State {
-    targets: HashMap<String, Target>,
+    targets: HashMap<String, Arc<Target>>,
     queues: HashMap<String, Queue>,
     held: HashMap<u64, Event>,
     retrying: HashMap<u64, Delivery>,
@@ -250,7 +290,7 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     pending: AtomicUsize,
-    client: reqwest::Client,
+    client: HttpClient,
     cfg: WebhookConfig,
     app_secret: String,
     clock: Arc<Clock>,
@@ -281,13 +321,12 @@ impl Hub {
         sched: Arc<Scheduler>,
         journal: Journal,
     ) -> Arc<Hub> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_millis(cfg.timeout_ms)));
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(cfg.max_in_flight.max(1))
-            .user_agent("facebookexternalua")
-            .build()
-            .unwrap_or_default();
+            .build(connector);
         Arc::new(Hub {
             state: Mutex::new(State {
                 targets: HashMap::new(),
@@ -320,7 +359,7 @@ impl Hub {
     pub fn set_target(&self, phone_number_id: &str, target: WebhookTarget) {
         self.lock()
             .targets
-            .insert(phone_number_id.to_string(), target.into());
+            .insert(phone_number_id.to_string(), Arc::new(target.into()));
     }
 
     /// Events queued, held or awaiting a retry.
@@ -343,9 +382,10 @@ impl Hub {
             }
             let mut deliveries: HashMap<u64, Restored> = HashMap::new();
             for (_, json) in rows {
-                let Ok(stored) = serde_json::from_str::<StoredEvent>(&json) else {
+                let Ok(mut stored) = serde_json::from_str::<StoredEvent>(&json) else {
                     continue;
                 };
+                stored.event.key_hash = key_hash(&stored.event.key);
                 st.next_event = st.next_event.max(stored.event.id + 1);
                 self.pending.fetch_add(1, Ordering::Relaxed);
                 if !pnids.contains(&stored.event.phone_number_id) {
@@ -437,10 +477,11 @@ impl Hub {
                     id,
                     phone_number_id,
                     waba_id,
+                    key_hash: key_hash(&key),
                     key,
                     time,
                     change,
-                    summary,
+                    summary: Arc::new(summary),
                 };
                 if persist
                     && let Ok(json) = serde_json::to_string(&StoredEvent {
@@ -558,7 +599,7 @@ impl Hub {
                     break;
                 }
                 for e in &events {
-                    q.busy.insert(e.key.clone());
+                    q.busy.insert(e.key_hash);
                 }
                 q.in_flight += 1;
                 sending.insert(next_delivery, now + self.backoff(1));
@@ -584,18 +625,18 @@ impl Hub {
         ids
     }
 
-    async fn send(self: Arc<Self>, mut d: Delivery, target: Option<Target>) {
+    async fn send(self: Arc<Self>, mut d: Delivery, target: Option<Arc<Target>>) {
         d.attempt += 1;
-        let body = build_body(&d.events);
+        let body: Arc<str> = Arc::from(build_body(&d.events));
         let signature = sign(&self.app_secret, body.as_bytes());
         let started = Instant::now();
-        let (url, status, error) = match &target {
+        let (url, status, error) = match target.as_deref() {
             Some(Target {
                 url: Some(url),
                 headers,
                 raw,
             }) => {
-                let (status, error) = self.post(url, headers, &body, &signature).await;
+                let (status, error) = self.post(url, headers, body.clone(), &signature).await;
                 (raw.clone(), status, error)
             }
             Some(Target { raw, url: None, .. }) if !raw.is_empty() => (
@@ -621,38 +662,43 @@ impl Hub {
 
     async fn post(
         &self,
-        url: &reqwest::Url,
-        headers: &[(String, String)],
-        body: &str,
+        url: &hyper::Uri,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Arc<str>,
         signature: &str,
     ) -> (Option<u16>, Option<String>) {
-        let mut req = self
-            .client
-            .post(url.clone())
-            .timeout(Duration::from_millis(self.cfg.timeout_ms))
-            .header("content-type", "application/json")
+        let mut req = hyper::Request::post(url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, "facebookexternalua")
             .header("x-hub-signature-256", signature);
         for (k, v) in headers {
-            req = req.header(k.as_str(), v.as_str());
+            req = req.header(k, v);
         }
-        match req.body(body.to_string()).send().await {
-            Ok(resp) => {
-                let code = resp.status().as_u16();
-                // Drain the answer so the connection can be reused.
-                let _ = resp.bytes().await;
-                (
-                    Some(code),
-                    (code != 200).then(|| format!("receiver answered HTTP {code}")),
-                )
-            }
-            Err(e) if e.is_timeout() => (
+        let req = match req.body(Full::new(Bytes::from_owner(StrBytes(body)))) {
+            Ok(r) => r,
+            Err(e) => return (None, Some(format!("cannot build the request: {e}"))),
+        };
+        let timeout = Duration::from_millis(self.cfg.timeout_ms);
+        let exchange = async {
+            let resp = self.client.request(req).await?;
+            let code = resp.status().as_u16();
+            // Read the answer to the end so the connection can be reused.
+            let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+            Ok::<u16, hyper_util::client::legacy::Error>(code)
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(code)) => (
+                Some(code),
+                (code != 200).then(|| format!("receiver answered HTTP {code}")),
+            ),
+            Ok(Err(e)) => (None, Some(format!("request failed: {e}"))),
+            Err(_) => (
                 None,
                 Some(format!(
                     "receiver did not answer within {} ms",
                     self.cfg.timeout_ms
                 )),
             ),
-            Err(e) => (None, Some(format!("request failed: {e}"))),
         }
     }
 
@@ -661,7 +707,7 @@ impl Hub {
         self: &Arc<Self>,
         d: Delivery,
         url: String,
-        body: String,
+        body: Arc<str>,
         signature: String,
         status: Option<u16>,
         error: Option<String>,
@@ -713,7 +759,7 @@ impl Hub {
             if let Some(q) = st.queues.get_mut(&pnid) {
                 q.in_flight = q.in_flight.saturating_sub(1);
                 for e in &d.events {
-                    q.busy.remove(&e.key);
+                    q.busy.remove(&e.key_hash);
                 }
             }
             if retry {
@@ -831,25 +877,20 @@ impl Hub {
 
 /// Takes up to `max` ready events whose key has nothing in flight, keeping per-key order.
 fn take_batch(q: &mut Queue, max: usize) -> Vec<Event> {
-    let mut out = Vec::new();
-    if q.ready.is_empty() {
-        return out;
+    let n = max.min(q.ready.len());
+    if q.busy.is_empty() {
+        // Nothing in flight: the oldest events go, in order.
+        return q.ready.drain(..n).collect();
     }
-    if let Some(front) = q.ready.front()
-        && !q.busy.contains(&front.key)
-        && max == 1
-    {
-        return q.ready.pop_front().into_iter().collect();
-    }
-    let mut blocked: HashSet<String> = HashSet::new();
+    let mut out = Vec::with_capacity(n);
+    let mut blocked = FastSet::default();
     let mut i = 0;
-    let scan_limit = 4_096.min(q.ready.len());
     let mut scanned = 0;
-    while i < q.ready.len() && out.len() < max && scanned < scan_limit {
+    while i < q.ready.len() && out.len() < max && scanned < 4_096 {
         scanned += 1;
-        let key = &q.ready[i].key;
-        if q.busy.contains(key) || blocked.contains(key) {
-            blocked.insert(key.clone());
+        let h = q.ready[i].key_hash;
+        if q.busy.contains(&h) || blocked.contains(&h) {
+            blocked.insert(h);
             i += 1;
             continue;
         }

@@ -112,7 +112,7 @@ fn authenticate(
     sb: &Sandbox,
     parts: &Parts,
     parsed: &Parsed,
-) -> Result<(Number, String, Dialect), (ApiError, Option<std::time::Duration>)> {
+) -> Result<(String, String, Dialect), (ApiError, Option<std::time::Duration>)> {
     let world = sb.world();
     let key = header_str(parts, "d360-api-key");
     let token = bearer(parts);
@@ -149,18 +149,16 @@ fn authenticate(
                 // Media objects: the token's first number owns the request; ownership is checked later.
                 None => reach.first().cloned().unwrap_or_default(),
             };
-            let number = world
-                .numbers
-                .get(&pnid)
-                .cloned()
-                .ok_or_else(|| (cloud_denied(), None))?;
-            Ok((number, token.to_string(), Dialect::Cloud))
+            if !world.numbers.contains_key(&pnid) {
+                return Err((cloud_denied(), None));
+            }
+            Ok((pnid, token.to_string(), Dialect::Cloud))
         }
         Dialect::D360 | Dialect::OnPrem => {
             if let Some(key) = key {
                 let number = world
                     .number_for_key(key)
-                    .cloned()
+                    .map(|n| n.phone_number_id.clone())
                     .ok_or_else(|| (d360_denied(), None))?;
                 let via = if parsed.dialect == Dialect::OnPrem {
                     Dialect::OnPrem
@@ -178,11 +176,10 @@ fn authenticate(
                     .numbers_for_token(token)
                     .ok_or_else(|| (cloud_denied(), None))?;
                 let pnid = reach.first().cloned().unwrap_or_default();
-                let number = world
-                    .numbers
-                    .get(&pnid)
-                    .cloned()
-                    .ok_or_else(|| (cloud_denied(), None))?;
+                if !world.numbers.contains_key(&pnid) {
+                    return Err((cloud_denied(), None));
+                }
+                let number = pnid;
                 let via = if parsed.dialect == Dialect::OnPrem {
                     Dialect::OnPrem
                 } else {
@@ -207,24 +204,33 @@ async fn route(
     parts: Parts,
     body: Body,
     parsed: Parsed,
-    number: Number,
+    pnid: String,
     dialect: Dialect,
 ) -> Result<Response, ApiError> {
     match (&parsed.endpoint, &parts.method) {
         (Endpoint::Messages { .. }, _) => {
-            messages(sb, &parts, body, &number, dialect, parsed.version).await
+            messages(sb, &parts, body, &pnid, dialect, parsed.version).await
         }
-        (Endpoint::UploadMedia { .. }, _) => upload(sb, parts, body, &number, dialect).await,
-        (Endpoint::WebhookConfig, &Method::GET) => Ok(json(&WebhookConfig {
-            url: number.webhook.url.clone(),
-            headers: number.webhook.headers.clone(),
-        })),
-        (Endpoint::WebhookConfig, _) => set_360_webhook(sb, &parts, body, &number).await,
-        (Endpoint::Download, _) => download(sb, &parts, &number),
+        (Endpoint::UploadMedia { .. }, _) => upload(sb, parts, body, &pnid, dialect).await,
+        (Endpoint::WebhookConfig, &Method::GET) => {
+            let number = number_of(sb, &pnid)?;
+            Ok(json(&WebhookConfig {
+                url: number.webhook.url,
+                headers: number.webhook.headers,
+            }))
+        }
+        (Endpoint::WebhookConfig, _) => set_360_webhook(sb, &parts, body, &pnid).await,
+        (Endpoint::Download, _) => download(sb, &parts, &pnid),
         (Endpoint::Node { id }, method) => {
-            node(sb, &parts, body, &number, id, method.clone()).await
+            node(sb, &parts, body, &number_of(sb, &pnid)?, id, method.clone()).await
         }
     }
+}
+
+fn number_of(sb: &Sandbox, pnid: &str) -> Result<Number, ApiError> {
+    sb.world().numbers.get(pnid).cloned().ok_or_else(|| {
+        ApiError::with_details(ErrorCode::ParameterValueNotValid33, "Unknown phone number.")
+    })
 }
 
 async fn json_body(sb: &Sandbox, parts: &Parts, body: Body) -> Result<Bytes, ApiError> {
@@ -243,7 +249,7 @@ async fn messages(
     sb: &Arc<Sandbox>,
     parts: &Parts,
     body: Body,
-    number: &Number,
+    pnid: &str,
     dialect: Dialect,
     version: u32,
 ) -> Result<Response, ApiError> {
@@ -260,16 +266,14 @@ async fn messages(
                 .and_then(|t| serde_json::value::RawValue::from_string(t.to_string()).ok())
                 .unwrap_or_else(crate::engine::empty_raw);
             let now = sb.clock.now();
-            let (response, fx) =
-                sb.world()
-                    .send(&number.phone_number_id, dialect, version, &send, raw, now)?;
+            let (response, fx) = sb.world().send(pnid, dialect, version, &send, raw, now)?;
             sb.apply_durable(fx).await?;
             Ok(json(&response))
         }
         ApiRequest::MarkRead(read) => {
             let now = sb.clock.now();
             let fx = sb.world().mark_read(
-                &number.phone_number_id,
+                pnid,
                 &read.message_id,
                 read.typing_indicator.is_some(),
                 now,
@@ -304,7 +308,7 @@ async fn upload(
     sb: &Arc<Sandbox>,
     parts: Parts,
     body: Body,
-    number: &Number,
+    pnid: &str,
     dialect: Dialect,
 ) -> Result<Response, ApiError> {
     let limited = Body::new(http_body_util::Limited::new(
@@ -373,9 +377,7 @@ async fn upload(
         .with_http(400));
     }
     let now = sb.clock.now();
-    let (media, fx) = sb
-        .world()
-        .upload_media(&number.phone_number_id, &mime, filename, file, now);
+    let (media, fx) = sb.world().upload_media(pnid, &mime, filename, file, now);
     sb.apply_durable(fx).await?;
     Ok(json(&MediaUploaded { id: media.id }))
 }
@@ -401,7 +403,7 @@ async fn set_360_webhook(
     sb: &Arc<Sandbox>,
     parts: &Parts,
     body: Body,
-    number: &Number,
+    pnid: &str,
 ) -> Result<Response, ApiError> {
     let bytes = json_body(sb, parts, body).await?;
     let req: SetWebhook = serde_json::from_slice(&bytes).map_err(|e| {
@@ -415,8 +417,7 @@ async fn set_360_webhook(
         url,
         headers: req.headers,
     };
-    sb.set_webhook(&number.phone_number_id, target.clone())
-        .await?;
+    sb.set_webhook(pnid, target.clone()).await?;
     Ok(json(&WebhookConfig {
         url: target.url,
         headers: target.headers,
@@ -521,7 +522,7 @@ struct DownloadQuery {
     hash: Option<String>,
 }
 
-fn download(sb: &Arc<Sandbox>, parts: &Parts, number: &Number) -> Result<Response, ApiError> {
+fn download(sb: &Arc<Sandbox>, parts: &Parts, pnid: &str) -> Result<Response, ApiError> {
     let q: DownloadQuery = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
         .map_err(|e| ApiError::invalid_param(format!("Invalid query: {e}")))?;
     let (mid, ext, hash) = match (q.mid, q.ext, q.hash) {
@@ -532,7 +533,7 @@ fn download(sb: &Arc<Sandbox>, parts: &Parts, number: &Number) -> Result<Respons
     let media = world
         .media_for_download(&mid, &ext, &hash, sb.clock.now())
         .map_err(|e| e.with_http(404))?;
-    if media.phone_number_id != number.phone_number_id {
+    if media.phone_number_id != pnid {
         return Err(ApiError::with_details(
             ErrorCode::ParameterValueNotValid33,
             "The media URL is not valid or has expired.",
