@@ -5,9 +5,6 @@
 //! for a fixed time, and reports accepted messages per second, latency percentiles, and webhook
 //! events received. `--url` benchmarks a sandbox that is already running instead.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
 use clap::Args;
 use mynah_sandbox::Sandbox;
 use mynah_sandbox::config::{Config, Latency, LimitProfile};
@@ -38,6 +35,9 @@ pub struct BenchArgs {
     /// D360-API-KEY for `--url`.
     #[arg(long, default_value = mynah_sandbox::config::DEV_API_KEY)]
     api_key: String,
+    /// Total messages per second to offer (0: as fast as the connections go).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Recipients to spread messages over.
     #[arg(long, default_value_t = 10_000)]
     recipients: u64,
@@ -49,12 +49,51 @@ struct Received {
     events: AtomicU64,
 }
 
-async fn receive(State(r): State<Arc<Received>>, body: Bytes) -> &'static str {
-    r.posts.fetch_add(1, Ordering::Relaxed);
-    let n = memchr::memmem::find_iter(&body, b"\"status\":\"").count()
-        + memchr::memmem::find_iter(&body, b"\"from\":\"").count();
-    r.events.fetch_add(n as u64, Ordering::Relaxed);
-    "ok"
+impl Received {
+    fn count(&self, body: &[u8]) {
+        self.posts.fetch_add(1, Ordering::Relaxed);
+        let n = memchr::memmem::find_iter(body, b"\"status\":\"").count()
+            + memchr::memmem::find_iter(body, b"\"from\":\"").count();
+        self.events.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// The webhook receiver: a bare HTTP/1.1 server that counts events and answers 200, so the
+/// benchmark measures the sandbox rather than a web framework.
+async fn receiver(
+    listener: tokio::net::TcpListener,
+    received: Arc<Received>,
+    stop: CancellationToken,
+) {
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let received = received.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let received = received.clone();
+                    async move {
+                        let body = http_body_util::BodyExt::collect(req.into_body())
+                            .await?
+                            .to_bytes();
+                        received.count(&body);
+                        Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 /// Runs the benchmark.
@@ -71,21 +110,14 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 "http://{}/webhook",
                 receiver.local_addr().map_err(|e| e.to_string())?
             );
-            let app = axum::Router::new()
-                .route("/webhook", post(receive))
-                .with_state(received.clone());
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                let _ = axum::serve(receiver, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await;
-            });
+            tokio::spawn(self::receiver(receiver, received.clone(), shutdown.clone()));
             let mut cfg = Config::default();
             cfg.limits.profile = LimitProfile::Unlimited;
             cfg.limits.max_pending = usize::MAX;
             cfg.webhooks.default_url = receiver_url;
             cfg.webhooks.batch_size = args.batch_size.max(1);
-            cfg.webhooks.max_in_flight = 64;
+            // With batching, few POSTs in flight let events gather into full batches.
+            cfg.webhooks.max_in_flight = if args.batch_size > 1 { 2 } else { 64 };
             cfg.webhooks.keep_attempts = 10_000;
             cfg.latency.sent = Latency::fixed(0);
             cfg.latency.delivered = Latency {
@@ -122,8 +154,16 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let sent = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     println!(
-        "mynah bench: {} connections for {} s against {base} (batch size {}, lifecycle {})",
-        args.connections, args.duration, args.batch_size, args.lifecycle
+        "mynah bench: {} connections for {} s against {base} (rate {}, batch size {}, lifecycle {})",
+        args.connections,
+        args.duration,
+        if args.rate > 0 {
+            format!("{}/s", args.rate)
+        } else {
+            "unbounded".to_string()
+        },
+        args.batch_size,
+        args.lifecycle
     );
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -137,7 +177,14 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         );
         let recipients = args.recipients.max(1);
         let connections = args.connections as u64;
+        let per_connection =
+            (args.rate > 0).then(|| Duration::from_secs_f64(connections as f64 / args.rate as f64));
         tasks.push(tokio::spawn(async move {
+            let mut pace = per_connection.map(|every| {
+                let mut t = tokio::time::interval(every);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             let mut lat = Vec::with_capacity(100_000);
             let Ok(stream) = tokio::net::TcpStream::connect(&authority).await else {
                 errors.fetch_add(1, Ordering::Relaxed);
@@ -152,6 +199,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             tokio::spawn(driver);
             let mut i = c as u64;
             while !stop.load(Ordering::Relaxed) {
+                if let Some(p) = pace.as_mut() {
+                    p.tick().await;
+                }
                 let to = 4_915_100_000_000u64 + (i % recipients);
                 i += connections;
                 let body = format!(

@@ -17,9 +17,7 @@ use crate::store::{Journal, Kind, Write};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::Full;
-use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
 use mynah_wire::webhook::{Change, ChangeValue, Entry, Envelope, OBJECT};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -228,13 +226,20 @@ fn key_hash(key: &str) -> u64 {
     foldhash::fast::FixedState::default().hash_one(key)
 }
 
-/// A webhook destination, parsed once.
+/// A webhook destination, parsed once, with its idle keep-alive connections.
 struct Target {
     raw: String,
     /// `None` when the URL is not a valid `http://` URL.
     url: Option<hyper::Uri>,
+    /// `host:port`, for connecting and the `Host` header.
+    authority: String,
+    /// Path and query: the request target.
+    path: String,
     headers: Vec<(HeaderName, HeaderValue)>,
+    idle: Mutex<Vec<Conn>>,
 }
+
+type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 impl From<WebhookTarget> for Target {
     fn from(t: WebhookTarget) -> Target {
@@ -253,12 +258,46 @@ impl From<WebhookTarget> for Target {
                 ))
             })
             .collect();
+        let authority = url
+            .as_ref()
+            .and_then(|u| u.authority())
+            .map(|a| {
+                if a.port().is_some() {
+                    a.to_string()
+                } else {
+                    format!("{}:80", a.host())
+                }
+            })
+            .unwrap_or_default();
+        let path = url
+            .as_ref()
+            .and_then(|u| u.path_and_query())
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string());
         Target {
             raw: t.url,
             url,
+            authority,
+            path,
             headers,
+            idle: Mutex::new(Vec::new()),
         }
     }
+}
+
+/// Opens a keep-alive HTTP/1.1 connection.
+async fn connect(authority: &str) -> Result<Conn, String> {
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(send)
 }
 
 /// Lets a shared body go out without a copy.
@@ -269,8 +308,6 @@ impl AsRef<[u8]> for StrBytes {
         self.0.as_bytes()
     }
 }
-
-type HttpClient = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
 
 struct State {
     targets: HashMap<String, Arc<Target>>,
@@ -290,7 +327,6 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     pending: AtomicUsize,
-    client: HttpClient,
     cfg: WebhookConfig,
     app_secret: String,
     clock: Arc<Clock>,
@@ -321,12 +357,6 @@ impl Hub {
         sched: Arc<Scheduler>,
         journal: Journal,
     ) -> Arc<Hub> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_millis(cfg.timeout_ms)));
-        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(cfg.max_in_flight.max(1))
-            .build(connector);
         Arc::new(Hub {
             state: Mutex::new(State {
                 targets: HashMap::new(),
@@ -341,7 +371,6 @@ impl Hub {
                 chaos: Ids::new(seed, 2),
             }),
             pending: AtomicUsize::new(0),
-            client,
             cfg,
             app_secret,
             clock,
@@ -631,18 +660,16 @@ impl Hub {
         let signature = sign(&self.app_secret, body.as_bytes());
         let started = Instant::now();
         let (url, status, error) = match target.as_deref() {
-            Some(Target {
-                url: Some(url),
-                headers,
-                raw,
-            }) => {
-                let (status, error) = self.post(url, headers, body.clone(), &signature).await;
-                (raw.clone(), status, error)
+            Some(t @ Target { url: Some(_), .. }) => {
+                let (status, error) = self.post(t, body.clone(), &signature).await;
+                (t.raw.clone(), status, error)
             }
             Some(Target { raw, url: None, .. }) if !raw.is_empty() => (
                 raw.clone(),
                 None,
-                Some(format!("the webhook URL {raw:?} is not a valid URL")),
+                Some(format!(
+                    "the webhook URL {raw:?} is not a valid http:// URL (TLS is not supported)"
+                )),
             ),
             _ => (
                 String::new(),
@@ -660,33 +687,15 @@ impl Hub {
         );
     }
 
+    /// One POST over a kept-alive connection of the target (or a new one), within the timeout.
     async fn post(
         &self,
-        url: &hyper::Uri,
-        headers: &[(HeaderName, HeaderValue)],
+        target: &Target,
         body: Arc<str>,
         signature: &str,
     ) -> (Option<u16>, Option<String>) {
-        let mut req = hyper::Request::post(url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, "facebookexternalua")
-            .header("x-hub-signature-256", signature);
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        let req = match req.body(Full::new(Bytes::from_owner(StrBytes(body)))) {
-            Ok(r) => r,
-            Err(e) => return (None, Some(format!("cannot build the request: {e}"))),
-        };
         let timeout = Duration::from_millis(self.cfg.timeout_ms);
-        let exchange = async {
-            let resp = self.client.request(req).await?;
-            let code = resp.status().as_u16();
-            // Read the answer to the end so the connection can be reused.
-            let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-            Ok::<u16, hyper_util::client::legacy::Error>(code)
-        };
-        match tokio::time::timeout(timeout, exchange).await {
+        match tokio::time::timeout(timeout, self.exchange(target, body, signature)).await {
             Ok(Ok(code)) => (
                 Some(code),
                 (code != 200).then(|| format!("receiver answered HTTP {code}")),
@@ -700,6 +709,61 @@ impl Hub {
                 )),
             ),
         }
+    }
+
+    async fn exchange(
+        &self,
+        target: &Target,
+        body: Arc<str>,
+        signature: &str,
+    ) -> Result<u16, String> {
+        let build = || {
+            let mut req = hyper::Request::post(target.path.as_str())
+                .header(HOST, target.authority.as_str())
+                .header(CONTENT_TYPE, "application/json")
+                .header(USER_AGENT, "facebookexternalua")
+                .header("x-hub-signature-256", signature);
+            for (k, v) in &target.headers {
+                req = req.header(k, v);
+            }
+            req.body(Full::new(Bytes::from_owner(StrBytes(body.clone()))))
+                .map_err(|e| e.to_string())
+        };
+        // A kept-alive connection the receiver closed meanwhile fails before anything is sent:
+        // then one fresh connection is tried.
+        let idle = target
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .filter(|c| !c.is_closed());
+        let (mut conn, reused) = match idle {
+            Some(c) => (c, true),
+            None => (connect(&target.authority).await?, false),
+        };
+        let resp = match conn.send_request(build()?).await {
+            Ok(r) => r,
+            Err(e) if reused && (e.is_canceled() || e.is_closed() || e.is_incomplete_message()) => {
+                conn = connect(&target.authority).await?;
+                conn.send_request(build()?)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let code = resp.status().as_u16();
+        // Read the answer to the end so the connection can be reused.
+        let complete = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .is_ok();
+        if complete && !conn.is_closed() {
+            target
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+        }
+        Ok(code)
     }
 
     #[allow(clippy::too_many_arguments)]
