@@ -308,6 +308,7 @@ async fn writer(
     while rx.recv_many(&mut jobs, MAX_JOBS_PER_COMMIT).await > 0 {
         let n: usize = jobs.iter().map(|j| j.writes.len()).sum();
         let result = commit(&mut conn, &jobs).await.map_err(|e| e.to_string());
+
         if let Err(e) = &result {
             tracing::error!(error = %e, "journal commit failed");
         }

@@ -39,13 +39,17 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let driver = sb.spawn_driver(shutdown.clone());
-    let app = router(sb);
+    let app = router(sb.clone());
     let stop = shutdown.clone();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await;
     shutdown.cancel();
     let _ = driver.await;
+    // Everything accepted or changed is on disk before we return.
+    if let Err(e) = sb.journal.flush().await {
+        tracing::error!(error = %e, "journal flush at shutdown failed");
+    }
     served
 }
 
