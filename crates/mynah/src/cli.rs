@@ -157,7 +157,7 @@ async fn serve_sandbox(args: SandboxArgs) -> Result<(), String> {
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        wait_for_signal().await;
         stop.cancel();
     });
     mynah_sandbox::http::run(listener, sandbox, shutdown)
@@ -215,4 +215,20 @@ fn print_banner(sb: &Sandbox, base: &str, started: Instant) {
         );
     }
     println!("  control   {base}/_mynah/ (messages, inbound, users, clock, webhooks)");
+}
+
+/// Resolves on Ctrl-C, or on SIGTERM (how service managers and containers stop a process).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

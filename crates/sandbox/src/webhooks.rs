@@ -1043,6 +1043,9 @@ impl serde_json::ser::Formatter for AsciiEscaped {
         writer: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
+        if fragment.is_ascii() {
+            return writer.write_all(fragment.as_bytes());
+        }
         let bytes = fragment.as_bytes();
         let mut start = 0;
         for (i, c) in fragment.char_indices() {

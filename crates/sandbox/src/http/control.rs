@@ -89,7 +89,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 .take(limit)
                 .collect();
             found.reverse();
-            Ok(json(&serde_json::json!({ "messages": found })))
+            Ok(json(&Listing::messages(found)))
         }
         (Method::GET, ["messages", id]) => {
             let world = sb.world();
@@ -115,7 +115,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             let world = sb.world();
             let mut users: Vec<_> = world.users.values().collect();
             users.sort_by(|a, b| a.wa_id.cmp(&b.wa_id));
-            Ok(json(&serde_json::json!({ "users": users })))
+            Ok(json(&Listing::users(users)))
         }
         (Method::GET, ["users", wa_id]) => {
             let world = sb.world();
@@ -136,7 +136,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
         (Method::GET, ["numbers"]) => {
             let world = sb.world();
             let numbers: Vec<_> = world.numbers.values().collect();
-            Ok(json(&serde_json::json!({ "numbers": numbers })))
+            Ok(json(&Listing::numbers(numbers)))
         }
         (Method::POST, ["numbers"]) => {
             let n: NewNumber = body(sb, req).await?;
@@ -170,7 +170,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             let attempts = sb
                 .hub
                 .attempts(&q.filter(None), q.limit.unwrap_or(100).min(10_000));
-            Ok(json(&serde_json::json!({ "attempts": attempts })))
+            Ok(json(&Listing::attempts(attempts)))
         }
         (Method::GET, ["webhooks", "wait"]) => {
             let q: WaitQuery = query(&req)?;
@@ -182,7 +182,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 .wait_for(&filter, q.count.unwrap_or(1), timeout)
                 .await
             {
-                Some(found) => Ok(json(&serde_json::json!({ "attempts": found }))),
+                Some(found) => Ok(json(&Listing::attempts(found))),
                 None => Err(ApiError::with_details(
                     ErrorCode::MynahTimeout,
                     format!(
@@ -193,7 +193,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 )),
             }
         }
-        (Method::GET, ["errors"]) => Ok(json(&serde_json::json!({ "errors": ERROR_TABLE }))),
+        (Method::GET, ["errors"]) => Ok(json(&Listing::errors(ERROR_TABLE))),
         _ => Err(not_found(format!(
             "unknown control route {} {path}; see the README's control API table",
             method.as_str()
@@ -291,4 +291,16 @@ struct NewNumber {
     webhook_url: Option<String>,
     #[serde(default)]
     webhook_headers: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// A list answer, `{"<name>": [...]}`, serialised straight from the items (raw message bodies keep
+/// their bytes and key order).
+#[derive(serde::Serialize)]
+#[allow(non_camel_case_types)]
+enum Listing<T> {
+    messages(T),
+    users(T),
+    numbers(T),
+    attempts(T),
+    errors(T),
 }
