@@ -25,8 +25,8 @@ pub struct BenchArgs {
     /// Webhook events per POST (1 = one event per POST).
     #[arg(long, default_value_t = 1)]
     batch_size: usize,
-    /// `full`: sent, delivered and read per message; `sent`: users never read and stay offline,
-    /// so only `sent` is delivered.
+    /// `full`: sent, delivered and read per message; `sent`: users blocked the business, so only
+    /// `sent` is delivered.
     #[arg(long, default_value = "full")]
     lifecycle: String,
     /// Benchmark a running sandbox at this base URL instead (its webhooks are its own business).
@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Total messages per second to offer (0: as fast as the connections go).
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Messages the sandbox keeps (the oldest finished ones are forgotten).
+    #[arg(long, default_value_t = 20_000)]
+    keep_messages: usize,
     /// Recipients to spread messages over.
     #[arg(long, default_value_t = 10_000)]
     recipients: u64,
@@ -129,9 +132,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 max_ms: 10,
             };
             if args.lifecycle == "sent" {
-                cfg.users.default.offline_until = Some(i64::MAX / 2);
-                cfg.users.default.reads = false;
+                // Users who blocked the business: every message ends at `sent`.
+                cfg.users.default.blocks_business = true;
             }
+            // Keep the newest messages only, so a long run measures throughput, not memory growth.
+            cfg.retention.max_messages = args.keep_messages;
             let sb = Sandbox::open(cfg).await?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await

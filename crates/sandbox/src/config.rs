@@ -354,6 +354,8 @@ pub struct WebhookConfig {
     pub max_in_flight: usize,
     /// Attempts kept in memory for the control API.
     pub keep_attempts: usize,
+    /// Body bytes those attempts may hold (the oldest go first).
+    pub keep_attempt_bytes: usize,
     /// Seeded chaos.
     pub chaos: ChaosConfig,
     /// Default webhook URL for numbers that have none.
@@ -373,6 +375,7 @@ impl Default for WebhookConfig {
             batch_size: 1,
             max_in_flight: 32,
             keep_attempts: 50_000,
+            keep_attempt_bytes: 64 * 1024 * 1024,
             chaos: ChaosConfig::default(),
             default_url: String::new(),
             status_contacts: true,

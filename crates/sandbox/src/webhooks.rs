@@ -317,6 +317,8 @@ struct State {
     /// Deliveries being sent, with the earliest time a retry could be due if they fail.
     sending: HashMap<u64, Millis>,
     attempts: VecDeque<Attempt>,
+    /// Body bytes held by `attempts`.
+    attempt_bytes: usize,
     attempt_seq: u64,
     next_event: u64,
     next_delivery: u64,
@@ -365,6 +367,7 @@ impl Hub {
                 retrying: HashMap::new(),
                 sending: HashMap::new(),
                 attempts: VecDeque::new(),
+                attempt_bytes: 0,
                 attempt_seq: 0,
                 next_event: 1,
                 next_delivery: 1,
@@ -406,6 +409,7 @@ impl Hub {
             for json in attempts {
                 if let Ok(a) = serde_json::from_str::<Attempt>(&json) {
                     st.attempt_seq = st.attempt_seq.max(a.seq);
+                    st.attempt_bytes += a.body.len();
                     st.attempts.push_back(a);
                 }
             }
@@ -815,9 +819,14 @@ impl Hub {
             if persist && let Ok(json) = serde_json::to_string(&attempt) {
                 writes.push(Write::Attempt { data: json });
             }
+            st.attempt_bytes += attempt.body.len();
             st.attempts.push_back(attempt);
-            while st.attempts.len() > self.cfg.keep_attempts.max(1) {
-                st.attempts.pop_front();
+            while st.attempts.len() > self.cfg.keep_attempts.max(1)
+                || (st.attempt_bytes > self.cfg.keep_attempt_bytes && st.attempts.len() > 1)
+            {
+                if let Some(old) = st.attempts.pop_front() {
+                    st.attempt_bytes = st.attempt_bytes.saturating_sub(old.body.len());
+                }
             }
             st.sending.remove(&d.id);
             if let Some(q) = st.queues.get_mut(&pnid) {
@@ -935,6 +944,7 @@ impl Hub {
         st.held.clear();
         st.retrying.clear();
         st.attempts.clear();
+        st.attempt_bytes = 0;
         self.pending.store(0, Ordering::Relaxed);
     }
 }
