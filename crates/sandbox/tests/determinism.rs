@@ -32,24 +32,6 @@ async fn send(h: &Harness, cloud: bool, body: Value) -> String {
     b["messages"][0]["id"].as_str().unwrap().to_string()
 }
 
-/// Waits until no webhook event is pending, waking on each accepted delivery.
-async fn drain(h: &Harness) {
-    loop {
-        let (_, a) = h.control_get("/webhooks/attempts?limit=1").await;
-        let last = a["attempts"]
-            .as_array()
-            .unwrap()
-            .last()
-            .map(|a| a["seq"].as_u64().unwrap())
-            .unwrap_or(0);
-        let (_, health) = h.control_get("/health").await;
-        if health["pending_webhooks"] == 0 {
-            return;
-        }
-        h.wait(&format!("after_seq={last}"), 1).await;
-    }
-}
-
 /// The script: several message types to several users in both dialects, user behaviours, an
 /// inbound message, a reply and a read receipt, the clock moving in steps.
 async fn script(seed: u64) -> Run {
@@ -184,7 +166,7 @@ async fn script(seed: u64) -> Run {
     for step in [1.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0] {
         h.advance(step).await;
     }
-    drain(&h).await;
+    h.drain().await;
     let (s, messages) = h.control_get("/messages?limit=1000").await;
     assert_eq!(s, 200, "{messages}");
     let received = rx.received();

@@ -30,24 +30,6 @@ async fn behave(h: &Harness, wa_id: &str, patch: Value) -> Value {
     b
 }
 
-/// Waits until no webhook event is pending, waking on each accepted delivery.
-async fn drain(h: &Harness) {
-    loop {
-        let (_, a) = h.control_get("/webhooks/attempts?limit=1").await;
-        let last = a["attempts"]
-            .as_array()
-            .unwrap()
-            .last()
-            .map(|a| a["seq"].as_u64().unwrap())
-            .unwrap_or(0);
-        let (_, health) = h.control_get("/health").await;
-        if health["pending_webhooks"] == 0 {
-            return;
-        }
-        h.wait(&format!("after_seq={last}"), 1).await;
-    }
-}
-
 /// The statuses the receiver got for `wamid`, in order.
 fn lifecycle(rx: &Receiver, wamid: &str) -> Vec<String> {
     rx.statuses()
@@ -122,7 +104,7 @@ async fn default_user_gets_sent_delivered_within_a_second_and_read_within_second
     let wamid = send(&h, text("+49 151 12345678", "hi")).await;
     h.advance(1.0).await;
     h.wait(&format!("wamid={wamid}&status=delivered"), 1).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(
         lifecycle(&rx, &wamid),
         ["sent", "delivered"],
@@ -131,7 +113,7 @@ async fn default_user_gets_sent_delivered_within_a_second_and_read_within_second
     assert_eq!(message(&h, &wamid).await["status"], "delivered");
     h.advance(4.0).await;
     h.wait(&format!("wamid={wamid}&status=read"), 1).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(lifecycle(&rx, &wamid), ["sent", "delivered", "read"]);
     let t0 = T0 / 1_000;
     assert!(stamp(&rx, &wamid, "sent") - t0 <= 1);
@@ -147,7 +129,7 @@ async fn default_user_gets_sent_delivered_within_a_second_and_read_within_second
     assert!(rx.received().iter().all(|r| signature_ok(r, SECRET)));
     // Nothing more happens later.
     h.advance(DAY).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(lifecycle(&rx, &wamid).len(), 3);
     h.shutdown().await;
 }
@@ -166,14 +148,14 @@ async fn offline_user_gets_only_sent_until_back() {
     h.advance(1_800.0).await;
     h.wait(&format!("wamid={wamid}&status=sent"), 1).await;
     h.advance(1_799.0).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(lifecycle(&rx, &wamid), ["sent"], "offline: only sent");
     assert_eq!(message(&h, &wamid).await["status"], "sent");
 
     // Back after the hour: delivered (at once), then read.
     h.advance(10.0).await;
     h.wait(&format!("wamid={wamid}&status=read"), 1).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(lifecycle(&rx, &wamid), ["sent", "delivered", "read"]);
     let delivered = stamp(&rx, &wamid, "delivered");
     assert!(
@@ -207,12 +189,12 @@ async fn offline_until_an_absolute_time_and_going_offline_after_sent() {
     // The second user goes offline after `sent`: delivery waits for them too.
     behave(&h, "4915187654321", json!({ "offline_for_seconds": 1200 })).await;
     h.advance(598.0).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(lifecycle(&rx, &w1), ["sent"]);
     assert_eq!(lifecycle(&rx, &w2), ["sent"]);
     h.advance(70.0).await;
     h.wait(&format!("wamid={w1}&status=delivered"), 1).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(lifecycle(&rx, &w2), ["sent"], "still offline until 1201 s");
     h.advance(700.0).await;
     h.wait(&format!("wamid={w2}&status=read"), 1).await;
@@ -238,7 +220,7 @@ async fn user_who_never_reads_stays_delivered() {
     h.advance(10.0).await;
     h.wait(&format!("wamid={wamid}&status=delivered"), 1).await;
     h.advance(DAY).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(lifecycle(&rx, &wamid), ["sent", "delivered"]);
     assert_eq!(message(&h, &wamid).await["status"], "delivered");
     h.shutdown().await;
@@ -253,7 +235,7 @@ async fn read_receipts_off_means_no_read_webhook() {
     h.advance(10.0).await;
     h.wait(&format!("wamid={wamid}&status=delivered"), 1).await;
     h.advance(DAY).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(
         lifecycle(&rx, &wamid),
         ["sent", "delivered"],
@@ -281,7 +263,7 @@ async fn user_who_replies_answers_after_reading_quoting_the_message() {
     h.advance(30.0).await;
     let got = h.wait("wa_id=4915112345678&message_type=text", 1).await;
     assert_eq!(got.len(), 1);
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(lifecycle(&rx, &wamid), ["sent", "delivered", "read"]);
 
     let replies = inbound_from(&rx, "4915112345678");
@@ -328,7 +310,7 @@ async fn user_who_replies_answers_after_reading_quoting_the_message() {
 
     // It replies once per message, not in a loop.
     h.advance(DAY).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(inbound_from(&rx, "4915112345678").len(), 1);
     h.shutdown().await;
 }
@@ -343,7 +325,7 @@ async fn user_who_blocked_the_business_stays_at_sent() {
     h.wait(&format!("wamid={wamid}&status=sent"), 1).await;
     h.advance(DAY).await;
     h.advance(DAY).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(lifecycle(&rx, &wamid), ["sent"], "sent forever");
     assert_eq!(message(&h, &wamid).await["status"], "sent");
     h.shutdown().await;
@@ -358,7 +340,7 @@ async fn user_not_on_whatsapp_fails_with_131026() {
     h.advance(10.0).await;
     h.wait(&format!("wamid={wamid}&status=failed"), 1).await;
     h.advance(DAY).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(
         lifecycle(&rx, &wamid),
         ["failed"],
@@ -385,7 +367,7 @@ async fn voice_note_is_played_after_read() {
     h.advance(30.0).await;
     h.wait(&format!("wamid={voice}&status=played"), 1).await;
     h.wait(&format!("wamid={plain}&status=read"), 1).await;
-    drain(&h).await;
+    h.drain().await;
     assert_eq!(
         lifecycle(&rx, &voice),
         ["sent", "delivered", "read", "played"]
@@ -479,7 +461,7 @@ async fn behaviours_from_the_configuration_work_like_the_api() {
     h.advance(60.0).await;
     h.wait("wa_id=4915140000004&message_type=text", 1).await;
     h.advance(DAY).await;
-    drain(&h).await;
+    h.drain().await;
 
     assert_eq!(lifecycle(&rx, &w[0]), ["sent", "delivered"], "never reads");
     assert_eq!(

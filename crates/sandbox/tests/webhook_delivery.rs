@@ -254,22 +254,6 @@ fn per_wamid(statuses: &[(String, String)]) -> BTreeMap<String, Vec<String>> {
     m
 }
 
-/// Waits until no webhook event is pending, waking on each accepted delivery.
-async fn drain(h: &Harness) {
-    loop {
-        // The last attempt first, then the count: an attempt that ends in between has a later seq.
-        let last = attempts(h, "")
-            .await
-            .last()
-            .map(|a| a["seq"].as_u64().unwrap())
-            .unwrap_or(0);
-        if health(h).await["pending_webhooks"] == 0 {
-            return;
-        }
-        h.wait(&format!("after_seq={last}"), 1).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // (a) Retries with exponential backoff.
 
@@ -767,7 +751,7 @@ async fn batching_carries_several_statuses_per_post() {
     h.advance(10.0).await;
     rx.arrivals(1).await;
     rx.release();
-    drain(&h).await;
+    h.drain().await;
 
     let bodies = rx.bodies();
     let counts: Vec<usize> = bodies.iter().map(|b| statuses_of(b).len()).collect();
@@ -841,7 +825,7 @@ async fn chaos_duplicate_delivers_every_event_twice() {
     let w1 = send(&h, "+49 151 12345678", "one").await;
     let w2 = send(&h, "+49 151 87654321", "two").await;
     h.advance(10.0).await;
-    drain(&h).await;
+    h.drain().await;
     let got = per_wamid(&rx.statuses());
     for w in [&w1, &w2] {
         assert_eq!(
@@ -876,7 +860,7 @@ async fn reorder_run(seed: u64) -> BTreeMap<String, Vec<String>> {
         send(&h, &format!("+49 151 200000{i:02}"), "hi").await;
     }
     h.advance(60.0).await;
-    drain(&h).await;
+    h.drain().await;
     h.shutdown().await;
     rx.stop();
     per_wamid(&rx.statuses())

@@ -259,6 +259,25 @@ impl Harness {
         body["attempts"].as_array().unwrap().clone()
     }
 
+    /// Waits until no webhook event is pending, waking on each accepted delivery.
+    pub async fn drain(&self) {
+        loop {
+            // The last attempt first, then the count: an attempt that ends in between has a later
+            // seq.
+            let (_, a) = self.control_get("/webhooks/attempts?limit=1").await;
+            let last = a["attempts"]
+                .as_array()
+                .and_then(|list| list.last())
+                .and_then(|a| a["seq"].as_u64())
+                .unwrap_or(0);
+            let (_, health) = self.control_get("/health").await;
+            if health["pending_webhooks"] == 0 {
+                return;
+            }
+            self.wait(&format!("after_seq={last}"), 1).await;
+        }
+    }
+
     /// Sets the webhook URL through the 360dialog endpoint.
     pub async fn set_webhook(&self, url: &str) {
         let (s, b) = self
