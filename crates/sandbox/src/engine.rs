@@ -274,10 +274,14 @@ impl World {
             );
         }
         for u in self.cfg.users.users.clone() {
-            let name = u.name.clone().unwrap_or_else(|| default_name(&u.wa_id));
-            let user = new_user(&u.wa_id, name, u.behaviour.clone());
+            // Configured numbers may carry `+` and spaces, as a `to` may.
+            let wa_id = mynah_wire::WaId::parse(&u.wa_id)
+                .map(|w| w.as_str().to_string())
+                .unwrap_or_else(|_| u.wa_id.clone());
+            let name = u.name.clone().unwrap_or_else(|| default_name(&wa_id));
+            let user = new_user(&wa_id, name, u.behaviour.clone());
             fx.put(Kind::User, &user.wa_id, &user);
-            self.users.insert(u.wa_id.clone(), user);
+            self.users.insert(wa_id, user);
         }
     }
 
@@ -395,15 +399,12 @@ impl World {
     }
 
     fn user_entry(&mut self, wa_id: &str, fx: &mut Effects) -> &mut User {
-        if !self.users.contains_key(wa_id) {
-            let user = new_user(wa_id, default_name(wa_id), self.cfg.users.default.clone());
+        let default = &self.cfg.users.default;
+        self.users.entry(wa_id.to_string()).or_insert_with(|| {
+            let user = new_user(wa_id, default_name(wa_id), default.clone());
             fx.put(Kind::User, wa_id, &user);
-            self.users.insert(wa_id.to_string(), user);
-        }
-        // Inserted just above when missing.
-        self.users
-            .entry(wa_id.to_string())
-            .or_insert_with(|| new_user(wa_id, default_name(wa_id), Behaviour::default()))
+            user
+        })
     }
 
     /// Accepts an outbound message: checks it, decides its pricing, schedules its lifecycle.
@@ -1214,7 +1215,14 @@ fn new_user(wa_id: &str, name: String, behaviour: Behaviour) -> User {
 }
 
 fn default_name(wa_id: &str) -> String {
-    let tail = &wa_id[wa_id.len().saturating_sub(4)..];
+    let tail: String = wa_id
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("User {tail}")
 }
 
