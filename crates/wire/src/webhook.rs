@@ -45,8 +45,9 @@ pub struct Entry {
     pub changes: Vec<Change>,
 }
 
-/// `changes[]`: one subscribed field and its value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `changes[]`: one subscribed field and its value. Deserialising reads `field` first and parses
+/// `value` by it; a value that does not fit its field's shape is kept as [`ChangeValue::Other`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Change {
     /// The value; its shape depends on `field`.
     pub value: ChangeValue,
@@ -54,8 +55,24 @@ pub struct Change {
     pub field: String,
 }
 
+impl<'de> Deserialize<'de> for Change {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Change, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            value: serde_json::Value,
+            field: String,
+        }
+        let raw = Raw::deserialize(d)?;
+        let value = ChangeValue::from_field(&raw.field, raw.value);
+        Ok(Change {
+            value,
+            field: raw.field,
+        })
+    }
+}
+
 /// The value of a change.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ChangeValue {
     /// `field: user_preferences` (tried first: it also carries `metadata`).
@@ -68,8 +85,38 @@ pub enum ChangeValue {
     TemplateQuality(TemplateQualityUpdate),
     /// `field: phone_number_quality_update`.
     PhoneNumberQuality(PhoneNumberQualityUpdate),
+    /// `field: template_category_update`.
+    TemplateCategory(TemplateCategoryUpdate),
+    /// `field: business_capability_update`.
+    BusinessCapability(BusinessCapabilityUpdate),
+    /// `field: account_alerts`.
+    AccountAlert(AccountAlert),
+    /// `field: account_update`.
+    AccountUpdate(AccountUpdate),
     /// Any other field, kept as it came.
     Other(serde_json::Value),
+}
+
+impl ChangeValue {
+    /// Parses a change's value by its subscription field.
+    pub fn from_field(field: &str, value: serde_json::Value) -> ChangeValue {
+        fn parse<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Option<T> {
+            T::deserialize(v).ok()
+        }
+        let typed = match field {
+            "messages" => parse(&value).map(|v| ChangeValue::Messages(Box::new(v))),
+            "user_preferences" => parse(&value).map(ChangeValue::UserPreferences),
+            "message_template_status_update" => parse(&value).map(ChangeValue::TemplateStatus),
+            "message_template_quality_update" => parse(&value).map(ChangeValue::TemplateQuality),
+            "phone_number_quality_update" => parse(&value).map(ChangeValue::PhoneNumberQuality),
+            "template_category_update" => parse(&value).map(ChangeValue::TemplateCategory),
+            "business_capability_update" => parse(&value).map(ChangeValue::BusinessCapability),
+            "account_alerts" => parse(&value).map(ChangeValue::AccountAlert),
+            "account_update" => parse(&value).map(ChangeValue::AccountUpdate),
+            _ => None,
+        };
+        typed.unwrap_or(ChangeValue::Other(value))
+    }
 }
 
 /// `value` of a `messages` change.
@@ -523,9 +570,128 @@ pub struct PhoneNumberQualityUpdate {
     pub max_daily_conversations_per_business: String,
 }
 
+/// `value` of a `template_category_update` change: a completed change (`previous_category`) or
+/// an impending one (`correct_category`, `category_update_timestamp`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateCategoryUpdate {
+    /// Template id.
+    pub message_template_id: u64,
+    /// Template name.
+    pub message_template_name: String,
+    /// Template language.
+    pub message_template_language: String,
+    /// Category before a completed change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_category: Option<String>,
+    /// The category it will have (impending change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correct_category: Option<String>,
+    /// The new category.
+    pub new_category: String,
+    /// When an impending change takes effect (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category_update_timestamp: Option<i64>,
+}
+
+/// `value` of a `business_capability_update` change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusinessCapabilityUpdate {
+    /// Messaging limit per phone number (Graph v23 and older, until Feb 2026).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_daily_conversation_per_phone: Option<i64>,
+    /// Messaging limit of the business portfolio (v24+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_daily_conversations_per_business: Option<serde_json::Value>,
+    /// Phone numbers allowed per business.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_phone_numbers_per_business: Option<i64>,
+    /// Phone numbers allowed per WABA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_phone_numbers_per_waba: Option<i64>,
+}
+
+/// `value` of an `account_alerts` change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountAlert {
+    /// `BUSINESS`, `WABA`, `PHONE_NUMBER` …
+    pub entity_type: String,
+    /// Its id.
+    pub entity_id: String,
+    /// `{alert_severity, alert_status, alert_type, alert_description}`.
+    pub alert_info: serde_json::Value,
+}
+
+/// `value` of an `account_update` change: an `event` and the details that event carries
+/// (`violation_info`, `ban_info`, `restriction_info`, `volume_tier_info`, `waba_info`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountUpdate {
+    /// `ACCOUNT_VIOLATION`, `DISABLED_UPDATE`, `ACCOUNT_RESTRICTION`, `VERIFIED_ACCOUNT` …
+    pub event: String,
+    /// The event's details, as they come.
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_and_template_fields_parse_by_shape() {
+        let cases = [
+            (
+                "template_category_update",
+                r#"{"message_template_id":1,"message_template_name":"t","message_template_language":"en_US","previous_category":"UTILITY","new_category":"MARKETING"}"#,
+                "category",
+            ),
+            (
+                "business_capability_update",
+                r#"{"max_daily_conversations_per_business":"TIER_2K","max_phone_numbers_per_business":20}"#,
+                "capability",
+            ),
+            (
+                "account_alerts",
+                r#"{"entity_type":"WABA","entity_id":"9","alert_info":{"alert_severity":"WARNING","alert_status":"ACTIVE","alert_type":"INCREASED_CAPABILITIES_ELIGIBILITY_DEFERRED","alert_description":"d"}}"#,
+                "alert",
+            ),
+            (
+                "account_update",
+                r#"{"event":"ACCOUNT_VIOLATION","violation_info":{"violation_type":"SCAM"}}"#,
+                "account",
+            ),
+            (
+                "message_template_status_update",
+                r#"{"event":"APPROVED","message_template_id":1,"message_template_name":"t","message_template_language":"en_US","reason":"NONE"}"#,
+                "status",
+            ),
+            (
+                "message_template_quality_update",
+                r#"{"previous_quality_score":"GREEN","new_quality_score":"RED","message_template_id":1,"message_template_name":"t","message_template_language":"en_US"}"#,
+                "quality",
+            ),
+            ("security", r#"{"event":"PIN_CHANGED"}"#, "other"),
+            ("messages", r#"{"not":"a messages value"}"#, "other"),
+        ];
+        for (field, raw, want) in cases {
+            let change: Change =
+                serde_json::from_str(&format!(r#"{{"value":{raw},"field":"{field}"}}"#)).unwrap();
+            let v = change.value;
+            let got = match &v {
+                ChangeValue::TemplateCategory(_) => "category",
+                ChangeValue::BusinessCapability(_) => "capability",
+                ChangeValue::AccountAlert(_) => "alert",
+                ChangeValue::AccountUpdate(_) => "account",
+                ChangeValue::TemplateStatus(_) => "status",
+                ChangeValue::TemplateQuality(_) => "quality",
+                _ => "other",
+            };
+            assert_eq!(got, want, "{raw}");
+            assert_eq!(
+                serde_json::to_value(&v).unwrap(),
+                serde_json::from_str::<serde_json::Value>(raw).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn inbound_text_round_trips() {
