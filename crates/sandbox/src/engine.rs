@@ -635,7 +635,6 @@ impl World {
                     }
                 }
                 Step::Read => {
-                    let status = behaviour.read_receipts.then_some(StatusKind::Read);
                     let next = if is_voice(&self.messages, wamid) {
                         Some((Step::Play, now + self.draw(lat.played)))
                     } else {
@@ -644,8 +643,8 @@ impl World {
                             .as_ref()
                             .map(|_| (Step::Reply, now + self.draw(lat.reply)))
                     };
-                    // Without read receipts the platform still knows it was read.
-                    (status.or(Some(StatusKind::Read)), next, None)
+                    // Read even without read receipts; only the webhook is suppressed (below).
+                    (Some(StatusKind::Read), next, None)
                 }
                 Step::Play => {
                     let next = behaviour
