@@ -49,8 +49,10 @@ pub struct Config {
     pub users: UsersConfig,
     /// Graph API versions.
     pub graph: GraphConfig,
-    /// Templates present at start (issue 3 manages them; here: name, language, category).
+    /// Templates present from the first start.
     pub templates: Vec<TemplateConfig>,
+    /// Template review and management.
+    pub template_review: TemplateReviewConfig,
     /// How much history is kept.
     pub retention: RetentionConfig,
 }
@@ -86,6 +88,7 @@ impl Default for Config {
             users: UsersConfig::default(),
             graph: GraphConfig::default(),
             templates: default_templates(),
+            template_review: TemplateReviewConfig::default(),
             retention: RetentionConfig::default(),
         }
     }
@@ -474,30 +477,92 @@ impl Default for GraphConfig {
     }
 }
 
-/// A template known at start.
+/// A template present from the first start: a creation body (spec §7.2) as TOML, plus its status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TemplateConfig {
-    /// Name.
-    pub name: String,
-    /// Language code.
-    pub language: String,
-    /// `MARKETING`, `UTILITY` or `AUTHENTICATION`.
-    pub category: String,
+    /// Status it starts in (`APPROVED` unless told otherwise).
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The creation body: `name`, `language`, `category`, `components`, …
+    #[serde(flatten)]
+    pub definition: serde_json::Map<String, serde_json::Value>,
 }
 
 fn default_templates() -> Vec<TemplateConfig> {
-    let t = |name: &str, language: &str, category: &str| TemplateConfig {
-        name: name.to_string(),
-        language: language.to_string(),
-        category: category.to_string(),
+    let t = |v: serde_json::Value| TemplateConfig {
+        status: None,
+        definition: match v {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        },
     };
     vec![
-        t("hello_world", "en_US", "UTILITY"),
-        t("order_update", "en_US", "UTILITY"),
-        t("spring_sale", "en_US", "MARKETING"),
-        t("verification_code", "en_US", "AUTHENTICATION"),
+        t(serde_json::json!({
+            "name": "hello_world", "language": "en_US", "category": "UTILITY",
+            "components": [
+                { "type": "HEADER", "format": "TEXT", "text": "Hello World" },
+                { "type": "BODY", "text": "Welcome and congratulations!! This message demonstrates your ability to send a WhatsApp message notification from the Cloud API, hosted by Meta. Thank you for taking the time to test with us." },
+                { "type": "FOOTER", "text": "WhatsApp Business Platform sample message" }
+            ]
+        })),
+        t(serde_json::json!({
+            "name": "order_update", "language": "en_US", "category": "UTILITY",
+            "components": [
+                { "type": "BODY", "text": "Hi {{1}}, thank you for shopping with us. Your order of {{2}} is on its way and arrives on {{3}}. Reply to this message if you have any questions.",
+                  "example": { "body_text": [["Ana", "$100.99", "February 25, 2026"]] } }
+            ]
+        })),
+        t(serde_json::json!({
+            "name": "spring_sale", "language": "en_US", "category": "MARKETING",
+            "components": [
+                { "type": "BODY", "text": "Spring sale! Everything in the shop is 20% off this week only. Come and have a look before it ends." },
+                { "type": "BUTTONS", "buttons": [ { "type": "QUICK_REPLY", "text": "Stop promotions" } ] }
+            ]
+        })),
+        t(serde_json::json!({
+            "name": "new_arrivals", "language": "en_US", "category": "MARKETING",
+            "components": [
+                { "type": "HEADER", "format": "IMAGE", "example": { "header_handle": ["4::aW1hZ2UvanBlZw==:ARb"] } },
+                { "type": "BODY", "text": "Hello {{1}}, new arrivals are in store this week. Take a look at the picture and visit us soon.",
+                  "example": { "body_text": [["Ana"]] } },
+                { "type": "BUTTONS", "buttons": [ { "type": "QUICK_REPLY", "text": "Stop promotions" } ] }
+            ]
+        })),
+        t(serde_json::json!({
+            "name": "verification_code", "language": "en_US", "category": "AUTHENTICATION",
+            "message_send_ttl_seconds": 600,
+            "components": [
+                { "type": "BODY", "add_security_recommendation": true },
+                { "type": "FOOTER", "code_expiration_minutes": 10 },
+                { "type": "BUTTONS", "buttons": [ { "type": "OTP", "otp_type": "COPY_CODE", "text": "Copy code" } ] }
+            ]
+        })),
     ]
+}
+
+/// Template management and review.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateReviewConfig {
+    /// Sandbox time from creation (or edit) to the review's decision, ms.
+    pub review_delay_ms: Millis,
+    /// Templates whose name contains one of these are rejected (reason `INVALID_FORMAT`).
+    pub reject_names_containing: Vec<String>,
+    /// Templates an account may hold (250 unverified, up to 6,000).
+    pub max_per_account: usize,
+    /// Case of statuses in the 360dialog listing: `upper` (Meta's) or `lower` (older 360dialog clients).
+    pub status_case_360: String,
+}
+
+impl Default for TemplateReviewConfig {
+    fn default() -> Self {
+        TemplateReviewConfig {
+            review_delay_ms: 60_000,
+            reject_names_containing: vec!["reject".to_string()],
+            max_per_account: 250,
+            status_case_360: "upper".to_string(),
+        }
+    }
 }
 
 #[cfg(test)]

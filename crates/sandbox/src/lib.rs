@@ -26,6 +26,7 @@ pub mod ratelimit;
 pub mod sandbox;
 pub mod scheduler;
 pub mod store;
+pub mod templates;
 pub mod webhooks;
 
 pub use sandbox::Sandbox;

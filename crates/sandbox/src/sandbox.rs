@@ -149,6 +149,10 @@ impl Sandbox {
             }
             Timer::EventReady(id) => self.hub.on_event_ready(id),
             Timer::DeliveryRetry(id) => self.hub.on_retry(id, now),
+            Timer::TemplateReview(id) => {
+                let fx = self.world().on_template_review(&id, now);
+                self.apply(fx)
+            }
         }
     }
 

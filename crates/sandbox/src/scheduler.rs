@@ -21,6 +21,8 @@ pub enum Timer {
     EventReady(u64),
     /// A failed webhook delivery is retried.
     DeliveryRetry(u64),
+    /// A template's review concludes.
+    TemplateReview(String),
 }
 
 /// The timer queue.

@@ -31,6 +31,8 @@ pub enum Kind {
     Media,
     /// A pending webhook delivery.
     Delivery,
+    /// A message template.
+    Template,
     /// Sandbox-wide counters (id sequences, clock).
     Meta,
 }
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Message => "message",
             Kind::Media => "media",
             Kind::Delivery => "delivery",
+            Kind::Template => "template",
             Kind::Meta => "meta",
         }
     }
@@ -54,6 +57,7 @@ impl Kind {
             "message" => Kind::Message,
             "media" => Kind::Media,
             "delivery" => Kind::Delivery,
+            "template" => Kind::Template,
             "meta" => Kind::Meta,
             _ => return None,
         })

@@ -148,6 +148,14 @@ error_table! {
     FlowThrottled = 132069, 400, Graph, Sync, Wait, "Flow is in throttled state", "The flow is throttled and 10 messages using it were already sent in the last hour.";
     ServerUnavailable = 133004, 503, Graph, Sync, Backoff, "Server temporarily unavailable", "The server is temporarily unavailable.";
     GenericUserError = 135000, 400, Graph, Sync, Fix, "Generic user error", "Message failed to send because of an unknown error with the request parameters.";
+    // --- Template management (Graph, Business Management API): creation and edits, spec §3.4, §7
+    TemplateCountLimit = 2388019, 400, Graph, Sync, Fix, "Message template count limit exceeded", "The WhatsApp Business Account already has as many message templates as it may have.";
+    TemplateFieldTooLong = 2388040, 400, Graph, Sync, Fix, "Message template field too long", "A field of the message template exceeds its character limit.";
+    TemplateHeaderFormat = 2388047, 400, Graph, Sync, Fix, "Message template header format invalid", "The header of the message template is not valid.";
+    TemplateBodyFormat = 2388072, 400, Graph, Sync, Fix, "Message template body format invalid", "The body text of the message template is not valid.";
+    TemplateFooterFormat = 2388073, 400, Graph, Sync, Fix, "Message template footer format invalid", "The footer of the message template is not valid; footers cannot contain variables.";
+    TemplateTooManyVariables = 2388293, 400, Graph, Sync, Fix, "Too many variables for the message length", "The message template has too many variables for the length of its text; shorten the variables or lengthen the text.";
+    TemplateVariableAtEdge = 2388299, 400, Graph, Sync, Fix, "Variables at the start or end of the message", "The message template body cannot start or end with a variable.";
     // --- On-Premises API (legacy), spec §10
     OnPremMediaDownload = 400, 400, OnPrem, Async, Fix, "Media download error", "Failed to download the media.";
     OnPremNotDelivered = 408, 400, OnPrem, Async, Never, "Message is not valid", "The message was pending for more than a day or is not valid.";

@@ -9,6 +9,7 @@ pub mod error;
 pub mod message;
 pub mod phone;
 pub mod response;
+pub mod template;
 pub mod webhook;
 
 pub use error::{ApiError, ErrorCode};

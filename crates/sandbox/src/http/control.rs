@@ -7,6 +7,7 @@ use crate::clock::Millis;
 use crate::engine::{BehaviourPatch, InboundRequest};
 use crate::model::{Dialect, Direction, Message, Number, WebhookTarget};
 use crate::sandbox::Sandbox;
+use crate::templates::TemplateStatus;
 use crate::webhooks::AttemptFilter;
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
@@ -193,6 +194,32 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 )),
             }
         }
+        (Method::GET, ["templates"]) => {
+            let world = sb.world();
+            let all: Vec<_> = world.templates.all().collect();
+            Ok(json(&Listing::templates(all)))
+        }
+        (Method::POST, ["templates", id, action @ ("status" | "verdict")]) => {
+            let (id, action) = (id.to_string(), *action);
+            let d: Decision = body(sb, req).await?;
+            let status = TemplateStatus::parse(&d.status)
+                .ok_or_else(|| bad(format!("{:?} is not a template status", d.status)))?;
+            let now = sb.clock.now();
+            let fx = if action == "status" {
+                sb.world()
+                    .force_template_status(&id, status, d.reason, now)?
+                    .1
+            } else {
+                sb.world().set_template_verdict(&id, status, d.reason)?
+            };
+            sb.apply_durable(fx).await?;
+            let world = sb.world();
+            let t = world
+                .templates
+                .get(&id)
+                .ok_or_else(|| not_found(format!("no template {id}")))?;
+            Ok(json(t))
+        }
         (Method::GET, ["errors"]) => Ok(json(&Listing::errors(ERROR_TABLE))),
         _ => Err(not_found(format!(
             "unknown control route {} {path}; see the README's control API table",
@@ -208,6 +235,15 @@ fn clock(sb: &Sandbox) -> Response {
         "now": crate::clock::unix_seconds_string(sb.clock.now()),
         "pending_timers": sb.sched.len(),
     }))
+}
+
+/// A template decision: the status and, for a rejection, the reason.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -299,6 +335,7 @@ struct NewNumber {
 #[allow(non_camel_case_types)]
 enum Listing<T> {
     messages(T),
+    templates(T),
     users(T),
     numbers(T),
     attempts(T),

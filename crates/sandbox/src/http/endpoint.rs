@@ -27,6 +27,17 @@ pub enum Endpoint {
     },
     /// `GET|POST /v1/configs/webhook` (360dialog).
     WebhookConfig,
+    /// `GET|POST|DELETE /{version}/{waba_id}/message_templates` (Cloud),
+    /// `GET|POST /v1/configs/templates` (360dialog).
+    Templates {
+        /// The account in the path (Cloud only).
+        waba_id: Option<String>,
+    },
+    /// `DELETE /v1/configs/templates/{name}` (360dialog).
+    TemplateByName {
+        /// Template name.
+        name: String,
+    },
     /// `GET /whatsapp_business/attachments/?mid=…` — media bytes.
     Download,
 }
@@ -66,6 +77,12 @@ const ROUTES: &[&str] = &[
     "GET /{media_id}",
     "DELETE /{media_id}",
     "GET /v1/configs/webhook",
+    "GET /v1/configs/templates",
+    "POST /v1/configs/templates",
+    "DELETE /v1/configs/templates/{name}",
+    "GET /{version}/{waba_id}/message_templates",
+    "POST /{version}/{waba_id}/message_templates",
+    "DELETE /{version}/{waba_id}/message_templates",
     "POST /v1/configs/webhook",
     "POST /v1/messages",
     "GET /whatsapp_business/attachments/",
@@ -123,6 +140,12 @@ pub fn parse(
                 },
                 "POST",
             ),
+            [_, id, "message_templates"] if is_id(id) => (
+                Endpoint::Templates {
+                    waba_id: Some(id.to_string()),
+                },
+                "GET, POST, DELETE",
+            ),
             [_, id] if is_id(id) => (Endpoint::Node { id: id.to_string() }, "GET, POST, DELETE"),
             _ => return Err(unknown(Dialect::Cloud, method, path)),
         };
@@ -137,6 +160,18 @@ pub fn parse(
         ["messages"] => (Endpoint::Messages { pnid: None }, Dialect::D360, "POST"),
         ["media"] => (Endpoint::UploadMedia { pnid: None }, Dialect::D360, "POST"),
         ["v1", "configs", "webhook"] => (Endpoint::WebhookConfig, Dialect::D360, "GET, POST"),
+        ["v1", "configs", "templates"] => (
+            Endpoint::Templates { waba_id: None },
+            Dialect::D360,
+            "GET, POST",
+        ),
+        ["v1", "configs", "templates", name] => (
+            Endpoint::TemplateByName {
+                name: name.to_string(),
+            },
+            Dialect::D360,
+            "DELETE",
+        ),
         ["v1", "messages"] => (Endpoint::Messages { pnid: None }, Dialect::OnPrem, "POST"),
         ["whatsapp_business", "attachments"] => (Endpoint::Download, Dialect::D360, "GET"),
         [id] if is_id(id) && id.bytes().all(|b| b.is_ascii_digit()) => (

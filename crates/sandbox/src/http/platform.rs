@@ -3,9 +3,11 @@
 
 use super::endpoint::{self, Endpoint, Parsed};
 use super::{error_response, is_json, json, read_body, with_retry_after};
+use crate::engine::TemplateEdit;
 use crate::model::{Dialect, Number, WebhookTarget};
 use crate::ratelimit::Bucket;
 use crate::sandbox::Sandbox;
+use crate::templates::{Template, TemplateStatus};
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::request::Parts;
@@ -141,13 +143,28 @@ fn authenticate(
                 Endpoint::Node { id } if world.numbers.contains_key(id) => Some(id.as_str()),
                 _ => None,
             };
-            let pnid = match pnid {
-                Some(p) if reach.iter().any(|r| r == p) => p.to_string(),
-                Some(p) => {
+            // Account-level objects (templates, an account's template list) need a number of that
+            // account among those the token reaches.
+            let account = match &parsed.endpoint {
+                Endpoint::Templates { waba_id: Some(w) } => Some((w.as_str(), w.as_str())),
+                Endpoint::Node { id } => world
+                    .templates
+                    .get(id)
+                    .map(|t| (t.waba_id.as_str(), id.as_str())),
+                _ => None,
+            };
+            let pnid = match (pnid, account) {
+                (Some(p), _) if reach.iter().any(|r| r == p) => p.to_string(),
+                (Some(p), _) => {
                     return Err((unsupported_object(&parts.method, p), None));
                 }
+                (None, Some((waba, object))) => reach
+                    .iter()
+                    .find(|r| world.numbers.get(*r).is_some_and(|n| n.waba_id == waba))
+                    .cloned()
+                    .ok_or_else(|| (unsupported_object(&parts.method, object), None))?,
                 // Media objects: the token's first number owns the request; ownership is checked later.
-                None => reach.first().cloned().unwrap_or_default(),
+                (None, None) => reach.first().cloned().unwrap_or_default(),
             };
             if !world.numbers.contains_key(&pnid) {
                 return Err((cloud_denied(), None));
@@ -221,6 +238,17 @@ async fn route(
         }
         (Endpoint::WebhookConfig, _) => set_360_webhook(sb, &parts, body, &pnid).await,
         (Endpoint::Download, _) => download(sb, &parts, &pnid),
+        (Endpoint::Templates { .. }, &Method::GET) => list_templates(sb, &parts, &pnid, dialect),
+        (Endpoint::Templates { .. }, &Method::POST) => {
+            create_template(sb, &parts, body, &pnid).await
+        }
+        (Endpoint::Templates { .. }, _) => {
+            let q: DeleteQuery = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+                .map_err(|e| ApiError::invalid_param(format!("Invalid query: {e}")))?;
+            let name = q.name.ok_or_else(|| ApiError::missing("name"))?;
+            delete_templates(sb, &pnid, &name, q.hsm_id.as_deref()).await
+        }
+        (Endpoint::TemplateByName { name }, _) => delete_templates(sb, &pnid, name, None).await,
         (Endpoint::Node { id }, method) => {
             node(sb, &parts, body, &number_of(sb, &pnid)?, id, method.clone()).await
         }
@@ -475,6 +503,9 @@ async fn node(
             _ => Err(unsupported_object(&method, id)),
         };
     }
+    if sb.world().templates.get(id).is_some() {
+        return template_node(sb, parts, body, id, method).await;
+    }
     let now = sb.clock.now();
     match method {
         Method::GET => {
@@ -553,4 +584,206 @@ fn download(sb: &Arc<Sandbox>, parts: &Parts, pnid: &str) -> Result<Response, Ap
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
+}
+
+fn waba_of(sb: &Sandbox, pnid: &str) -> Result<String, ApiError> {
+    number_of(sb, pnid).map(|n| n.waba_id)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ListQuery {
+    limit: Option<usize>,
+    offset: Option<usize>,
+    after: Option<String>,
+    name: Option<String>,
+    status: Option<String>,
+    category: Option<String>,
+    language: Option<String>,
+}
+
+/// One template as listings show it.
+fn template_json(t: &Template, status_lower: bool, namespace: &str) -> serde_json::Value {
+    let status = if status_lower {
+        t.status.as_str().to_lowercase()
+    } else {
+        t.status.as_str().to_string()
+    };
+    let mut v = serde_json::json!({
+        "name": t.def.name,
+        "parameter_format": t.def.parameter_format,
+        "components": t.def.components_json(),
+        "language": t.def.language,
+        "status": status,
+        "category": t.def.category.as_str(),
+        "id": t.id,
+        "quality_score": { "score": t.quality },
+        "rejected_reason": t.rejected_reason,
+        "namespace": namespace,
+    });
+    if let Some(ttl) = t.def.message_send_ttl_seconds {
+        v["message_send_ttl_seconds"] = serde_json::json!(ttl);
+    }
+    v
+}
+
+fn list_templates(
+    sb: &Arc<Sandbox>,
+    parts: &Parts,
+    pnid: &str,
+    dialect: Dialect,
+) -> Result<Response, ApiError> {
+    let q: ListQuery = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+        .map_err(|e| ApiError::invalid_param(format!("Invalid query: {e}")))?;
+    let waba = waba_of(sb, pnid)?;
+    let world = sb.world();
+    let namespace = world
+        .accounts
+        .get(&waba)
+        .map(|a| a.namespace.clone())
+        .unwrap_or_default();
+    let status = q.status.as_deref().map(|s| {
+        TemplateStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid_param(format!("Param status {s:?} is not a template status."))
+        })
+    });
+    let status = status.transpose()?;
+    let matching: Vec<&Template> = world
+        .templates
+        .of(&waba)
+        .filter(|t| {
+            q.name
+                .as_ref()
+                .is_none_or(|n| t.def.name.contains(n.as_str()))
+        })
+        .filter(|t| status.is_none_or(|s| t.status == s))
+        .filter(|t| {
+            q.category
+                .as_ref()
+                .is_none_or(|c| t.def.category.as_str().eq_ignore_ascii_case(c))
+        })
+        .filter(|t| q.language.as_ref().is_none_or(|l| t.def.language == *l))
+        .collect();
+    let total = matching.len();
+    if dialect == Dialect::Cloud {
+        let offset = q
+            .after
+            .as_deref()
+            .and_then(|a| a.parse::<usize>().ok())
+            .unwrap_or(0);
+        let limit = q.limit.unwrap_or(25).clamp(1, 1_000);
+        let page: Vec<serde_json::Value> = matching
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|t| template_json(t, false, &namespace))
+            .collect();
+        let mut paging = serde_json::json!({ "cursors": { "before": offset.to_string(), "after": (offset + page.len()).to_string() } });
+        if offset + page.len() < total {
+            paging["next"] =
+                serde_json::json!(format!("?limit={limit}&after={}", offset + page.len()));
+        }
+        return Ok(json(&serde_json::json!({
+            "data": page,
+            "paging": paging,
+            "summary": {
+                "total_count": total,
+                "message_template_count": world.templates.of(&waba).count(),
+                "message_template_limit": sb.config.template_review.max_per_account,
+                "are_translations_complete": true,
+            },
+        })));
+    }
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(1_000).clamp(1, 1_000);
+    let lower = sb
+        .config
+        .template_review
+        .status_case_360
+        .eq_ignore_ascii_case("lower");
+    let page: Vec<serde_json::Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|t| template_json(t, lower, &namespace))
+        .collect();
+    Ok(json(&serde_json::json!({
+        "count": page.len(),
+        "filters": {},
+        "limit": limit,
+        "offset": offset,
+        "sort": ["id"],
+        "total": total,
+        "waba_templates": page,
+    })))
+}
+
+async fn create_template(
+    sb: &Arc<Sandbox>,
+    parts: &Parts,
+    body: Body,
+    pnid: &str,
+) -> Result<Response, ApiError> {
+    let bytes = json_body(sb, parts, body).await?;
+    let waba = waba_of(sb, pnid)?;
+    let now = sb.clock.now();
+    let (t, fx) = sb.world().create_template(&waba, &bytes, now)?;
+    sb.apply_durable(fx).await?;
+    Ok(json(
+        &serde_json::json!({ "id": t.id, "status": t.status.as_str(), "category": t.def.category.as_str() }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct DeleteQuery {
+    name: Option<String>,
+    hsm_id: Option<String>,
+}
+
+async fn delete_templates(
+    sb: &Arc<Sandbox>,
+    pnid: &str,
+    name: &str,
+    id: Option<&str>,
+) -> Result<Response, ApiError> {
+    let waba = waba_of(sb, pnid)?;
+    let now = sb.clock.now();
+    let fx = sb.world().delete_templates(&waba, name, id, now)?;
+    sb.apply_durable(fx).await?;
+    Ok(json(&Success::TRUE))
+}
+
+async fn template_node(
+    sb: &Arc<Sandbox>,
+    parts: &Parts,
+    body: Body,
+    id: &str,
+    method: Method,
+) -> Result<Response, ApiError> {
+    match method {
+        Method::GET => {
+            let world = sb.world();
+            let t = world
+                .templates
+                .get(id)
+                .ok_or_else(|| unsupported_object(&method, id))?;
+            let namespace = world
+                .accounts
+                .get(&t.waba_id)
+                .map(|a| a.namespace.clone())
+                .unwrap_or_default();
+            Ok(json(&template_json(t, false, &namespace)))
+        }
+        Method::POST => {
+            let bytes = json_body(sb, parts, body).await?;
+            let edit: TemplateEdit = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::invalid_param(format!("Invalid body: {e}")))?;
+            let now = sb.clock.now();
+            let (_, fx) = sb.world().edit_template(id, edit, now)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&Success::TRUE))
+        }
+        _ => Err(unsupported_object(&method, id)),
+    }
 }

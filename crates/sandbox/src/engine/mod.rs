@@ -13,6 +13,7 @@ use crate::model::{
 };
 use crate::scheduler::Timer;
 use crate::store::{Kind, Snapshot, Write};
+use crate::templates::{self, Registry};
 use crate::webhooks::{EventSummary, NewEvent};
 use bytes::Bytes;
 use mynah_wire::error::{ApiError, ErrorCode};
@@ -65,17 +66,6 @@ impl Effects {
         self.events.extend(other.events);
         self.timers.extend(other.timers);
     }
-}
-
-/// A template as far as this plane needs it: its category drives pricing and TTL.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TemplateInfo {
-    /// Name.
-    pub name: String,
-    /// Language code.
-    pub language: String,
-    /// `MARKETING`, `UTILITY`, `AUTHENTICATION`.
-    pub category: String,
 }
 
 /// A simulated inbound message, as the control API takes it.
@@ -149,12 +139,18 @@ pub struct World {
     order: VecDeque<String>,
     /// Media by id.
     pub media: HashMap<String, Media>,
-    templates: HashMap<(String, String), TemplateInfo>,
+    /// Message templates of every account.
+    pub templates: Registry,
     ids: Ids,
+    /// Template ids come from a stream of their own, so templates never shift message ids.
+    template_ids: Ids,
     draws: u128,
     /// Base URL of this sandbox, for media download URLs.
     pub base_url: String,
 }
+
+mod template_ops;
+pub use template_ops::TemplateEdit;
 
 #[derive(Serialize, Deserialize)]
 struct RngState {
@@ -180,8 +176,9 @@ impl World {
             messages: HashMap::new(),
             order: VecDeque::new(),
             media: HashMap::new(),
-            templates: HashMap::new(),
+            templates: Registry::default(),
             ids: Ids::new(cfg.seed, 1),
+            template_ids: Ids::new(cfg.seed, 4),
             draws: 0,
             base_url: String::new(),
         };
@@ -221,6 +218,7 @@ impl World {
                 w.media.insert(m.id.clone(), m);
             }
         }
+        let mut templates_seeded = false;
         for (id, json) in snapshot.take(Kind::Meta) {
             if id == "rng"
                 && let Ok(s) = serde_json::from_str::<RngState>(&json)
@@ -228,7 +226,10 @@ impl World {
                 w.draws = s.word_pos;
                 w.ids.rng().set_word_pos(s.word_pos);
             }
+            templates_seeded |= id == "templates_seeded";
         }
+        w.load_templates(snapshot, templates_seeded, now, &mut fx);
+        w.note_rng(&mut fx);
         (w, fx)
     }
 
@@ -262,16 +263,6 @@ impl World {
                 fx.put(Kind::Number, &number.phone_number_id, &number);
                 self.insert_number(number);
             }
-        }
-        for t in &self.cfg.templates {
-            self.templates.insert(
-                (t.name.clone(), t.language.clone()),
-                TemplateInfo {
-                    name: t.name.clone(),
-                    language: t.language.clone(),
-                    category: t.category.to_uppercase(),
-                },
-            );
         }
         for u in self.cfg.users.users.clone() {
             // Configured numbers may carry `+` and spaces, as a `to` may.
@@ -375,12 +366,6 @@ impl World {
         fx
     }
 
-    /// A known template.
-    pub fn template(&self, name: &str, language: &str) -> Option<&TemplateInfo> {
-        self.templates
-            .get(&(name.to_string(), language.to_string()))
-    }
-
     /// Messages in arrival order.
     pub fn messages_in_order(&self) -> impl DoubleEndedIterator<Item = &Message> {
         self.order.iter().filter_map(|id| self.messages.get(id))
@@ -427,16 +412,10 @@ impl World {
         let mut category = None;
         match &req.content {
             Content::Template(t) => {
-                let Some(info) = self.template(&t.name, &t.language) else {
-                    return Err(ApiError::with_details(
-                        ErrorCode::TemplateDoesNotExist,
-                        format!(
-                            "template name ({}) does not exist in {}",
-                            t.name, t.language
-                        ),
-                    ));
-                };
-                category = Some(info.category.to_lowercase());
+                let found = self.templates.find(&number.waba_id, &t.name, &t.language);
+                let template = templates::sendable(found, &t.name, &t.language)?;
+                template.def.check_send(t)?;
+                category = Some(template.category().lower().to_string());
             }
             Content::Image(m)
             | Content::Audio(m)
