@@ -127,7 +127,7 @@ impl World {
         let limit = self.cfg.template_review.max_per_account;
         if self.templates.of(waba_id).count() >= limit {
             return Err(ApiError::with_details(
-                ErrorCode::from_code(2_388_019).unwrap_or(ErrorCode::InvalidParameter),
+                ErrorCode::TemplateCountLimit,
                 format!("The account already has {limit} message templates, the most it may have."),
             ));
         }
