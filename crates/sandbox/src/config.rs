@@ -49,7 +49,7 @@ pub struct Config {
     pub users: UsersConfig,
     /// Graph API versions.
     pub graph: GraphConfig,
-    /// Templates present from the first start.
+    /// More templates present from the first start (besides the defaults).
     pub templates: Vec<TemplateConfig>,
     /// Template review and management.
     pub template_review: TemplateReviewConfig,
@@ -87,7 +87,7 @@ impl Default for Config {
             webhooks: WebhookConfig::default(),
             users: UsersConfig::default(),
             graph: GraphConfig::default(),
-            templates: default_templates(),
+            templates: Vec::new(),
             template_review: TemplateReviewConfig::default(),
             retention: RetentionConfig::default(),
         }
@@ -488,7 +488,9 @@ pub struct TemplateConfig {
     pub definition: serde_json::Map<String, serde_json::Value>,
 }
 
-fn default_templates() -> Vec<TemplateConfig> {
+/// The templates every account has on the first start (unless
+/// `template_review.seed_defaults = false`).
+pub fn default_templates() -> Vec<TemplateConfig> {
     let t = |v: serde_json::Value| TemplateConfig {
         status: None,
         definition: match v {
@@ -552,6 +554,8 @@ pub struct TemplateReviewConfig {
     pub max_per_account: usize,
     /// Case of statuses in the 360dialog listing: `upper` (Meta's) or `lower` (older 360dialog clients).
     pub status_case_360: String,
+    /// Whether the default templates (`hello_world` and one per category) are created.
+    pub seed_defaults: bool,
 }
 
 impl Default for TemplateReviewConfig {
@@ -561,6 +565,7 @@ impl Default for TemplateReviewConfig {
             reject_names_containing: vec!["reject".to_string()],
             max_per_account: 250,
             status_case_360: "upper".to_string(),
+            seed_defaults: true,
         }
     }
 }
@@ -575,6 +580,42 @@ mod tests {
         assert_eq!(c.limits.messages(), (50, 150));
         assert_eq!(c.limits.other(), (20, 60));
         assert_eq!(c.effective_accounts()[0].numbers[0].api_key, DEV_API_KEY);
+    }
+
+    #[test]
+    fn toml_adds_templates_and_review_rules() {
+        let c = Config::from_toml(
+            r#"
+            [template_review]
+            review_delay_ms = 1000
+            reject_names_containing = ["bad"]
+            [[templates]]
+            name = "appointment_reminder"
+            language = "en_US"
+            category = "UTILITY"
+            status = "PENDING"
+            components = [{ type = "BODY", text = "Hi {{1}}, this is a reminder of your appointment tomorrow.", example = { body_text = [["Ana"]] } }]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.template_review.review_delay_ms, 1000);
+        assert_eq!(c.templates.len(), 1);
+        assert_eq!(c.templates[0].status.as_deref(), Some("PENDING"));
+        let body = serde_json::to_vec(&c.templates[0].definition).unwrap();
+        let def = mynah_wire::template::parse_create(&body).unwrap();
+        assert_eq!(def.body_variables().len(), 1);
+    }
+
+    #[test]
+    fn default_templates_are_valid() {
+        for t in default_templates() {
+            let body = serde_json::to_vec(&t.definition).unwrap();
+            assert!(
+                mynah_wire::template::parse_create(&body).is_ok(),
+                "{:?}",
+                t.definition.get("name")
+            );
+        }
     }
 
     #[test]

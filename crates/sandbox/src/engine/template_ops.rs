@@ -3,7 +3,7 @@
 
 use super::{Effects, World};
 use crate::clock::{DAY, Millis};
-use crate::config::TemplateConfig;
+use crate::config::{TemplateConfig, default_templates};
 use crate::scheduler::Timer;
 use crate::store::{Kind, Snapshot, Write};
 use crate::templates::{Template, TemplateStatus};
@@ -54,7 +54,12 @@ impl World {
     }
 
     fn seed_templates(&mut self, now: Millis, fx: &mut Effects) {
-        let configured: Vec<TemplateConfig> = self.cfg.templates.clone();
+        let mut configured: Vec<TemplateConfig> = if self.cfg.template_review.seed_defaults {
+            default_templates()
+        } else {
+            Vec::new()
+        };
+        configured.extend(self.cfg.templates.iter().cloned());
         let accounts: Vec<String> = self.accounts.keys().cloned().collect();
         for waba_id in accounts {
             for tc in &configured {
