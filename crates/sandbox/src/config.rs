@@ -55,6 +55,69 @@ pub struct Config {
     pub template_review: TemplateReviewConfig,
     /// How much history is kept.
     pub retention: RetentionConfig,
+    /// The platform's delivery rules, each switchable.
+    pub rules: RulesConfig,
+}
+
+/// The platform's delivery rules (seed page "Sending Template Messages", spec §5–§7), each one
+/// switchable so a test can isolate the rule it is about.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Free-form messages need the 24-hour customer service window (131047).
+    pub customer_service_window: bool,
+    /// Answer 131047 in the HTTP response instead of a `failed` webhook.
+    pub window_error_sync: bool,
+    /// No marketing templates to United States numbers (131049).
+    pub us_marketing_block: bool,
+    /// The marketing-message experiment holdout (130472).
+    pub holdout: bool,
+    /// Share of users in the holdout, percent.
+    pub holdout_percent: f64,
+    /// Per-user marketing limit: marketing templates that open a new marketing conversation,
+    /// per rolling window (131049 past it); `None` switches it off.
+    pub marketing_limit: Option<MarketingLimit>,
+    /// Messages undelivered past their time-to-live are dropped.
+    pub ttl: bool,
+}
+
+/// A per-user marketing budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketingLimit {
+    /// Marketing templates that open a conversation…
+    pub count: u32,
+    /// …per this rolling window, ms.
+    pub window_ms: Millis,
+}
+
+impl RulesConfig {
+    /// Every rule off: messages only go through the lifecycle (tests of other behaviours).
+    pub fn off() -> RulesConfig {
+        RulesConfig {
+            customer_service_window: false,
+            window_error_sync: false,
+            us_marketing_block: false,
+            holdout: false,
+            holdout_percent: 0.0,
+            marketing_limit: None,
+            ttl: false,
+        }
+    }
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            customer_service_window: true,
+            window_error_sync: false,
+            us_marketing_block: true,
+            holdout: true,
+            holdout_percent: 1.0,
+            marketing_limit: Some(MarketingLimit { count: 2, window_ms: 24 * 3_600_000 }),
+            ttl: true,
+        }
+    }
 }
 
 /// How much history the sandbox keeps.
@@ -90,6 +153,7 @@ impl Default for Config {
             templates: Vec::new(),
             template_review: TemplateReviewConfig::default(),
             retention: RetentionConfig::default(),
+            rules: RulesConfig::default(),
         }
     }
 }
@@ -443,6 +507,10 @@ pub struct Behaviour {
     pub replies_with: Option<String>,
     /// Has blocked the business: messages stay at `sent`.
     pub blocks_business: bool,
+    /// Has stopped marketing messages (marketing templates fail with 131050).
+    pub marketing_opt_out: bool,
+    /// In the marketing-message experiment holdout (`None`: decided by the seed, ~1 %).
+    pub holdout: Option<bool>,
 }
 
 impl Default for Behaviour {
@@ -454,6 +522,8 @@ impl Default for Behaviour {
             read_receipts: true,
             replies_with: None,
             blocks_business: false,
+            marketing_opt_out: false,
+            holdout: None,
         }
     }
 }

@@ -70,6 +70,10 @@ pub struct User {
     /// Open conversations per business number and origin: (id, expires).
     #[serde(default)]
     pub conversations: BTreeMap<String, (String, Millis)>,
+    /// When marketing templates opened a marketing conversation, per business number (the
+    /// per-user marketing limit counts these).
+    #[serde(default)]
+    pub marketing_opened: BTreeMap<String, Vec<Millis>>,
 }
 
 /// Which API face a request came through.
@@ -171,6 +175,13 @@ pub struct Message {
     /// Pending step and its due time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<(Step, Millis)>,
+    /// End of its time-to-live: undelivered by then, it is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Millis>,
+    /// A rule decided at acceptance that it fails (reported in a `failed` webhook): code and
+    /// details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fate: Option<(u32, String)>,
     /// Every state change, in order.
     pub timeline: Vec<TimelineEntry>,
 }

@@ -149,7 +149,9 @@ pub struct World {
     pub base_url: String,
 }
 
+mod policy;
 mod template_ops;
+pub use policy::holdout_by_seed;
 pub use template_ops::TemplateEdit;
 
 #[derive(Serialize, Deserialize)]
@@ -410,12 +412,16 @@ impl World {
             return Err(ApiError::new(ErrorCode::RecipientIsSender));
         }
         let mut category = None;
+        // Time-to-live: 30 days, a template's own, or its category's (10 minutes for
+        // authentication).
+        let mut ttl_seconds: i64 = 30 * 24 * 3_600;
         match &req.content {
             Content::Template(t) => {
                 let found = self.templates.find(&number.waba_id, &t.name, &t.language);
                 let template = templates::sendable(found, &t.name, &t.language)?;
                 template.def.check_send(t)?;
                 category = Some(template.category().lower().to_string());
+                ttl_seconds = template.def.ttl_seconds();
             }
             Content::Image(m)
             | Content::Audio(m)
@@ -450,9 +456,15 @@ impl World {
             user_changed = true;
         }
         let in_fep = user.fep_until.get(pnid).is_some_and(|t| *t > now);
+        let fate = self.policy(
+            &policy::Send { pnid, wa_id: &wa_id, category: category.as_deref(), in_csw, in_fep, now },
+            &mut fx,
+        )?;
+        let user = self.user_entry(&wa_id, &mut fx);
         let (pricing, origin) = price(category.as_deref(), in_csw, in_fep);
         let show_conversation = graph_version < 24 || in_fep;
-        let conversation = if pricing.category == "service" && !show_conversation {
+        // A message a rule refuses opens no conversation and is not charged.
+        let conversation = if fate.is_some() || (pricing.category == "service" && !show_conversation) {
             None
         } else {
             let key = format!("{pnid}:{origin}");
@@ -508,13 +520,18 @@ impl World {
             voice: matches!(&req.content, Content::Audio(m) if m.voice),
             category,
             biz_opaque_callback_data: req.biz_opaque_callback_data.clone(),
-            pricing: Some(pricing),
+            pricing: if fate.is_some() { None } else { Some(pricing) },
             conversation,
             show_conversation,
             status: None,
             next: Some((Step::Send, now + sent_latency)),
+            expires_at: self.cfg.rules.ttl.then_some(now + ttl_seconds.max(1) * 1_000),
+            fate: fate.as_ref().map(|e| (e.code.code(), e.details.to_string())),
             timeline: Vec::new(),
         };
+        if let Some(e) = &fate {
+            msg.log(now, "rule", Some(format!("{} {}: it will fail", e.code.code(), e.details)));
+        }
         msg.log(
             now,
             "accepted",
@@ -574,12 +591,18 @@ impl World {
             return fx;
         }
         let wa_id = msg.wa_id.clone();
+        let (msg_fate, msg_expires, msg_dialect) = (msg.fate.clone(), msg.expires_at, msg.dialect);
         let behaviour = self.user_entry(&wa_id, &mut fx).behaviour.clone();
         let lat = self.cfg.latency.clone();
         let (status, next, error): (Option<StatusKind>, Option<(Step, Millis)>, Option<ApiError>) =
             match step {
                 Step::Send => {
-                    if !behaviour.on_whatsapp {
+                    let fate = msg_fate.as_ref().map(|(code, details)| {
+                        ApiError::with_details(ErrorCode::from_code(*code).unwrap_or(ErrorCode::GenericError), details.clone())
+                    });
+                    if let Some(err) = fate {
+                        (Some(StatusKind::Failed), None, Some(err))
+                    } else if !behaviour.on_whatsapp {
                         (
                             Some(StatusKind::Failed),
                             None,
@@ -596,13 +619,26 @@ impl World {
                         if let Some(until) = behaviour.offline_until.filter(|u| *u > now) {
                             at = at.max(until + self.draw(lat.delivered));
                         }
+                        // Undeliverable within its time-to-live: the drop happens at the TTL.
+                        let at = msg_expires.map_or(at, |exp| at.min(exp));
                         (Some(StatusKind::Sent), Some((Step::Deliver, at)), None)
                     }
                 }
                 Step::Deliver => {
-                    if let Some(until) = behaviour.offline_until.filter(|u| *u > now) {
-                        // Went offline meanwhile: try again once the user is back.
+                    let offline = behaviour.offline_until.is_some_and(|u| u > now);
+                    let expired = msg_expires.is_some_and(|exp| now >= exp);
+                    if offline && expired {
+                        // Dropped: no webhook on the Cloud API and 360dialog (spec §7.6); the
+                        // On-Premises API reports 410.
+                        if msg_dialect == Dialect::OnPrem {
+                            (Some(StatusKind::Failed), None, Some(ApiError::new(ErrorCode::OnPremExpired)))
+                        } else {
+                            (None, None, None)
+                        }
+                    } else if let Some(until) = behaviour.offline_until.filter(|u| *u > now) {
+                        // Went offline meanwhile: try again once the user is back (or drop at the TTL).
                         let at = until + self.draw(lat.delivered);
+                        let at = msg_expires.map_or(at, |exp| at.min(exp.max(now + 1)));
                         (None, Some((Step::Deliver, at)), None)
                     } else if behaviour.blocks_business || !behaviour.on_whatsapp {
                         (None, None, None)
@@ -650,6 +686,13 @@ impl World {
                         Some("the user turned read receipts off".into()),
                     );
                 }
+            }
+            if step == Step::Deliver
+                && status != Some(StatusKind::Delivered)
+                && next.is_none()
+                && msg.expires_at.is_some_and(|exp| now >= exp)
+            {
+                msg.log(now, "dropped", Some("undelivered when its time-to-live ended; no webhook follows on the Cloud API".into()));
             }
             if let Some((s, at)) = next {
                 fx.timers.push((at, Timer::Message(wamid.to_string())));
@@ -908,6 +951,8 @@ impl World {
             show_conversation: false,
             status: None,
             next: None,
+            expires_at: None,
+            fate: None,
             timeline: Vec::new(),
         };
         msg.log(
@@ -1189,6 +1234,7 @@ fn new_user(wa_id: &str, name: String, behaviour: Behaviour) -> User {
         referral_at: BTreeMap::new(),
         fep_until: BTreeMap::new(),
         conversations: BTreeMap::new(),
+        marketing_opened: BTreeMap::new(),
     }
 }
 

@@ -129,7 +129,8 @@ pub struct Harness {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// The default test configuration: manual clock, seed 7, in memory, webhooks to `url`.
+/// The default test configuration: manual clock, seed 7, in memory, webhooks to `url`, and the
+/// platform's delivery rules off (the rule tests switch on the rule they are about).
 pub fn config(webhook_url: &str) -> Config {
     let mut cfg = Config {
         seed: 7,
@@ -137,6 +138,7 @@ pub fn config(webhook_url: &str) -> Config {
     };
     cfg.clock.mode = ClockMode::Manual;
     cfg.webhooks.default_url = webhook_url.to_string();
+    cfg.rules = mynah_sandbox::config::RulesConfig::off();
     cfg
 }
 

@@ -1,0 +1,108 @@
+//! The platform's delivery rules decided when a message is accepted: the customer service window
+//! (131047), marketing opt-out (131050), the US marketing block and the per-user marketing limit
+//! (131049), the experiment holdout (130472). A rule that refuses a message makes it fail
+//! asynchronously: the send is answered 200 and the `failed` webhook follows (spec §11.1).
+
+use super::{Effects, World};
+use crate::clock::Millis;
+use crate::store::Kind;
+use mynah_wire::WaId;
+use mynah_wire::error::{ApiError, ErrorCode};
+use std::hash::{BuildHasher, Hasher};
+
+/// What the rules need to know about a send.
+pub(super) struct Send<'a> {
+    pub pnid: &'a str,
+    pub wa_id: &'a str,
+    /// Template category, lower case; `None` for free-form messages.
+    pub category: Option<&'a str>,
+    pub in_csw: bool,
+    pub in_fep: bool,
+    pub now: Millis,
+}
+
+impl World {
+    /// The rule that refuses this send, if any. `Err` answers the request itself (131047 when
+    /// configured to be synchronous); `Ok(Some(..))` fails it asynchronously.
+    pub(super) fn policy(&mut self, s: &Send<'_>, fx: &mut Effects) -> Result<Option<ApiError>, ApiError> {
+        let rules = self.cfg.rules.clone();
+        if s.category.is_none() {
+            if rules.customer_service_window && !s.in_csw {
+                let err = ApiError::with_details(
+                    ErrorCode::ReEngagement,
+                    "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+                );
+                return if rules.window_error_sync { Err(err) } else { Ok(Some(err)) };
+            }
+            return Ok(None);
+        }
+        if s.category != Some("marketing") {
+            return Ok(None);
+        }
+        let seed = self.cfg.seed;
+        let Some(user) = self.users.get_mut(s.wa_id) else { return Ok(None) };
+        if user.behaviour.marketing_opt_out {
+            return Ok(Some(ApiError::new(ErrorCode::UserStoppedMarketing)));
+        }
+        if rules.us_marketing_block && WaId::from_digits(s.wa_id).is_us() {
+            return Ok(Some(ApiError::with_details(
+                ErrorCode::EcosystemEngagement,
+                "Marketing template messages are not delivered to users with United States phone numbers.",
+            )));
+        }
+        let conversation_open = s.in_csw || s.in_fep;
+        let in_holdout = user
+            .behaviour
+            .holdout
+            .unwrap_or_else(|| holdout_by_seed(seed, s.wa_id, rules.holdout_percent));
+        if rules.holdout && in_holdout && !conversation_open {
+            return Ok(Some(ApiError::new(ErrorCode::ExperimentHoldout)));
+        }
+        let marketing_open = user
+            .conversations
+            .get(&format!("{}:marketing", s.pnid))
+            .is_some_and(|(_, exp)| *exp > s.now);
+        if let Some(limit) = rules.marketing_limit
+            && !marketing_open
+        {
+            let log = user.marketing_opened.entry(s.pnid.to_string()).or_default();
+            log.retain(|t| s.now - t < limit.window_ms);
+            if log.len() >= limit.count as usize {
+                return Ok(Some(ApiError::with_details(
+                    ErrorCode::EcosystemEngagement,
+                    format!(
+                        "In order to maintain a healthy ecosystem engagement, the message failed to be delivered: this user received {} marketing templates in the last {} hours.",
+                        log.len(),
+                        limit.window_ms / 3_600_000
+                    ),
+                )));
+            }
+            log.push(s.now);
+            let user = user.clone();
+            fx.put(Kind::User, s.wa_id, &user);
+        }
+        Ok(None)
+    }
+}
+
+/// Whether a user is in the holdout: a stable function of seed and `wa_id`, true for about
+/// `percent` % of users.
+pub fn holdout_by_seed(seed: u64, wa_id: &str, percent: f64) -> bool {
+    let mut h = foldhash::fast::FixedState::with_seed(seed).build_hasher();
+    h.write(wa_id.as_bytes());
+    (h.finish() % 10_000) < (percent.clamp(0.0, 100.0) * 100.0) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn about_one_percent_are_held_out_and_it_is_stable() {
+        let held = (0..100_000u64).filter(|i| holdout_by_seed(7, &format!("49151{i:08}"), 1.0)).count();
+        assert!((700..1_300).contains(&held), "{held}");
+        assert_eq!(holdout_by_seed(7, "4915112345678", 1.0), holdout_by_seed(7, "4915112345678", 1.0));
+        assert!(!holdout_by_seed(7, "4915112345678", 0.0));
+        assert!(holdout_by_seed(7, "4915112345678", 100.0));
+    }
+}
