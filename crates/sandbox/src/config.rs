@@ -114,7 +114,10 @@ impl Default for RulesConfig {
             us_marketing_block: true,
             holdout: true,
             holdout_percent: 1.0,
-            marketing_limit: Some(MarketingLimit { count: 2, window_ms: 24 * 3_600_000 }),
+            marketing_limit: Some(MarketingLimit {
+                count: 2,
+                window_ms: 24 * 3_600_000,
+            }),
             ttl: true,
         }
     }

@@ -74,6 +74,9 @@ pub struct User {
     /// per-user marketing limit counts these).
     #[serde(default)]
     pub marketing_opened: BTreeMap<String, Vec<Millis>>,
+    /// Last marketing template accepted, per business number.
+    #[serde(default)]
+    pub last_marketing: BTreeMap<String, Millis>,
 }
 
 /// Which API face a request came through.

@@ -112,6 +112,11 @@ pub struct BehaviourPatch {
     pub replies_with: Option<Option<String>>,
     /// Has blocked the business.
     pub blocks_business: Option<bool>,
+    /// Stops (true) or resumes (false) marketing messages: a `user_preferences` webhook follows.
+    pub marketing_opt_out: Option<bool>,
+    /// In the experiment holdout; `null` leaves it to the seed.
+    #[serde(default, deserialize_with = "double_option")]
+    pub holdout: Option<Option<bool>>,
 }
 
 fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -457,31 +462,39 @@ impl World {
         }
         let in_fep = user.fep_until.get(pnid).is_some_and(|t| *t > now);
         let fate = self.policy(
-            &policy::Send { pnid, wa_id: &wa_id, category: category.as_deref(), in_csw, in_fep, now },
+            &policy::Send {
+                pnid,
+                wa_id: &wa_id,
+                category: category.as_deref(),
+                in_csw,
+                in_fep,
+                now,
+            },
             &mut fx,
         )?;
         let user = self.user_entry(&wa_id, &mut fx);
         let (pricing, origin) = price(category.as_deref(), in_csw, in_fep);
         let show_conversation = graph_version < 24 || in_fep;
         // A message a rule refuses opens no conversation and is not charged.
-        let conversation = if fate.is_some() || (pricing.category == "service" && !show_conversation) {
-            None
-        } else {
-            let key = format!("{pnid}:{origin}");
-            let open = user
-                .conversations
-                .get(&key)
-                .filter(|(_, exp)| *exp > now)
-                .cloned();
-            let (id, expires) = match open {
-                Some(c) => c,
-                None => {
-                    user_changed = true;
-                    (String::new(), now + DAY)
-                }
+        let conversation =
+            if fate.is_some() || (pricing.category == "service" && !show_conversation) {
+                None
+            } else {
+                let key = format!("{pnid}:{origin}");
+                let open = user
+                    .conversations
+                    .get(&key)
+                    .filter(|(_, exp)| *exp > now)
+                    .cloned();
+                let (id, expires) = match open {
+                    Some(c) => c,
+                    None => {
+                        user_changed = true;
+                        (String::new(), now + DAY)
+                    }
+                };
+                Some((key, id, expires))
             };
-            Some((key, id, expires))
-        };
         let conversation = match conversation {
             Some((key, id, expires)) if id.is_empty() => {
                 let id = self.ids.hex32();
@@ -525,12 +538,22 @@ impl World {
             show_conversation,
             status: None,
             next: Some((Step::Send, now + sent_latency)),
-            expires_at: self.cfg.rules.ttl.then_some(now + ttl_seconds.max(1) * 1_000),
-            fate: fate.as_ref().map(|e| (e.code.code(), e.details.to_string())),
+            expires_at: self
+                .cfg
+                .rules
+                .ttl
+                .then_some(now + ttl_seconds.max(1) * 1_000),
+            fate: fate
+                .as_ref()
+                .map(|e| (e.code.code(), e.details.to_string())),
             timeline: Vec::new(),
         };
         if let Some(e) = &fate {
-            msg.log(now, "rule", Some(format!("{} {}: it will fail", e.code.code(), e.details)));
+            msg.log(
+                now,
+                "rule",
+                Some(format!("{} {}: it will fail", e.code.code(), e.details)),
+            );
         }
         msg.log(
             now,
@@ -598,7 +621,10 @@ impl World {
             match step {
                 Step::Send => {
                     let fate = msg_fate.as_ref().map(|(code, details)| {
-                        ApiError::with_details(ErrorCode::from_code(*code).unwrap_or(ErrorCode::GenericError), details.clone())
+                        ApiError::with_details(
+                            ErrorCode::from_code(*code).unwrap_or(ErrorCode::GenericError),
+                            details.clone(),
+                        )
                     });
                     if let Some(err) = fate {
                         (Some(StatusKind::Failed), None, Some(err))
@@ -631,7 +657,11 @@ impl World {
                         // Dropped: no webhook on the Cloud API and 360dialog (spec §7.6); the
                         // On-Premises API reports 410.
                         if msg_dialect == Dialect::OnPrem {
-                            (Some(StatusKind::Failed), None, Some(ApiError::new(ErrorCode::OnPremExpired)))
+                            (
+                                Some(StatusKind::Failed),
+                                None,
+                                Some(ApiError::new(ErrorCode::OnPremExpired)),
+                            )
                         } else {
                             (None, None, None)
                         }
@@ -1077,9 +1107,75 @@ impl World {
         if let Some(v) = patch.blocks_business {
             b.blocks_business = v;
         }
+        if let Some(v) = patch.holdout {
+            b.holdout = v;
+        }
+        let preference_changed = patch
+            .marketing_opt_out
+            .filter(|v| *v != b.marketing_opt_out);
+        if let Some(v) = preference_changed {
+            b.marketing_opt_out = v;
+        }
         let user = user.clone();
         fx.put(Kind::User, &wa_id, &user);
+        if let Some(stop) = preference_changed {
+            fx.events.extend(self.preference_events(&user, stop, now));
+        }
         Ok((user, fx))
+    }
+
+    /// The `user_preferences` webhook (spec §4.8) to every number the user has written to, or the
+    /// first number when none.
+    fn preference_events(&self, user: &User, stop: bool, now: Millis) -> Vec<NewEvent> {
+        let mut pnids: Vec<&String> = user.last_inbound.keys().collect();
+        if pnids.is_empty()
+            && let Some(first) = self.first_number()
+        {
+            pnids.push(&first.phone_number_id);
+        }
+        pnids
+            .into_iter()
+            .filter_map(|p| self.numbers.get(p))
+            .map(|n| {
+                let contact = Contact {
+                    profile: Profile {
+                        name: user.name.clone(),
+                    },
+                    wa_id: user.wa_id.clone(),
+                };
+                let value = mynah_wire::webhook::UserPreferencesValue {
+                    messaging_product: "whatsapp".into(),
+                    metadata: metadata(n),
+                    contacts: vec![contact],
+                    user_preferences: vec![mynah_wire::webhook::UserPreference {
+                        wa_id: user.wa_id.clone(),
+                        detail: if stop {
+                            "User requested to stop marketing messages".into()
+                        } else {
+                            "User requested to resume marketing messages".into()
+                        },
+                        category: "marketing_messages".into(),
+                        value: if stop { "stop" } else { "resume" }.into(),
+                        timestamp: now / 1_000,
+                    }],
+                };
+                NewEvent {
+                    phone_number_id: n.phone_number_id.clone(),
+                    waba_id: n.waba_id.clone(),
+                    key: format!("user:{}", user.wa_id),
+                    time: Some(now / 1_000),
+                    change: Change {
+                        value: ChangeValue::UserPreferences(value),
+                        field: "user_preferences".into(),
+                    },
+                    summary: EventSummary {
+                        field: "user_preferences".into(),
+                        wa_id: Some(user.wa_id.clone()),
+                        ..EventSummary::default()
+                    },
+                }
+            })
+            .collect()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1235,6 +1331,7 @@ fn new_user(wa_id: &str, name: String, behaviour: Behaviour) -> User {
         fep_until: BTreeMap::new(),
         conversations: BTreeMap::new(),
         marketing_opened: BTreeMap::new(),
+        last_marketing: BTreeMap::new(),
     }
 }
 

@@ -24,7 +24,11 @@ pub(super) struct Send<'a> {
 impl World {
     /// The rule that refuses this send, if any. `Err` answers the request itself (131047 when
     /// configured to be synchronous); `Ok(Some(..))` fails it asynchronously.
-    pub(super) fn policy(&mut self, s: &Send<'_>, fx: &mut Effects) -> Result<Option<ApiError>, ApiError> {
+    pub(super) fn policy(
+        &mut self,
+        s: &Send<'_>,
+        fx: &mut Effects,
+    ) -> Result<Option<ApiError>, ApiError> {
         let rules = self.cfg.rules.clone();
         if s.category.is_none() {
             if rules.customer_service_window && !s.in_csw {
@@ -32,7 +36,11 @@ impl World {
                     ErrorCode::ReEngagement,
                     "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
                 );
-                return if rules.window_error_sync { Err(err) } else { Ok(Some(err)) };
+                return if rules.window_error_sync {
+                    Err(err)
+                } else {
+                    Ok(Some(err))
+                };
             }
             return Ok(None);
         }
@@ -40,7 +48,9 @@ impl World {
             return Ok(None);
         }
         let seed = self.cfg.seed;
-        let Some(user) = self.users.get_mut(s.wa_id) else { return Ok(None) };
+        let Some(user) = self.users.get_mut(s.wa_id) else {
+            return Ok(None);
+        };
         if user.behaviour.marketing_opt_out {
             return Ok(Some(ApiError::new(ErrorCode::UserStoppedMarketing)));
         }
@@ -58,12 +68,22 @@ impl World {
         if rules.holdout && in_holdout && !conversation_open {
             return Ok(Some(ApiError::new(ErrorCode::ExperimentHoldout)));
         }
+        // Inside an open marketing conversation, each response of the user allows one more
+        // marketing template without counting against the budget (seed page, "Per-User
+        // Marketing Template Message Limits").
         let marketing_open = user
             .conversations
             .get(&format!("{}:marketing", s.pnid))
             .is_some_and(|(_, exp)| *exp > s.now);
+        let last_marketing = user.last_marketing.get(s.pnid).copied();
+        let responded = match (user.last_inbound.get(s.pnid), last_marketing) {
+            (Some(inbound), Some(marketing)) => *inbound > marketing,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        let free = marketing_open && responded;
         if let Some(limit) = rules.marketing_limit
-            && !marketing_open
+            && !free
         {
             let log = user.marketing_opened.entry(s.pnid.to_string()).or_default();
             log.retain(|t| s.now - t < limit.window_ms);
@@ -78,9 +98,10 @@ impl World {
                 )));
             }
             log.push(s.now);
-            let user = user.clone();
-            fx.put(Kind::User, s.wa_id, &user);
         }
+        user.last_marketing.insert(s.pnid.to_string(), s.now);
+        let user = user.clone();
+        fx.put(Kind::User, s.wa_id, &user);
         Ok(None)
     }
 }
@@ -99,9 +120,14 @@ mod tests {
 
     #[test]
     fn about_one_percent_are_held_out_and_it_is_stable() {
-        let held = (0..100_000u64).filter(|i| holdout_by_seed(7, &format!("49151{i:08}"), 1.0)).count();
+        let held = (0..100_000u64)
+            .filter(|i| holdout_by_seed(7, &format!("49151{i:08}"), 1.0))
+            .count();
         assert!((700..1_300).contains(&held), "{held}");
-        assert_eq!(holdout_by_seed(7, "4915112345678", 1.0), holdout_by_seed(7, "4915112345678", 1.0));
+        assert_eq!(
+            holdout_by_seed(7, "4915112345678", 1.0),
+            holdout_by_seed(7, "4915112345678", 1.0)
+        );
         assert!(!holdout_by_seed(7, "4915112345678", 0.0));
         assert!(holdout_by_seed(7, "4915112345678", 100.0));
     }

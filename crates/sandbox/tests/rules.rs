@@ -1,0 +1,271 @@
+//! The platform's delivery rules, one scenario each, on the manual clock over real HTTP: the
+//! customer service window (131047), the US marketing block versus Canada (131049), the per-user
+//! marketing limit (131049) and what an open conversation changes, the holdout (130472),
+//! opt-out (131050, with its `user_preferences` webhook), and time-to-live drops.
+
+mod common;
+use common::*;
+use mynah_sandbox::config::{Config, RulesConfig};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// The rules on, holdout decided per user only (so no test user falls into it by chance).
+fn rules_config(url: &str) -> Config {
+    let mut cfg = config(url);
+    cfg.rules = RulesConfig {
+        holdout_percent: 0.0,
+        ..RulesConfig::default()
+    };
+    cfg
+}
+
+fn marketing(to: &str) -> Value {
+    json!({ "messaging_product": "whatsapp", "to": to, "type": "template",
+            "template": { "name": "spring_sale", "language": { "code": "en_US" } } })
+}
+
+fn otp(to: &str) -> Value {
+    json!({ "messaging_product": "whatsapp", "to": to, "type": "template",
+            "template": { "name": "verification_code", "language": { "code": "en_US" }, "components": [
+                { "type": "body", "parameters": [ { "type": "text", "text": "482913" } ] },
+                { "type": "button", "sub_type": "url", "index": "0", "parameters": [ { "type": "text", "text": "482913" } ] } ] } })
+}
+
+async fn accepted(h: &Harness, body: Value) -> String {
+    let (s, b) = h.send_360(body).await;
+    assert_eq!(s, 200, "{b}");
+    b["messages"][0]["id"].as_str().unwrap().to_string()
+}
+
+/// The statuses received for a message, in order.
+fn statuses_of(rx: &Receiver, wamid: &str) -> Vec<String> {
+    rx.statuses()
+        .into_iter()
+        .filter(|(w, _)| w == wamid)
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// The error code of the `failed` status of a message.
+fn failure_code(rx: &Receiver, wamid: &str) -> Option<i64> {
+    for b in rx.bodies() {
+        for s in b["entry"][0]["changes"][0]["value"]["statuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if s["id"] == wamid && s["status"] == "failed" {
+                return s["errors"][0]["code"].as_i64();
+            }
+        }
+    }
+    None
+}
+
+async fn inbound(h: &Harness, from: &str) {
+    let (s, b) = h
+        .control(
+            Method::POST,
+            "/inbound",
+            &json!({ "from": from, "type": "text", "text": { "body": "hi" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+#[tokio::test]
+async fn free_form_needs_the_customer_service_window() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    // Outside the window: accepted, then failed with 131047; nothing charged.
+    let w = accepted(&h, text("4915100000001", "hello?")).await;
+    h.advance(5.0).await;
+    h.wait(&format!("wamid={w}&status=failed"), 1).await;
+    assert_eq!(statuses_of(&rx, &w), vec!["failed"]);
+    assert_eq!(failure_code(&rx, &w), Some(131047));
+    // Inside the window (the user wrote): delivered and read.
+    inbound(&h, "4915100000001").await;
+    let w = accepted(&h, text("4915100000001", "hello!")).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w}&status=read"), 1).await;
+    assert_eq!(statuses_of(&rx, &w), vec!["sent", "delivered", "read"]);
+    // 24 hours later the window is closed again.
+    h.advance(24.0 * 3600.0).await;
+    let w = accepted(&h, text("4915100000001", "still there?")).await;
+    h.advance(5.0).await;
+    h.wait(&format!("wamid={w}&status=failed"), 1).await;
+    assert_eq!(failure_code(&rx, &w), Some(131047));
+    h.shutdown().await;
+
+    // Configured to answer synchronously instead.
+    let rx = Receiver::start().await;
+    let mut cfg = rules_config(&rx.url);
+    cfg.rules.window_error_sync = true;
+    let h = Harness::start(cfg).await;
+    let (s, b) = h.send_360(text("4915100000001", "hello?")).await;
+    assert_eq!((s, b["error"]["code"].as_i64()), (400, Some(131047)), "{b}");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn marketing_to_the_us_is_blocked_but_not_to_canada_even_inside_a_conversation() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    let us = "+1 415 555 2671";
+    let canada = "+1 416 555 0123";
+    // The US user even wrote first: an open conversation lifts the per-user limit, not the block.
+    inbound(&h, "14155552671").await;
+    let w_us = accepted(&h, marketing(us)).await;
+    let w_ca = accepted(&h, marketing(canada)).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w_ca}&status=read"), 1).await;
+    h.wait(&format!("wamid={w_us}&status=failed"), 1).await;
+    assert_eq!(statuses_of(&rx, &w_us), vec!["failed"]);
+    assert_eq!(failure_code(&rx, &w_us), Some(131049));
+    assert_eq!(statuses_of(&rx, &w_ca), vec!["sent", "delivered", "read"]);
+    // The failed one carried no pricing; the Canadian one is a charged marketing message.
+    let (_, m) = h.control_get(&format!("/messages/{w_us}")).await;
+    assert!(m.get("pricing").is_none(), "{m}");
+    let (_, m) = h.control_get(&format!("/messages/{w_ca}")).await;
+    assert_eq!(m["pricing"]["category"], "marketing");
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_per_user_marketing_limit_and_what_a_response_changes() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    let user = "4915100000002";
+    // Default budget: 2 per 24 hours. The first opens a marketing conversation; the second,
+    // without a response in between, counts too; the third is over the budget.
+    let w1 = accepted(&h, marketing(user)).await;
+    let w2 = accepted(&h, marketing(user)).await;
+    let w3 = accepted(&h, marketing(user)).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w3}&status=failed"), 1).await;
+    assert_eq!(statuses_of(&rx, &w1), vec!["sent", "delivered", "read"]);
+    assert_eq!(statuses_of(&rx, &w2), vec!["sent", "delivered", "read"]);
+    assert_eq!(failure_code(&rx, &w3), Some(131049));
+    // Inside the open marketing conversation, a response allows one more.
+    inbound(&h, user).await;
+    let w4 = accepted(&h, marketing(user)).await;
+    let w5 = accepted(&h, marketing(user)).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w5}&status=failed"), 1).await;
+    assert_eq!(statuses_of(&rx, &w4), vec!["sent", "delivered", "read"]);
+    assert_eq!(failure_code(&rx, &w5), Some(131049));
+    // A day later the budget is back.
+    h.advance(24.0 * 3600.0).await;
+    let w6 = accepted(&h, marketing(user)).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w6}&status=read"), 1).await;
+    // Utility templates are not limited.
+    let w7 = accepted(
+        &h,
+        json!({ "messaging_product": "whatsapp", "to": user, "type": "template",
+                "template": { "name": "hello_world", "language": { "code": "en_US" } } }),
+    )
+    .await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w7}&status=read"), 1).await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_holdout_gets_no_marketing_unless_a_conversation_is_open() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    let user = "4915100000003";
+    let (s, b) = h
+        .control(
+            Method::PUT,
+            &format!("/users/{user}"),
+            &json!({ "holdout": true }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let w1 = accepted(&h, marketing(user)).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w1}&status=failed"), 1).await;
+    assert_eq!(failure_code(&rx, &w1), Some(130472));
+    inbound(&h, user).await;
+    let w2 = accepted(&h, marketing(user)).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w2}&status=read"), 1).await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_opted_out_user_gets_no_marketing_and_the_business_is_told() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    let user = "4915100000004";
+    let (s, b) = h
+        .control(
+            Method::PUT,
+            &format!("/users/{user}"),
+            &json!({ "marketing_opt_out": true }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let got = h.wait("field=user_preferences", 1).await;
+    let body: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    let pref = &body["entry"][0]["changes"][0]["value"]["user_preferences"][0];
+    assert_eq!(
+        (pref["wa_id"].as_str(), pref["value"].as_str()),
+        (Some(user), Some("stop"))
+    );
+    assert_eq!(pref["category"], "marketing_messages");
+    let w = accepted(&h, marketing(user)).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w}&status=failed"), 1).await;
+    assert_eq!(failure_code(&rx, &w), Some(131050));
+    // Resuming lets marketing through again.
+    h.control(
+        Method::PUT,
+        &format!("/users/{user}"),
+        &json!({ "marketing_opt_out": false }),
+    )
+    .await;
+    h.wait("field=user_preferences", 2).await;
+    let w = accepted(&h, marketing(user)).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w}&status=read"), 1).await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_one_time_password_is_dropped_after_ten_minutes_offline() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    let user = "4915100000005";
+    h.control(
+        Method::PUT,
+        &format!("/users/{user}"),
+        &json!({ "offline_for_seconds": 3600 }),
+    )
+    .await;
+    let code = accepted(&h, otp(user)).await;
+    // A free-form message in an open window lives 30 days: it waits for the user.
+    inbound(&h, user).await;
+    let note = accepted(&h, text(user, "your code is on its way")).await;
+    h.advance(11.0 * 60.0).await;
+    let (_, m) = h.control_get(&format!("/messages/{code}")).await;
+    let events: Vec<&str> = m["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(events.contains(&"dropped"), "{events:?}");
+    assert!(m.get("next").is_none(), "nothing more will happen: {m}");
+    // The user comes back within the hour: the note is delivered, the code never is.
+    h.advance(3600.0).await;
+    h.wait(&format!("wamid={note}&status=read"), 1).await;
+    assert_eq!(
+        statuses_of(&rx, &code),
+        vec!["sent"],
+        "no delivered, no failed: dropped silently"
+    );
+    h.shutdown().await;
+}
