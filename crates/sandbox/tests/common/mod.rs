@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
+// Not every test binary uses every name.
+#[allow(unused_imports)]
 pub use mynah_sandbox::config::{
     DEV_API_KEY as KEY, DEV_APP_SECRET as SECRET, DEV_PHONE_NUMBER_ID as PNID, DEV_TOKEN as TOKEN,
 };
