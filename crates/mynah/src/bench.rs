@@ -117,6 +117,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             let mut cfg = Config::default();
             cfg.limits.profile = LimitProfile::Unlimited;
             cfg.limits.max_pending = usize::MAX;
+            // The load is spread over many users at a rate no real number may send at.
+            cfg.rules = mynah_sandbox::config::RulesConfig::off();
             cfg.webhooks.default_url = receiver_url;
             cfg.webhooks.batch_size = args.batch_size.max(1);
             // With batching, few POSTs in flight let events gather into full batches.

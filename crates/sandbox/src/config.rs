@@ -79,6 +79,22 @@ pub struct RulesConfig {
     pub marketing_limit: Option<MarketingLimit>,
     /// Messages undelivered past their time-to-live are dropped.
     pub ttl: bool,
+    /// Pair rate limit: one message per `every_ms` from a number to the same user, bursts of
+    /// `burst` (131056); `None` switches it off.
+    pub pair_rate: Option<PairRate>,
+    /// Messages per second per business number (80; up to 1,000 after an upgrade) (130429);
+    /// `None` switches it off.
+    pub throughput_mps: Option<u32>,
+}
+
+/// The pair rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairRate {
+    /// One message per this interval, ms (6 s).
+    pub every_ms: Millis,
+    /// Burst (45).
+    pub burst: u32,
 }
 
 /// A per-user marketing budget.
@@ -102,6 +118,8 @@ impl RulesConfig {
             holdout_percent: 0.0,
             marketing_limit: None,
             ttl: false,
+            pair_rate: None,
+            throughput_mps: None,
         }
     }
 }
@@ -119,6 +137,11 @@ impl Default for RulesConfig {
                 window_ms: 24 * 3_600_000,
             }),
             ttl: true,
+            pair_rate: Some(PairRate {
+                every_ms: 6_000,
+                burst: 45,
+            }),
+            throughput_mps: Some(80),
         }
     }
 }
@@ -514,6 +537,10 @@ pub struct Behaviour {
     pub marketing_opt_out: bool,
     /// In the marketing-message experiment holdout (`None`: decided by the seed, ~1 %).
     pub holdout: Option<bool>,
+    /// Every marketing template to this user fails with 131049.
+    pub ecosystem_block: bool,
+    /// Every send to this user answers 131056 (pair rate limit).
+    pub pair_limited: bool,
 }
 
 impl Default for Behaviour {
@@ -527,6 +554,8 @@ impl Default for Behaviour {
             blocks_business: false,
             marketing_opt_out: false,
             holdout: None,
+            ecosystem_block: false,
+            pair_limited: false,
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod ids;
+pub mod magic;
 pub mod model;
 pub mod ratelimit;
 pub mod sandbox;

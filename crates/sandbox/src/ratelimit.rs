@@ -4,7 +4,7 @@
 //! and the recovery without sleeping.
 
 use crate::clock::Clock;
-use crate::config::LimitsConfig;
+use crate::config::{LimitsConfig, RulesConfig};
 use governor::clock::Reference;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -56,12 +56,18 @@ pub enum Bucket {
     Messages,
     /// Everything else.
     Other,
+    /// Messages from one business number to one user (pair rate limit, 131056).
+    Pair,
+    /// Messages from one business number (throughput, 130429).
+    Throughput,
 }
 
 /// The limiters.
 pub struct Limits {
     messages: Option<Keyed>,
     other: Option<Keyed>,
+    pair: Option<Keyed>,
+    throughput: Option<Keyed>,
     clock: LimiterClock,
 }
 
@@ -81,13 +87,26 @@ fn keyed(rate: u32, burst: u32, clock: &LimiterClock) -> Option<Keyed> {
 
 impl Limits {
     /// Limiters per the configuration.
-    pub fn new(cfg: &LimitsConfig, clock: Arc<Clock>) -> Limits {
+    pub fn new(cfg: &LimitsConfig, rules: &RulesConfig, clock: Arc<Clock>) -> Limits {
         let clock = LimiterClock(clock);
         let (mr, mb) = cfg.messages();
         let (or, ob) = cfg.other();
+        let pair = rules.pair_rate.and_then(|p| {
+            let period = Duration::from_millis(p.every_ms.max(1) as u64);
+            let quota = Quota::with_period(period)?.allow_burst(NonZeroU32::new(p.burst.max(1))?);
+            Some(RateLimiter::new(
+                quota,
+                DefaultKeyedStateStore::default(),
+                clock.clone(),
+            ))
+        });
         Limits {
             messages: keyed(mr, mb, &clock),
             other: keyed(or, ob, &clock),
+            pair,
+            throughput: rules
+                .throughput_mps
+                .and_then(|mps| keyed(mps.max(1), mps.max(1), &clock)),
             clock,
         }
     }
@@ -97,6 +116,8 @@ impl Limits {
         let limiter = match bucket {
             Bucket::Messages => &self.messages,
             Bucket::Other => &self.other,
+            Bucket::Pair => &self.pair,
+            Bucket::Throughput => &self.throughput,
         };
         let Some(limiter) = limiter else {
             return Ok(());
@@ -115,7 +136,7 @@ mod tests {
     #[test]
     fn burst_then_rate_on_the_manual_clock() {
         let clock = Arc::new(Clock::manual(1_000_000));
-        let l = Limits::new(&LimitsConfig::default(), clock.clone());
+        let l = Limits::new(&LimitsConfig::default(), &RulesConfig::off(), clock.clone());
         for _ in 0..150 {
             assert!(l.check(Bucket::Messages, "k").is_ok());
         }

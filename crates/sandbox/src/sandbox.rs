@@ -75,7 +75,7 @@ impl Sandbox {
         for n in world.numbers.values() {
             hub.set_target(&n.phone_number_id, n.webhook.clone());
         }
-        let limits = Limits::new(&config.limits, clock.clone());
+        let limits = Limits::new(&config.limits, &config.rules, clock.clone());
         let sandbox = Arc::new(Sandbox {
             config,
             clock,

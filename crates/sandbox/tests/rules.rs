@@ -269,3 +269,74 @@ async fn a_one_time_password_is_dropped_after_ten_minutes_offline() {
     );
     h.shutdown().await;
 }
+
+fn hello(to: &str) -> Value {
+    json!({ "messaging_product": "whatsapp", "to": to, "type": "template",
+            "template": { "name": "hello_world", "language": { "code": "en_US" } } })
+}
+
+#[tokio::test]
+async fn the_pair_rate_limit_and_the_numbers_throughput() {
+    let rx = Receiver::start().await;
+    let mut cfg = rules_config(&rx.url);
+    cfg.limits.profile = mynah_sandbox::config::LimitProfile::Unlimited;
+    let h = Harness::start(cfg).await;
+    // 45 in a burst to one user, then 131056 until the time is earned back (one per 6 s).
+    for i in 0..45 {
+        let (s, b) = h.send_360(hello("4915100000010")).await;
+        assert_eq!(s, 200, "message {i}: {b}");
+    }
+    let (s, b) = h.send_360(hello("4915100000010")).await;
+    assert_eq!((s, b["error"]["code"].as_i64()), (429, Some(131056)), "{b}");
+    // Other users are not affected.
+    let (s, _) = h.send_360(hello("4915100000011")).await;
+    assert_eq!(s, 200);
+    h.advance(6.0).await;
+    let (s, _) = h.send_360(hello("4915100000010")).await;
+    assert_eq!(s, 200, "one more after 6 s");
+    let (s, _) = h.send_360(hello("4915100000010")).await;
+    assert_eq!(s, 429);
+    h.advance(60.0).await;
+    // 80 messages per second per number (the bucket is full again after the minute): 80 go at
+    // once, the 81st is refused with 130429.
+    let mut refused = None;
+    for i in 0..100 {
+        let (s, b) = h.send_360(hello(&format!("49151000001{i:02}"))).await;
+        if s != 200 {
+            refused = Some((i, s, b["error"]["code"].as_i64()));
+            break;
+        }
+    }
+    assert_eq!(refused, Some((80, 429, Some(130429))));
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn magic_numbers_behave_without_any_setup() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    let (_, table) = h.control_get("/magic").await;
+    assert!(table["magic"].as_array().unwrap().len() >= 10, "{table}");
+    let not_on_whatsapp = accepted(&h, hello("+999 00000131026")).await;
+    let marketing_blocked = accepted(&h, marketing("+99900000131049")).await;
+    let holdout = accepted(&h, marketing("+99900000130472")).await;
+    let opted_out = accepted(&h, marketing("+99900000131050")).await;
+    let never_reads = accepted(&h, hello("+99900000000001")).await;
+    let offline_day = accepted(&h, otp("+99900000000002")).await;
+    let (s, b) = h.send_360(hello("+99900000131056")).await;
+    assert_eq!((s, b["error"]["code"].as_i64()), (429, Some(131056)), "{b}");
+    h.advance(3600.0).await;
+    h.wait(&format!("wamid={never_reads}&status=delivered"), 1)
+        .await;
+    assert_eq!(failure_code(&rx, &not_on_whatsapp), Some(131026));
+    assert_eq!(failure_code(&rx, &marketing_blocked), Some(131049));
+    assert_eq!(failure_code(&rx, &holdout), Some(130472));
+    assert_eq!(failure_code(&rx, &opted_out), Some(131050));
+    assert_eq!(statuses_of(&rx, &never_reads), vec!["sent", "delivered"]);
+    assert_eq!(
+        statuses_of(&rx, &offline_day),
+        vec!["sent"],
+        "the one-time password was dropped"
+    );
+    h.shutdown().await;
+}

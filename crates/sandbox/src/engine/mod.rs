@@ -391,9 +391,17 @@ impl World {
     }
 
     fn user_entry(&mut self, wa_id: &str, fx: &mut Effects) -> &mut User {
+        self.user_entry_at(wa_id, 0, fx)
+    }
+
+    /// The user, created at first contact (`now`) with the default behaviour, or a magic
+    /// number's.
+    fn user_entry_at(&mut self, wa_id: &str, now: Millis, fx: &mut Effects) -> &mut User {
         let default = &self.cfg.users.default;
         self.users.entry(wa_id.to_string()).or_insert_with(|| {
-            let user = new_user(wa_id, default_name(wa_id), default.clone());
+            let behaviour =
+                crate::magic::behaviour(wa_id, default, now).unwrap_or_else(|| default.clone());
+            let user = new_user(wa_id, default_name(wa_id), behaviour);
             fx.put(Kind::User, wa_id, &user);
             user
         })
@@ -450,7 +458,12 @@ impl World {
         let mut fx = self.fx();
         let sent_latency = self.draw(self.cfg.latency.sent);
         let wamid = self.fresh_wamid(&wa_id);
-        let user = self.user_entry(&wa_id, &mut fx);
+        let user = self.user_entry_at(&wa_id, now, &mut fx);
+        if user.behaviour.pair_limited {
+            return Err(
+                ApiError::new(ErrorCode::PairRateLimit).with_http(self.cfg.limits.throttle_status)
+            );
+        }
         let in_csw = user.last_inbound.get(pnid).is_some_and(|t| now - t < DAY);
         // Replying within 24 hours of a click-to-WhatsApp referral opens a 72-hour free entry point.
         let referral_recent = user.referral_at.get(pnid).is_some_and(|t| now - t < DAY);
@@ -924,7 +937,7 @@ impl World {
             media.url = Some(self.media_url(&media.id, now));
         }
         let wamid = self.fresh_wamid(&from);
-        let user = self.user_entry(&from, &mut fx);
+        let user = self.user_entry_at(&from, now, &mut fx);
         if let Some(name) = &req.name {
             user.name = name.clone();
         }
@@ -1081,7 +1094,7 @@ impl World {
             .as_str()
             .to_string();
         let mut fx = self.fx();
-        let user = self.user_entry(&wa_id, &mut fx);
+        let user = self.user_entry_at(&wa_id, now, &mut fx);
         let b = &mut user.behaviour;
         if let Some(v) = patch.name {
             user.name = v;

@@ -54,6 +54,9 @@ impl World {
         if user.behaviour.marketing_opt_out {
             return Ok(Some(ApiError::new(ErrorCode::UserStoppedMarketing)));
         }
+        if user.behaviour.ecosystem_block {
+            return Ok(Some(ApiError::new(ErrorCode::EcosystemEngagement)));
+        }
         if rules.us_marketing_block && WaId::from_digits(s.wa_id).is_us() {
             return Ok(Some(ApiError::with_details(
                 ErrorCode::EcosystemEngagement,

@@ -220,6 +220,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 .ok_or_else(|| not_found(format!("no template {id}")))?;
             Ok(json(t))
         }
+        (Method::GET, ["magic"]) => Ok(json(&Listing::magic(crate::magic::MAGIC))),
         (Method::GET, ["errors"]) => Ok(json(&Listing::errors(ERROR_TABLE))),
         _ => Err(not_found(format!(
             "unknown control route {} {path}; see the README's control API table",
@@ -334,6 +335,7 @@ struct NewNumber {
 #[derive(serde::Serialize)]
 #[allow(non_camel_case_types)]
 enum Listing<T> {
+    magic(T),
     messages(T),
     templates(T),
     users(T),

@@ -293,6 +293,14 @@ async fn messages(
                 .ok()
                 .and_then(|t| serde_json::value::RawValue::from_string(t.to_string()).ok())
                 .unwrap_or_else(crate::engine::empty_raw);
+            let throttle = sb.config.limits.throttle_status;
+            if sb.limits.check(Bucket::Throughput, pnid).is_err() {
+                return Err(ApiError::new(ErrorCode::RateLimitHit).with_http(throttle));
+            }
+            let pair = format!("{pnid}:{}", send.to.as_str());
+            if sb.limits.check(Bucket::Pair, &pair).is_err() {
+                return Err(ApiError::new(ErrorCode::PairRateLimit).with_http(throttle));
+            }
             let now = sb.clock.now();
             let (response, fx) = sb.world().send(pnid, dialect, version, &send, raw, now)?;
             sb.apply_durable(fx).await?;
