@@ -340,3 +340,48 @@ async fn magic_numbers_behave_without_any_setup() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_control_api_explains_a_messages_fate() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    let us = accepted(&h, marketing("+1 415 555 2671")).await;
+    let de = accepted(&h, marketing("+49 151 00000020")).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={de}&status=read"), 1).await;
+    let (s, e) = h.control_get(&format!("/messages/{us}/explain")).await;
+    assert_eq!(s, 200, "{e}");
+    assert!(
+        e["fate"].as_str().unwrap().starts_with("failed: 131049"),
+        "{e}"
+    );
+    let because: Vec<&str> = e["because"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        because.iter().any(|b| b.starts_with("US block")),
+        "{because:?}"
+    );
+    let (_, e) = h.control_get(&format!("/messages/{de}/explain")).await;
+    assert_eq!(e["fate"], "read (final)", "{e}");
+    let because: Vec<&str> = e["because"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        because.contains(&"US block: region DE, not the United States"),
+        "{because:?}"
+    );
+    assert!(
+        because
+            .iter()
+            .any(|b| b.starts_with("per-user marketing limit: 1 of 2")),
+        "{because:?}"
+    );
+    h.shutdown().await;
+}

@@ -474,6 +474,7 @@ impl World {
             user_changed = true;
         }
         let in_fep = user.fep_until.get(pnid).is_some_and(|t| *t > now);
+        let mut checks = Vec::new();
         let fate = self.policy(
             &policy::Send {
                 pnid,
@@ -483,6 +484,7 @@ impl World {
                 in_fep,
                 now,
             },
+            &mut checks,
             &mut fx,
         )?;
         let user = self.user_entry(&wa_id, &mut fx);
@@ -561,6 +563,12 @@ impl World {
                 .map(|e| (e.code.code(), e.details.to_string())),
             timeline: Vec::new(),
         };
+        for check in checks {
+            msg.log(now, "rule_check", Some(check));
+        }
+        if self.cfg.rules.ttl {
+            msg.log(now, "time_to_live", Some(format!("{ttl_seconds} s")));
+        }
         if let Some(e) = &fate {
             msg.log(
                 now,

@@ -23,28 +23,52 @@ pub(super) struct Send<'a> {
 
 impl World {
     /// The rule that refuses this send, if any. `Err` answers the request itself (131047 when
-    /// configured to be synchronous); `Ok(Some(..))` fails it asynchronously.
+    /// configured to be synchronous); `Ok(Some(..))` fails it asynchronously. Every rule met is
+    /// written to `checks`, with its figures, for the message's explanation.
     pub(super) fn policy(
         &mut self,
         s: &Send<'_>,
+        checks: &mut Vec<String>,
         fx: &mut Effects,
     ) -> Result<Option<ApiError>, ApiError> {
         let rules = self.cfg.rules.clone();
-        if s.category.is_none() {
-            if rules.customer_service_window && !s.in_csw {
-                let err = ApiError::with_details(
-                    ErrorCode::ReEngagement,
-                    "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
-                );
-                return if rules.window_error_sync {
-                    Err(err)
-                } else {
-                    Ok(Some(err))
-                };
+        let since = |t: Option<&Millis>| match t {
+            Some(t) => format!("the user last wrote {} min ago", (s.now - t) / 60_000),
+            None => "the user never wrote".to_string(),
+        };
+        let last_inbound = self
+            .users
+            .get(s.wa_id)
+            .and_then(|u| u.last_inbound.get(s.pnid).copied());
+        let Some(category) = s.category else {
+            if !rules.customer_service_window {
+                return Ok(None);
             }
-            return Ok(None);
-        }
-        if s.category != Some("marketing") {
+            if s.in_csw {
+                checks.push(format!(
+                    "customer service window: open ({})",
+                    since(last_inbound.as_ref())
+                ));
+                return Ok(None);
+            }
+            checks.push(format!(
+                "customer service window: closed ({}); free-form messages need it: 131047",
+                since(last_inbound.as_ref())
+            ));
+            let err = ApiError::with_details(
+                ErrorCode::ReEngagement,
+                "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+            );
+            return if rules.window_error_sync {
+                Err(err)
+            } else {
+                Ok(Some(err))
+            };
+        };
+        if category != "marketing" {
+            checks.push(format!(
+                "{category} template: the marketing rules do not apply"
+            ));
             return Ok(None);
         }
         let seed = self.cfg.seed;
@@ -52,25 +76,50 @@ impl World {
             return Ok(None);
         };
         if user.behaviour.marketing_opt_out {
+            checks.push("opt-out: the user stopped marketing messages: 131050".into());
             return Ok(Some(ApiError::new(ErrorCode::UserStoppedMarketing)));
         }
         if user.behaviour.ecosystem_block {
+            checks.push("ecosystem block: this user gets no marketing templates: 131049".into());
             return Ok(Some(ApiError::new(ErrorCode::EcosystemEngagement)));
         }
-        if rules.us_marketing_block && WaId::from_digits(s.wa_id).is_us() {
+        let wa_id = WaId::from_digits(s.wa_id);
+        if rules.us_marketing_block && wa_id.is_us() {
+            checks.push(
+                "US block: +1 with a US area code gets no marketing templates: 131049".into(),
+            );
             return Ok(Some(ApiError::with_details(
                 ErrorCode::EcosystemEngagement,
                 "Marketing template messages are not delivered to users with United States phone numbers.",
             )));
         }
+        checks.push(format!(
+            "US block: {}",
+            match wa_id.region() {
+                Some(r) => format!("region {r}, not the United States"),
+                None => "not a number of the United States".to_string(),
+            }
+        ));
         let conversation_open = s.in_csw || s.in_fep;
         let in_holdout = user
             .behaviour
             .holdout
             .unwrap_or_else(|| holdout_by_seed(seed, s.wa_id, rules.holdout_percent));
         if rules.holdout && in_holdout && !conversation_open {
+            checks.push(
+                "holdout: the user is in the marketing experiment and no window is open: 130472"
+                    .into(),
+            );
             return Ok(Some(ApiError::new(ErrorCode::ExperimentHoldout)));
         }
+        checks.push(
+            if in_holdout {
+                "holdout: in the experiment, but a window is open (or the rule is off)"
+            } else {
+                "holdout: not in the experiment"
+            }
+            .to_string(),
+        );
         // Inside an open marketing conversation, each response of the user allows one more
         // marketing template without counting against the budget (seed page, "Per-User
         // Marketing Template Message Limits").
@@ -85,22 +134,36 @@ impl World {
             _ => false,
         };
         let free = marketing_open && responded;
-        if let Some(limit) = rules.marketing_limit
-            && !free
-        {
-            let log = user.marketing_opened.entry(s.pnid.to_string()).or_default();
-            log.retain(|t| s.now - t < limit.window_ms);
-            if log.len() >= limit.count as usize {
-                return Ok(Some(ApiError::with_details(
-                    ErrorCode::EcosystemEngagement,
-                    format!(
-                        "In order to maintain a healthy ecosystem engagement, the message failed to be delivered: this user received {} marketing templates in the last {} hours.",
+        match rules.marketing_limit {
+            None => {}
+            Some(_) if free => checks.push(
+                "per-user marketing limit: inside an open marketing conversation after a response: not counted".into(),
+            ),
+            Some(limit) => {
+                let log = user.marketing_opened.entry(s.pnid.to_string()).or_default();
+                log.retain(|t| s.now - t < limit.window_ms);
+                let hours = limit.window_ms / 3_600_000;
+                if log.len() >= limit.count as usize {
+                    checks.push(format!(
+                        "per-user marketing limit: {} of {} in the last {hours} h used: 131049",
                         log.len(),
-                        limit.window_ms / 3_600_000
-                    ),
-                )));
+                        limit.count
+                    ));
+                    return Ok(Some(ApiError::with_details(
+                        ErrorCode::EcosystemEngagement,
+                        format!(
+                            "In order to maintain a healthy ecosystem engagement, the message failed to be delivered: this user received {} marketing templates in the last {hours} hours.",
+                            log.len(),
+                        ),
+                    )));
+                }
+                log.push(s.now);
+                checks.push(format!(
+                    "per-user marketing limit: {} of {} in the last {hours} h",
+                    log.len(),
+                    limit.count
+                ));
             }
-            log.push(s.now);
         }
         user.last_marketing.insert(s.pnid.to_string(), s.now);
         let user = user.clone();

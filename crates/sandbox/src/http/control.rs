@@ -92,6 +92,14 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             found.reverse();
             Ok(json(&Listing::messages(found)))
         }
+        (Method::GET, ["messages", id, "explain"]) => {
+            let world = sb.world();
+            let m = world
+                .messages
+                .get(*id)
+                .ok_or_else(|| not_found(format!("no message {id}")))?;
+            Ok(json(&explain(m)))
+        }
         (Method::GET, ["messages", id]) => {
             let world = sb.world();
             let m = world
@@ -227,6 +235,62 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             method.as_str()
         ))),
     }
+}
+
+/// Why a message ended (or stands) as it does: the rules it met, with their figures, and its
+/// fate in one sentence.
+fn explain(m: &Message) -> serde_json::Value {
+    let dropped = m.timeline.iter().any(|e| e.event == "dropped");
+    let failure = m
+        .timeline
+        .iter()
+        .rev()
+        .find(|e| e.event == "failed")
+        .and_then(|e| e.detail.clone());
+    let fate = match (m.status, &m.next) {
+        _ if dropped => {
+            "dropped: undelivered when its time-to-live ended (no webhook on the Cloud API)"
+                .to_string()
+        }
+        (Some(mynah_wire::webhook::StatusKind::Failed), _) => {
+            format!(
+                "failed: {}",
+                failure.unwrap_or_else(|| "see the timeline".to_string())
+            )
+        }
+        (_, Some((step, at))) => format!(
+            "{}; next: {step:?} at {at}",
+            m.status
+                .map(|s| format!("{} so far", s.as_str()))
+                .unwrap_or_else(|| "accepted".to_string())
+        ),
+        (Some(s), None) => format!("{} (final)", s.as_str()),
+        (None, None) => "received".to_string(),
+    };
+    let because: Vec<&str> = m
+        .timeline
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.as_str(),
+                "rule_check"
+                    | "rule"
+                    | "time_to_live"
+                    | "delivery_postponed"
+                    | "read_receipt_suppressed"
+            )
+        })
+        .filter_map(|e| e.detail.as_deref())
+        .collect();
+    serde_json::json!({
+        "id": m.id,
+        "direction": m.direction,
+        "type": m.kind,
+        "fate": fate,
+        "because": because,
+        "pricing": m.pricing,
+        "timeline": m.timeline,
+    })
 }
 
 fn clock(sb: &Sandbox) -> Response {
