@@ -57,6 +57,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The platform's delivery rules, each switchable.
     pub rules: RulesConfig,
+    /// Fault rules present from the start.
+    pub faults: Vec<crate::faults::FaultRule>,
 }
 
 /// The platform's delivery rules (seed page "Sending Template Messages", spec §5–§7), each one
@@ -180,6 +182,7 @@ impl Default for Config {
             template_review: TemplateReviewConfig::default(),
             retention: RetentionConfig::default(),
             rules: RulesConfig::default(),
+            faults: Vec::new(),
         }
     }
 }

@@ -19,6 +19,7 @@
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod faults;
 pub mod http;
 pub mod ids;
 pub mod magic;

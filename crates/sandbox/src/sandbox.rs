@@ -4,6 +4,7 @@
 use crate::clock::{Clock, Millis};
 use crate::config::{ClockMode, Config};
 use crate::engine::{Effects, World};
+use crate::faults::Faults;
 use crate::model::WebhookTarget;
 use crate::ratelimit::Limits;
 use crate::scheduler::{Scheduler, Timer};
@@ -28,6 +29,8 @@ pub struct Sandbox {
     pub journal: Journal,
     /// Request-rate limits.
     pub limits: Limits,
+    /// Fault rules.
+    pub faults: Mutex<Faults>,
     world: Mutex<World>,
     advancing: tokio::sync::Mutex<()>,
     trace_seq: AtomicU64,
@@ -76,6 +79,8 @@ impl Sandbox {
             hub.set_target(&n.phone_number_id, n.webhook.clone());
         }
         let limits = Limits::new(&config.limits, &config.rules, clock.clone());
+        let faults =
+            Faults::new(config.seed, config.faults.clone()).map_err(|e| format!("faults: {e}"))?;
         let sandbox = Arc::new(Sandbox {
             config,
             clock,
@@ -83,6 +88,7 @@ impl Sandbox {
             hub,
             journal,
             limits,
+            faults: Mutex::new(faults),
             world: Mutex::new(world),
             advancing: tokio::sync::Mutex::new(()),
             trace_seq: AtomicU64::new(0),
@@ -245,6 +251,9 @@ impl Sandbox {
 
     /// Back to the first-start state: accounts and numbers as configured, nothing else.
     pub async fn reset(&self) -> Result<(), ApiError> {
+        if let Ok(fresh) = Faults::new(self.config.seed, self.config.faults.clone()) {
+            *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
         let fx = self.world().reset();
         self.sched.clear();
         self.hub.reset();

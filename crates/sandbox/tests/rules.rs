@@ -385,3 +385,66 @@ async fn the_control_api_explains_a_messages_fate() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn fault_rules_answer_fail_later_and_count() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    let user = "4915100000030";
+    let (s, b) = h
+        .control(
+            Method::POST,
+            "/faults",
+            &json!({ "id": "second-fails", "match": { "to": user, "nth": 2 }, "action": { "code": 131000, "http_status": 500, "details": "injected" } }),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = h
+        .control(
+            Method::POST,
+            "/faults",
+            &json!({ "match": { "template": "hello_world", "dialect": "cloud" }, "action": { "async_code": 131026 }, "times": 1 }),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    accepted(&h, hello(user)).await;
+    let (s, b) = h.send_360(hello(user)).await;
+    assert_eq!((s, b["error"]["code"].as_i64()), (500, Some(131000)), "{b}");
+    assert_eq!(b["error"]["error_data"]["details"], "injected");
+    accepted(&h, hello(user)).await;
+    // The asynchronous fault: accepted on the Cloud dialect, then failed.
+    let (s, b) = h.send_cloud(hello("4915100000031")).await;
+    assert_eq!(s, 200, "{b}");
+    let failing = b["messages"][0]["id"].as_str().unwrap().to_string();
+    let (s, b) = h.send_cloud(hello("4915100000032")).await;
+    assert_eq!(s, 200, "once only: {b}");
+    let fine = b["messages"][0]["id"].as_str().unwrap().to_string();
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={fine}&status=read"), 1).await;
+    h.wait(&format!("wamid={failing}&status=failed"), 1).await;
+    assert_eq!(failure_code(&rx, &failing), Some(131026));
+    let (_, list) = h.control_get("/faults").await;
+    let first = &list["faults"][0];
+    assert_eq!(
+        (
+            first["id"].as_str(),
+            first["seen"].as_u64(),
+            first["fired"].as_u64()
+        ),
+        (Some("second-fails"), Some(3), Some(1))
+    );
+    // Bad rules are refused; deleting clears.
+    let (s, _) = h
+        .control(
+            Method::POST,
+            "/faults",
+            &json!({ "action": { "code": 42424242 } }),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = h.control(Method::DELETE, "/faults", &json!({})).await;
+    assert_eq!(s, 200);
+    let (_, list) = h.control_get("/faults").await;
+    assert_eq!(list["faults"], json!([]));
+    h.shutdown().await;
+}

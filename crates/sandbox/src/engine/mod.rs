@@ -68,6 +68,15 @@ impl Effects {
     }
 }
 
+/// The face a send came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Via {
+    /// Dialect.
+    pub dialect: Dialect,
+    /// Graph major version (decides payload details such as `conversation`).
+    pub graph_version: u32,
+}
+
 /// A simulated inbound message, as the control API takes it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct InboundRequest {
@@ -408,15 +417,21 @@ impl World {
     }
 
     /// Accepts an outbound message: checks it, decides its pricing, schedules its lifecycle.
+    /// `via` is the dialect and Graph version it came through; `forced` a failure a fault rule
+    /// decided.
     pub fn send(
         &mut self,
         pnid: &str,
-        dialect: Dialect,
-        graph_version: u32,
+        via: Via,
         req: &SendMessage,
         raw: Box<serde_json::value::RawValue>,
+        forced: Option<ApiError>,
         now: Millis,
     ) -> Result<(SendResponse, Effects), ApiError> {
+        let Via {
+            dialect,
+            graph_version,
+        } = via;
         let number = self.numbers.get(pnid).ok_or_else(|| {
             ApiError::with_details(ErrorCode::ParameterValueNotValid33, "Unknown phone number.")
         })?;
@@ -475,18 +490,25 @@ impl World {
         }
         let in_fep = user.fep_until.get(pnid).is_some_and(|t| *t > now);
         let mut checks = Vec::new();
-        let fate = self.policy(
-            &policy::Send {
-                pnid,
-                wa_id: &wa_id,
-                category: category.as_deref(),
-                in_csw,
-                in_fep,
-                now,
-            },
-            &mut checks,
-            &mut fx,
-        )?;
+        let fate = match forced {
+            // A fault rule decided already; the platform's rules are not consulted (nor counted).
+            Some(e) => {
+                checks.push(format!("fault rule: fails with {}", e.code.code()));
+                Some(e)
+            }
+            None => self.policy(
+                &policy::Send {
+                    pnid,
+                    wa_id: &wa_id,
+                    category: category.as_deref(),
+                    in_csw,
+                    in_fep,
+                    now,
+                },
+                &mut checks,
+                &mut fx,
+            )?,
+        };
         let user = self.user_entry(&wa_id, &mut fx);
         let (pricing, origin) = price(category.as_deref(), in_csw, in_fep);
         let show_conversation = graph_version < 24 || in_fep;

@@ -228,6 +228,36 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 .ok_or_else(|| not_found(format!("no template {id}")))?;
             Ok(json(t))
         }
+        (Method::GET, ["faults"]) => {
+            let faults = sb.faults.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(json(&Listing::faults(faults.list())))
+        }
+        (Method::POST, ["faults"]) => {
+            let rule: crate::faults::FaultRule = body(sb, req).await?;
+            let added = sb
+                .faults
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add(rule)
+                .map_err(bad)?;
+            Ok(super::json_status(StatusCode::CREATED, &added))
+        }
+        (Method::DELETE, ["faults"]) => {
+            sb.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            Ok(json(&serde_json::json!({ "deleted": true })))
+        }
+        (Method::DELETE, ["faults", id]) => {
+            if sb
+                .faults
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(id)
+            {
+                Ok(json(&serde_json::json!({ "deleted": true })))
+            } else {
+                Err(not_found(format!("no fault rule {id}")))
+            }
+        }
         (Method::GET, ["magic"]) => Ok(json(&Listing::magic(crate::magic::MAGIC))),
         (Method::GET, ["errors"]) => Ok(json(&Listing::errors(ERROR_TABLE))),
         _ => Err(not_found(format!(
@@ -399,6 +429,7 @@ struct NewNumber {
 #[derive(serde::Serialize)]
 #[allow(non_camel_case_types)]
 enum Listing<T> {
+    faults(T),
     magic(T),
     messages(T),
     templates(T),

@@ -302,7 +302,37 @@ async fn messages(
                 return Err(ApiError::new(ErrorCode::PairRateLimit).with_http(throttle));
             }
             let now = sb.clock.now();
-            let (response, fx) = sb.world().send(pnid, dialect, version, &send, raw, now)?;
+            let template = match &send.content {
+                mynah_wire::message::Content::Template(t) => Some(t.name.as_str()),
+                _ => None,
+            };
+            let verdict = sb.faults.lock().unwrap_or_else(|e| e.into_inner()).decide(
+                &crate::faults::Request {
+                    dialect: dialect.as_str(),
+                    phone_number_id: pnid,
+                    to: send.to.as_str(),
+                    template,
+                    message_type: send.content.message_type().as_str(),
+                    now,
+                },
+            );
+            if verdict.latency_ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(verdict.latency_ms)).await;
+            }
+            if let Some(e) = verdict.refuse {
+                return Err(e);
+            }
+            let (response, fx) = sb.world().send(
+                pnid,
+                crate::engine::Via {
+                    dialect,
+                    graph_version: version,
+                },
+                &send,
+                raw,
+                verdict.fail_later,
+                now,
+            )?;
             sb.apply_durable(fx).await?;
             Ok(json(&response))
         }
