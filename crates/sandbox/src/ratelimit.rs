@@ -12,7 +12,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::ops::Add;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// An instant of the sandbox clock, in nanoseconds.
@@ -66,8 +66,8 @@ pub enum Bucket {
 pub struct Limits {
     messages: Option<Keyed>,
     other: Option<Keyed>,
-    pair: Option<Keyed>,
-    throughput: Option<Keyed>,
+    pair: RwLock<Option<Keyed>>,
+    throughput: RwLock<Option<Keyed>>,
     clock: LimiterClock,
 }
 
@@ -91,41 +91,50 @@ impl Limits {
         let clock = LimiterClock(clock);
         let (mr, mb) = cfg.messages();
         let (or, ob) = cfg.other();
+        let limits = Limits {
+            messages: keyed(mr, mb, &clock),
+            other: keyed(or, ob, &clock),
+            pair: RwLock::new(None),
+            throughput: RwLock::new(None),
+            clock,
+        };
+        limits.set_rules(rules);
+        limits
+    }
+
+    /// Rebuilds the pair-rate and throughput limiters from the rules (their buckets start full).
+    pub fn set_rules(&self, rules: &RulesConfig) {
         let pair = rules.pair_rate.and_then(|p| {
             let period = Duration::from_millis(p.every_ms.max(1) as u64);
             let quota = Quota::with_period(period)?.allow_burst(NonZeroU32::new(p.burst.max(1))?);
             Some(RateLimiter::new(
                 quota,
                 DefaultKeyedStateStore::default(),
-                clock.clone(),
+                self.clock.clone(),
             ))
         });
-        Limits {
-            messages: keyed(mr, mb, &clock),
-            other: keyed(or, ob, &clock),
-            pair,
-            throughput: rules
-                .throughput_mps
-                .and_then(|mps| keyed(mps.max(1), mps.max(1), &clock)),
-            clock,
-        }
+        let throughput = rules
+            .throughput_mps
+            .and_then(|mps| keyed(mps.max(1), mps.max(1), &self.clock));
+        *self.pair.write().unwrap_or_else(|e| e.into_inner()) = pair;
+        *self.throughput.write().unwrap_or_else(|e| e.into_inner()) = throughput;
     }
 
     /// Takes one request from `key`'s bucket; on refusal, how long until one is allowed.
     pub fn check(&self, bucket: Bucket, key: &str) -> Result<(), Duration> {
-        let limiter = match bucket {
-            Bucket::Messages => &self.messages,
-            Bucket::Other => &self.other,
-            Bucket::Pair => &self.pair,
-            Bucket::Throughput => &self.throughput,
+        let take = |limiter: &Option<Keyed>| match limiter {
+            None => Ok(()),
+            Some(l) => l.check_key(&key.to_string()).map_err(|not_until| {
+                use governor::clock::Clock as _;
+                not_until.wait_time_from(self.clock.now())
+            }),
         };
-        let Some(limiter) = limiter else {
-            return Ok(());
-        };
-        limiter.check_key(&key.to_string()).map_err(|not_until| {
-            use governor::clock::Clock as _;
-            not_until.wait_time_from(self.clock.now())
-        })
+        match bucket {
+            Bucket::Messages => take(&self.messages),
+            Bucket::Other => take(&self.other),
+            Bucket::Pair => take(&self.pair.read().unwrap_or_else(|e| e.into_inner())),
+            Bucket::Throughput => take(&self.throughput.read().unwrap_or_else(|e| e.into_inner())),
+        }
     }
 }
 

@@ -244,6 +244,12 @@ impl Sandbox {
         ids.trace()
     }
 
+    /// Changes the delivery rules in force (the pair-rate and throughput buckets start full).
+    pub fn set_rules(&self, rules: crate::config::RulesConfig) {
+        self.limits.set_rules(&rules);
+        self.world().set_rules(rules);
+    }
+
     /// Work waiting: webhook events not yet delivered plus journal writes not yet committed.
     pub fn pending_work(&self) -> usize {
         self.hub.pending() + self.journal.backlog()
@@ -254,6 +260,7 @@ impl Sandbox {
         if let Ok(fresh) = Faults::new(self.config.seed, self.config.faults.clone()) {
             *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
         }
+        self.set_rules(self.config.rules.clone());
         let fx = self.world().reset();
         self.sched.clear();
         self.hub.reset();

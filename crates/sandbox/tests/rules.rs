@@ -448,3 +448,41 @@ async fn fault_rules_answer_fail_later_and_count() {
     assert_eq!(list["faults"], json!([]));
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn rules_can_be_switched_through_the_control_api() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    let (_, rules) = h.control_get("/rules").await;
+    assert_eq!(rules["customer_service_window"], true);
+    let (s, rules) = h
+        .control(
+            Method::PATCH,
+            "/rules",
+            &json!({ "customer_service_window": false, "pair_rate": null }),
+        )
+        .await;
+    assert_eq!(s, 200, "{rules}");
+    assert_eq!(
+        (
+            rules["customer_service_window"].as_bool(),
+            rules["us_marketing_block"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
+    let w = accepted(&h, text("4915100000040", "no window needed now")).await;
+    for _ in 0..60 {
+        accepted(&h, hello("4915100000041")).await;
+    }
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={w}&status=read"), 1).await;
+    let (s, b) = h
+        .control(Method::PATCH, "/rules", &json!({ "no_such_rule": true }))
+        .await;
+    assert_eq!(s, 400, "{b}");
+    // Reset brings the configured rules back.
+    h.control(Method::POST, "/reset", &json!({})).await;
+    let (_, rules) = h.control_get("/rules").await;
+    assert_eq!(rules["customer_service_window"], true);
+    h.shutdown().await;
+}

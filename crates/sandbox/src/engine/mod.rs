@@ -299,6 +299,16 @@ impl World {
         }
     }
 
+    /// The delivery rules in force.
+    pub fn rules(&self) -> &crate::config::RulesConfig {
+        &self.cfg.rules
+    }
+
+    /// Changes the delivery rules (control API).
+    pub fn set_rules(&mut self, rules: crate::config::RulesConfig) {
+        self.cfg.rules = rules;
+    }
+
     /// Adds or replaces a number.
     pub fn insert_number(&mut self, n: Number) {
         if let Some(old) = self.numbers.remove(&n.phone_number_id) {

@@ -228,6 +228,19 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 .ok_or_else(|| not_found(format!("no template {id}")))?;
             Ok(json(t))
         }
+        (Method::GET, ["rules"]) => Ok(json(sb.world().rules())),
+        (Method::PUT | Method::PATCH, ["rules"]) => {
+            let patch: serde_json::Map<String, serde_json::Value> = body(sb, req).await?;
+            let mut current = serde_json::to_value(sb.world().rules())
+                .map_err(|e| ApiError::with_details(ErrorCode::MynahInternal, e.to_string()))?;
+            if let Some(obj) = current.as_object_mut() {
+                obj.extend(patch);
+            }
+            let rules: crate::config::RulesConfig =
+                serde_json::from_value(current).map_err(|e| bad(format!("invalid rules: {e}")))?;
+            sb.set_rules(rules.clone());
+            Ok(json(&rules))
+        }
         (Method::GET, ["faults"]) => {
             let faults = sb.faults.lock().unwrap_or_else(|e| e.into_inner());
             Ok(json(&Listing::faults(faults.list())))
