@@ -49,15 +49,13 @@ impl governor::clock::Clock for LimiterClock {
 type Keyed =
     RateLimiter<String, DefaultKeyedStateStore<String>, LimiterClock, NoOpMiddleware<Instant>>;
 
-/// Which bucket a request draws from.
+/// Which bucket a request draws from (the pair rate limit has [`Limits::check_pair`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bucket {
     /// `/messages`.
     Messages,
     /// Everything else.
     Other,
-    /// Messages from one business number to one user (pair rate limit, 131056).
-    Pair,
     /// Messages from one business number (throughput, 130429).
     Throughput,
 }
@@ -120,6 +118,19 @@ impl Limits {
         *self.throughput.write().unwrap_or_else(|e| e.into_inner()) = throughput;
     }
 
+    /// The pair-rate check for a number and a user; the key is built only when the rule is on.
+    pub fn check_pair(&self, pnid: &str, wa_id: &str) -> Result<(), Duration> {
+        let guard = self.pair.read().unwrap_or_else(|e| e.into_inner());
+        let Some(limiter) = guard.as_ref() else {
+            return Ok(());
+        };
+        let key = format!("{pnid}:{wa_id}");
+        limiter.check_key(&key).map_err(|not_until| {
+            use governor::clock::Clock as _;
+            not_until.wait_time_from(self.clock.now())
+        })
+    }
+
     /// Takes one request from `key`'s bucket; on refusal, how long until one is allowed.
     pub fn check(&self, bucket: Bucket, key: &str) -> Result<(), Duration> {
         let take = |limiter: &Option<Keyed>| match limiter {
@@ -132,7 +143,6 @@ impl Limits {
         match bucket {
             Bucket::Messages => take(&self.messages),
             Bucket::Other => take(&self.other),
-            Bucket::Pair => take(&self.pair.read().unwrap_or_else(|e| e.into_inner())),
             Bucket::Throughput => take(&self.throughput.read().unwrap_or_else(|e| e.into_inner())),
         }
     }

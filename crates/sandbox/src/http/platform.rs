@@ -297,8 +297,7 @@ async fn messages(
             if sb.limits.check(Bucket::Throughput, pnid).is_err() {
                 return Err(ApiError::new(ErrorCode::RateLimitHit).with_http(throttle));
             }
-            let pair = format!("{pnid}:{}", send.to.as_str());
-            if sb.limits.check(Bucket::Pair, &pair).is_err() {
+            if sb.limits.check_pair(pnid, send.to.as_str()).is_err() {
                 return Err(ApiError::new(ErrorCode::PairRateLimit).with_http(throttle));
             }
             let now = sb.clock.now();
