@@ -169,7 +169,7 @@ impl World {
 
     /// A template's review timer fired: APPROVED, or the verdict a rule or the control API set.
     pub fn on_template_review(&mut self, id: &str, now: Millis) -> Effects {
-        let mut fx = self.fx();
+        let fx = self.fx();
         let Some(t) = self.templates.get_mut(id) else {
             return fx;
         };
@@ -181,7 +181,24 @@ impl World {
             .verdict
             .take()
             .unwrap_or((TemplateStatus::Approved, "NONE".to_string()));
+        self.settle_template(id, status, reason, now)
+            .map(|(_, fx)| fx)
+            .unwrap_or(fx)
+    }
+
+    /// Puts a template into `status` now: no review pending any more, the rejection reason set,
+    /// journalled, and its `message_template_status_update` webhook.
+    fn settle_template(
+        &mut self,
+        id: &str,
+        status: TemplateStatus,
+        reason: String,
+        now: Millis,
+    ) -> Option<(Template, Effects)> {
+        let mut fx = self.fx();
+        let t = self.templates.get_mut(id)?;
         t.review_at = None;
+        t.verdict = None;
         t.status = status;
         t.rejected_reason = if status == TemplateStatus::Rejected {
             reason.clone()
@@ -192,7 +209,7 @@ impl World {
         fx.put(Kind::Template, &t.id, &t);
         fx.events
             .extend(self.template_events(&t, status.as_str(), Some(reason), now));
-        fx
+        Some((t, fx))
     }
 
     /// Forces a template into a status now (control API), with the webhook that goes with it.
@@ -203,10 +220,6 @@ impl World {
         reason: Option<String>,
         now: Millis,
     ) -> Result<(Template, Effects), ApiError> {
-        let mut fx = self.fx();
-        let t = self.templates.get_mut(id).ok_or_else(|| {
-            ApiError::with_details(ErrorCode::MynahNotFound, format!("no template {id}"))
-        })?;
         let reason = reason.unwrap_or_else(|| {
             if status == TemplateStatus::Rejected {
                 "INVALID_FORMAT"
@@ -215,22 +228,10 @@ impl World {
             }
             .to_string()
         });
-        if t.status == TemplateStatus::Pending {
-            // A decision for a template in review takes effect now.
-            t.review_at = None;
-            t.verdict = None;
-        }
-        t.status = status;
-        t.rejected_reason = if status == TemplateStatus::Rejected {
-            reason.clone()
-        } else {
-            "NONE".to_string()
-        };
-        let t = t.clone();
-        fx.put(Kind::Template, &t.id, &t);
-        fx.events
-            .extend(self.template_events(&t, status.as_str(), Some(reason), now));
-        Ok((t, fx))
+        self.settle_template(id, status, reason, now)
+            .ok_or_else(|| {
+                ApiError::with_details(ErrorCode::MynahNotFound, format!("no template {id}"))
+            })
     }
 
     /// Sets the decision a pending template's review will take.
