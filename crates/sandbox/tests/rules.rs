@@ -486,3 +486,57 @@ async fn rules_can_be_switched_through_the_control_api() {
     assert_eq!(rules["customer_service_window"], true);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_click_to_whatsapp_reply_opens_a_free_entry_point_window() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    let user = "4915100000050";
+    let (s, b) = h
+        .control(
+            Method::POST,
+            "/inbound",
+            &json!({ "from": user, "type": "text", "text": { "body": "Saw your ad" },
+                     "referral": { "source_url": "https://fb.me/abc", "source_id": "120211111111", "source_type": "ad",
+                                   "headline": "Spring", "body": "Ad text", "ctwa_clid": "ARAkLkA" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // The business replies within 24 hours: a 72-hour free entry point window opens, in which
+    // even marketing templates are free, and statuses carry the conversation (v24 too).
+    let reply = accepted(&h, text(user, "Thanks for writing!")).await;
+    let (s, b) = h
+        .post_cloud(&format!("/v24.0/{PNID}/messages"), &marketing(user))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let promo = b["messages"][0]["id"].as_str().unwrap().to_string();
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={promo}&status=sent"), 1).await;
+    h.wait(&format!("wamid={reply}&status=sent"), 1).await;
+    for w in [&reply, &promo] {
+        let (_, m) = h.control_get(&format!("/messages/{w}")).await;
+        assert_eq!(m["pricing"]["type"], "free_entry_point", "{m}");
+        assert_eq!(m["pricing"]["billable"], false);
+    }
+    let got = h.wait(&format!("wamid={promo}&status=sent"), 1).await;
+    let body: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    let status = &body["entry"][0]["changes"][0]["value"]["statuses"][0];
+    assert_eq!(
+        status["conversation"]["origin"]["type"], "referral_conversion",
+        "{status}"
+    );
+    assert_eq!(status["pricing"]["category"], "marketing");
+    // 72 hours later the window is over: marketing is charged again.
+    h.advance(72.0 * 3600.0).await;
+    let late = accepted(&h, marketing(user)).await;
+    let (_, m) = h.control_get(&format!("/messages/{late}")).await;
+    assert_eq!(
+        (
+            m["pricing"]["type"].as_str(),
+            m["pricing"]["billable"].as_bool()
+        ),
+        (Some("regular"), Some(true)),
+        "{m}"
+    );
+    h.shutdown().await;
+}
