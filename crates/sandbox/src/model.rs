@@ -150,7 +150,7 @@ pub struct Message {
     /// When it was accepted (outbound) or received (inbound).
     pub created_at: Millis,
     /// The body as the business sent it, or the inbound message as the webhook carried it.
-    pub body: Box<serde_json::value::RawValue>,
+    pub body: RawBody,
     /// For reactions: the message reacted to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reaction_to: Option<String>,
@@ -187,6 +187,30 @@ pub struct Message {
     pub fate: Option<(u32, String)>,
     /// Every state change, in order.
     pub timeline: Vec<TimelineEntry>,
+}
+
+/// JSON kept as the bytes it arrived in (already validated), written out verbatim. Serialising
+/// checks it once more; the request path never pays for a second parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBody(pub Bytes);
+
+impl Serialize for RawBody {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw = std::str::from_utf8(&self.0)
+            .ok()
+            .and_then(|t| serde_json::value::RawValue::from_string(t.to_owned()).ok());
+        match raw {
+            Some(raw) => raw.serialize(s),
+            None => s.serialize_unit(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawBody, D::Error> {
+        let raw: Box<serde_json::value::RawValue> = Deserialize::deserialize(d)?;
+        Ok(RawBody(Bytes::from(raw.get().to_owned())))
+    }
 }
 
 /// A conversation as a message refers to it.

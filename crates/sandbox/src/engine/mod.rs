@@ -9,7 +9,8 @@ use crate::clock::{DAY, Millis, unix_seconds_string};
 use crate::config::{Behaviour, Config, Latency};
 use crate::ids::Ids;
 use crate::model::{
-    Account, ConversationRef, Dialect, Direction, Media, Message, Number, Step, User, WebhookTarget,
+    Account, ConversationRef, Dialect, Direction, Media, Message, Number, RawBody, Step, User,
+    WebhookTarget,
 };
 use crate::scheduler::Timer;
 use crate::store::{Kind, Snapshot, Write};
@@ -434,7 +435,7 @@ impl World {
         pnid: &str,
         via: Via,
         req: &SendMessage,
-        raw: Box<serde_json::value::RawValue>,
+        raw: RawBody,
         forced: Option<ApiError>,
         now: Millis,
     ) -> Result<(SendResponse, Effects), ApiError> {
@@ -1024,7 +1025,9 @@ impl World {
             dialect: Dialect::Cloud,
             graph_version: 0,
             created_at: now,
-            body: raw_json(&inbound),
+            body: RawBody(Bytes::from(
+                serde_json::to_vec(&inbound).unwrap_or_default(),
+            )),
             reaction_to: None,
             voice: false,
             category: None,
@@ -1356,15 +1359,6 @@ fn msg_kind<'a>(messages: &'a HashMap<String, Message>, wamid: &str) -> &'a str 
 
 fn is_voice(messages: &HashMap<String, Message>, wamid: &str) -> bool {
     messages.get(wamid).is_some_and(|m| m.voice)
-}
-
-fn raw_json<T: Serialize>(value: &T) -> Box<serde_json::value::RawValue> {
-    serde_json::value::to_raw_value(value).unwrap_or_else(|_| empty_raw())
-}
-
-/// `{}` as a raw value.
-pub fn empty_raw() -> Box<serde_json::value::RawValue> {
-    serde_json::value::RawValue::from_string("{}".to_string()).unwrap_or_default()
 }
 
 fn metadata(n: &Number) -> Metadata {

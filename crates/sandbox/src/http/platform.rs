@@ -289,10 +289,8 @@ async fn messages(
     };
     match parse_request(&bytes, flavor)? {
         ApiRequest::Send(send) => {
-            let raw = std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|t| serde_json::value::RawValue::from_string(t.to_string()).ok())
-                .unwrap_or_else(crate::engine::empty_raw);
+            // The body was parsed and validated just above; it is kept as it came.
+            let raw = crate::model::RawBody(bytes.clone());
             let throttle = sb.config.limits.throttle_status;
             if sb.limits.check(Bucket::Throughput, pnid).is_err() {
                 return Err(ApiError::new(ErrorCode::RateLimitHit).with_http(throttle));

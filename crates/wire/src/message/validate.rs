@@ -423,10 +423,21 @@ pub(crate) fn objs<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 /// malformed JSON or a non-object body is 100 "not valid JSON"; a wrong type anywhere is 100
 /// naming the field path.
 pub(crate) fn decode<'de, T: Deserialize<'de>>(body: &'de [u8]) -> Result<T, ApiError> {
+    // The fast path parses once; only a body that fails is parsed again with path tracking, to
+    // name the offending field (the same input fails at the same place).
     let mut de = serde_json::Deserializer::from_slice(body);
-    let value: Obj<T> = serde_path_to_error::deserialize(&mut de).map_err(decode_error)?;
-    de.end().map_err(|e| not_json(&e))?;
-    Ok(value.0)
+    match Obj::<T>::deserialize(&mut de) {
+        Ok(value) => {
+            de.end().map_err(|e| not_json(&e))?;
+            Ok(value.0)
+        }
+        Err(_) => {
+            let mut de = serde_json::Deserializer::from_slice(body);
+            let value: Obj<T> = serde_path_to_error::deserialize(&mut de).map_err(decode_error)?;
+            de.end().map_err(|e| not_json(&e))?;
+            Ok(value.0)
+        }
+    }
 }
 
 fn not_json(e: &serde_json::Error) -> ApiError {
