@@ -162,11 +162,47 @@ impl Sandbox {
         }
     }
 
-    /// Fires every timer due by the system clock's now.
+    /// Fires every timer due by the system clock's now. Message steps that are due together run
+    /// under one lock of the world and leave as one batch of effects (one journal job, one
+    /// hand-over to the webhook hub); other timers fire one by one, in order.
     fn fire_due(&self) {
-        while let Some((_, timer)) = self.sched.pop_due(self.clock.now()) {
-            let _started = self.fire(timer, self.clock.now());
+        const BATCH: usize = 512;
+        let mut steps: Vec<String> = Vec::with_capacity(BATCH);
+        loop {
+            let now = self.clock.now();
+            while steps.len() < BATCH {
+                match self.sched.pop_due(now) {
+                    Some((_, Timer::Message(id))) => steps.push(id),
+                    Some((_, other)) => {
+                        self.fire_steps(&mut steps, now);
+                        let _started = self.fire(other, now);
+                    }
+                    None => break,
+                }
+            }
+            if steps.is_empty() {
+                return;
+            }
+            self.fire_steps(&mut steps, now);
         }
+    }
+
+    fn fire_steps(&self, steps: &mut Vec<String>, now: Millis) {
+        if steps.is_empty() {
+            return;
+        }
+        let fx = {
+            let mut world = self.world();
+            let mut all = Effects {
+                persist: !self.journal.is_memory(),
+                ..Effects::default()
+            };
+            for id in steps.drain(..) {
+                all.extend(world.on_message_timer(&id, now));
+            }
+            all
+        };
+        let _started = self.apply(fx);
     }
 
     /// Moves the manual clock forward by `ms`, firing every timer due on the way in order, each at
