@@ -987,7 +987,7 @@ pub fn build_body(events: &[Event]) -> String {
                 changes: [&one.change],
             }],
         };
-        return to_ascii_json(&env);
+        return to_ascii_json(&env, 1);
     }
     let mut entries: Vec<Entry> = Vec::new();
     for e in events {
@@ -1011,10 +1011,13 @@ pub fn build_body(events: &[Event]) -> String {
         }
         entry.changes.push(e.change.clone());
     }
-    to_ascii_json(&Envelope {
-        object: OBJECT.to_string(),
-        entry: entries,
-    })
+    to_ascii_json(
+        &Envelope {
+            object: OBJECT.to_string(),
+            entry: entries,
+        },
+        events.len(),
+    )
 }
 
 /// The envelope of a single event, borrowed (same shape as [`Envelope`]).
@@ -1032,8 +1035,9 @@ struct OneEntry<'a> {
     changes: [&'a Change; 1],
 }
 
-fn to_ascii_json<T: Serialize>(env: &T) -> String {
-    let mut out = Vec::with_capacity(512);
+fn to_ascii_json<T: Serialize>(env: &T, events: usize) -> String {
+    // About 500 bytes per status event: one allocation for most bodies.
+    let mut out = Vec::with_capacity(512 * events.max(1));
     let mut ser = serde_json::Serializer::with_formatter(&mut out, AsciiEscaped);
     if env.serialize(&mut ser).is_err() {
         return String::new();

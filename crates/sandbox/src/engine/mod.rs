@@ -594,7 +594,7 @@ impl World {
             fate: fate
                 .as_ref()
                 .map(|e| (e.code.code(), e.details.to_string())),
-            timeline: Vec::new(),
+            timeline: Vec::with_capacity(4),
         };
         for check in checks {
             msg.log(now, "rule_check", Some(check));
