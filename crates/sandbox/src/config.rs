@@ -87,6 +87,36 @@ pub struct RulesConfig {
     /// Messages per second per business number (80; up to 1,000 after an upgrade) (130429);
     /// `None` switches it off.
     pub throughput_mps: Option<u32>,
+    /// Messaging limit tier: unique users a number may start conversations with (templates
+    /// outside the customer service window) per rolling window; `None` is unlimited.
+    pub messaging_limit: Option<MessagingLimit>,
+}
+
+/// A messaging limit tier (spec §6.1). The platform does not document the error for an
+/// exhausted limit; Mynah fails the message with `code` (131048 by default), asynchronously
+/// unless `sync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingLimit {
+    /// Unique users (250, 2,000, 10,000, 100,000).
+    pub unique_users: u32,
+    /// Rolling window, ms (24 h).
+    #[serde(default = "day_ms")]
+    pub window_ms: Millis,
+    /// Error code when exhausted.
+    #[serde(default = "spam_code")]
+    pub code: u32,
+    /// Answer in the response instead of a `failed` webhook.
+    #[serde(default)]
+    pub sync: bool,
+}
+
+fn day_ms() -> Millis {
+    24 * 3_600_000
+}
+
+fn spam_code() -> u32 {
+    131_048
 }
 
 /// The pair rate limit.
@@ -122,6 +152,7 @@ impl RulesConfig {
             ttl: false,
             pair_rate: None,
             throughput_mps: None,
+            messaging_limit: None,
         }
     }
 }
@@ -139,6 +170,12 @@ impl Default for RulesConfig {
                 window_ms: 24 * 3_600_000,
             }),
             ttl: true,
+            messaging_limit: Some(MessagingLimit {
+                unique_users: 250,
+                window_ms: day_ms(),
+                code: spam_code(),
+                sync: false,
+            }),
             pair_rate: Some(PairRate {
                 every_ms: 6_000,
                 burst: 45,

@@ -540,3 +540,43 @@ async fn a_click_to_whatsapp_reply_opens_a_free_entry_point_window() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_messaging_limit_counts_unique_users_started_outside_the_window() {
+    let rx = Receiver::start().await;
+    let mut cfg = rules_config(&rx.url);
+    cfg.rules.messaging_limit = Some(mynah_sandbox::config::MessagingLimit {
+        unique_users: 3,
+        window_ms: 24 * 3_600_000,
+        code: 131048,
+        sync: false,
+    });
+    let h = Harness::start(cfg).await;
+    for user in ["4915100000061", "4915100000062", "4915100000063"] {
+        accepted(&h, hello(user)).await;
+    }
+    // The same users again do not count twice; a user who wrote first does not count.
+    accepted(&h, hello("4915100000061")).await;
+    inbound(&h, "4915100000064").await;
+    let inside = accepted(&h, hello("4915100000064")).await;
+    // A fourth user started outside the window is over the limit.
+    let over = accepted(&h, hello("4915100000065")).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={over}&status=failed"), 1).await;
+    h.wait(&format!("wamid={inside}&status=read"), 1).await;
+    assert_eq!(failure_code(&rx, &over), Some(131048));
+    let (_, e) = h.control_get(&format!("/messages/{over}/explain")).await;
+    assert!(
+        e["because"].as_array().unwrap().iter().any(|b| b
+            .as_str()
+            .unwrap()
+            .starts_with("messaging limit: 3 unique users")),
+        "{e}"
+    );
+    // A day later there is room again.
+    h.advance(24.0 * 3600.0).await;
+    let later = accepted(&h, hello("4915100000065")).await;
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={later}&status=read"), 1).await;
+    h.shutdown().await;
+}

@@ -157,6 +157,9 @@ pub struct World {
     /// Message templates of every account.
     pub templates: Registry,
     ids: Ids,
+    /// Users each number started a conversation with, for the messaging limit: in order of time,
+    /// and by user (derived state, rebuilt empty after a restart).
+    reach: HashMap<String, (VecDeque<(Millis, String)>, HashMap<String, Millis>)>,
     /// Template ids come from a stream of their own, so templates never shift message ids.
     template_ids: Ids,
     draws: u128,
@@ -196,6 +199,7 @@ impl World {
             templates: Registry::default(),
             ids: Ids::new(cfg.seed, 1),
             template_ids: Ids::new(cfg.seed, 4),
+            reach: HashMap::new(),
             draws: 0,
             base_url: String::new(),
         };

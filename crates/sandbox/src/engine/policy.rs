@@ -65,10 +65,53 @@ impl World {
                 Ok(Some(err))
             };
         };
+        if let Some(limit) = rules.messaging_limit
+            && !s.in_csw
+        {
+            let (order, last) = self.reach.entry(s.pnid.to_string()).or_default();
+            while let Some((t, w)) = order.front() {
+                if s.now - t < limit.window_ms {
+                    break;
+                }
+                if last.get(w).is_some_and(|seen| seen == t) {
+                    last.remove(w);
+                }
+                order.pop_front();
+            }
+            if !last.contains_key(s.wa_id) {
+                if last.len() >= limit.unique_users as usize {
+                    checks.push(format!(
+                        "messaging limit: {} unique users in the last {} h reached: {}",
+                        limit.unique_users,
+                        limit.window_ms / 3_600_000,
+                        limit.code
+                    ));
+                    let code = ErrorCode::from_code(limit.code).unwrap_or(ErrorCode::SpamRateLimit);
+                    let err = ApiError::with_details(
+                        code,
+                        format!(
+                            "The phone number reached its messaging limit of {} unique users in {} hours.",
+                            limit.unique_users,
+                            limit.window_ms / 3_600_000
+                        ),
+                    );
+                    return if limit.sync { Err(err) } else { Ok(Some(err)) };
+                }
+                checks.push(format!(
+                    "messaging limit: {} of {} unique users",
+                    last.len() + 1,
+                    limit.unique_users
+                ));
+            }
+        }
+        let counts_for_limit = rules.messaging_limit.is_some() && !s.in_csw;
         if category != "marketing" {
             checks.push(format!(
                 "{category} template: the marketing rules do not apply"
             ));
+            if counts_for_limit {
+                self.note_reach(s);
+            }
             return Ok(None);
         }
         let seed = self.cfg.seed;
@@ -168,7 +211,18 @@ impl World {
         user.last_marketing.insert(s.pnid.to_string(), s.now);
         let user = user.clone();
         fx.put(Kind::User, s.wa_id, &user);
+        if counts_for_limit {
+            self.note_reach(s);
+        }
         Ok(None)
+    }
+
+    /// Counts the user against the number's messaging limit (a conversation the business
+    /// started), once the send has passed every rule.
+    fn note_reach(&mut self, s: &Send<'_>) {
+        let (order, last) = self.reach.entry(s.pnid.to_string()).or_default();
+        last.insert(s.wa_id.to_string(), s.now);
+        order.push_back((s.now, s.wa_id.to_string()));
     }
 }
 
