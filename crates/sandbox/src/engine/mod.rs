@@ -69,6 +69,10 @@ impl Effects {
     }
 }
 
+/// Users a number reached, for the messaging limit: (time, user) in time order, and each user's
+/// latest time.
+type Reach = (VecDeque<(Millis, String)>, HashMap<String, Millis>);
+
 /// The face a send came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Via {
@@ -159,7 +163,7 @@ pub struct World {
     ids: Ids,
     /// Users each number started a conversation with, for the messaging limit: in order of time,
     /// and by user (derived state, rebuilt empty after a restart).
-    reach: HashMap<String, (VecDeque<(Millis, String)>, HashMap<String, Millis>)>,
+    reach: HashMap<String, Reach>,
     /// Template ids come from a stream of their own, so templates never shift message ids.
     template_ids: Ids,
     draws: u128,
