@@ -155,6 +155,10 @@ impl Sandbox {
             }
             Timer::EventReady(id) => self.hub.on_event_ready(id),
             Timer::DeliveryRetry(id) => self.hub.on_retry(id, now),
+            Timer::TemplateUnpause(id) => {
+                let fx = self.world().on_template_unpause(&id, now);
+                self.apply(fx)
+            }
             Timer::TemplateReview(id) => {
                 let fx = self.world().on_template_review(&id, now);
                 self.apply(fx)

@@ -23,6 +23,8 @@ pub enum Timer {
     DeliveryRetry(u64),
     /// A template's review concludes.
     TemplateReview(String),
+    /// A paused template's pause ends.
+    TemplateUnpause(String),
 }
 
 /// The timer queue.

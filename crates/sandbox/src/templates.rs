@@ -78,6 +78,12 @@ pub struct Template {
     /// Edits while approved (≤ 10 per 30 days, ≤ 1 per 24 h).
     #[serde(default)]
     pub edits: Vec<Millis>,
+    /// Times it was paused for low quality (the third time disables it).
+    #[serde(default)]
+    pub pauses: u32,
+    /// When a pause ends by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<Millis>,
 }
 
 impl Template {

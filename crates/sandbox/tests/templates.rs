@@ -334,3 +334,84 @@ async fn templates_survive_a_restart() {
     h.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Low quality pauses a template for 3 hours, then 6 hours, and disables it the third time; a
+/// pause ends by itself (spec §7.5), every step announced by webhooks.
+#[tokio::test]
+async fn red_quality_pauses_3h_then_6h_then_disables() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(config(&rx.url)).await;
+    let (_, all) = h.control_get("/templates").await;
+    let id = all["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["def"]["name"] == "spring_sale")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let send = || template_send("spring_sale", Value::Null);
+    let quality_path = format!("/templates/{id}/quality");
+    let red_body = json!({ "score": "RED" });
+    // First pause: 3 hours.
+    let (s, t) = h.control(Method::POST, &quality_path, &red_body).await;
+    assert_eq!((s, t["status"].as_str()), (200, Some("PAUSED")), "{t}");
+    let (s, b) = h.send_360(send()).await;
+    assert_eq!((s, b["error"]["code"].as_i64()), (400, Some(132015)), "{b}");
+    h.advance(3.0 * 3600.0 - 1.0).await;
+    let (s, _) = h.send_360(send()).await;
+    assert_eq!(s, 400, "still paused a second before the 3 hours");
+    h.advance(1.0).await;
+    let (s, b) = h.send_360(send()).await;
+    assert_eq!(s, 200, "unpaused by itself: {b}");
+    // Second pause: 6 hours.
+    h.control(Method::POST, &quality_path, &red_body).await;
+    h.advance(5.0 * 3600.0).await;
+    let (s, _) = h.send_360(send()).await;
+    assert_eq!(s, 400, "the second pause lasts 6 hours");
+    h.advance(3600.0).await;
+    let (s, _) = h.send_360(send()).await;
+    assert_eq!(s, 200);
+    // Third time: disabled for good.
+    let (_, t) = h.control(Method::POST, &quality_path, &red_body).await;
+    assert_eq!(t["status"], "DISABLED");
+    h.advance(24.0 * 3600.0).await;
+    let (s, b) = h.send_360(send()).await;
+    assert_eq!((s, b["error"]["code"].as_i64()), (400, Some(132016)), "{b}");
+    // The webhooks, in order.
+    let got = h.wait("field=message_template_status_update", 5).await;
+    let statuses: Vec<(String, String)> = got
+        .iter()
+        .map(|a| {
+            let body: Value = serde_json::from_str(a["body"].as_str().unwrap()).unwrap();
+            let v = &body["entry"][0]["changes"][0]["value"];
+            (
+                v["event"].as_str().unwrap().to_string(),
+                v["other_info"]["title"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("PAUSED", "FIRST_PAUSE"),
+        ("APPROVED", "UNPAUSE"),
+        ("PAUSED", "SECOND_PAUSE"),
+        ("APPROVED", "UNPAUSE"),
+        ("DISABLED", "DISABLED"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(statuses, expected);
+    let quality = h.wait("field=message_template_quality_update", 3).await;
+    let body: Value = serde_json::from_str(quality[0]["body"].as_str().unwrap()).unwrap();
+    let v = &body["entry"][0]["changes"][0]["value"];
+    assert_eq!(
+        (
+            v["previous_quality_score"].as_str(),
+            v["new_quality_score"].as_str()
+        ),
+        (Some("GREEN"), Some("RED"))
+    );
+    h.shutdown().await;
+}

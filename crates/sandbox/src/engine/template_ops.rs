@@ -48,6 +48,10 @@ impl World {
                     fx.timers
                         .push((at.max(now), Timer::TemplateReview(t.id.clone())));
                 }
+                if let Some(at) = t.paused_until {
+                    fx.timers
+                        .push((at.max(now), Timer::TemplateUnpause(t.id.clone())));
+                }
                 self.templates.insert(t);
             }
         }
@@ -95,6 +99,8 @@ impl World {
                     review_at: None,
                     verdict: None,
                     edits: Vec::new(),
+                    pauses: 0,
+                    paused_until: None,
                 };
                 fx.put(Kind::Template, &t.id, &t);
                 self.templates.insert(t);
@@ -150,6 +156,8 @@ impl World {
             review_at: Some(review_at),
             verdict,
             edits: Vec::new(),
+            pauses: 0,
+            paused_until: None,
         };
         fx.put(Kind::Template, &t.id, &t);
         fx.timers
@@ -208,7 +216,7 @@ impl World {
         let t = t.clone();
         fx.put(Kind::Template, &t.id, &t);
         fx.events
-            .extend(self.template_events(&t, status.as_str(), Some(reason), now));
+            .extend(self.template_events(&t, status.as_str(), Some(reason), None, now));
         Some((t, fx))
     }
 
@@ -384,7 +392,7 @@ impl World {
                 id: t.id.clone(),
             });
             fx.events
-                .extend(self.template_events(&t, "DELETED", None, now));
+                .extend(self.template_events(&t, "DELETED", None, None, now));
         }
         Ok(fx)
     }
@@ -396,6 +404,7 @@ impl World {
         t: &Template,
         event: &str,
         reason: Option<String>,
+        other_info: Option<serde_json::Value>,
         now: Millis,
     ) -> Vec<NewEvent> {
         let value = TemplateStatusUpdate {
@@ -405,7 +414,7 @@ impl World {
             message_template_language: t.def.language.clone(),
             reason: reason.clone(),
             message_template_category: Some(t.def.category.as_str().to_string()),
-            other_info: None,
+            other_info,
             disable_info: (event == "DISABLED").then(|| serde_json::json!({ "disable_date": now / 1_000 })),
             rejection_info: (event == "REJECTED" && reason.as_deref() == Some("INVALID_FORMAT")).then(|| {
                 serde_json::json!({
@@ -421,6 +430,102 @@ impl World {
             &t.id,
             now,
         )
+    }
+
+    /// A template's quality score changes (spec §4.8, §7.5): a `message_template_quality_update`
+    /// webhook; turning RED pauses an active template for 3 hours, the second time for 6 hours,
+    /// and disables it the third time, each with its `message_template_status_update`.
+    pub fn set_template_quality(
+        &mut self,
+        id: &str,
+        score: &str,
+        now: Millis,
+    ) -> Result<(Template, Effects), ApiError> {
+        let score = score.to_ascii_uppercase();
+        if !matches!(score.as_str(), "GREEN" | "YELLOW" | "RED" | "UNKNOWN") {
+            return Err(ApiError::with_details(
+                ErrorCode::MynahBadRequest,
+                format!("{score:?} is not a quality score (GREEN, YELLOW, RED, UNKNOWN)"),
+            ));
+        }
+        let mut fx = self.fx();
+        let t = self.templates.get_mut(id).ok_or_else(|| {
+            ApiError::with_details(ErrorCode::MynahNotFound, format!("no template {id}"))
+        })?;
+        let previous = std::mem::replace(&mut t.quality, score.clone());
+        let mut event = None;
+        if score == "RED" && previous != "RED" && t.status == TemplateStatus::Approved {
+            t.pauses += 1;
+            if t.pauses >= 3 {
+                t.status = TemplateStatus::Disabled;
+                t.paused_until = None;
+                event = Some("DISABLED");
+            } else {
+                let hours = if t.pauses == 1 { 3 } else { 6 };
+                let until = now + hours * 3_600_000;
+                t.status = TemplateStatus::Paused;
+                t.paused_until = Some(until);
+                fx.timers
+                    .push((until, Timer::TemplateUnpause(t.id.clone())));
+                event = Some("PAUSED");
+            }
+        }
+        let t = t.clone();
+        fx.put(Kind::Template, &t.id, &t);
+        if previous != score {
+            let value = mynah_wire::webhook::TemplateQualityUpdate {
+                previous_quality_score: previous,
+                new_quality_score: score,
+                message_template_id: t.id.parse().unwrap_or(0),
+                message_template_name: t.def.name.clone(),
+                message_template_language: t.def.language.clone(),
+            };
+            fx.events.extend(self.account_events(
+                &t.waba_id,
+                "message_template_quality_update",
+                ChangeValue::TemplateQuality(value),
+                &t.id,
+                now,
+            ));
+        }
+        if let Some(e) = event {
+            fx.events.extend(self.template_events(
+                &t,
+                e,
+                Some("NONE".to_string()),
+                other_info(e, t.pauses),
+                now,
+            ));
+        }
+        Ok((t, fx))
+    }
+
+    /// A pause ended: the template is active again, its quality pending (`UNKNOWN`).
+    pub fn on_template_unpause(&mut self, id: &str, now: Millis) -> Effects {
+        let mut fx = self.fx();
+        let Some(t) = self.templates.get_mut(id) else {
+            return fx;
+        };
+        match t.paused_until {
+            Some(at) if at <= now && t.status == TemplateStatus::Paused => {}
+            _ => return fx,
+        }
+        t.paused_until = None;
+        t.status = TemplateStatus::Approved;
+        t.quality = "UNKNOWN".to_string();
+        let t = t.clone();
+        fx.put(Kind::Template, &t.id, &t);
+        fx.events.extend(self.template_events(
+            &t,
+            "APPROVED",
+            Some("NONE".to_string()),
+            Some(info(
+                "UNPAUSE",
+                "The pause ended; the template can be sent again.",
+            )),
+            now,
+        ));
+        fx
     }
 
     /// One event per distinct webhook URL among the account's numbers.
@@ -456,4 +561,27 @@ impl World {
         }
         out
     }
+}
+
+/// `other_info` of a pause or a disabling (spec §4.8).
+fn other_info(event: &str, pauses: u32) -> Option<serde_json::Value> {
+    match (event, pauses) {
+        ("PAUSED", 1) => Some(info(
+            "FIRST_PAUSE",
+            "The template was paused for 3 hours because of low quality.",
+        )),
+        ("PAUSED", _) => Some(info(
+            "SECOND_PAUSE",
+            "The template was paused for 6 hours because of low quality.",
+        )),
+        ("DISABLED", _) => Some(info(
+            "DISABLED",
+            "The template was paused too often and is now disabled.",
+        )),
+        _ => None,
+    }
+}
+
+fn info(title: &str, description: &str) -> serde_json::Value {
+    serde_json::json!({ "title": title, "description": description })
 }

@@ -207,6 +207,14 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             let all: Vec<_> = world.templates.all().collect();
             Ok(json(&Listing::templates(all)))
         }
+        (Method::POST, ["templates", id, "quality"]) => {
+            let id = id.to_string();
+            let q: Quality = body(sb, req).await?;
+            let now = sb.clock.now();
+            let (t, fx) = sb.world().set_template_quality(&id, &q.score, now)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&t))
+        }
         (Method::POST, ["templates", id, action @ ("status" | "verdict")]) => {
             let (id, action) = (id.to_string(), *action);
             let d: Decision = body(sb, req).await?;
@@ -343,6 +351,13 @@ fn clock(sb: &Sandbox) -> Response {
         "now": crate::clock::unix_seconds_string(sb.clock.now()),
         "pending_timers": sb.sched.len(),
     }))
+}
+
+/// A template's new quality score.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Quality {
+    score: String,
 }
 
 /// A template decision: the status and, for a rejection, the reason.
