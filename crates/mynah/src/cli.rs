@@ -232,3 +232,87 @@ async fn wait_for_signal() {
     }
     let _ = tokio::signal::ctrl_c().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> SandboxArgs {
+        let mut argv = vec!["mynah", "sandbox"];
+        argv.extend_from_slice(extra);
+        match Cli::parse_from(argv).command {
+            Command::Sandbox(a) => a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_config_file() {
+        let dir = std::env::temp_dir().join(format!("mynah-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("mynah.toml");
+        std::fs::write(
+            &file,
+            "seed = 3\ntoken = \"file-token\"\n[clock]\nmode = \"system\"\n",
+        )
+        .unwrap();
+        let path = file.to_string_lossy().to_string();
+        let cfg = args(&[
+            "--config",
+            &path,
+            "--ephemeral",
+            "--clock",
+            "manual",
+            "--seed",
+            "9",
+            "--api-key",
+            "k",
+            "--phone-number-id",
+            "123",
+            "--waba-id",
+            "456",
+            "--webhook-url",
+            "http://127.0.0.1:9/h",
+        ])
+        .to_config()
+        .unwrap();
+        assert_eq!(cfg.seed, 9);
+        assert_eq!(
+            cfg.token, "file-token",
+            "the file still sets what no flag sets"
+        );
+        assert_eq!(cfg.clock.mode, ClockMode::Manual);
+        assert!(cfg.data_dir.is_none());
+        let account = &cfg.accounts[0];
+        assert_eq!(
+            (
+                account.waba_id.as_str(),
+                account.numbers[0].phone_number_id.as_str()
+            ),
+            ("456", "123")
+        );
+        assert_eq!(account.numbers[0].api_key, "k");
+        assert_eq!(cfg.webhooks.default_url, "http://127.0.0.1:9/h");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn defaults_and_bad_files() {
+        let cfg = args(&[]).to_config().unwrap();
+        assert_eq!(
+            cfg.data_dir.as_deref(),
+            Some(std::path::Path::new(".mynah"))
+        );
+        assert_eq!(
+            cfg.accounts[0].numbers[0].api_key,
+            mynah_sandbox::config::DEV_API_KEY
+        );
+        let err = args(&["--config", "/nonexistent/mynah.toml"])
+            .to_config()
+            .unwrap_err();
+        assert!(err.contains("cannot read"), "{err}");
+        assert!(
+            Cli::try_parse_from(["mynah", "sandbox", "--ephemeral", "--data-dir", "x"]).is_err()
+        );
+    }
+}

@@ -112,31 +112,32 @@ impl Sandbox {
     /// Applies effects without waiting for the journal; the state change and its webhook events
     /// are journalled in one commit. Returns the webhook deliveries started.
     pub fn apply(&self, fx: Effects) -> Vec<u64> {
-        let (mut writes, pnids) = self.hub.stage(fx.events);
-        let mut all = fx.writes;
-        all.append(&mut writes);
-        self.journal.submit_detached(all);
-        for (at, t) in fx.timers {
-            self.sched.at(at, t);
-        }
+        let (writes, pnids) = self.stage(fx);
+        self.journal.submit_detached(writes);
         self.hub.pump_all(&pnids)
     }
 
     /// Applies effects once their writes (and their webhook events) are durable, for work that is
     /// about to be acknowledged.
     pub async fn apply_durable(&self, fx: Effects) -> Result<(), ApiError> {
-        let (mut writes, pnids) = self.hub.stage(fx.events);
-        let mut all = fx.writes;
-        all.append(&mut writes);
-        let durable = self.journal.submit(all);
-        for (at, t) in fx.timers {
-            self.sched.at(at, t);
-        }
-        let result = durable.wait().await;
+        let (writes, pnids) = self.stage(fx);
+        let result = self.journal.submit(writes).wait().await;
         self.hub.pump_all(&pnids);
         result.map_err(|e| {
             ApiError::with_details(ErrorCode::GenericError, format!("storage failed: {e}"))
         })
+    }
+
+    /// Sets the timers, queues the webhook events, and returns every journal write (state and
+    /// events together) with the numbers whose queues to start.
+    fn stage(&self, fx: Effects) -> (Vec<crate::store::Write>, Vec<String>) {
+        let (events, pnids) = self.hub.stage(fx.events);
+        let mut writes = fx.writes;
+        writes.extend(events);
+        for (at, t) in fx.timers {
+            self.sched.at(at, t);
+        }
+        (writes, pnids)
     }
 
     /// Sets a number's webhook target (journalled, and effective for the next delivery).

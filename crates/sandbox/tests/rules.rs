@@ -62,6 +62,14 @@ fn failure_code(rx: &Receiver, wamid: &str) -> Option<i64> {
     None
 }
 
+/// Changes a user's behaviour (control API).
+async fn set_user(h: &Harness, wa_id: &str, patch: Value) {
+    let (s, b) = h
+        .control(Method::PUT, &format!("/users/{wa_id}"), &patch)
+        .await;
+    assert_eq!(s, 200, "{b}");
+}
+
 async fn inbound(h: &Harness, from: &str) {
     let (s, b) = h
         .control(
@@ -176,14 +184,7 @@ async fn the_holdout_gets_no_marketing_unless_a_conversation_is_open() {
     let rx = Receiver::start().await;
     let h = Harness::start(rules_config(&rx.url)).await;
     let user = "4915100000003";
-    let (s, b) = h
-        .control(
-            Method::PUT,
-            &format!("/users/{user}"),
-            &json!({ "holdout": true }),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
+    set_user(&h, user, json!({ "holdout": true })).await;
     let w1 = accepted(&h, marketing(user)).await;
     h.advance(10.0).await;
     h.wait(&format!("wamid={w1}&status=failed"), 1).await;
@@ -200,16 +201,9 @@ async fn an_opted_out_user_gets_no_marketing_and_the_business_is_told() {
     let rx = Receiver::start().await;
     let h = Harness::start(rules_config(&rx.url)).await;
     let user = "4915100000004";
-    let (s, b) = h
-        .control(
-            Method::PUT,
-            &format!("/users/{user}"),
-            &json!({ "marketing_opt_out": true }),
-        )
-        .await;
-    assert_eq!(s, 200, "{b}");
+    set_user(&h, user, json!({ "marketing_opt_out": true })).await;
     let got = h.wait("field=user_preferences", 1).await;
-    let body: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    let body: Value = attempt_body(&got[0]);
     let pref = &body["entry"][0]["changes"][0]["value"]["user_preferences"][0];
     assert_eq!(
         (pref["wa_id"].as_str(), pref["value"].as_str()),
@@ -221,12 +215,7 @@ async fn an_opted_out_user_gets_no_marketing_and_the_business_is_told() {
     h.wait(&format!("wamid={w}&status=failed"), 1).await;
     assert_eq!(failure_code(&rx, &w), Some(131050));
     // Resuming lets marketing through again.
-    h.control(
-        Method::PUT,
-        &format!("/users/{user}"),
-        &json!({ "marketing_opt_out": false }),
-    )
-    .await;
+    set_user(&h, user, json!({ "marketing_opt_out": false })).await;
     h.wait("field=user_preferences", 2).await;
     let w = accepted(&h, marketing(user)).await;
     h.advance(10.0).await;
@@ -239,12 +228,7 @@ async fn a_one_time_password_is_dropped_after_ten_minutes_offline() {
     let rx = Receiver::start().await;
     let h = Harness::start(rules_config(&rx.url)).await;
     let user = "4915100000005";
-    h.control(
-        Method::PUT,
-        &format!("/users/{user}"),
-        &json!({ "offline_for_seconds": 3600 }),
-    )
-    .await;
+    set_user(&h, user, json!({ "offline_for_seconds": 3600 })).await;
     let code = accepted(&h, otp(user)).await;
     // A free-form message in an open window lives 30 days: it waits for the user.
     inbound(&h, user).await;
@@ -519,7 +503,7 @@ async fn a_click_to_whatsapp_reply_opens_a_free_entry_point_window() {
         assert_eq!(m["pricing"]["billable"], false);
     }
     let got = h.wait(&format!("wamid={promo}&status=sent"), 1).await;
-    let body: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    let body: Value = attempt_body(&got[0]);
     let status = &body["entry"][0]["changes"][0]["value"]["statuses"][0];
     assert_eq!(
         status["conversation"]["origin"]["type"], "referral_conversion",

@@ -52,6 +52,20 @@ async fn delete(h: &Harness, path: &str, cloud: bool) -> (u16, Value) {
     (status, r.json().await.unwrap())
 }
 
+/// The id of a template by name (control API).
+async fn template_id(h: &Harness, name: &str) -> String {
+    let (_, all) = h.control_get("/templates").await;
+    all["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["def"]["name"] == name)
+        .unwrap_or_else(|| panic!("no template {name}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn marketing(name: &str) -> Value {
     json!({
         "name": name, "language": "en_US", "category": "marketing",
@@ -123,7 +137,7 @@ async fn a_created_template_is_reviewed_then_sends() {
     assert_eq!((s, b["error"]["code"].as_i64()), (404, Some(132001)), "{b}");
     h.advance(61.0).await;
     let got = h.wait("field=message_template_status_update", 1).await;
-    let body: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    let body: Value = attempt_body(&got[0]);
     let entry = &body["entry"][0];
     assert_eq!(entry["id"], WABA);
     assert!(entry["time"].is_i64(), "{entry}");
@@ -162,7 +176,7 @@ async fn a_rule_rejects_and_the_webhook_says_why() {
     assert_eq!(s, 200, "{b}");
     h.advance(61.0).await;
     let got = h.wait("field=message_template_status_update", 1).await;
-    let body: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    let body: Value = attempt_body(&got[0]);
     let value = &body["entry"][0]["changes"][0]["value"];
     assert_eq!(value["event"], "REJECTED");
     assert_eq!(value["reason"], "INVALID_FORMAT");
@@ -176,16 +190,7 @@ async fn a_rule_rejects_and_the_webhook_says_why() {
 async fn paused_and_disabled_templates_refuse_sends() {
     let rx = Receiver::start().await;
     let h = Harness::start(config(&rx.url)).await;
-    let (_, all) = h.control_get("/templates").await;
-    let id = all["templates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["def"]["name"] == "spring_sale")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = template_id(&h, "spring_sale").await;
     let (s, b) = h
         .control(
             Method::POST,
@@ -213,7 +218,7 @@ async fn paused_and_disabled_templates_refuse_sends() {
     let events: Vec<String> = got
         .iter()
         .map(|a| {
-            let body: Value = serde_json::from_str(a["body"].as_str().unwrap()).unwrap();
+            let body: Value = attempt_body(a);
             body["entry"][0]["changes"][0]["value"]["event"]
                 .as_str()
                 .unwrap()
@@ -341,16 +346,7 @@ async fn templates_survive_a_restart() {
 async fn red_quality_pauses_3h_then_6h_then_disables() {
     let rx = Receiver::start().await;
     let h = Harness::start(config(&rx.url)).await;
-    let (_, all) = h.control_get("/templates").await;
-    let id = all["templates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["def"]["name"] == "spring_sale")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = template_id(&h, "spring_sale").await;
     let send = || template_send("spring_sale", Value::Null);
     let quality_path = format!("/templates/{id}/quality");
     let red_body = json!({ "score": "RED" });
@@ -384,7 +380,7 @@ async fn red_quality_pauses_3h_then_6h_then_disables() {
     let statuses: Vec<(String, String)> = got
         .iter()
         .map(|a| {
-            let body: Value = serde_json::from_str(a["body"].as_str().unwrap()).unwrap();
+            let body: Value = attempt_body(a);
             let v = &body["entry"][0]["changes"][0]["value"];
             (
                 v["event"].as_str().unwrap().to_string(),
@@ -404,7 +400,7 @@ async fn red_quality_pauses_3h_then_6h_then_disables() {
     .collect();
     assert_eq!(statuses, expected);
     let quality = h.wait("field=message_template_quality_update", 3).await;
-    let body: Value = serde_json::from_str(quality[0]["body"].as_str().unwrap()).unwrap();
+    let body: Value = attempt_body(&quality[0]);
     let v = &body["entry"][0]["changes"][0]["value"];
     assert_eq!(
         (

@@ -303,6 +303,12 @@ pub fn text(to: &str, body: &str) -> Value {
     json!({ "messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "text", "text": { "body": body } })
 }
 
+/// The JSON body of a recorded webhook attempt (from `/webhooks/attempts` or `wait`).
+pub fn attempt_body(attempt: &Value) -> Value {
+    serde_json::from_str(attempt["body"].as_str().expect("an attempt has a body"))
+        .expect("attempt bodies are JSON")
+}
+
 /// Verifies `X-Hub-Signature-256` of a received POST.
 pub fn signature_ok(r: &Received, secret: &str) -> bool {
     let got = r
