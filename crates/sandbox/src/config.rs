@@ -88,8 +88,98 @@ pub struct RulesConfig {
     /// `None` switches it off.
     pub throughput_mps: Option<u32>,
     /// Messaging limit tier: unique users a number may start conversations with (templates
-    /// outside the customer service window) per rolling window; `None` is unlimited.
+    /// outside the customer service window) per rolling window; `None` is unlimited. It is each
+    /// number's starting tier; quality moves it (see `quality`).
     pub messaging_limit: Option<MessagingLimit>,
+    /// Quality from the virtual users' reactions: template quality scores, the number's quality
+    /// rating, and the tier moves that follow.
+    pub quality: QualityConfig,
+    /// Template pacing (held_for_quality_assessment); `None` switches it off.
+    pub pacing: Option<PacingConfig>,
+}
+
+/// How reactions become quality (spec §6.2, §7.3). A reaction is a signal: `block` and `report`
+/// are negative (a report counts twice), `read` and `reply` positive, `ignore` neutral. Over the
+/// last `window_ms`, once `min_signals` reactions are in, the negative share decides the score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualityConfig {
+    /// Reactions feed quality at all.
+    pub enabled: bool,
+    /// Reactions needed before a score is given (templates stay `UNKNOWN` until then).
+    pub min_signals: u32,
+    /// Signals older than this are forgotten (7 days).
+    pub window_ms: Millis,
+    /// Negative share from which the score is `YELLOW`.
+    pub yellow_at: f64,
+    /// Negative share from which the score is `RED` (a template pauses; a number is flagged).
+    pub red_at: f64,
+    /// A number still `RED` this long after being flagged drops one tier (7 days).
+    pub downgrade_after_ms: Millis,
+    /// A `GREEN` number that used half its tier moves up one tier after this delay (6 hours).
+    pub upgrade_after_ms: Millis,
+    /// Tiers move with quality at all.
+    pub auto_scaling: bool,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        QualityConfig {
+            enabled: true,
+            min_signals: 20,
+            window_ms: 7 * day_ms(),
+            yellow_at: 0.03,
+            red_at: 0.08,
+            downgrade_after_ms: 7 * day_ms(),
+            upgrade_after_ms: 6 * 3_600_000,
+            auto_scaling: true,
+        }
+    }
+}
+
+/// Template pacing (spec §7.4): marketing and utility templates that are new, just unpaused or
+/// not `GREEN` (utility only within `utility_after_pause_ms` of a utility template's pause on the
+/// account) send `threshold` messages normally; later ones are held until a verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PacingConfig {
+    /// Messages that go out before the rest are held.
+    pub threshold: u32,
+    /// Held messages go out after this long without a verdict (1 hour).
+    pub max_hold_ms: Millis,
+    /// How the verdict is reached.
+    pub verdict: PacingVerdict,
+    /// Reactions to the first messages needed before `signals` decides.
+    pub min_signals: u32,
+    /// Utility templates are paced only this long after a utility template was paused (7 days).
+    pub utility_after_pause_ms: Millis,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        PacingConfig {
+            threshold: 1_000,
+            max_hold_ms: 3_600_000,
+            verdict: PacingVerdict::Signals,
+            min_signals: 20,
+            utility_after_pause_ms: 7 * day_ms(),
+        }
+    }
+}
+
+/// How a paced template's verdict is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PacingVerdict {
+    /// The users' reactions to the first messages decide (negative share at or above
+    /// `quality.red_at`: drop; otherwise release once `min_signals` are in).
+    Signals,
+    /// Release as soon as a message is held.
+    Release,
+    /// Pause the template and drop the held messages as soon as a message is held.
+    Drop,
+    /// No verdict: only the time limit (or the control API) releases them.
+    Wait,
 }
 
 /// A messaging limit tier (spec §6.1). The platform does not document the error for an
@@ -153,6 +243,8 @@ impl RulesConfig {
             pair_rate: None,
             throughput_mps: None,
             messaging_limit: None,
+            quality: QualityConfig::default(),
+            pacing: None,
         }
     }
 }
@@ -181,6 +273,8 @@ impl Default for RulesConfig {
                 burst: 45,
             }),
             throughput_mps: Some(80),
+            quality: QualityConfig::default(),
+            pacing: Some(PacingConfig::default()),
         }
     }
 }
@@ -581,6 +675,29 @@ pub struct Behaviour {
     pub ecosystem_block: bool,
     /// Every send to this user answers 131056 (pair rate limit).
     pub pair_limited: bool,
+    /// Marketing and utility templates to this user are held for quality assessment (the
+    /// pacing verdict, or its time limit, releases them).
+    pub held_for_quality: bool,
+    /// How the user reacts to each business-initiated template delivered to them: weights drawn
+    /// with the sandbox's seeded RNG. `None`: `reads`, `replies_with` and `blocks_business`
+    /// decide alone.
+    pub reactions: Option<Reactions>,
+}
+
+/// Weights of a user's reactions to a delivered template (they need not add up to 1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Reactions {
+    /// Blocks the business (negative signal; later messages stay `sent`).
+    pub block: f64,
+    /// Reports the business (strongly negative; also blocks).
+    pub report: f64,
+    /// Never opens it (neutral).
+    pub ignore: f64,
+    /// Reads it (positive).
+    pub read: f64,
+    /// Reads it and replies (positive; opens the customer service window).
+    pub reply: f64,
 }
 
 impl Default for Behaviour {
@@ -596,6 +713,8 @@ impl Default for Behaviour {
             holdout: None,
             ecosystem_block: false,
             pair_limited: false,
+            held_for_quality: false,
+            reactions: None,
         }
     }
 }

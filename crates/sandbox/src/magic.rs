@@ -49,6 +49,31 @@ pub const MAGIC: &[Magic] = &[
         apply: |b, _| b.read_receipts = false,
     },
     Magic {
+        wa_id: "99900000000007",
+        behaviour: "held for quality: marketing templates answer held_for_quality_assessment and wait for the pacing verdict (released within an hour)",
+        apply: |b, _| b.held_for_quality = true,
+    },
+    Magic {
+        wa_id: "99900000000008",
+        behaviour: "reports the business after every delivered template (negative quality signal)",
+        apply: |b, _| {
+            b.reactions = Some(crate::config::Reactions {
+                report: 1.0,
+                ..Default::default()
+            })
+        },
+    },
+    Magic {
+        wa_id: "99900000000009",
+        behaviour: "reads and replies \"Thanks!\" to every delivered template (positive quality signal)",
+        apply: |b, _| {
+            b.reactions = Some(crate::config::Reactions {
+                reply: 1.0,
+                ..Default::default()
+            })
+        },
+    },
+    Magic {
         wa_id: "99900000131026",
         behaviour: "not on WhatsApp: failed 131026",
         apply: |b, _| b.on_whatsapp = false,

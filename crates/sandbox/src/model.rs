@@ -37,6 +37,136 @@ pub struct Number {
     pub token: String,
     /// Where its webhooks go.
     pub webhook: WebhookTarget,
+    /// Quality rating and messaging limit tier, as the users' reactions move them.
+    #[serde(default)]
+    pub health: NumberHealth,
+}
+
+/// A number's quality rating and messaging limit tier (spec §6.1–§6.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NumberHealth {
+    /// `GREEN`, `YELLOW` or `RED`.
+    pub rating: String,
+    /// Unique users per rolling 24 hours once quality moved the tier (`u32::MAX`: unlimited);
+    /// `None`: the configured starting tier.
+    pub tier: Option<u32>,
+    /// When the rating turned `RED` (a downgrade follows if it stays so).
+    pub flagged_at: Option<Millis>,
+    /// When half the tier was last used (an upgrade follows while the rating is `GREEN`).
+    pub half_used_at: Option<Millis>,
+    /// A pending tier review (upgrade or downgrade) and when it is due.
+    pub review_at: Option<Millis>,
+    /// Reactions to its templates.
+    pub signals: Signals,
+}
+
+impl Default for NumberHealth {
+    fn default() -> Self {
+        NumberHealth {
+            rating: "GREEN".to_string(),
+            tier: None,
+            flagged_at: None,
+            half_used_at: None,
+            review_at: None,
+            signals: Signals::default(),
+        }
+    }
+}
+
+/// Users' reactions as quality signals: (time, weight) with weight −2 (report), −1 (block),
+/// 0 (ignore) or +1 (read, reply), oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Signals(pub std::collections::VecDeque<(Millis, i8)>);
+
+impl Signals {
+    /// Most signals kept (older ones go first).
+    const CAP: usize = 2_000;
+
+    /// Adds one signal and forgets those older than `window`.
+    pub fn push(&mut self, at: Millis, weight: i8, window: Millis) {
+        self.0.push_back((at, weight));
+        while self
+            .0
+            .front()
+            .is_some_and(|(t, _)| at - t >= window || self.0.len() > Self::CAP)
+        {
+            self.0.pop_front();
+        }
+    }
+
+    /// Signals at or after `since`, and their negative share (report counts twice).
+    pub fn share_since(&self, since: Millis) -> (u32, f64) {
+        let (mut n, mut neg) = (0u32, 0f64);
+        for (_, w) in self.0.iter().filter(|(t, _)| *t >= since) {
+            n += 1;
+            if *w < 0 {
+                neg += f64::from(-*w);
+            }
+        }
+        (n, if n == 0 { 0.0 } else { neg / f64::from(n) })
+    }
+
+    /// The score the signals give: `None` until `min` signals are in.
+    pub fn score(
+        &self,
+        since: Millis,
+        min: u32,
+        yellow_at: f64,
+        red_at: f64,
+    ) -> Option<&'static str> {
+        let (n, share) = self.share_since(since);
+        if n < min.max(1) {
+            return None;
+        }
+        Some(if share >= red_at {
+            "RED"
+        } else if share >= yellow_at {
+            "YELLOW"
+        } else {
+            "GREEN"
+        })
+    }
+}
+
+/// How a user reacted to a delivered template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reaction {
+    /// Blocked the business.
+    Block,
+    /// Reported the business (and blocked it).
+    Report,
+    /// Never opened it.
+    Ignore,
+    /// Read it.
+    Read,
+    /// Read it and replied.
+    Reply,
+}
+
+impl Reaction {
+    /// Its quality signal.
+    pub fn weight(self) -> i8 {
+        match self {
+            Reaction::Report => -2,
+            Reaction::Block => -1,
+            Reaction::Ignore => 0,
+            Reaction::Read | Reaction::Reply => 1,
+        }
+    }
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reaction::Block => "block",
+            Reaction::Report => "report",
+            Reaction::Ignore => "ignore",
+            Reaction::Read => "read",
+            Reaction::Reply => "reply",
+        }
+    }
 }
 
 /// A webhook destination.
@@ -160,6 +290,15 @@ pub struct Message {
     /// Template category, lower case (outbound templates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub category: Option<String>,
+    /// The template's id (outbound templates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<String>,
+    /// Held for quality assessment (template pacing): waits for a verdict.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
+    /// How the user reacted once it was delivered (users with reaction weights).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<Reaction>,
     /// Echoed in every status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub biz_opaque_callback_data: Option<String>,

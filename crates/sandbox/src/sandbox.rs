@@ -164,6 +164,14 @@ impl Sandbox {
                 let fx = self.world().on_template_review(&id, now);
                 self.apply(fx)
             }
+            Timer::PacingRelease(id) => {
+                let fx = self.world().on_pacing_release(&id, now);
+                self.apply(fx)
+            }
+            Timer::NumberReview(id) => {
+                let fx = self.world().on_number_review(&id, now);
+                self.apply(fx)
+            }
         }
     }
 

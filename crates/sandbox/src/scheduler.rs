@@ -25,6 +25,10 @@ pub enum Timer {
     TemplateReview(String),
     /// A paused template's pause ends.
     TemplateUnpause(String),
+    /// A paced template's held messages reach their time limit.
+    PacingRelease(String),
+    /// A number's messaging limit tier is reviewed (upgrade or downgrade).
+    NumberReview(String),
 }
 
 /// The timer queue.

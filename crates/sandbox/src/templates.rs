@@ -84,6 +84,30 @@ pub struct Template {
     /// When a pause ends by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_until: Option<Millis>,
+    /// When it was last paused (utility pacing looks back 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_paused_at: Option<Millis>,
+    /// Users' reactions to it (quality).
+    #[serde(default)]
+    pub signals: crate::model::Signals,
+    /// The pacing round in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pacing: Option<PacingRound>,
+}
+
+/// A template's pacing round (spec §7.4): the first messages go out, later ones are held until
+/// a verdict or the time limit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PacingRound {
+    /// When the round began (its signals count from here).
+    pub started_at: Millis,
+    /// Messages let through normally.
+    pub sent: u32,
+    /// Held messages, in order.
+    pub held: Vec<String>,
+    /// When the held messages go out without a verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_at: Option<Millis>,
 }
 
 impl Template {

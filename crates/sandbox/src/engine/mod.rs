@@ -9,8 +9,8 @@ use crate::clock::{DAY, Millis, unix_seconds_string};
 use crate::config::{Behaviour, Config, Latency};
 use crate::ids::Ids;
 use crate::model::{
-    Account, ConversationRef, Dialect, Direction, Media, Message, Number, RawBody, Step, User,
-    WebhookTarget,
+    Account, ConversationRef, Dialect, Direction, Media, Message, Number, RawBody, Reaction, Step,
+    User, WebhookTarget,
 };
 use crate::scheduler::Timer;
 use crate::store::{Kind, Snapshot, Write};
@@ -131,6 +131,9 @@ pub struct BehaviourPatch {
     /// In the experiment holdout; `null` leaves it to the seed.
     #[serde(default, deserialize_with = "double_option")]
     pub holdout: Option<Option<bool>>,
+    /// Reaction weights to delivered templates; `null` removes them.
+    #[serde(default, deserialize_with = "double_option")]
+    pub reactions: Option<Option<crate::config::Reactions>>,
 }
 
 fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
@@ -171,9 +174,13 @@ pub struct World {
     pub base_url: String,
 }
 
+mod pacing;
 mod policy;
+mod quality;
 mod template_ops;
+pub use pacing::Verdict;
 pub use policy::holdout_by_seed;
+pub use quality::{parse_tier, tier_name};
 pub use template_ops::TemplateEdit;
 
 #[derive(Serialize, Deserialize)]
@@ -284,6 +291,7 @@ impl World {
                         url,
                         headers: n.webhook_headers.clone(),
                     },
+                    health: Default::default(),
                 };
                 fx.put(Kind::Number, &number.phone_number_id, &number);
                 self.insert_number(number);
@@ -459,6 +467,7 @@ impl World {
             return Err(ApiError::new(ErrorCode::RecipientIsSender));
         }
         let mut category = None;
+        let mut template_id = None;
         // Time-to-live: 30 days, a template's own, or its category's (10 minutes for
         // authentication).
         let mut ttl_seconds: i64 = 30 * 24 * 3_600;
@@ -468,6 +477,7 @@ impl World {
                 let template = templates::sendable(found, &t.name, &t.language)?;
                 template.def.check_send(t)?;
                 category = Some(template.category().lower().to_string());
+                template_id = Some(template.id.clone());
                 ttl_seconds = template.def.ttl_seconds();
             }
             Content::Image(m)
@@ -528,6 +538,15 @@ impl World {
                 &mut fx,
             )?,
         };
+        let force_hold = self
+            .users
+            .get(&wa_id)
+            .is_some_and(|u| u.behaviour.held_for_quality);
+        let pace = match (&fate, &template_id) {
+            (None, Some(id)) => self.pace(id, &wamid, force_hold, now, &mut checks, &mut fx),
+            _ => pacing::Pace::Normal,
+        };
+        let held = pace == pacing::Pace::Held;
         let user = self.user_entry(&wa_id, &mut fx);
         let (pricing, origin) = price(category.as_deref(), in_csw, in_fep);
         let show_conversation = graph_version < 24 || in_fep;
@@ -588,12 +607,15 @@ impl World {
             },
             voice: matches!(&req.content, Content::Audio(m) if m.voice),
             category,
+            template_id: template_id.clone(),
+            held,
+            reaction: None,
             biz_opaque_callback_data: req.biz_opaque_callback_data.clone(),
             pricing: if fate.is_some() { None } else { Some(pricing) },
             conversation,
             show_conversation,
             status: None,
-            next: Some((Step::Send, now + sent_latency)),
+            next: (!held).then_some((Step::Send, now + sent_latency)),
             expires_at: self
                 .cfg
                 .rules
@@ -619,17 +641,31 @@ impl World {
         }
         msg.log(
             now,
-            "accepted",
+            if held {
+                "held_for_quality_assessment"
+            } else {
+                "accepted"
+            },
             Some(format!("via {} v{}.0", dialect.as_str(), graph_version)),
         );
         fx.put(Kind::Message, &wamid, &msg);
-        fx.timers
-            .push((now + sent_latency, Timer::Message(wamid.clone())));
+        if !held {
+            fx.timers
+                .push((now + sent_latency, Timer::Message(wamid.clone())));
+        }
         self.order.push_back(wamid.clone());
         self.messages.insert(wamid.clone(), msg);
+        if held && let Some(id) = &template_id {
+            self.judge_pacing(id, now, &mut fx);
+        }
         self.evict(&mut fx);
         self.note_rng(&mut fx);
-        let response = SendResponse::new(&req.to_input, &wa_id, &wamid, MessageStatus::Accepted);
+        let status = if held {
+            MessageStatus::HeldForQualityAssessment
+        } else {
+            MessageStatus::Accepted
+        };
+        let response = SendResponse::new(&req.to_input, &wa_id, &wamid, status);
         Ok((response, fx))
     }
 
@@ -641,7 +677,11 @@ impl World {
             let Some(oldest) = self.order.front() else {
                 break;
             };
-            if self.messages.get(oldest).is_some_and(|m| m.next.is_some()) {
+            if self
+                .messages
+                .get(oldest)
+                .is_some_and(|m| m.next.is_some() || m.held)
+            {
                 break;
             }
             if let Some(id) = self.order.pop_front() {
@@ -679,6 +719,12 @@ impl World {
         let (msg_fate, msg_expires, msg_dialect) = (msg.fate.clone(), msg.expires_at, msg.dialect);
         let behaviour = self.user_entry(&wa_id, &mut fx).behaviour.clone();
         let lat = self.cfg.latency.clone();
+        // What the user's reaction causes (quality webhooks, pauses) follows the status itself.
+        let mut after = self.fx();
+        let replies = |m: &HashMap<String, Message>| {
+            behaviour.replies_with.is_some()
+                || m.get(wamid).and_then(|m| m.reaction) == Some(Reaction::Reply)
+        };
         let (status, next, error): (Option<StatusKind>, Option<(Step, Millis)>, Option<ApiError>) =
             match step {
                 Step::Send => {
@@ -735,9 +781,11 @@ impl World {
                     } else if behaviour.blocks_business || !behaviour.on_whatsapp {
                         (None, None, None)
                     } else {
-                        let next = behaviour
-                            .reads
-                            .then(|| (Step::Read, now + self.draw(lat.read)));
+                        let reads = match self.react(wamid, behaviour.reactions, now, &mut after) {
+                            Some(r) => matches!(r, Reaction::Read | Reaction::Reply),
+                            None => behaviour.reads,
+                        };
+                        let next = reads.then(|| (Step::Read, now + self.draw(lat.read)));
                         (Some(StatusKind::Delivered), next, None)
                     }
                 }
@@ -745,19 +793,14 @@ impl World {
                     let next = if is_voice(&self.messages, wamid) {
                         Some((Step::Play, now + self.draw(lat.played)))
                     } else {
-                        behaviour
-                            .replies_with
-                            .as_ref()
-                            .map(|_| (Step::Reply, now + self.draw(lat.reply)))
+                        replies(&self.messages).then(|| (Step::Reply, now + self.draw(lat.reply)))
                     };
                     // Read even without read receipts; only the webhook is suppressed (below).
                     (Some(StatusKind::Read), next, None)
                 }
                 Step::Play => {
-                    let next = behaviour
-                        .replies_with
-                        .as_ref()
-                        .map(|_| (Step::Reply, now + self.draw(lat.reply)));
+                    let next =
+                        replies(&self.messages).then(|| (Step::Reply, now + self.draw(lat.reply)));
                     (Some(StatusKind::Played), next, None)
                 }
                 Step::Reply => (None, None, None),
@@ -801,8 +844,12 @@ impl World {
             let ev = self.status_event(wamid, s, now, error.as_ref());
             fx.events.extend(ev);
         }
+        let reply_text = behaviour.replies_with.clone().or_else(|| {
+            (self.messages.get(wamid).and_then(|m| m.reaction) == Some(Reaction::Reply))
+                .then(|| "Thanks!".to_string())
+        });
         if step == Step::Reply
-            && let Some(text) = behaviour.replies_with.clone()
+            && let Some(text) = reply_text
         {
             let (pnid, display) = match self
                 .messages
@@ -833,6 +880,7 @@ impl World {
         if let Some(m) = self.messages.get(wamid) {
             fx.put(Kind::Message, wamid, m);
         }
+        fx.extend(after);
         self.note_rng(&mut fx);
         fx
     }
@@ -1039,6 +1087,9 @@ impl World {
             reaction_to: None,
             voice: false,
             category: None,
+            template_id: None,
+            held: false,
+            reaction: None,
             biz_opaque_callback_data: None,
             pricing: None,
             conversation: None,
@@ -1173,6 +1224,9 @@ impl World {
         }
         if let Some(v) = patch.holdout {
             b.holdout = v;
+        }
+        if let Some(v) = patch.reactions {
+            b.reactions = v;
         }
         let preference_changed = patch
             .marketing_opt_out

@@ -65,9 +65,10 @@ impl World {
                 Ok(Some(err))
             };
         };
-        if let Some(limit) = rules.messaging_limit
+        if let Some(mut limit) = rules.messaging_limit
             && !s.in_csw
         {
+            limit.unique_users = self.tier_of(s.pnid).unwrap_or(limit.unique_users);
             let (order, last) = self.reach.entry(s.pnid.to_string()).or_default();
             while let Some((t, w)) = order.front() {
                 if s.now - t < limit.window_ms {
@@ -110,7 +111,7 @@ impl World {
                 "{category} template: the marketing rules do not apply"
             ));
             if counts_for_limit {
-                self.note_reach(s);
+                self.note_reach(s, fx);
             }
             return Ok(None);
         }
@@ -212,17 +213,19 @@ impl World {
         let user = user.clone();
         fx.put(Kind::User, s.wa_id, &user);
         if counts_for_limit {
-            self.note_reach(s);
+            self.note_reach(s, fx);
         }
         Ok(None)
     }
 
     /// Counts the user against the number's messaging limit (a conversation the business
     /// started), once the send has passed every rule.
-    fn note_reach(&mut self, s: &Send<'_>) {
+    fn note_reach(&mut self, s: &Send<'_>, fx: &mut Effects) {
         let (order, last) = self.reach.entry(s.pnid.to_string()).or_default();
         last.insert(s.wa_id.to_string(), s.now);
         order.push_back((s.now, s.wa_id.to_string()));
+        let used = last.len();
+        self.note_usage(s.pnid, used, s.now, fx);
     }
 }
 

@@ -52,6 +52,10 @@ impl World {
                     fx.timers
                         .push((at.max(now), Timer::TemplateUnpause(t.id.clone())));
                 }
+                if let Some(at) = t.pacing.as_ref().and_then(|r| r.release_at) {
+                    fx.timers
+                        .push((at.max(now), Timer::PacingRelease(t.id.clone())));
+                }
                 self.templates.insert(t);
             }
         }
@@ -101,6 +105,9 @@ impl World {
                     edits: Vec::new(),
                     pauses: 0,
                     paused_until: None,
+                    last_paused_at: None,
+                    signals: Default::default(),
+                    pacing: None,
                 };
                 fx.put(Kind::Template, &t.id, &t);
                 self.templates.insert(t);
@@ -158,6 +165,9 @@ impl World {
             edits: Vec::new(),
             pauses: 0,
             paused_until: None,
+            last_paused_at: None,
+            signals: Default::default(),
+            pacing: None,
         };
         fx.put(Kind::Template, &t.id, &t);
         fx.timers
@@ -441,6 +451,18 @@ impl World {
         score: &str,
         now: Millis,
     ) -> Result<(Template, Effects), ApiError> {
+        self.apply_quality(id, score, true, now)
+    }
+
+    /// [`World::set_template_quality`]; a pause ends by itself only when `timed` (pacing pauses
+    /// wait for a manual unpause). A pause drops the messages pacing held.
+    pub(super) fn apply_quality(
+        &mut self,
+        id: &str,
+        score: &str,
+        timed: bool,
+        now: Millis,
+    ) -> Result<(Template, Effects), ApiError> {
         let score = score.to_ascii_uppercase();
         if !matches!(score.as_str(), "GREEN" | "YELLOW" | "RED" | "UNKNOWN") {
             return Err(ApiError::with_details(
@@ -456,6 +478,8 @@ impl World {
         let mut event = None;
         if score == "RED" && previous != "RED" && t.status == TemplateStatus::Approved {
             t.pauses += 1;
+            t.last_paused_at = Some(now);
+            t.signals = Default::default();
             if t.pauses >= 3 {
                 t.status = TemplateStatus::Disabled;
                 t.paused_until = None;
@@ -464,9 +488,11 @@ impl World {
                 let hours = if t.pauses == 1 { 3 } else { 6 };
                 let until = now + hours * 3_600_000;
                 t.status = TemplateStatus::Paused;
-                t.paused_until = Some(until);
-                fx.timers
-                    .push((until, Timer::TemplateUnpause(t.id.clone())));
+                if timed {
+                    t.paused_until = Some(until);
+                    fx.timers
+                        .push((until, Timer::TemplateUnpause(t.id.clone())));
+                }
                 event = Some("PAUSED");
             }
         }
@@ -493,9 +519,10 @@ impl World {
                 &t,
                 e,
                 Some("NONE".to_string()),
-                other_info(e, t.pauses),
+                other_info(e, t.pauses, timed),
                 now,
             ));
+            self.drop_held(id, "the template was paused", now, &mut fx);
         }
         Ok((t, fx))
     }
@@ -510,6 +537,32 @@ impl World {
             Some(at) if at <= now && t.status == TemplateStatus::Paused => {}
             _ => return fx,
         }
+        self.unpause(id, now, &mut fx);
+        fx
+    }
+
+    /// Unpauses a paused template by hand (Cloud `POST /{template_id}/unpause`); the only way
+    /// out of a pause that pacing caused.
+    pub fn unpause_template(&mut self, id: &str, now: Millis) -> Result<Effects, ApiError> {
+        let mut fx = self.fx();
+        let t = self.templates.get(id).ok_or_else(|| {
+            ApiError::with_details(ErrorCode::MynahNotFound, format!("no template {id}"))
+        })?;
+        if t.status != TemplateStatus::Paused {
+            return Err(ApiError::invalid_value(format!(
+                "Template {} is {}, not PAUSED.",
+                t.def.name,
+                t.status.as_str()
+            )));
+        }
+        self.unpause(id, now, &mut fx);
+        Ok(fx)
+    }
+
+    fn unpause(&mut self, id: &str, now: Millis, fx: &mut Effects) {
+        let Some(t) = self.templates.get_mut(id) else {
+            return;
+        };
         t.paused_until = None;
         t.status = TemplateStatus::Approved;
         t.quality = "UNKNOWN".to_string();
@@ -525,7 +578,6 @@ impl World {
             )),
             now,
         ));
-        fx
     }
 
     /// One event per distinct webhook URL among the account's numbers.
@@ -564,8 +616,12 @@ impl World {
 }
 
 /// `other_info` of a pause or a disabling (spec §4.8).
-fn other_info(event: &str, pauses: u32) -> Option<serde_json::Value> {
+fn other_info(event: &str, pauses: u32, timed: bool) -> Option<serde_json::Value> {
     match (event, pauses) {
+        ("PAUSED", _) if !timed => Some(info(
+            "FIRST_PAUSE",
+            "The template was paused after pacing found low quality; unpause it by hand.",
+        )),
         ("PAUSED", 1) => Some(info(
             "FIRST_PAUSE",
             "The template was paused for 3 hours because of low quality.",

@@ -167,6 +167,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                         .unwrap_or_else(|| sb.config.webhooks.default_url.clone()),
                     headers: n.webhook_headers.unwrap_or_default(),
                 },
+                health: Default::default(),
             };
             let fx = sb.world().add_number(number.clone())?;
             sb.hub
@@ -214,6 +215,42 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             let (t, fx) = sb.world().set_template_quality(&id, &q.score, now)?;
             sb.apply_durable(fx).await?;
             Ok(json(&t))
+        }
+        (Method::POST, ["templates", id, "pacing"]) => {
+            let id = id.to_string();
+            let v: PacingDecision = body(sb, req).await?;
+            let now = sb.clock.now();
+            let fx = sb.world().force_pacing(&id, v.verdict, now)?;
+            sb.apply_durable(fx).await?;
+            let world = sb.world();
+            let t = world
+                .templates
+                .get(&id)
+                .ok_or_else(|| not_found(format!("no template {id}")))?;
+            Ok(json(t))
+        }
+        (Method::POST, ["numbers", pnid, "quality"]) => {
+            let pnid = pnid.to_string();
+            let q: NumberQuality = body(sb, req).await?;
+            let tier = match &q.tier {
+                None => None,
+                Some(serde_json::Value::Number(n)) => Some(
+                    n.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| bad(format!("{n} is not a tier")))?,
+                ),
+                Some(serde_json::Value::String(s)) => Some(
+                    crate::engine::parse_tier(s)
+                        .ok_or_else(|| bad(format!("{s:?} is not a tier (TIER_250, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED)")))?,
+                ),
+                Some(other) => return Err(bad(format!("{other} is not a tier"))),
+            };
+            let now = sb.clock.now();
+            let (n, fx) = sb
+                .world()
+                .set_number_health(&pnid, q.rating.as_deref(), tier, now)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&n))
         }
         (Method::POST, ["templates", id, action @ ("status" | "verdict")]) => {
             let (id, action) = (id.to_string(), *action);
@@ -434,6 +471,24 @@ impl WaitQuery {
     }
 }
 
+/// Body of `POST /_mynah/templates/{id}/pacing`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PacingDecision {
+    verdict: crate::engine::Verdict,
+}
+
+/// Body of `POST /_mynah/numbers/{id}/quality`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NumberQuality {
+    #[serde(default)]
+    rating: Option<String>,
+    #[serde(default)]
+    tier: Option<serde_json::Value>,
+}
+
+/// Body of `POST /_mynah/numbers`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewNumber {

@@ -38,6 +38,11 @@ pub enum Endpoint {
         /// Template name.
         name: String,
     },
+    /// `POST /{version}/{template_id}/unpause` (Cloud): unpauses a paused template.
+    TemplateUnpause {
+        /// Template id.
+        id: String,
+    },
     /// `GET /whatsapp_business/attachments/?mid=…` — media bytes.
     Download,
 }
@@ -69,6 +74,7 @@ const ROUTES: &[&str] = &[
     "POST /{version}/{phone_number_id}/messages",
     "POST /{version}/{phone_number_id}/media",
     "POST /{version}/{phone_number_id}",
+    "POST /{version}/{template_id}/unpause",
     "GET /{version}/{phone_number_id}",
     "GET /{version}/{media_id}",
     "DELETE /{version}/{media_id}",
@@ -146,6 +152,9 @@ pub fn parse(
                 },
                 "GET, POST, DELETE",
             ),
+            [_, id, "unpause"] if is_id(id) => {
+                (Endpoint::TemplateUnpause { id: id.to_string() }, "POST")
+            }
             [_, id] if is_id(id) => (Endpoint::Node { id: id.to_string() }, "GET, POST, DELETE"),
             _ => return Err(unknown(Dialect::Cloud, method, path)),
         };

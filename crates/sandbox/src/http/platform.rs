@@ -249,6 +249,19 @@ async fn route(
             delete_templates(sb, &pnid, &name, q.hsm_id.as_deref()).await
         }
         (Endpoint::TemplateByName { name }, _) => delete_templates(sb, &pnid, name, None).await,
+        (Endpoint::TemplateUnpause { id }, _) => {
+            let waba = waba_of(sb, &pnid)?;
+            let now = sb.clock.now();
+            let fx = {
+                let mut world = sb.world();
+                if world.templates.get(id).is_none_or(|t| t.waba_id != waba) {
+                    return Err(unsupported_object(&Method::POST, id));
+                }
+                world.unpause_template(id, now)?
+            };
+            sb.apply_durable(fx).await?;
+            Ok(json(&Success::TRUE))
+        }
         (Endpoint::Node { id }, method) => {
             node(sb, &parts, body, &number_of(sb, &pnid)?, id, method.clone()).await
         }
@@ -510,11 +523,13 @@ async fn node(
     method: Method,
 ) -> Result<Response, ApiError> {
     if id == number.phone_number_id {
+        let tier = sb.world().tier_of(id).unwrap_or(u32::MAX);
         return match method {
             Method::GET => Ok(json(&serde_json::json!({
                 "verified_name": number.verified_name,
                 "display_phone_number": format!("+{}", number.display_phone_number),
-                "quality_rating": "GREEN",
+                "quality_rating": number.health.rating,
+                "whatsapp_business_manager_messaging_limit": crate::engine::tier_name(tier),
                 "code_verification_status": "VERIFIED",
                 "platform_type": "CLOUD_API",
                 "throughput": { "level": "STANDARD" },

@@ -206,6 +206,18 @@ impl Harness {
         split(r).await
     }
 
+    /// GET with the bearer token.
+    pub async fn get_cloud(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        split(r).await
+    }
+
     /// Sends a message through the 360dialog dialect.
     pub async fn send_360(&self, body: Value) -> (u16, Value) {
         self.post_360("/messages", &body).await
