@@ -47,6 +47,19 @@ pub struct FaultAction {
     pub details: Option<String>,
     /// Wall-clock delay before answering, ms (for client timeouts).
     pub latency_ms: Option<u64>,
+    /// Close the connection without an answer: `before` the send is processed (nothing
+    /// happened), or `after` it was accepted (the message goes out; the caller cannot know).
+    pub drop_connection: Option<DropWhen>,
+}
+
+/// When a dropped connection happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DropWhen {
+    /// Before anything is done.
+    Before,
+    /// After the message was accepted.
+    After,
 }
 
 /// One rule.
@@ -97,6 +110,8 @@ pub struct Verdict {
     pub fail_later: Option<ApiError>,
     /// Wait this long first.
     pub latency_ms: u64,
+    /// Close the connection without an answer.
+    pub drop_connection: Option<DropWhen>,
     /// Rules that fired.
     pub fired: Vec<String>,
 }
@@ -139,8 +154,15 @@ impl Faults {
     /// Adds a rule (checked: its codes must be in the table); returns it with its id.
     pub fn add(&mut self, mut rule: FaultRule) -> Result<FaultRule, String> {
         let a = &rule.action;
-        if a.code.is_none() && a.async_code.is_none() && a.latency_ms.is_none() {
-            return Err("a fault needs an action: code, async_code or latency_ms".to_string());
+        if a.code.is_none()
+            && a.async_code.is_none()
+            && a.latency_ms.is_none()
+            && a.drop_connection.is_none()
+        {
+            return Err(
+                "a fault needs an action: code, async_code, latency_ms or drop_connection"
+                    .to_string(),
+            );
         }
         if let Some(c) = a.code {
             error(c, &a.details, a.http_status)?;
@@ -222,6 +244,9 @@ impl Faults {
             r.fired += 1;
             v.fired.push(r.id.clone());
             v.latency_ms = v.latency_ms.max(r.action.latency_ms.unwrap_or(0));
+            if v.drop_connection.is_none() {
+                v.drop_connection = r.action.drop_connection;
+            }
             if v.refuse.is_none()
                 && v.fail_later.is_none()
                 && let Some(c) = r.action.code

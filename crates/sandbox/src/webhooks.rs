@@ -18,7 +18,9 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
-use mynah_wire::webhook::{Change, ChangeValue, Entry, Envelope, OBJECT};
+use mynah_wire::webhook::{
+    Change, ChangeValue, Entry, Envelope, OBJECT, OnPremStatus, OnPremStatuses,
+};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -66,6 +68,10 @@ pub struct EventSummary {
     /// Inbound message type, for inbound events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_type: Option<String>,
+    /// Rendered in the On-Premises shape (`{"statuses": [...]}`, no envelope): statuses of
+    /// messages sent through the On-Premises dialect.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub onprem: bool,
 }
 
 /// An event as the engine hands it over (the hub numbers it).
@@ -950,25 +956,38 @@ impl Hub {
 }
 
 /// Takes up to `max` ready events whose key has nothing in flight, keeping per-key order.
+/// One delivery carries events of one shape (Graph envelope or On-Premises).
 fn take_batch(q: &mut Queue, max: usize) -> Vec<Event> {
     let n = max.min(q.ready.len());
+    let Some(shape) = q.ready.front().map(|e| e.summary.onprem) else {
+        return Vec::new();
+    };
     if q.busy.is_empty() {
-        // Nothing in flight: the oldest events go, in order.
-        return q.ready.drain(..n).collect();
+        // Nothing in flight: the oldest events of the first one's shape go, in order.
+        let same = q
+            .ready
+            .iter()
+            .take(n)
+            .take_while(|e| e.summary.onprem == shape)
+            .count();
+        return q.ready.drain(..same).collect();
     }
     let mut out = Vec::with_capacity(n);
     let mut blocked = FastSet::default();
     let mut i = 0;
     let mut scanned = 0;
+    let mut shape = None;
     while i < q.ready.len() && out.len() < max && scanned < 4_096 {
         scanned += 1;
         let h = q.ready[i].key_hash;
-        if q.busy.contains(&h) || blocked.contains(&h) {
+        let other_shape = shape.is_some_and(|s| s != q.ready[i].summary.onprem);
+        if q.busy.contains(&h) || blocked.contains(&h) || other_shape {
             blocked.insert(h);
             i += 1;
             continue;
         }
         if let Some(e) = q.ready.remove(i) {
+            shape = Some(e.summary.onprem);
             out.push(e);
         }
     }
@@ -978,6 +997,9 @@ fn take_batch(q: &mut Queue, max: usize) -> Vec<Event> {
 /// Builds the POST body for a delivery: one envelope; consecutive `messages` changes of the same
 /// number merge into one value (statuses and messages in arrays), as the platform batches them.
 pub fn build_body(events: &[Event]) -> String {
+    if events.first().is_some_and(|e| e.summary.onprem) {
+        return onprem_body(events);
+    }
     if let [one] = events {
         let env = OneEnvelope {
             object: OBJECT,
@@ -1018,6 +1040,20 @@ pub fn build_body(events: &[Event]) -> String {
         },
         events.len(),
     )
+}
+
+/// The On-Premises body: `{"statuses": [...]}` of every status the events carry.
+fn onprem_body(events: &[Event]) -> String {
+    let statuses = events
+        .iter()
+        .filter_map(|e| match &e.change.value {
+            ChangeValue::Messages(v) => v.statuses.as_ref(),
+            _ => None,
+        })
+        .flatten()
+        .map(OnPremStatus::from_status)
+        .collect();
+    to_ascii_json(&OnPremStatuses { statuses }, events.len())
 }
 
 /// The envelope of a single event, borrowed (same shape as [`Envelope`]).

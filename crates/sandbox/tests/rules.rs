@@ -434,6 +434,50 @@ async fn fault_rules_answer_fail_later_and_count() {
 }
 
 #[tokio::test]
+async fn dropped_connections_before_and_after_acceptance() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(rules_config(&rx.url)).await;
+    for (to, when) in [("4915100000040", "before"), ("4915100000041", "after")] {
+        let (s, b) = h
+            .control(
+                Method::POST,
+                "/faults",
+                &json!({ "match": { "to": to }, "action": { "drop_connection": when }, "times": 1 }),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    // The client gets no answer at all: the connection closes mid-response.
+    for to in ["4915100000040", "4915100000041"] {
+        let sent = h
+            .http
+            .post(format!("{}/messages", h.base))
+            .header("D360-API-KEY", KEY)
+            .json(&hello(to))
+            .send()
+            .await;
+        let outcome = match sent {
+            Err(e) => Err(e),
+            Ok(r) => r.bytes().await.map(|_| ()),
+        };
+        assert!(outcome.is_err(), "{to}: the answer should be cut off");
+    }
+    h.advance(10.0).await;
+    h.drain().await;
+    // Dropped before: nothing happened. Dropped after: the message went out anyway.
+    let (_, list) = h.control_get("/messages?wa_id=4915100000040").await;
+    assert_eq!(list["messages"].as_array().map(Vec::len), Some(0), "{list}");
+    let (_, list) = h.control_get("/messages?wa_id=4915100000041").await;
+    let msgs = list["messages"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1, "{list}");
+    let wamid = msgs[0]["id"].as_str().unwrap();
+    assert_eq!(statuses_of(&rx, wamid), ["sent", "delivered", "read"]);
+    // Once only: the next sends are answered.
+    accepted(&h, hello("4915100000040")).await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn rules_can_be_switched_through_the_control_api() {
     let rx = Receiver::start().await;
     let h = Harness::start(rules_config(&rx.url)).await;

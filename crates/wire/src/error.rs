@@ -340,10 +340,7 @@ impl ApiError {
     pub fn to_onprem(&self) -> OnPremErrorEnvelope<'_> {
         let spec = self.code.spec();
         OnPremErrorEnvelope {
-            meta: OnPremMeta {
-                api_status: "stable",
-                version: "2.53.0",
-            },
+            meta: OnPremMeta::CURRENT,
             errors: [OnPremError {
                 code: spec.code,
                 title: spec.title,
@@ -437,6 +434,14 @@ pub struct OnPremMeta {
     pub api_status: &'static str,
     /// Client version.
     pub version: &'static str,
+}
+
+impl OnPremMeta {
+    /// The client version Mynah answers as.
+    pub const CURRENT: OnPremMeta = OnPremMeta {
+        api_status: "stable",
+        version: "2.53.0",
+    };
 }
 
 /// One On-Premises error.

@@ -31,6 +31,35 @@ impl SendResponse {
     }
 }
 
+/// The On-Premises answer to an accepted send: `{"messages": [{"id"}], "meta": {...}}` (spec
+/// §10; no `messaging_product`, no `contacts`).
+#[derive(Debug, Serialize)]
+pub struct OnPremSendResponse<'a> {
+    /// The message id.
+    pub messages: [OnPremMessageId<'a>; 1],
+    /// API metadata.
+    pub meta: crate::error::OnPremMeta,
+}
+
+/// `messages[]` of an On-Premises send response.
+#[derive(Debug, Serialize)]
+pub struct OnPremMessageId<'a> {
+    /// The message id.
+    pub id: &'a str,
+}
+
+impl SendResponse {
+    /// The same answer in the On-Premises shape.
+    pub fn to_onprem(&self) -> OnPremSendResponse<'_> {
+        OnPremSendResponse {
+            messages: [OnPremMessageId {
+                id: self.messages.first().map_or("", |m| m.id.as_str()),
+            }],
+            meta: crate::error::OnPremMeta::CURRENT,
+        }
+    }
+}
+
 /// `contacts[]` of a send response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponseContact {

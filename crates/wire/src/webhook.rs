@@ -225,6 +225,71 @@ pub struct Status {
     pub errors: Option<Vec<WebhookError>>,
 }
 
+/// The On-Premises API's status webhook body (spec §10): no `entry`/`changes` envelope, just
+/// `{"statuses": [...]}`, with the On-Premises error codes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnPremStatuses {
+    /// The statuses.
+    pub statuses: Vec<OnPremStatus>,
+}
+
+/// One On-Premises status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnPremStatus {
+    /// The message id.
+    pub id: String,
+    /// The user's `wa_id`.
+    pub recipient_id: String,
+    /// `sent`, `delivered`, `read`, `failed`.
+    pub status: StatusKind,
+    /// Unix seconds, as a string.
+    pub timestamp: String,
+    /// The conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<Conversation>,
+    /// Pricing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<Pricing>,
+    /// Why it failed: On-Premises codes (470, 1013, 2061, 410 …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<OnPremWebhookError>>,
+}
+
+/// An error inside an On-Premises status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnPremWebhookError {
+    /// On-Premises code.
+    pub code: u32,
+    /// Title.
+    pub title: String,
+    /// Details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+impl OnPremStatus {
+    /// The On-Premises form of a status whose errors already carry On-Premises codes.
+    pub fn from_status(s: &Status) -> OnPremStatus {
+        OnPremStatus {
+            id: s.id.clone(),
+            recipient_id: s.recipient_id.clone(),
+            status: s.status,
+            timestamp: s.timestamp.clone(),
+            conversation: s.conversation.clone(),
+            pricing: s.pricing.clone(),
+            errors: s.errors.as_ref().map(|errs| {
+                errs.iter()
+                    .map(|e| OnPremWebhookError {
+                        code: e.code,
+                        title: e.title.clone(),
+                        details: Some(e.error_data.details.clone()),
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
 /// `conversation`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conversation {

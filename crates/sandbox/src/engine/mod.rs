@@ -473,6 +473,25 @@ impl World {
         let mut ttl_seconds: i64 = 30 * 24 * 3_600;
         match &req.content {
             Content::Template(t) => {
+                if dialect == Dialect::OnPrem {
+                    // The On-Premises API names the account's template namespace.
+                    let expected = self
+                        .accounts
+                        .get(&number.waba_id)
+                        .map_or("", |a| a.namespace.as_str());
+                    match t.namespace.as_deref() {
+                        None => return Err(ApiError::missing("template.namespace")),
+                        Some(ns) if ns != expected => {
+                            return Err(ApiError::with_details(
+                                ErrorCode::TemplateDoesNotExist,
+                                format!(
+                                    "Template namespace {ns} is not this account's ({expected})."
+                                ),
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                }
                 let found = self.templates.find(&number.waba_id, &t.name, &t.language);
                 let template = templates::sendable(found, &t.name, &t.language)?;
                 template.def.check_send(t)?;
@@ -915,6 +934,7 @@ impl World {
         let number = self.numbers.get(&msg.phone_number_id)?;
         let user = self.users.get(&msg.wa_id)?;
         let priced = matches!(status, StatusKind::Sent | StatusKind::Delivered);
+        let onprem = msg.dialect == Dialect::OnPrem;
         let conversation = match (&msg.conversation, priced && msg.show_conversation) {
             (Some(c), true) => Some(Conversation {
                 id: c.id.clone(),
@@ -934,7 +954,16 @@ impl World {
             biz_opaque_callback_data: msg.biz_opaque_callback_data.clone(),
             conversation,
             pricing: if priced { msg.pricing.clone() } else { None },
-            errors: error.map(|e| vec![e.to_webhook()]),
+            errors: error.map(|e| {
+                if onprem {
+                    // The On-Premises API reports its own codes (2061 for 132015, 470 for 131047 …).
+                    let mapped =
+                        ApiError::with_details(e.code.onprem_equivalent(), e.details.clone());
+                    vec![mapped.to_webhook()]
+                } else {
+                    vec![e.to_webhook()]
+                }
+            }),
         };
         let value = MessagesValue {
             messaging_product: "whatsapp".into(),
@@ -966,6 +995,7 @@ impl World {
                 status: Some(status.as_str().to_string()),
                 wa_id: Some(msg.wa_id.clone()),
                 message_type: None,
+                onprem,
             },
         })
     }
@@ -1124,6 +1154,7 @@ impl World {
                 status: None,
                 wa_id: Some(from),
                 message_type: Some(message_type),
+                onprem: false,
             },
         });
         self.note_rng(&mut fx);

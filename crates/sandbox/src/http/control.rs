@@ -413,8 +413,9 @@ struct Advance {
     ms: Option<Millis>,
 }
 
+/// Filters of `GET /_mynah/messages` (an unknown one is refused, not ignored).
 #[derive(Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 struct MessageQuery {
     phone_number_id: Option<String>,
     wa_id: Option<String>,

@@ -53,6 +53,30 @@ pub async fn run(
     served
 }
 
+/// An answer that never comes: its body fails at once, so the server closes the connection
+/// without a complete response (a fault rule's `drop_connection`).
+pub fn severed() -> Response {
+    Response::new(Body::new(Severed))
+}
+
+/// A body that fails on its first read.
+struct Severed;
+
+impl http_body::Body for Severed {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Ready(Some(Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "fault rule: connection dropped",
+        ))))
+    }
+}
+
 /// A `200` JSON answer.
 pub fn json<T: Serialize>(value: &T) -> Response {
     json_status(StatusCode::OK, value)

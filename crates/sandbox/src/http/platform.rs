@@ -4,6 +4,7 @@
 use super::endpoint::{self, Endpoint, Parsed};
 use super::{error_response, is_json, json, read_body, with_retry_after};
 use crate::engine::TemplateEdit;
+use crate::faults::DropWhen;
 use crate::model::{Dialect, Number, WebhookTarget};
 use crate::ratelimit::Bucket;
 use crate::sandbox::Sandbox;
@@ -329,6 +330,9 @@ async fn messages(
             if verdict.latency_ms > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(verdict.latency_ms)).await;
             }
+            if verdict.drop_connection == Some(DropWhen::Before) {
+                return Ok(super::severed());
+            }
             if let Some(e) = verdict.refuse {
                 return Err(e);
             }
@@ -344,6 +348,12 @@ async fn messages(
                 now,
             )?;
             sb.apply_durable(fx).await?;
+            if verdict.drop_connection == Some(DropWhen::After) {
+                return Ok(super::severed());
+            }
+            if dialect == Dialect::OnPrem {
+                return Ok(json(&response.to_onprem()));
+            }
             Ok(json(&response))
         }
         ApiRequest::MarkRead(read) => {
