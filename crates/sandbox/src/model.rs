@@ -296,6 +296,9 @@ pub struct Message {
     /// Held for quality assessment (template pacing): waits for a verdict.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
+    /// Counted against the number's messaging limit (rebuilt from messages after a restart).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub counted: bool,
     /// How the user reacted once it was delivered (users with reaction weights).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reaction: Option<Reaction>,

@@ -608,3 +608,28 @@ async fn the_messaging_limit_counts_unique_users_started_outside_the_window() {
     h.wait(&format!("wamid={later}&status=read"), 1).await;
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_messaging_limit_window_survives_a_restart() {
+    let rx = Receiver::start().await;
+    let mut cfg = rules_config(&rx.url);
+    cfg.data_dir = Some(temp_dir("limit-restart"));
+    cfg.rules.messaging_limit = Some(mynah_sandbox::config::MessagingLimit {
+        unique_users: 1,
+        window_ms: 24 * 3_600_000,
+        code: 131048,
+        sync: true,
+    });
+    let h = Harness::start(cfg.clone()).await;
+    accepted(&h, hello("4915100000071")).await;
+    h.shutdown().await;
+    let h = Harness::start(cfg).await;
+    let (s, b) = h.send_360(hello("4915100000072")).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_i64()),
+        (429, Some(131048)),
+        "the user counted before the restart still fills the tier: {b}"
+    );
+    accepted(&h, hello("4915100000071")).await;
+    h.shutdown().await;
+}

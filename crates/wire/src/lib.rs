@@ -8,6 +8,7 @@
 pub mod error;
 pub mod message;
 pub mod phone;
+pub mod reply;
 pub mod response;
 pub mod template;
 pub mod webhook;

@@ -238,6 +238,12 @@ impl World {
                 .then_with(|| a.id.cmp(&b.id))
         });
         for m in msgs {
+            if m.counted {
+                // The messaging limit's window is rebuilt from the messages it counted.
+                let (order, last) = w.reach.entry(m.phone_number_id.clone()).or_default();
+                last.insert(m.wa_id.clone(), m.created_at);
+                order.push_back((m.created_at, m.wa_id.clone()));
+            }
             if let Some((_, due)) = m.next {
                 fx.timers.push((due.max(now), Timer::Message(m.id.clone())));
             }
@@ -557,6 +563,12 @@ impl World {
                 &mut fx,
             )?,
         };
+        let counted = fate.is_none()
+            && self
+                .reach
+                .get(pnid)
+                .and_then(|(_, last)| last.get(&wa_id))
+                .is_some_and(|t| *t == now);
         let force_hold = self
             .users
             .get(&wa_id)
@@ -628,6 +640,7 @@ impl World {
             category,
             template_id: template_id.clone(),
             held,
+            counted,
             reaction: None,
             biz_opaque_callback_data: req.biz_opaque_callback_data.clone(),
             pricing: if fate.is_some() { None } else { Some(pricing) },
@@ -1119,6 +1132,7 @@ impl World {
             category: None,
             template_id: None,
             held: false,
+            counted: false,
             reaction: None,
             biz_opaque_callback_data: None,
             pricing: None,
