@@ -4,4 +4,21 @@
 //! It talks to its upstream (the sandbox, 360dialog or the Cloud API) over HTTP only, never by
 //! calling sandbox code.
 
+pub mod classify;
 pub mod clock;
+pub mod config;
+pub mod consent;
+pub mod dispatch;
+pub mod enqueue;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod intake;
+pub mod model;
+pub mod ratelimit;
+pub mod service;
+pub mod store;
+pub mod templates;
+pub mod upstream;
+
+pub use service::{Gateway, run};

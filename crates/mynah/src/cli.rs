@@ -20,8 +20,10 @@ pub struct Cli {
 enum Command {
     /// Run the sandbox: the platform's API in its dialects, virtual users, signed webhooks.
     Sandbox(SandboxArgs),
-    /// Run everything on one machine (for now: the sandbox; the gateway joins with its issue).
-    Serve(SandboxArgs),
+    /// Run the gateway: the resilient sending service in front of 360dialog or the Cloud API.
+    Gateway(crate::gateway_cmd::GatewayArgs),
+    /// Run both on one machine: the gateway in front of an embedded sandbox, wired together.
+    Serve(ServeArgs),
     /// Load-test a sandbox: send text messages over keep-alive connections, report throughput
     /// and latency percentiles.
     Bench(crate::bench::BenchArgs),
@@ -82,6 +84,19 @@ pub struct SandboxArgs {
     config: Option<PathBuf>,
 }
 
+/// Flags of `mynah serve`: the sandbox's, and where the gateway listens.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+    /// Address the gateway listens on.
+    #[arg(long, default_value = "127.0.0.1:8361", env = "MYNAH_GATEWAY_LISTEN")]
+    gateway_listen: SocketAddr,
+    /// The key apps present to the gateway (`Authorization: Bearer …`).
+    #[arg(long, env = "MYNAH_GATEWAY_KEY")]
+    gateway_key: Option<String>,
+}
+
 impl SandboxArgs {
     /// The configuration: the file, then the flags on top.
     pub fn to_config(&self) -> Result<Config, String> {
@@ -138,7 +153,9 @@ impl SandboxArgs {
 /// Runs the chosen command.
 pub async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
-        Command::Sandbox(args) | Command::Serve(args) => serve_sandbox(args).await,
+        Command::Sandbox(args) => serve_sandbox(args).await,
+        Command::Gateway(args) => serve_gateway(args).await,
+        Command::Serve(args) => serve_both(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }
@@ -163,6 +180,90 @@ async fn serve_sandbox(args: SandboxArgs) -> Result<(), String> {
     mynah_sandbox::http::run(listener, sandbox, shutdown)
         .await
         .map_err(|e| e.to_string())
+}
+
+async fn serve_gateway(args: crate::gateway_cmd::GatewayArgs) -> Result<(), String> {
+    let cfg = args.to_config()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let base = format!(
+        "http://{}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    crate::gateway_cmd::banner(&cfg, &base);
+    let opened = crate::gateway_cmd::open(cfg).await?;
+    crate::gateway_cmd::serve(opened, listener, signal_token()).await
+}
+
+/// Both planes, wired: the sandbox's webhooks go to the gateway's intake, the gateway's
+/// upstream is the sandbox (360dialog dialect).
+async fn serve_both(args: ServeArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let mut sb_cfg = args.sandbox.to_config()?;
+    let gw_listener = tokio::net::TcpListener::bind(args.gateway_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.gateway_listen))?;
+    let gw_base = format!(
+        "http://{}",
+        gw_listener.local_addr().map_err(|e| e.to_string())?
+    );
+    if sb_cfg.webhooks.default_url.is_empty() {
+        sb_cfg.webhooks.default_url = format!("{gw_base}/webhooks");
+    }
+    let sandbox = Sandbox::open(sb_cfg.clone()).await?;
+    let sb_listener = tokio::net::TcpListener::bind(args.sandbox.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.sandbox.listen))?;
+    let sb_base = format!(
+        "http://{}",
+        sb_listener.local_addr().map_err(|e| e.to_string())?
+    );
+    sandbox.set_base_url(&sb_base);
+    let (key, pnid) = {
+        let world = sandbox.world();
+        let first = world.first_number();
+        (
+            first.map(|n| n.api_key.clone()).unwrap_or_default(),
+            first.map(|n| n.phone_number_id.clone()).unwrap_or_default(),
+        )
+    };
+    let mut gw_cfg = mynah_gateway::config::Config {
+        data_dir: sb_cfg.data_dir.clone(),
+        app_secret: sb_cfg.app_secret.clone(),
+        listen: gw_base.clone(),
+        ..Default::default()
+    };
+    gw_cfg.upstream = mynah_gateway::upstream::UpstreamConfig::d360(&sb_base, &key);
+    gw_cfg.upstream.phone_number_id = Some(pnid);
+    if let Some(k) = &args.gateway_key {
+        gw_cfg.gateway_key = k.clone();
+    }
+    print_banner(&sandbox, &sb_base, started);
+    crate::gateway_cmd::banner(&gw_cfg, &gw_base);
+    let opened = crate::gateway_cmd::open(gw_cfg).await?;
+    let shutdown = signal_token();
+    let sb_task = tokio::spawn(mynah_sandbox::http::run(
+        sb_listener,
+        sandbox,
+        shutdown.clone(),
+    ));
+    let gw_result = crate::gateway_cmd::serve(opened, gw_listener, shutdown.clone()).await;
+    shutdown.cancel();
+    let sb_result = sb_task.await.map_err(|e| e.to_string())?;
+    gw_result?;
+    sb_result.map_err(|e| e.to_string())
+}
+
+/// A token cancelled by Ctrl-C or SIGTERM.
+fn signal_token() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stop.cancel();
+    });
+    shutdown
 }
 
 fn print_banner(sb: &Sandbox, base: &str, started: Instant) {

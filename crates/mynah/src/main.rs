@@ -3,6 +3,7 @@
 
 mod bench;
 mod cli;
+mod gateway_cmd;
 
 use clap::Parser;
 use std::process::ExitCode;

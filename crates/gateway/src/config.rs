@@ -1,0 +1,188 @@
+//! Everything about the gateway that is configurable, with defaults (TOML, `--config`).
+
+use crate::clock::Millis;
+use crate::ratelimit::{NumberLimitConfig, PairLimitConfig};
+use crate::upstream::{Dialect, UpstreamConfig};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The development key apps present (`Authorization: Bearer …`), printed at start.
+pub const DEV_GATEWAY_KEY: &str = "mynah-gateway-key";
+
+/// The gateway's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where it listens.
+    pub listen: String,
+    /// Data directory (SQLite); `None` keeps everything in memory.
+    pub data_dir: Option<PathBuf>,
+    /// The key apps present.
+    pub gateway_key: String,
+    /// App secret: incoming webhooks must carry a valid `X-Hub-Signature-256`. Empty: not checked
+    /// (unless `webhook_secret_header` is set).
+    pub app_secret: String,
+    /// 360dialog-style shared secret: `(header name, value)` incoming webhooks must carry.
+    pub webhook_secret_header: Option<(String, String)>,
+    /// `hub.verify_token` the `GET` handshake expects.
+    pub verify_token: String,
+    /// The upstream: 360dialog or the Cloud API (or the sandbox in either dialect).
+    pub upstream: UpstreamConfig,
+    /// The number's send rate (from the upstream's limits); the dialect's preset when absent.
+    pub rate: Option<NumberLimitConfig>,
+    /// The per-recipient pair limit.
+    pub pair: PairLimitConfig,
+    /// Error classifier rows and policy, tried before the built-in table (TOML of
+    /// `classify::Overrides`).
+    pub classifier: Option<toml::Value>,
+    /// Policy gates before sending.
+    pub gates: Gates,
+    /// What happens to a message whose send outcome is unknown after a crash.
+    pub restart_policy: RestartPolicy,
+    /// Dispatch.
+    pub dispatch: DispatchConfig,
+    /// Time-to-live drop detection: a message not delivered by its TTL plus this buffer is
+    /// `expired` (ms).
+    pub ttl_buffer_ms: Millis,
+    /// Default time-to-live when a message names none, by category (ms).
+    pub default_ttl_ms: Millis,
+    /// Time-to-live of authentication messages (ms).
+    pub auth_ttl_ms: Millis,
+    /// Inbound texts that withdraw marketing consent (compared trimmed, case-insensitively).
+    pub opt_out_keywords: Vec<String>,
+    /// Template re-sync interval (ms); 0 never re-syncs after the start.
+    pub template_sync_ms: Millis,
+    /// Where state changes are pushed (Standard Webhooks).
+    pub app_webhooks: Vec<AppWebhook>,
+    /// Maximum request body, bytes.
+    pub max_body_bytes: usize,
+    /// Seed of the retry jitter.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8361".to_string(),
+            data_dir: None,
+            gateway_key: DEV_GATEWAY_KEY.to_string(),
+            app_secret: String::new(),
+            webhook_secret_header: None,
+            verify_token: "mynah-verify".to_string(),
+            upstream: UpstreamConfig::d360("http://127.0.0.1:8360", "mynah-dev-key"),
+            rate: None,
+            pair: PairLimitConfig::default(),
+            classifier: None,
+            gates: Gates::default(),
+            restart_policy: RestartPolicy::AtLeastOnce,
+            dispatch: DispatchConfig::default(),
+            ttl_buffer_ms: 10 * 60_000,
+            default_ttl_ms: 30 * 24 * 3_600_000,
+            auth_ttl_ms: 10 * 60_000,
+            opt_out_keywords: [
+                "STOP",
+                "UNSUBSCRIBE",
+                "STOPP",
+                "ARRET",
+                "ALTO",
+                "BAJA",
+                "CANCEL",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            template_sync_ms: 15 * 60_000,
+            app_webhooks: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            seed: 1,
+        }
+    }
+}
+
+impl Config {
+    /// The send rate in force: configured, or the dialect's preset.
+    pub fn rate(&self) -> NumberLimitConfig {
+        self.rate.clone().unwrap_or(match self.upstream.dialect {
+            Dialect::D360 => NumberLimitConfig::d360(),
+            Dialect::Cloud => NumberLimitConfig::cloud(),
+        })
+    }
+}
+
+/// The checks made before a message is accepted into the outbox; each can be switched off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Gates {
+    /// Business-initiated messages need the recipient's opt-in for their category.
+    pub consent: bool,
+    /// Free-form messages need an open 24-hour window (from inbound webhooks).
+    pub window: bool,
+    /// Templates must be known and active in the template cache.
+    pub template: bool,
+    /// Marketing templates to US numbers are suppressed (+1 Canada is not the US).
+    pub us_marketing: bool,
+    /// A template sent instead of a free-form message whose window is closed (131047), if any.
+    pub window_fallback: Option<serde_json::Value>,
+}
+
+impl Default for Gates {
+    fn default() -> Self {
+        Gates {
+            consent: true,
+            window: true,
+            template: true,
+            us_marketing: true,
+            window_fallback: None,
+        }
+    }
+}
+
+/// What the gateway does with a message whose send outcome is unknown (a crash or a timeout
+/// between sending and the answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartPolicy {
+    /// Send it again (a duplicate is possible; `biz_opaque_callback_data` tells them apart).
+    AtLeastOnce,
+    /// Mark it `unknown`; a later status webhook (correlated through
+    /// `biz_opaque_callback_data`) settles it.
+    AtMostOnce,
+}
+
+/// Dispatcher tuning.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// Sends in flight at once.
+    pub concurrency: usize,
+    /// Rows claimed per round.
+    pub batch: usize,
+    /// How long a claim lasts before its outcome counts as unknown (ms).
+    pub lease_ms: Millis,
+    /// Attempts before a retryable failure becomes final.
+    pub max_attempts: i64,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            concurrency: 64,
+            batch: 256,
+            lease_ms: 60_000,
+            max_attempts: 12,
+        }
+    }
+}
+
+/// An app endpoint that receives the gateway's events.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppWebhook {
+    /// URL.
+    pub url: String,
+    /// Signing secret (Standard Webhooks: `whsec_` + base64, or any string).
+    pub secret: String,
+    /// Event kinds it wants (empty: all).
+    #[serde(default)]
+    pub events: Vec<String>,
+}

@@ -1,0 +1,200 @@
+//! The consent registry's input: one consent from the API, or many from a CSV or JSON import.
+
+use crate::clock::Millis;
+use crate::model::{Category, ConsentStatus};
+use crate::store::Consent;
+use serde::{Deserialize, Serialize};
+
+/// Body of `PUT /v1/contacts/{wa_id}/consents/{category}` (and one JSON import row, with
+/// `wa_id` and `category`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentInput {
+    /// The contact (import rows only).
+    #[serde(default)]
+    pub wa_id: Option<String>,
+    /// The category (import rows only).
+    #[serde(default)]
+    pub category: Option<String>,
+    /// `opted_in` or `opted_out`.
+    pub status: String,
+    /// Who recorded it (a form, a checkout, a call …).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Proof (text or JSON).
+    #[serde(default)]
+    pub evidence: Option<serde_json::Value>,
+    /// When the contact gave or withdrew it (unix ms); now when absent.
+    #[serde(default)]
+    pub at: Option<Millis>,
+}
+
+/// A refused import row.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowError {
+    /// 1-based line (CSV, header = 1) or array index + 1 (JSON).
+    pub line: usize,
+    /// Why.
+    pub message: String,
+}
+
+/// Builds a consent from its parts, checking each.
+pub fn build(
+    wa_id: &str,
+    category: &str,
+    input: &ConsentInput,
+    now: Millis,
+) -> Result<Consent, String> {
+    let wa = mynah_wire::WaId::parse(wa_id).map_err(|e| e.details.to_string())?;
+    let category = Category::parse(&category.trim().to_ascii_lowercase()).ok_or_else(|| {
+        format!("{category:?} is not a category (marketing, utility, authentication, service)")
+    })?;
+    let status =
+        ConsentStatus::parse(&input.status.trim().to_ascii_lowercase()).ok_or_else(|| {
+            format!(
+                "{:?} is not a consent status (opted_in, opted_out)",
+                input.status
+            )
+        })?;
+    Ok(Consent {
+        wa_id: wa.as_str().to_string(),
+        category,
+        status,
+        source: input.source.clone().unwrap_or_else(|| "api".to_string()),
+        evidence: input.evidence.as_ref().map(|e| match e {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }),
+        at: input.at.unwrap_or(now),
+    })
+}
+
+/// Parses a JSON array of consents.
+pub fn parse_json(body: &[u8], now: Millis) -> Result<(Vec<Consent>, Vec<RowError>), String> {
+    let rows: Vec<ConsentInput> =
+        serde_json::from_slice(body).map_err(|e| format!("not a JSON array of consents: {e}"))?;
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        let built = match (&r.wa_id, &r.category) {
+            (Some(w), Some(c)) => build(w, c, r, now),
+            _ => Err("wa_id and category are required".to_string()),
+        };
+        match built {
+            Ok(c) => ok.push(c),
+            Err(message) => errors.push(RowError {
+                line: i + 1,
+                message,
+            }),
+        }
+    }
+    Ok((ok, errors))
+}
+
+/// Parses CSV with a header row naming `wa_id,category,status` and optionally `source`,
+/// `evidence`, `at` (any order). Quoted fields may contain commas and doubled quotes.
+pub fn parse_csv(body: &[u8], now: Millis) -> Result<(Vec<Consent>, Vec<RowError>), String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the CSV is not UTF-8".to_string())?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines.next().ok_or("the CSV is empty")?;
+    let names: Vec<String> = split_csv(header)
+        .into_iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
+    let col = |n: &str| names.iter().position(|h| h == n);
+    let (Some(w), Some(c), Some(s)) = (col("wa_id"), col("category"), col("status")) else {
+        return Err("the header must name wa_id, category and status".to_string());
+    };
+    let (src, ev, at) = (col("source"), col("evidence"), col("at"));
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in lines {
+        let f = split_csv(line);
+        let get = |k: Option<usize>| k.and_then(|k| f.get(k)).map(|v| v.trim().to_string());
+        let at_value = match get(at).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<Millis>()
+                .map(Some)
+                .map_err(|_| format!("at {v:?} is not unix ms")),
+        };
+        let built = at_value.and_then(|at| {
+            let input = ConsentInput {
+                wa_id: None,
+                category: None,
+                status: get(Some(s)).unwrap_or_default(),
+                source: get(src).filter(|v| !v.is_empty()),
+                evidence: get(ev)
+                    .filter(|v| !v.is_empty())
+                    .map(serde_json::Value::String),
+                at,
+            };
+            build(
+                &get(Some(w)).unwrap_or_default(),
+                &get(Some(c)).unwrap_or_default(),
+                &input,
+                now,
+            )
+        });
+        match built {
+            Ok(c) => ok.push(c),
+            Err(message) => errors.push(RowError {
+                line: i + 1,
+                message,
+            }),
+        }
+    }
+    Ok((ok, errors))
+}
+
+/// Splits one CSV line (RFC 4180 quoting, no embedded newlines).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(ch) = chars.next() {
+        match (ch, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => out.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_rows_and_errors() {
+        let csv = b"wa_id,category,status,source,evidence,at\n+49 151 1234 5678,marketing,opted_in,form,\"checkbox, page 2\",1000\n4915112345679,newsletter,opted_in,,,\n";
+        let (ok, errors) = parse_csv(csv, 5).unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].wa_id, "4915112345678");
+        assert_eq!(ok[0].evidence.as_deref(), Some("checkbox, page 2"));
+        assert_eq!(ok[0].at, 1000);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].line, 3);
+        assert!(parse_csv(b"phone,status\n", 0).is_err());
+    }
+
+    #[test]
+    fn json_rows() {
+        let body = br#"[{"wa_id":"4915112345678","category":"utility","status":"opted_out"},{"status":"opted_in"}]"#;
+        let (ok, errors) = parse_json(body, 7).unwrap();
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].status, ConsentStatus::OptedOut);
+        assert_eq!(ok[0].at, 7);
+        assert_eq!(errors[0].line, 2);
+    }
+}

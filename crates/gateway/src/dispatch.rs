@@ -1,0 +1,445 @@
+//! The dispatcher: claims due outbox rows (transactional lane first) under a lease, paces them
+//! through the number's token bucket and the per-recipient pair limiter, sends them upstream and
+//! records every attempt. Errors go through the classifier; its decision becomes the row's next
+//! state. Also: the restart policy for sends whose outcome is unknown, and TTL drop detection.
+
+use crate::classify::{Action, Decision, FailKind, next_delay};
+use crate::clock::Millis;
+use crate::config::RestartPolicy;
+use crate::model::{Category, ConsentStatus, MessageState, Observation, PlatformStatus};
+use crate::service::{Gateway, lock};
+use crate::store::{Change, Consent, MessageRecord, NewEvent, StatusUpdate, Store};
+use crate::upstream::UpstreamError;
+use bytes::Bytes;
+use mynah_wire::response::MessageStatus;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How often an idle dispatcher looks for due work it was not woken for (retries coming due).
+const IDLE_TICK: Duration = Duration::from_millis(50);
+
+/// At start: rows left in `sending` by a previous process have an unknown outcome; the restart
+/// policy decides (resend, or `unknown` until a status webhook settles them).
+pub async fn recover<S: Store + Clone>(gw: &Gateway<S>) {
+    let now = gw.now();
+    let rows = match gw.store.expired_leases(Millis::MAX).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "reading unfinished sends failed");
+            return;
+        }
+    };
+    if rows.is_empty() {
+        return;
+    }
+    tracing::warn!(count = rows.len(), policy = ?gw.cfg.restart_policy, "sends interrupted by a restart");
+    let changes = rows
+        .iter()
+        .map(|r| {
+            unknown_outcome(
+                gw,
+                r,
+                now,
+                "interrupted by a restart before the answer was recorded",
+            )
+        })
+        .collect();
+    if let Err(e) = gw.store.apply(changes).await {
+        tracing::error!(error = %e, "recording the restart policy failed");
+    }
+    gw.changed();
+}
+
+/// The change for a send whose outcome is unknown, by the restart policy.
+fn unknown_outcome<S>(gw: &Gateway<S>, r: &MessageRecord, now: Millis, why: &str) -> Change {
+    match gw.cfg.restart_policy {
+        RestartPolicy::AtLeastOnce => Change {
+            state: Some(MessageState::Queued),
+            next_attempt_at: Some(now),
+            clear_lease: true,
+            ..Change::new(&r.id, now)
+        }
+        .with_event(NewEvent::new(
+            "outcome_unknown",
+            now,
+            json!({ "reason": why, "policy": "at_least_once", "then": "resend" }),
+        )),
+        RestartPolicy::AtMostOnce => Change {
+            state: Some(MessageState::Unknown),
+            clear_lease: true,
+            ..Change::new(&r.id, now)
+        }
+        .with_event(NewEvent::new(
+            "outcome_unknown",
+            now,
+            json!({ "reason": why, "policy": "at_most_once", "then": "wait for a status webhook (biz_opaque_callback_data)" }),
+        )),
+    }
+}
+
+/// Claims and sends until `shutdown`.
+pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
+    let permits = Arc::new(Semaphore::new(gw.cfg.dispatch.concurrency.max(1)));
+    // Small claims keep the transactional lane ahead of a bulk backlog: about 100 ms of sending.
+    let per_claim =
+        ((gw.cfg.rate().rate / 10.0).ceil() as usize).clamp(1, gw.cfg.dispatch.batch.max(1));
+    loop {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let free = permits.available_permits().min(per_claim);
+        let now = gw.now();
+        let rows = if free == 0 {
+            Vec::new()
+        } else {
+            match gw
+                .store
+                .claim(now, free, now + gw.cfg.dispatch.lease_ms)
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming messages failed");
+                    Vec::new()
+                }
+            }
+        };
+        if rows.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = gw.wake_dispatch.notified() => {}
+                _ = tokio::time::sleep(IDLE_TICK) => {}
+            }
+            continue;
+        }
+        for row in rows {
+            // The pair limiter first: a recipient that must wait does not take a number token.
+            let pair_wait = lock(&gw.pairs).try_take(&row.to, gw.now()).err();
+            if let Some(at) = pair_wait {
+                let now = gw.now();
+                let change = Change {
+                    state: Some(MessageState::Queued),
+                    next_attempt_at: Some(at),
+                    clear_lease: true,
+                    ..Change::new(&row.id, now)
+                }
+                .with_event(NewEvent::new(
+                    "pair_wait",
+                    now,
+                    json!({ "until": at, "reason": "about one message per 6 s to the same user" }),
+                ));
+                apply(&gw, vec![change]).await;
+                continue;
+            }
+            if !take_token(&gw, &shutdown).await {
+                // Shutting down: the claim's lease runs out and the restart policy takes it.
+                return;
+            }
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let gw = gw.clone();
+            tokio::spawn(async move {
+                send_one(&gw, row).await;
+                drop(permit);
+            });
+        }
+    }
+    // Let in-flight sends record their outcome.
+    let _ = permits
+        .acquire_many(gw.cfg.dispatch.concurrency.max(1) as u32)
+        .await;
+}
+
+/// Waits for a token of the number's bucket; false when shutting down.
+async fn take_token<S: Store + Clone>(gw: &Gateway<S>, shutdown: &CancellationToken) -> bool {
+    loop {
+        let now = gw.now();
+        let wait = match lock(&gw.limiter).try_take(now) {
+            Ok(()) => return true,
+            Err(at) => (at - now).clamp(1, 1_000),
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+        }
+    }
+}
+
+async fn apply<S: Store + Clone>(gw: &Gateway<S>, changes: Vec<Change>) {
+    if let Err(e) = gw.store.apply(changes).await {
+        tracing::error!(error = %e, "recording a dispatch outcome failed");
+    }
+    gw.changed();
+}
+
+/// One attempt: send, then record what came of it.
+async fn send_one<S: Store + Clone>(gw: &Gateway<S>, row: MessageRecord) {
+    let result = gw.upstream.send_bytes(Bytes::from(row.body.clone())).await;
+    let now = gw.now();
+    match result {
+        Ok(ok) => {
+            lock(&gw.limiter).on_success(now);
+            lock(&gw.pairs).on_success(&row.to);
+            let held = ok.message_status == Some(MessageStatus::HeldForQualityAssessment);
+            let change = Change {
+                state: Some(if held {
+                    MessageState::Held
+                } else {
+                    MessageState::Accepted
+                }),
+                wamid: Some(ok.wamid.clone()),
+                accepted_at: Some(now),
+                clear_lease: true,
+                ..Change::new(&row.id, now)
+            }
+            .with_event(NewEvent::new(
+                "accepted",
+                now,
+                json!({ "attempt": row.attempts, "wamid": ok.wamid, "message_status": ok.message_status }),
+            ));
+            apply(gw, vec![change]).await;
+            // Statuses that raced the answer were parked: apply them now.
+            adopt_orphans(gw, &ok.wamid, now).await;
+        }
+        Err(e) => on_error(gw, &row, e, now).await,
+    }
+}
+
+/// Re-applies statuses parked before the send's answer was recorded.
+pub(crate) async fn adopt_orphans<S: Store + Clone>(gw: &Gateway<S>, wamid: &str, now: Millis) {
+    let orphans = match gw.store.take_orphans(wamid).await {
+        Ok(o) if !o.is_empty() => o,
+        _ => return,
+    };
+    let updates: Vec<StatusUpdate> = orphans
+        .into_iter()
+        .filter_map(|payload| crate::intake::status_update(&payload, now))
+        .collect();
+    if let Err(e) = gw.store.apply_statuses(updates).await {
+        tracing::error!(error = %e, "applying parked statuses failed");
+    }
+    gw.changed();
+}
+
+/// Classifies a failed attempt and records the decision.
+async fn on_error<S: Store + Clone>(
+    gw: &Gateway<S>,
+    row: &MessageRecord,
+    e: UpstreamError,
+    now: Millis,
+) {
+    let rule = gw.classifier.classify(&e);
+    let attempt = match rule.action {
+        Action::PairBackoff => lock(&gw.pairs).errors(&row.to) + 1,
+        _ => u32::try_from(row.attempts).unwrap_or(u32::MAX),
+    };
+    let decision = {
+        let mut rng = lock(&gw.rng);
+        next_delay(&rule, attempt, &mut *rng, now, Some(row.deadline))
+    };
+    // Effects on the number, the recipient, the template or the contact, whatever the message's
+    // own fate.
+    match rule.action {
+        Action::Throttle | Action::PauseNumber => {
+            let until = lock(&gw.limiter).on_throttle(now, rule.retry_after);
+            tracing::warn!(code = ?rule.code, until, "upstream throttled the number");
+        }
+        Action::PairBackoff => {
+            lock(&gw.pairs).on_pair_error(&row.to, now);
+        }
+        Action::WithdrawConsent => withdraw_marketing(gw, &row.to, now, "platform:131050").await,
+        Action::PauseTemplate | Action::DisableTemplate => {
+            if let Some(t) = &row.template {
+                let status = if rule.action == Action::PauseTemplate {
+                    "PAUSED"
+                } else {
+                    "DISABLED"
+                };
+                crate::templates::set_status(gw, &t.name, &t.language, status, now).await;
+            }
+        }
+        _ => {}
+    }
+    let error = (rule.code.unwrap_or(0), rule.reason.clone());
+    let attempt_detail = json!({
+        "attempt": row.attempts,
+        "error": { "kind": e.kind(), "code": rule.code, "http_status": rule.http_status, "message": e.to_string() },
+        "action": rule.action.as_str(),
+    });
+    let base = Change {
+        clear_lease: true,
+        last_error: Some(error.clone()),
+        ..Change::new(&row.id, now)
+    };
+    let requeue = |at: Millis, kind: &str| {
+        Change {
+            state: Some(MessageState::Queued),
+            next_attempt_at: Some(at),
+            ..base.clone()
+        }
+        .with_event(NewEvent::new(
+            kind,
+            now,
+            merge(&attempt_detail, json!({ "retry_at": at })),
+        ))
+    };
+    let mut park_template = false;
+    let change = match decision {
+        Decision::RetryAt(at) => requeue(at, "attempt_failed"),
+        Decision::Throttle { until } => requeue(until, "throttled"),
+        Decision::PairBackoff { until } => requeue(until, "pair_backoff"),
+        Decision::PauseNumber { until } => requeue(until, "number_paused"),
+        Decision::PauseTemplate { recheck_at } => {
+            park_template = true;
+            requeue(recheck_at, "template_paused")
+        }
+        Decision::Unknown { .. } => unknown_outcome(gw, row, now, &e.to_string()),
+        Decision::Fail { kind, reason } => {
+            if kind == FailKind::WindowClosed
+                && let Some(fallback) = window_fallback(gw, row)
+            {
+                // The body becomes the fallback template (recorded in the event).
+                Change {
+                    state: Some(MessageState::Queued),
+                    next_attempt_at: Some(now),
+                    body: Some(fallback.to_string()),
+                    ..base.clone()
+                }
+                .with_event(NewEvent::new(
+                    "window_fallback",
+                    now,
+                    merge(&attempt_detail, json!({ "fallback": fallback })),
+                ))
+            } else if kind == FailKind::Holdout && window_open(gw, &row.to, now).await {
+                // 130472 is retried only while a conversation is open.
+                requeue(now + 60_000, "holdout_retry")
+            } else {
+                Change {
+                    state: Some(MessageState::Failed),
+                    failed_at: Some(now),
+                    ..base.clone()
+                }
+                .with_event(NewEvent::new(
+                    "failed",
+                    now,
+                    merge(&attempt_detail, json!({ "kind": kind, "reason": reason })),
+                ))
+            }
+        }
+    };
+    apply(gw, vec![change]).await;
+    if park_template && let Some(t) = &row.template {
+        let _ = gw
+            .store
+            .park_template(&t.name, Some(&t.language), now)
+            .await;
+    }
+}
+
+/// Whether the user wrote in the last 24 hours (an open conversation).
+async fn window_open<S: Store + Clone>(gw: &Gateway<S>, wa_id: &str, now: Millis) -> bool {
+    gw.store
+        .last_inbound(gw.phone_number_id(), wa_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|t| now - t < 24 * 3_600_000)
+}
+
+/// The configured fallback template for a free-form message whose window closed, as a body.
+fn window_fallback<S>(gw: &Gateway<S>, row: &MessageRecord) -> Option<serde_json::Value> {
+    if row.template.is_some() {
+        return None;
+    }
+    let template = gw.cfg.gates.window_fallback.clone()?;
+    Some(json!({
+        "messaging_product": "whatsapp",
+        "to": row.to,
+        "type": "template",
+        "template": template,
+        "biz_opaque_callback_data": row.id,
+    }))
+}
+
+fn merge(a: &serde_json::Value, b: serde_json::Value) -> serde_json::Value {
+    let mut out = a.clone();
+    if let (Some(o), serde_json::Value::Object(extra)) = (out.as_object_mut(), b) {
+        o.extend(extra);
+    }
+    out
+}
+
+/// Records a marketing opt-out that the platform reported (131050, `user_preferences`) or the
+/// user sent (an opt-out keyword).
+pub(crate) async fn withdraw_marketing<S: Store + Clone>(
+    gw: &Gateway<S>,
+    wa_id: &str,
+    at: Millis,
+    source: &str,
+) {
+    let change = Consent {
+        wa_id: wa_id.to_string(),
+        category: Category::Marketing,
+        status: ConsentStatus::OptedOut,
+        source: source.to_string(),
+        evidence: None,
+        at,
+    };
+    if let Err(e) = gw.store.put_consents(vec![change]).await {
+        tracing::error!(error = %e, "recording an opt-out failed");
+    }
+}
+
+/// TTL drop detection: a message accepted or sent but not delivered by its deadline plus the
+/// buffer is `expired` — the platform drops it without a webhook, as the seed page says.
+pub async fn sweep_expired<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
+    loop {
+        let now = gw.now();
+        let due = gw
+            .store
+            .overdue(now - gw.cfg.ttl_buffer_ms, 500)
+            .await
+            .unwrap_or_default();
+        let full = due.len() == 500;
+        let updates: Vec<StatusUpdate> = due
+            .iter()
+            .filter_map(|r| {
+                let wamid = r.wamid.clone()?;
+                Some(StatusUpdate {
+                    wamid,
+                    observation: Observation::Expired { at: now },
+                    received_at: now,
+                    event: NewEvent::new(
+                        "expired",
+                        now,
+                        json!({ "deadline": r.deadline, "buffer_ms": gw.cfg.ttl_buffer_ms, "reason": "not delivered within its time-to-live: assumed dropped by the platform" }),
+                    ),
+                    payload: String::new(),
+                    dedupe_key: None,
+                })
+            })
+            .collect();
+        if !updates.is_empty() {
+            if let Err(e) = gw.store.apply_statuses(updates).await {
+                tracing::error!(error = %e, "recording expiries failed");
+            }
+            gw.changed();
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// Whether a status string moves messages (used by intake).
+pub(crate) fn platform_status(s: &str) -> Option<PlatformStatus> {
+    PlatformStatus::from_platform(s)
+}

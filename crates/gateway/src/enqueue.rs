@@ -1,0 +1,281 @@
+//! Accepting a message into the outbox: the body is validated with `wire`, the envelope fields
+//! are read, and the policy gates run (consent, 24-hour window, template cache, US marketing
+//! block). The row is durable before the caller gets its `202`.
+
+use crate::error::{AppError, Code};
+use crate::model::{Category, ConsentStatus, Lane, MessageState};
+use crate::service::Gateway;
+use crate::store::{Enqueued, MessageRecord, NewMessage, Store, TemplateRef};
+use mynah_wire::WaId;
+use mynah_wire::message::{BodyFlavor, Content, Request, parse_request};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// What `POST /v1/messages` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    /// The gateway's message id.
+    pub id: String,
+    /// Its state (`queued`, or `suppressed` when a gate stopped it).
+    pub state: MessageState,
+    /// The platform's id, once known.
+    pub wamid: Option<String>,
+    /// Why it was suppressed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl From<&MessageRecord> for Accepted {
+    fn from(r: &MessageRecord) -> Self {
+        Accepted {
+            id: r.id.clone(),
+            state: r.state,
+            wamid: r.wamid.clone(),
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+/// The envelope fields an app may add to a platform body.
+#[derive(Debug, Default)]
+struct Envelope {
+    category: Option<Category>,
+    ttl_seconds: Option<i64>,
+    not_before: Option<i64>,
+    lane: Option<Lane>,
+    metadata: Option<Value>,
+}
+
+fn take_envelope(obj: &mut Map<String, Value>) -> Result<Envelope, AppError> {
+    let bad = |field: &str, want: &str| {
+        AppError::new(Code::InvalidEnvelope, format!("{field} must be {want}"))
+    };
+    let mut env = Envelope::default();
+    if let Some(v) = obj.remove("category") {
+        let s = v.as_str().ok_or_else(|| bad("category", "a string"))?;
+        env.category = Some(
+            Category::parse(&s.to_ascii_lowercase())
+                .ok_or_else(|| bad("category", "marketing, utility, authentication or service"))?,
+        );
+    }
+    if let Some(v) = obj.remove("ttl_seconds") {
+        let n = v
+            .as_i64()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| bad("ttl_seconds", "a positive integer"))?;
+        env.ttl_seconds = Some(n);
+    }
+    if let Some(v) = obj.remove("not_before") {
+        env.not_before = Some(
+            v.as_i64()
+                .ok_or_else(|| bad("not_before", "unix milliseconds (an integer)"))?,
+        );
+    }
+    if let Some(v) = obj.remove("lane") {
+        let s = v.as_str().ok_or_else(|| bad("lane", "a string"))?;
+        env.lane = Some(Lane::parse(s).ok_or_else(|| bad("lane", "transactional or bulk"))?);
+    }
+    if let Some(v) = obj.remove("metadata") {
+        env.metadata = Some(v);
+    }
+    // The gateway sends for its one number; a phone number id in the body is only checked.
+    obj.remove("phone_number_id");
+    Ok(env)
+}
+
+/// A fresh message id: time-ordered, random tail.
+fn new_id(now: i64) -> String {
+    format!("msg_{:011x}{:016x}", now.max(0), rand::random::<u64>())
+}
+
+/// Validates, gates and stores one message.
+pub async fn enqueue<S: Store + Clone>(
+    gw: &Gateway<S>,
+    body: &[u8],
+    idempotency_key: Option<String>,
+) -> Result<Accepted, AppError> {
+    let now = gw.now();
+    let mut value: Value = serde_json::from_slice(body)
+        .map_err(|e| AppError::new(Code::InvalidBody, format!("not JSON: {e}")))?;
+    let obj = value
+        .as_object_mut()
+        .ok_or_else(|| AppError::new(Code::InvalidBody, "the body must be a JSON object"))?;
+    let env = take_envelope(obj)?;
+    obj.entry("messaging_product")
+        .or_insert_with(|| Value::String("whatsapp".into()));
+    let id = new_id(now);
+    // Statuses echo biz_opaque_callback_data: it carries our id, so a status can be matched even
+    // before (or without) the send response. The app's own value moves into the metadata.
+    let mut metadata = env.metadata;
+    if let Some(app_value) =
+        obj.insert("biz_opaque_callback_data".into(), Value::String(id.clone()))
+    {
+        let m = metadata.get_or_insert_with(|| Value::Object(Map::new()));
+        if let Some(m) = m.as_object_mut() {
+            m.insert("biz_opaque_callback_data".into(), app_value);
+        }
+    }
+    let bytes =
+        serde_json::to_vec(&value).map_err(|e| AppError::new(Code::InvalidBody, e.to_string()))?;
+    let send = match parse_request(&bytes, BodyFlavor::Cloud) {
+        Ok(Request::Send(s)) => s,
+        Ok(_) => {
+            return Err(AppError::new(
+                Code::InvalidBody,
+                "mark-as-read requests are not messages; send them to the platform directly",
+            ));
+        }
+        Err(e) => {
+            return Err(AppError::new(
+                Code::InvalidBody,
+                format!("({}) {}", e.code.code(), e.details),
+            ));
+        }
+    };
+    let to = send.to.as_str().to_string();
+    let pnid = gw.phone_number_id().to_string();
+    let mut state = MessageState::Queued;
+    let mut reason = None;
+    let mut park = None;
+    let (category, template) = match &send.content {
+        Content::Template(t) => {
+            let cached = gw.store.template(&t.name, &t.language).await?;
+            let category = match &cached {
+                Some(c) => c.category,
+                None if gw.cfg.gates.template => {
+                    return Err(AppError::new(
+                        Code::TemplateUnknown,
+                        format!(
+                            "template {} ({}) is not in the template cache; sync with POST /v1/templates/sync",
+                            t.name, t.language
+                        ),
+                    ));
+                }
+                None => env.category.unwrap_or(Category::Utility),
+            };
+            if let (Some(c), true) = (&cached, gw.cfg.gates.template) {
+                match c.status.to_ascii_uppercase().as_str() {
+                    "APPROVED" | "ACTIVE" => {}
+                    "PAUSED" => park = Some((t.name.clone(), t.language.clone())),
+                    other => {
+                        return Err(AppError::new(
+                            Code::TemplateInactive,
+                            format!("template {} ({}) is {other}", t.name, t.language),
+                        ));
+                    }
+                }
+            }
+            (
+                category,
+                Some(TemplateRef {
+                    name: t.name.clone(),
+                    language: t.language.clone(),
+                }),
+            )
+        }
+        _ => (env.category.unwrap_or(Category::Service), None),
+    };
+    if template.is_some() && gw.cfg.gates.consent {
+        check_consent(gw, &to, category).await?;
+    }
+    if template.is_none() && gw.cfg.gates.window {
+        let last = gw.store.last_inbound(&pnid, &to).await?;
+        let open = last.is_some_and(|t| now - t < 24 * 3_600_000);
+        if !open {
+            return Err(AppError::new(
+                Code::WindowClosed,
+                match last {
+                    Some(t) => format!(
+                        "{to} last wrote {} h ago; send a template instead",
+                        (now - t) / 3_600_000
+                    ),
+                    None => format!("{to} never wrote to this number; send a template instead"),
+                },
+            ));
+        }
+    }
+    if category == Category::Marketing
+        && template.is_some()
+        && gw.cfg.gates.us_marketing
+        && send.to.is_us()
+    {
+        state = MessageState::Suppressed;
+        reason = Some(format!(
+            "marketing templates are not delivered to United States numbers (+1 with a US area code; {}): the platform would fail it with 131049",
+            WaId::from_digits(&to)
+                .region()
+                .unwrap_or_else(|| "US".to_string())
+        ));
+    }
+    let ttl_ms = match env.ttl_seconds {
+        Some(s) => s.saturating_mul(1_000),
+        None if category == Category::Authentication => gw.cfg.auth_ttl_ms,
+        None => gw.cfg.default_ttl_ms,
+    };
+    let not_before = env.not_before.unwrap_or(now);
+    let msg = NewMessage {
+        id,
+        idempotency_key,
+        phone_number_id: pnid,
+        to,
+        category,
+        template,
+        lane: env.lane.unwrap_or(match category {
+            Category::Marketing => Lane::Bulk,
+            _ => Lane::Transactional,
+        }),
+        body: String::from_utf8(bytes).unwrap_or_default(),
+        metadata: metadata.map(|m| m.to_string()),
+        state,
+        reason,
+        not_before,
+        deadline: not_before.max(now).saturating_add(ttl_ms),
+        created_at: now,
+    };
+    let answer = match gw.store.enqueue(vec![msg.clone()]).await?.pop() {
+        Some(Enqueued::Existing(first)) => return Ok(Accepted::from(&*first)),
+        Some(Enqueued::Inserted { id }) => Accepted {
+            id,
+            state: msg.state,
+            wamid: None,
+            reason: msg.reason.clone(),
+        },
+        None => {
+            return Err(AppError::new(
+                Code::Unavailable,
+                "the store returned nothing",
+            ));
+        }
+    };
+    if let Some((name, language)) = park {
+        gw.store.park_template(&name, Some(&language), now).await?;
+    }
+    gw.changed();
+    gw.wake_dispatch.notify_one();
+    Ok(answer)
+}
+
+/// The consent gate: the recipient's current opt-in for `category`.
+async fn check_consent<S: Store + Clone>(
+    gw: &Gateway<S>,
+    to: &str,
+    category: Category,
+) -> Result<(), AppError> {
+    let consents = gw.store.consents(to).await?;
+    match consents.iter().find(|c| c.category == category) {
+        Some(c) if c.status == ConsentStatus::OptedIn => Ok(()),
+        Some(c) => Err(AppError::new(
+            Code::ConsentMissing,
+            format!(
+                "{to} opted out of {category} messages (source {}, at {} ms)",
+                c.source, c.at
+            ),
+        )),
+        None => Err(AppError::new(
+            Code::ConsentMissing,
+            format!(
+                "{to} has no opt-in for {category} messages; record one with PUT /v1/contacts/{to}/consents/{category}"
+            ),
+        )),
+    }
+}

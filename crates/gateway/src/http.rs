@@ -1,0 +1,409 @@
+//! The gateway's HTTP faces: the app API under `/v1/` (bearer gateway key), the platform's
+//! webhook intake under `/webhooks`, health and the OpenAPI document. Every error leaves in the
+//! one format of [`crate::error`].
+
+use crate::error::{AppError, Code};
+use crate::service::Gateway;
+use crate::store::{Event, ListFilter, MessageRecord, Store};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response, Sse};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The OpenAPI document of the app API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+type Gw<S> = State<Arc<Gateway<S>>>;
+
+/// The router.
+pub fn router<S: Store + Clone>(gw: Arc<Gateway<S>>) -> Router {
+    let limit = gw.cfg.max_body_bytes;
+    Router::new()
+        .route("/v1/messages", post(send::<S>).get(list::<S>))
+        .route("/v1/messages/{id}", get(one::<S>))
+        .route("/v1/contacts/{wa_id}/consents", get(consents::<S>))
+        .route(
+            "/v1/contacts/{wa_id}/consents/{category}",
+            put(put_consent::<S>).get(get_consent::<S>),
+        )
+        .route("/v1/consents/import", post(import::<S>))
+        .route("/v1/templates", get(templates::<S>))
+        .route("/v1/templates/sync", post(sync_templates::<S>))
+        .route("/v1/events", get(events::<S>))
+        .route("/webhooks", post(intake::<S>).get(verify::<S>))
+        .route("/webhooks/{*source}", post(intake::<S>).get(verify::<S>))
+        .route("/health", get(health::<S>))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gw)
+}
+
+async fn not_found() -> AppError {
+    AppError::new(Code::NotFound, "no such route; see GET /openapi.json")
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// The gateway key check.
+fn authorize<S: Store + Clone>(gw: &Gateway<S>, headers: &HeaderMap) -> Result<(), AppError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(k) if crate::intake::secret_eq(k, &gw.cfg.gateway_key) => Ok(()),
+        Some(_) => Err(AppError::new(
+            Code::Unauthorized,
+            "the gateway key does not match",
+        )),
+        None => Err(AppError::new(
+            Code::Unauthorized,
+            "send Authorization: Bearer <gateway key>",
+        )),
+    }
+}
+
+async fn send<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty());
+    let accepted = crate::enqueue::enqueue(&gw, &body, key).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
+}
+
+/// A message as the app API shows it.
+fn view(r: &MessageRecord, events: Option<&[Event]>) -> Value {
+    let mut v = json!({
+        "id": r.id,
+        "state": r.state,
+        "wamid": r.wamid,
+        "to": r.to,
+        "phone_number_id": r.phone_number_id,
+        "category": r.category,
+        "template": r.template,
+        "lane": r.lane,
+        "attempts": r.attempts,
+        "metadata": r.metadata.as_deref().and_then(|m| serde_json::from_str::<Value>(m).ok()),
+        "reason": r.reason,
+        "parked": r.parked_reason,
+        "last_error": r.last_error.as_ref().map(|m| json!({ "code": r.last_error_code, "message": m })),
+        "not_before": r.not_before,
+        "deadline": r.deadline,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "accepted_at": r.accepted_at,
+        "sent_at": r.sent_at,
+        "delivered_at": r.delivered_at,
+        "read_at": r.read_at,
+        "failed_at": r.failed_at,
+    });
+    if let (Some(events), Some(obj)) = (events, v.as_object_mut()) {
+        let list: Vec<Value> = events
+            .iter()
+            .map(|e| json!({ "seq": e.seq, "type": e.kind, "at": e.at, "state": e.state, "detail": e.detail }))
+            .collect();
+        obj.insert("events".into(), Value::Array(list));
+    }
+    v
+}
+
+async fn one<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let r = gw
+        .store
+        .get(&id)
+        .await?
+        .ok_or_else(|| AppError::new(Code::NotFound, format!("no message {id}")))?;
+    let events = gw.store.events(&id).await?;
+    Ok(axum::Json(view(&r, Some(&events))).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    to: Option<String>,
+    lane: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+async fn list<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let Query(q) = query.map_err(|e| AppError::new(Code::InvalidParameter, e.body_text()))?;
+    let bad = |what: &str| AppError::new(Code::InvalidParameter, what.to_string());
+    let filter = ListFilter {
+        state: match &q.state {
+            Some(s) => Some(
+                crate::model::MessageState::parse(s)
+                    .ok_or_else(|| bad("state is not a message state"))?,
+            ),
+            None => None,
+        },
+        to: q.to.clone(),
+        phone_number_id: None,
+        lane: match &q.lane {
+            Some(l) => Some(
+                crate::model::Lane::parse(l).ok_or_else(|| bad("lane is transactional or bulk"))?,
+            ),
+            None => None,
+        },
+        limit: q.limit.unwrap_or(100).clamp(1, 1_000),
+        after_id: q.after.clone(),
+        newest_first: false,
+    };
+    let limit = filter.limit;
+    let rows = gw.store.list(filter).await?;
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.id.clone()))
+        .flatten();
+    let messages: Vec<Value> = rows.iter().map(|r| view(r, None)).collect();
+    Ok(axum::Json(json!({ "messages": messages, "next": next })).into_response())
+}
+
+async fn put_consent<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path((wa_id, category)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let input: crate::consent::ConsentInput = serde_json::from_slice(&body)
+        .map_err(|e| AppError::new(Code::InvalidBody, format!("consent body: {e}")))?;
+    let consent = crate::consent::build(&wa_id, &category, &input, gw.now())
+        .map_err(|e| AppError::new(Code::InvalidParameter, e))?;
+    gw.store.put_consents(vec![consent.clone()]).await?;
+    let current = gw
+        .store
+        .consents(&consent.wa_id)
+        .await?
+        .into_iter()
+        .find(|c| c.category == consent.category)
+        .unwrap_or(consent);
+    Ok(axum::Json(current).into_response())
+}
+
+async fn get_consent<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path((wa_id, category)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let wa = normalise(&wa_id)?;
+    let found = gw
+        .store
+        .consents(&wa)
+        .await?
+        .into_iter()
+        .find(|c| c.category.as_str() == category.to_ascii_lowercase());
+    match found {
+        Some(c) => Ok(axum::Json(c).into_response()),
+        None => Err(AppError::new(
+            Code::NotFound,
+            format!("no {category} consent recorded for {wa}"),
+        )),
+    }
+}
+
+fn normalise(wa_id: &str) -> Result<String, AppError> {
+    mynah_wire::WaId::parse(wa_id)
+        .map(|w| w.as_str().to_string())
+        .map_err(|e| AppError::new(Code::InvalidParameter, e.details.to_string()))
+}
+
+async fn consents<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path(wa_id): Path<String>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let wa = normalise(&wa_id)?;
+    let current = gw.store.consents(&wa).await?;
+    let history = gw.store.consent_history(&wa).await?;
+    Ok(axum::Json(json!({ "current": current, "history": history })).into_response())
+}
+
+async fn import<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let csv = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/csv"));
+    let now = gw.now();
+    let parsed = if csv {
+        crate::consent::parse_csv(&body, now)
+    } else {
+        crate::consent::parse_json(&body, now)
+    };
+    let (rows, errors) = parsed.map_err(|e| AppError::new(Code::InvalidBody, e))?;
+    let imported = rows.len();
+    if !rows.is_empty() {
+        gw.store.put_consents(rows).await?;
+    }
+    Ok(axum::Json(json!({ "imported": imported, "errors": errors })).into_response())
+}
+
+async fn templates<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    template_list(&gw).await
+}
+
+async fn template_list<S: Store + Clone>(gw: &Gateway<S>) -> Result<Response, AppError> {
+    let list: Vec<Value> = gw
+        .store
+        .templates()
+        .await?
+        .into_iter()
+        .map(|t| {
+            json!({
+                "name": t.name, "language": t.language, "category": t.category,
+                "status": t.status, "id": t.id,
+                "components": serde_json::from_str::<Value>(&t.components).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "templates": list })).into_response())
+}
+
+async fn sync_templates<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    crate::templates::sync(&gw)
+        .await
+        .map_err(|e| AppError::new(Code::Unavailable, format!("template sync: {e}")))?;
+    template_list(&gw).await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EventsQuery {
+    after: Option<i64>,
+    types: Option<String>,
+}
+
+async fn events<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    let after = last_id.or(q.after).unwrap_or(0);
+    let filter = q.types.as_deref().map(crate::events::parse_types);
+    let stream = crate::events::sse_stream(
+        gw.store.clone(),
+        after,
+        gw.wake_events.clone(),
+        filter,
+        gw.shutdown.clone(),
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response())
+}
+
+/// Webhook intake: verify, store the raw body durably, answer 200; processing comes after.
+async fn intake<S: Store + Clone>(
+    State(gw): Gw<S>,
+    source: Option<Path<String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    if !gw.cfg.app_secret.is_empty() {
+        let sig = headers
+            .get("x-hub-signature-256")
+            .and_then(|v| v.to_str().ok());
+        if !crate::intake::signature_ok(&gw.cfg.app_secret, sig, &body) {
+            return Err(AppError::new(
+                Code::BadSignature,
+                "X-Hub-Signature-256 is missing or does not match the app secret",
+            ));
+        }
+    }
+    if let Some((name, value)) = &gw.cfg.webhook_secret_header {
+        let got = headers.get(name.as_str()).and_then(|v| v.to_str().ok());
+        if !got.is_some_and(|g| crate::intake::secret_eq(g, value)) {
+            return Err(AppError::new(
+                Code::BadSignature,
+                format!("the {name} header is missing or wrong"),
+            ));
+        }
+    }
+    let item = crate::store::InboxItem {
+        received_at: gw.now(),
+        body: body.to_vec(),
+        source: source.map_or_else(|| "default".to_string(), |Path(s)| s),
+    };
+    gw.store.append_inbox(vec![item]).await?;
+    gw.wake_inbox.notify_one();
+    Ok(axum::Json(json!({ "received": true })).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Handshake {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+/// The `GET` verification handshake: echo `hub.challenge` when the token matches.
+async fn verify<S: Store + Clone>(State(gw): Gw<S>, Query(q): Query<Handshake>) -> Response {
+    let ok = q.mode.as_deref() == Some("subscribe")
+        && q.verify_token
+            .as_deref()
+            .is_some_and(|t| crate::intake::secret_eq(t, &gw.cfg.verify_token));
+    match (ok, q.challenge) {
+        (true, Some(c)) => ([(header::CONTENT_TYPE, "text/plain")], c).into_response(),
+        _ => (StatusCode::FORBIDDEN, "verification failed").into_response(),
+    }
+}
+
+async fn health<S: Store + Clone>(State(gw): Gw<S>) -> Response {
+    axum::Json(json!({
+        "status": "ok",
+        "upstream": gw.upstream.dialect().as_str(),
+        "phone_number_id": gw.phone_number_id(),
+        "now": gw.now(),
+    }))
+    .into_response()
+}

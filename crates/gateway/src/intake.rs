@@ -1,0 +1,405 @@
+//! Webhook intake: the HTTP side verifies the signature, appends the raw body to the inbox and
+//! answers 200 at once; [`run`] processes the inbox afterwards. Processing dedupes (a unique key
+//! per status and per inbound message), applies statuses through the monotonic state machine
+//! (parking those that beat their send response), opens the 24-hour window on inbound messages,
+//! withdraws marketing consent on opt-out keywords and `user_preferences` stops, keeps the
+//! template cache current, and retries what the platform failed asynchronously when the
+//! classifier says so (131049). Payloads it does not understand are kept as `unparsed`.
+
+use crate::classify::{Action, Decision, next_delay};
+use crate::clock::Millis;
+use crate::model::{MessageState, Observation};
+use crate::service::{Gateway, lock};
+use crate::store::{Change, InboxOutcome, InboxRow, NewEvent, StatusApplied, StatusUpdate, Store};
+use crate::upstream::UpstreamError;
+use hmac::{Hmac, Mac};
+use mynah_wire::webhook::{
+    ChangeValue, Envelope, InboundBody, InboundMessage, OnPremStatuses, Status,
+};
+use serde_json::json;
+use sha2::Sha256;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Checks `X-Hub-Signature-256: sha256=<hex>` over the raw body, in constant time.
+pub fn signature_ok(secret: &str, header: Option<&str>, body: &[u8]) -> bool {
+    let Some(hex_sig) = header.and_then(|h| h.strip_prefix("sha256=")) else {
+        return false;
+    };
+    let Ok(expected) = hex::decode(hex_sig.trim()) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+/// Constant-time equality for shared-secret headers.
+pub fn secret_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The dedupe key of a status: wamid, status, error code.
+fn status_key(s: &Status) -> String {
+    let code = s
+        .errors
+        .as_ref()
+        .and_then(|e| e.first())
+        .map_or(0, |e| e.code);
+    format!("s:{}:{}:{code}", s.id, s.status.as_str())
+}
+
+/// A platform status as a store update (also used for parked orphans, stored as the status JSON).
+pub(crate) fn status_update(payload: &str, now: Millis) -> Option<StatusUpdate> {
+    let s: Status = serde_json::from_str(payload).ok()?;
+    update_for(&s, payload.to_string(), now)
+}
+
+fn update_for(s: &Status, payload: String, now: Millis) -> Option<StatusUpdate> {
+    let status = crate::dispatch::platform_status(s.status.as_str())?;
+    let error = s
+        .errors
+        .as_ref()
+        .and_then(|e| e.first())
+        .map(|e| (i64::from(e.code), e.error_data.details.clone()));
+    let unix: i64 = s.timestamp.parse().unwrap_or(now / 1_000);
+    Some(StatusUpdate {
+        wamid: s.id.clone(),
+        observation: Observation::platform(status, unix, error.clone()),
+        received_at: now,
+        event: NewEvent::new(
+            format!("status.{}", s.status.as_str()),
+            now,
+            json!({
+                "wamid": s.id,
+                "timestamp": unix,
+                "error": error.map(|(code, details)| json!({ "code": code, "details": details })),
+                "pricing": s.pricing,
+                "conversation": s.conversation,
+            }),
+        ),
+        payload,
+        dedupe_key: Some(status_key(s)),
+    })
+}
+
+/// What one inbox body held.
+#[derive(Default)]
+struct Parsed {
+    statuses: Vec<Status>,
+    inbound: Vec<(String, InboundMessage)>,
+    opt_outs: Vec<(String, Millis, String)>,
+    templates: Vec<(String, String, String)>,
+}
+
+fn parse_body(body: &[u8], out: &mut Parsed) -> bool {
+    if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
+        for entry in env.entry {
+            for change in entry.changes {
+                match change.value {
+                    ChangeValue::Messages(v) => {
+                        out.statuses.extend(v.statuses.unwrap_or_default());
+                        let pnid = v.metadata.phone_number_id.clone();
+                        for m in v.messages.unwrap_or_default() {
+                            out.inbound.push((pnid.clone(), m));
+                        }
+                    }
+                    ChangeValue::UserPreferences(v) => {
+                        for p in v.user_preferences {
+                            if p.value.eq_ignore_ascii_case("stop")
+                                && p.category.contains("marketing")
+                            {
+                                out.opt_outs.push((
+                                    p.wa_id,
+                                    p.timestamp.saturating_mul(1_000),
+                                    "platform:user_preferences".into(),
+                                ));
+                            }
+                        }
+                    }
+                    ChangeValue::TemplateStatus(t) => out.templates.push((
+                        t.message_template_name,
+                        t.message_template_language,
+                        t.event,
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        return true;
+    }
+    if let Ok(on) = serde_json::from_slice::<OnPremStatuses>(body) {
+        for s in on.statuses {
+            out.statuses.push(Status {
+                id: s.id,
+                status: s.status,
+                timestamp: s.timestamp,
+                recipient_id: s.recipient_id,
+                biz_opaque_callback_data: None,
+                conversation: s.conversation,
+                pricing: s.pricing,
+                errors: s.errors.map(|errs| {
+                    errs.into_iter()
+                        .map(|e| mynah_wire::error::WebhookError {
+                            code: e.code,
+                            title: e.title.clone(),
+                            message: e.title,
+                            error_data: mynah_wire::error::WebhookErrorData {
+                                details: e.details.unwrap_or_default(),
+                            },
+                            href: String::new(),
+                        })
+                        .collect()
+                }),
+            });
+        }
+        return true;
+    }
+    false
+}
+
+/// The text an inbound message carries that could be an opt-out keyword.
+fn keyword_text(m: &InboundMessage) -> Option<&str> {
+    match &m.body {
+        InboundBody::Text { text } => Some(text.body.as_str()),
+        InboundBody::Button { button } => Some(button.text.as_str()),
+        _ => None,
+    }
+}
+
+/// Processes the inbox until `shutdown`.
+pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
+    loop {
+        let rows = match gw.store.pending_inbox(256).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "reading the webhook inbox failed");
+                Vec::new()
+            }
+        };
+        if rows.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = gw.wake_inbox.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+            continue;
+        }
+        if let Err(e) = process(&gw, rows).await {
+            tracing::error!(error = %e, "processing webhooks failed; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+}
+
+/// Processes one batch of inbox rows.
+async fn process<S: Store + Clone>(
+    gw: &Gateway<S>,
+    rows: Vec<InboxRow>,
+) -> Result<(), crate::store::StoreError> {
+    let now = gw.now();
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut all = Parsed::default();
+    for row in &rows {
+        let ok = parse_body(&row.body, &mut all);
+        outcomes.push((
+            row.id,
+            if ok {
+                InboxOutcome::Processed
+            } else {
+                InboxOutcome::Unparsed
+            },
+        ));
+    }
+    // Dedupe: a unique key per status (recorded with the status itself, in one transaction)
+    // and per inbound message.
+    let statuses = all.statuses;
+    let keys: Vec<String> = all
+        .inbound
+        .iter()
+        .map(|(_, m)| format!("m:{}", m.id))
+        .collect();
+    let fresh_inbound = if keys.is_empty() {
+        Vec::new()
+    } else {
+        gw.store.remember_keys(keys, now).await?
+    };
+    let inbound: Vec<(String, InboundMessage)> = all
+        .inbound
+        .into_iter()
+        .zip(fresh_inbound)
+        .filter_map(|(m, f)| f.then_some(m))
+        .collect();
+    // Statuses whose message has no wamid yet (an unknown send outcome) are matched through
+    // biz_opaque_callback_data, which carries our id.
+    let mut correlate = Vec::new();
+    for s in &statuses {
+        if let Some(id) = &s.biz_opaque_callback_data
+            && let Ok(Some(m)) = gw.store.get(id).await
+            && m.wamid.as_deref() != Some(s.id.as_str())
+            && m.wamid.is_none()
+        {
+            correlate.push(
+                Change {
+                    wamid: Some(s.id.clone()),
+                    ..Change::new(&m.id, now)
+                }
+                .with_event(NewEvent::new(
+                    "correlated",
+                    now,
+                    json!({ "wamid": s.id, "via": "biz_opaque_callback_data" }),
+                )),
+            );
+        }
+    }
+    if !correlate.is_empty() {
+        gw.store.apply(correlate).await?;
+    }
+    let updates: Vec<StatusUpdate> = statuses
+        .iter()
+        .filter_map(|s| update_for(s, serde_json::to_string(s).unwrap_or_default(), now))
+        .collect();
+    let applied = if updates.is_empty() {
+        Vec::new()
+    } else {
+        gw.store.apply_statuses(updates).await?
+    };
+    for (s, a) in statuses.iter().zip(&applied) {
+        if let StatusApplied::Applied { id, state, .. } = a
+            && *state == MessageState::Failed
+        {
+            on_async_failure(gw, id, s, now).await;
+        }
+    }
+    // Inbound: the window opens; opt-out keywords withdraw marketing consent.
+    let pnid = gw.phone_number_id().to_string();
+    let notes: Vec<(String, String, Millis)> = inbound
+        .iter()
+        .map(|(_, m)| {
+            let at = m
+                .timestamp
+                .parse::<i64>()
+                .map_or(now, |s| s.saturating_mul(1_000));
+            (pnid.clone(), m.from.clone(), at)
+        })
+        .collect();
+    if !notes.is_empty() {
+        gw.store.note_inbound(notes).await?;
+    }
+    for (_, m) in &inbound {
+        if let Some(text) = keyword_text(m)
+            && gw
+                .cfg
+                .opt_out_keywords
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(text.trim()))
+        {
+            let at = m
+                .timestamp
+                .parse::<i64>()
+                .map_or(now, |s| s.saturating_mul(1_000));
+            all.opt_outs
+                .push((m.from.clone(), at, format!("inbound:{}", text.trim())));
+        }
+    }
+    // Recorded at the time we learned it: the platform's timestamps are whole seconds, and an
+    // opt-in recorded earlier in that same second must not outlive the opt-out.
+    for (wa_id, at, source) in &all.opt_outs {
+        crate::dispatch::withdraw_marketing(gw, wa_id, (*at).max(now), source).await;
+    }
+    for (name, language, event) in &all.templates {
+        crate::templates::on_status_event(gw, name, language, event, now).await;
+    }
+    gw.store.finish_inbox(outcomes).await?;
+    gw.changed();
+    Ok(())
+}
+
+/// A `failed` status: the classifier decides, as for a synchronous error (131049 retries on its
+/// schedule within the TTL; 131050 withdraws consent; 132015 parks the template …).
+async fn on_async_failure<S: Store + Clone>(gw: &Gateway<S>, id: &str, s: &Status, now: Millis) {
+    let Some(err) = s.errors.as_ref().and_then(|e| e.first()) else {
+        return;
+    };
+    let Ok(Some(row)) = gw.store.get(id).await else {
+        return;
+    };
+    let as_error = UpstreamError::Rejected {
+        http_status: 200,
+        code: Some(i64::from(err.code)),
+        subcode: None,
+        title: Some(err.title.clone()),
+        details: Some(err.error_data.details.clone()),
+        retry_after: None,
+        body: String::new(),
+    };
+    let rule = gw.classifier.classify(&as_error);
+    match rule.action {
+        Action::WithdrawConsent => {
+            crate::dispatch::withdraw_marketing(gw, &row.to, now, "platform:131050").await;
+        }
+        Action::DisableTemplate => {
+            if let Some(t) = &row.template {
+                crate::templates::set_status(gw, &t.name, &t.language, "DISABLED", now).await;
+            }
+        }
+        Action::PauseTemplate => {
+            // A held message dropped by pacing (or a send racing a pause): it waits, parked,
+            // until the template is active again.
+            let Some(t) = &row.template else {
+                return;
+            };
+            crate::templates::set_status(gw, &t.name, &t.language, "PAUSED", now).await;
+            let change = Change {
+                state: Some(MessageState::Queued),
+                next_attempt_at: Some(now),
+                clear_failure: true,
+                ..Change::new(id, now)
+            }
+            .with_event(NewEvent::new(
+                "template_paused",
+                now,
+                json!({ "code": err.code, "reason": rule.reason, "then": "parked until the template is active" }),
+            ));
+            if let Err(e) = gw.store.apply(vec![change]).await {
+                tracing::error!(error = %e, "re-queueing after 132015 failed");
+            }
+            let _ = gw
+                .store
+                .park_template(&t.name, Some(&t.language), now)
+                .await;
+        }
+        Action::MarketingBackoff => {
+            let attempt = u32::try_from(row.attempts).unwrap_or(u32::MAX);
+            let decision = {
+                let mut rng = lock(&gw.rng);
+                next_delay(&rule, attempt, &mut *rng, now, Some(row.deadline))
+            };
+            if let Decision::RetryAt(at) = decision {
+                let change = Change {
+                    state: Some(MessageState::Queued),
+                    next_attempt_at: Some(at),
+                    clear_failure: true,
+                    ..Change::new(id, now)
+                }
+                .with_event(NewEvent::new(
+                    "marketing_backoff",
+                    now,
+                    json!({ "code": err.code, "retry_at": at, "reason": rule.reason }),
+                ));
+                if let Err(e) = gw.store.apply(vec![change]).await {
+                    tracing::error!(error = %e, "re-queueing after 131049 failed");
+                }
+                gw.wake_dispatch.notify_one();
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,139 @@
+//! The gateway as one value: its configuration, store, clock, upstream client, classifier and
+//! limiters, and the wake-ups its background tasks wait on. [`run`] serves the HTTP API and runs
+//! the dispatcher, the webhook processor, TTL drop detection, template sync and the app event
+//! pusher until the shutdown token fires.
+
+use crate::classify::{Classifier, Overrides};
+use crate::clock::{Clock, Millis};
+use crate::config::Config;
+use crate::ratelimit::{NumberLimiter, PairLimiter};
+use crate::store::Store;
+use crate::upstream::Upstream;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The sending service.
+pub struct Gateway<S> {
+    /// Configuration.
+    pub cfg: Config,
+    /// Durable state.
+    pub store: S,
+    /// "Now".
+    pub clock: Arc<Clock>,
+    /// The platform.
+    pub upstream: Upstream,
+    /// Error codes → actions.
+    pub classifier: Classifier,
+    /// The number's send rate.
+    pub(crate) limiter: Mutex<NumberLimiter>,
+    /// Per-recipient pacing.
+    pub(crate) pairs: Mutex<PairLimiter>,
+    /// Jitter for retries.
+    pub(crate) rng: Mutex<ChaCha8Rng>,
+    /// Wakes the dispatcher (new or released work).
+    pub wake_dispatch: Notify,
+    /// Wakes the webhook processor (new inbox rows).
+    pub wake_inbox: Notify,
+    /// Wakes event followers (SSE, app webhooks) after committed changes.
+    pub wake_events: Arc<Notify>,
+    /// Fires when the gateway shuts down (ends event streams).
+    pub shutdown: CancellationToken,
+}
+
+/// Locks a mutex, surviving a poisoned one (the data are counters).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<S: Store + Clone> Gateway<S> {
+    /// Builds the gateway over an open store.
+    pub fn new(cfg: Config, store: S, clock: Arc<Clock>) -> Result<Arc<Gateway<S>>, String> {
+        let upstream = Upstream::new(cfg.upstream.clone())?;
+        let mut classifier = Classifier::default();
+        if let Some(table) = &cfg.classifier {
+            let overrides: Overrides = table
+                .clone()
+                .try_into()
+                .map_err(|e| format!("classifier: {e}"))?;
+            classifier = classifier.with_overrides(overrides)?;
+        }
+        let limiter = NumberLimiter::try_new(cfg.rate())?;
+        let pairs = PairLimiter::try_new(cfg.pair.clone())?;
+        let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        Ok(Arc::new(Gateway {
+            cfg,
+            store,
+            clock,
+            upstream,
+            classifier,
+            limiter: Mutex::new(limiter),
+            pairs: Mutex::new(pairs),
+            rng: Mutex::new(rng),
+            wake_dispatch: Notify::new(),
+            wake_inbox: Notify::new(),
+            wake_events: Arc::new(Notify::new()),
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    /// Now.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// The sending number's id (one gateway instance sends for one number).
+    pub fn phone_number_id(&self) -> &str {
+        self.cfg
+            .upstream
+            .phone_number_id
+            .as_deref()
+            .unwrap_or("default")
+    }
+
+    /// Tells followers that changes were committed.
+    pub fn changed(&self) {
+        self.wake_events.notify_waiters();
+    }
+}
+
+/// Serves `gw` on `listener` and runs its background tasks until `shutdown` fires; every task
+/// stops on the token, and the store's queued writes are committed before this returns.
+pub async fn run<S: Store + Clone>(
+    listener: TcpListener,
+    gw: Arc<Gateway<S>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    crate::dispatch::recover(&gw).await;
+    let tasks = vec![
+        tokio::spawn(crate::dispatch::run(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::intake::run(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::dispatch::sweep_expired(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::templates::run_sync(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::events::run_pusher(
+            gw.store.clone(),
+            gw.cfg.app_webhooks.clone(),
+            gw.clock.clone(),
+            gw.wake_events.clone(),
+            shutdown.clone(),
+        )),
+    ];
+    let app = crate::http::router(gw.clone());
+    let stop = shutdown.clone();
+    let streams = gw.shutdown.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            // Event streams never end by themselves.
+            streams.cancel();
+        })
+        .await;
+    shutdown.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    served
+}

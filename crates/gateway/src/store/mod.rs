@@ -1,0 +1,693 @@
+//! The gateway's durable storage behind one small, backend-neutral trait.
+//!
+//! [`Store`] is implemented by [`sqlite::SqliteStore`] (the default); a PostgreSQL backend will
+//! implement the same trait and run the same conformance suite (`tests/store.rs`).
+//!
+//! Contract shared by every backend:
+//! - every write is durable before its future resolves (accepted work is durable before it is
+//!   acknowledged);
+//! - each call is atomic: a batch argument (`Vec<…>`) is applied in one transaction, and a
+//!   message row changes together with its timeline events;
+//! - writes that read-then-write (`claim`, `apply_statuses`, `enqueue`'s idempotency, dedupe
+//!   keys) are serialised by the backend, so concurrent callers never race;
+//! - event sequence numbers are assigned in commit order, so a reader following
+//!   [`Store::events_after`] with a cursor never skips an event.
+
+pub mod sqlite;
+
+use crate::clock::Millis;
+use crate::model::{
+    Category, ConsentStatus, Effect, Lane, MessageState, Observation, Progress, Transition,
+};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::future::Future;
+
+/// Event kinds the store itself writes.
+pub mod kind {
+    /// A message entered the outbox.
+    pub const ENQUEUED: &str = "enqueued";
+    /// A message was stopped by a gate before sending.
+    pub const SUPPRESSED: &str = "suppressed";
+    /// A message was refused by a gate before sending.
+    pub const REFUSED: &str = "refused";
+    /// A queued message was parked (its template is paused).
+    pub const PARKED: &str = "parked";
+    /// A parked message was released.
+    pub const UNPARKED: &str = "unparked";
+}
+
+/// `parked_reason` of messages parked by [`Store::park_template`].
+pub const PARKED_TEMPLATE_PAUSED: &str = "template_paused";
+
+/// A storage failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store is closed (shut down, or its writer stopped).
+    Closed,
+    /// The caller passed something the store cannot hold.
+    Invalid(String),
+    /// A stored value could not be read back.
+    Corrupt(String),
+    /// The database failed.
+    Backend(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Closed => f.write_str("store closed"),
+            StoreError::Invalid(m) => write!(f, "invalid store input: {m}"),
+            StoreError::Corrupt(m) => write!(f, "corrupt stored value: {m}"),
+            StoreError::Backend(m) => write!(f, "storage error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// A template reference: name and language code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TemplateRef {
+    /// Template name.
+    pub name: String,
+    /// Language code (`en_US`).
+    pub language: String,
+}
+
+/// A message to put in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewMessage {
+    /// Caller-made id (unique; enqueueing an existing id returns that row).
+    pub id: String,
+    /// Idempotency key (unique; an existing key returns the first row).
+    pub idempotency_key: Option<String>,
+    /// Sending phone number id.
+    pub phone_number_id: String,
+    /// Recipient `wa_id`.
+    pub to: String,
+    /// Message category.
+    pub category: Category,
+    /// Template, for template messages.
+    pub template: Option<TemplateRef>,
+    /// Dispatch lane.
+    pub lane: Lane,
+    /// The platform request body (JSON).
+    pub body: String,
+    /// The caller's metadata (JSON).
+    pub metadata: Option<String>,
+    /// `Queued`, or `Suppressed`/`Refused` when a gate stopped it.
+    pub state: MessageState,
+    /// Why a gate stopped it.
+    pub reason: Option<String>,
+    /// Not sent before this time.
+    pub not_before: Millis,
+    /// Time-to-live: not delivered by then means expired.
+    pub deadline: Millis,
+    /// Enqueue time.
+    pub created_at: Millis,
+}
+
+impl NewMessage {
+    /// Checks what the store requires of a new row.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.id.is_empty() {
+            return Err(StoreError::Invalid("empty message id".into()));
+        }
+        if !matches!(
+            self.state,
+            MessageState::Queued | MessageState::Suppressed | MessageState::Refused
+        ) {
+            return Err(StoreError::Invalid(format!(
+                "message {} cannot start in state {}",
+                self.id, self.state
+            )));
+        }
+        Ok(())
+    }
+
+    /// The event kind its insertion writes.
+    pub fn event_kind(&self) -> &'static str {
+        match self.state {
+            MessageState::Suppressed => kind::SUPPRESSED,
+            MessageState::Refused => kind::REFUSED,
+            _ => kind::ENQUEUED,
+        }
+    }
+}
+
+/// The result of enqueueing one message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Enqueued {
+    /// A new row was inserted.
+    Inserted {
+        /// Its id.
+        id: String,
+    },
+    /// The idempotency key (or id) already existed: the first row, unchanged.
+    Existing(Box<MessageRecord>),
+}
+
+/// A stored message: every column of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Insertion order (monotonic).
+    pub seq: i64,
+    /// Id.
+    pub id: String,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Sending phone number id.
+    pub phone_number_id: String,
+    /// Recipient `wa_id`.
+    pub to: String,
+    /// Category.
+    pub category: Category,
+    /// Template.
+    pub template: Option<TemplateRef>,
+    /// Lane.
+    pub lane: Lane,
+    /// Platform request body (JSON).
+    pub body: String,
+    /// Caller metadata (JSON).
+    pub metadata: Option<String>,
+    /// State.
+    pub state: MessageState,
+    /// Why a gate stopped it (suppressed/refused).
+    pub reason: Option<String>,
+    /// Why a queued message is held back (not claimable while set).
+    pub parked_reason: Option<String>,
+    /// The platform's message id, once accepted.
+    pub wamid: Option<String>,
+    /// Send attempts so far (claims).
+    pub attempts: i64,
+    /// Earliest time of the next attempt.
+    pub next_attempt_at: Millis,
+    /// Not sent before.
+    pub not_before: Millis,
+    /// Time-to-live deadline.
+    pub deadline: Millis,
+    /// End of the current send lease (`sending`).
+    pub lease_until: Option<Millis>,
+    /// Last error code.
+    pub last_error_code: Option<i64>,
+    /// Last error text.
+    pub last_error: Option<String>,
+    /// Enqueue time.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+    /// Accepted (or held) by the upstream.
+    pub accepted_at: Option<Millis>,
+    /// Sent, per the platform.
+    pub sent_at: Option<Millis>,
+    /// Delivered, per the platform.
+    pub delivered_at: Option<Millis>,
+    /// Read, per the platform.
+    pub read_at: Option<Millis>,
+    /// Failed.
+    pub failed_at: Option<Millis>,
+}
+
+impl MessageRecord {
+    /// What the status machine reads.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            state: self.state,
+            accepted_at: self.accepted_at,
+            sent_at: self.sent_at,
+            delivered_at: self.delivered_at,
+            read_at: self.read_at,
+            failed_at: self.failed_at,
+            error_code: self.last_error_code,
+        }
+    }
+}
+
+/// A timeline event to record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// What happened (`enqueued`, `accepted`, `status.delivered`, …).
+    pub kind: String,
+    /// When (unix ms).
+    pub at: Millis,
+    /// Details (JSON).
+    pub detail: serde_json::Value,
+}
+
+impl NewEvent {
+    /// An event with `detail`.
+    pub fn new(kind: impl Into<String>, at: Millis, detail: serde_json::Value) -> NewEvent {
+        NewEvent {
+            kind: kind.into(),
+            at,
+            detail,
+        }
+    }
+}
+
+/// A recorded timeline event, with its global sequence number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Global, monotonic sequence number (the app event feed's cursor).
+    pub seq: i64,
+    /// The message.
+    pub message_id: String,
+    /// What happened.
+    pub kind: String,
+    /// When (unix ms).
+    pub at: Millis,
+    /// Details (JSON).
+    pub detail: serde_json::Value,
+    /// The message's state after the change.
+    pub state: MessageState,
+}
+
+/// What `list` returns. Results are in insertion order (oldest first unless `newest_first`),
+/// paged with `after_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ListFilter {
+    /// Only this state.
+    pub state: Option<MessageState>,
+    /// Only this recipient.
+    pub to: Option<String>,
+    /// Only this sending number.
+    pub phone_number_id: Option<String>,
+    /// Only this lane.
+    pub lane: Option<Lane>,
+    /// At most this many (0 means 100).
+    pub limit: usize,
+    /// Continue after this message (exclusive); an unknown id yields nothing.
+    pub after_id: Option<String>,
+    /// Newest first.
+    pub newest_first: bool,
+}
+
+impl ListFilter {
+    /// The effective limit.
+    pub fn effective_limit(&self) -> usize {
+        if self.limit == 0 { 100 } else { self.limit }
+    }
+}
+
+/// A batch item of [`Store::apply`]: a row update plus an optional timeline event.
+/// `None`/`false` fields leave the column alone.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Change {
+    /// The message.
+    pub id: String,
+    /// Time of the change (`updated_at`).
+    pub at: Millis,
+    /// New state.
+    pub state: Option<MessageState>,
+    /// The platform's message id.
+    pub wamid: Option<String>,
+    /// Next attempt time (retries).
+    pub next_attempt_at: Option<Millis>,
+    /// New platform request body (e.g. a fallback template); the template columns stay.
+    pub body: Option<String>,
+    /// Clear the send lease.
+    pub clear_lease: bool,
+    /// Clear `failed_at` and the last error (applied before the fields below).
+    pub clear_failure: bool,
+    /// New last error (code, text).
+    pub last_error: Option<(i64, String)>,
+    /// New `accepted_at`.
+    pub accepted_at: Option<Millis>,
+    /// New `sent_at`.
+    pub sent_at: Option<Millis>,
+    /// New `delivered_at`.
+    pub delivered_at: Option<Millis>,
+    /// New `read_at`.
+    pub read_at: Option<Millis>,
+    /// New `failed_at`.
+    pub failed_at: Option<Millis>,
+    /// The timeline event (written only if the row exists).
+    pub event: Option<NewEvent>,
+}
+
+impl Change {
+    /// A change to `id` at `at` that changes nothing yet.
+    pub fn new(id: impl Into<String>, at: Millis) -> Change {
+        Change {
+            id: id.into(),
+            at,
+            ..Change::default()
+        }
+    }
+
+    /// The row update a status-machine [`Transition`] stands for.
+    pub fn from_transition(id: impl Into<String>, at: Millis, t: &Transition) -> Change {
+        Change {
+            state: t.state,
+            clear_failure: t.clear_failure,
+            last_error: t.error.clone(),
+            accepted_at: t.accepted_at,
+            sent_at: t.sent_at,
+            delivered_at: t.delivered_at,
+            read_at: t.read_at,
+            failed_at: t.failed_at,
+            ..Change::new(id, at)
+        }
+    }
+
+    /// Adds a timeline event.
+    pub fn with_event(mut self, event: NewEvent) -> Change {
+        self.event = Some(event);
+        self
+    }
+}
+
+/// A platform status to apply atomically by wamid ([`Store::apply_statuses`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusUpdate {
+    /// The platform's message id.
+    pub wamid: String,
+    /// What the status says.
+    pub observation: Observation,
+    /// When we received it (`updated_at`, orphan time).
+    pub received_at: Millis,
+    /// The timeline event to record with it.
+    pub event: NewEvent,
+    /// The raw status, parked as an orphan when the wamid is unknown.
+    pub payload: String,
+    /// Dedupe key (e.g. `wamid:status:code`), recorded in the same transaction as the status
+    /// so a crash can never remember a key whose status was not applied. Not recorded for an
+    /// orphan: re-applying it later with the same key must not look like a duplicate.
+    pub dedupe_key: Option<String>,
+}
+
+/// What [`Store::apply_statuses`] did with one status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatusApplied {
+    /// Applied to a message (its event recorded whatever the effect).
+    Applied {
+        /// The message.
+        id: String,
+        /// Its state afterwards.
+        state: MessageState,
+        /// What the status changed.
+        effect: Effect,
+    },
+    /// Unknown wamid: parked in the orphan table (see [`Store::take_orphans`]).
+    Orphaned,
+    /// Its dedupe key was seen before: nothing changed, no event.
+    Duplicate,
+}
+
+/// A raw webhook body to append to the inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    /// Receive time.
+    pub received_at: Millis,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// Where it came from (`360dialog`, `cloud`, …).
+    pub source: String,
+}
+
+/// How an inbox item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InboxOutcome {
+    /// Processed.
+    Processed,
+    /// Not understood; kept for inspection.
+    Unparsed,
+    /// Everything in it had been seen before.
+    Duplicate,
+}
+
+impl InboxOutcome {
+    /// Storage form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxOutcome::Processed => "processed",
+            InboxOutcome::Unparsed => "unparsed",
+            InboxOutcome::Duplicate => "duplicate",
+        }
+    }
+
+    /// Parses the storage form.
+    pub fn parse(s: &str) -> Option<InboxOutcome> {
+        [
+            InboxOutcome::Processed,
+            InboxOutcome::Unparsed,
+            InboxOutcome::Duplicate,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == s)
+    }
+}
+
+/// A stored inbox item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRow {
+    /// Id (append order).
+    pub id: i64,
+    /// Receive time.
+    pub received_at: Millis,
+    /// The raw body.
+    pub body: Vec<u8>,
+    /// Source.
+    pub source: String,
+    /// Outcome, once finished.
+    pub outcome: Option<InboxOutcome>,
+}
+
+/// A consent (current value or history entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consent {
+    /// The contact.
+    pub wa_id: String,
+    /// The category it covers.
+    pub category: Category,
+    /// Opted in or out.
+    pub status: ConsentStatus,
+    /// Who recorded it (`api`, `webhook:131050`, `inbound:STOP`, …).
+    pub source: String,
+    /// Proof (JSON or text).
+    pub evidence: Option<String>,
+    /// When the contact gave or withdrew it.
+    pub at: Millis,
+}
+
+/// A consent change to record (same shape as [`Consent`]).
+pub type ConsentChange = Consent;
+
+/// A cached message template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRecord {
+    /// Name.
+    pub name: String,
+    /// Language code.
+    pub language: String,
+    /// Category.
+    pub category: Category,
+    /// Status as the platform says it (`APPROVED`, `PAUSED`, `DISABLED`, …).
+    pub status: String,
+    /// The platform's template id.
+    pub id: String,
+    /// Components (JSON).
+    pub components: String,
+    /// When this version was learned; an older version never replaces a newer one.
+    pub updated_at: Millis,
+}
+
+/// The gateway's storage. Every method is one atomic operation; writes are durable when the
+/// future resolves. See the module docs for the shared contract.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts messages (one transaction), each with an `enqueued`/`suppressed`/`refused`
+    /// event. An existing idempotency key (or id) returns [`Enqueued::Existing`] with the first
+    /// row instead. Results are in input order.
+    fn enqueue(
+        &self,
+        messages: Vec<NewMessage>,
+    ) -> impl Future<Output = Result<Vec<Enqueued>, StoreError>> + Send;
+
+    /// A message by id.
+    fn get(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<MessageRecord>, StoreError>> + Send;
+
+    /// A message by the platform's id (the latest if several carry it).
+    fn by_wamid(
+        &self,
+        wamid: &str,
+    ) -> impl Future<Output = Result<Option<MessageRecord>, StoreError>> + Send;
+
+    /// A message's timeline, in order.
+    fn events(&self, id: &str) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// Messages matching `filter`, in insertion order.
+    fn list(
+        &self,
+        filter: ListFilter,
+    ) -> impl Future<Output = Result<Vec<MessageRecord>, StoreError>> + Send;
+
+    /// Atomically takes up to `limit` due messages (queued, not parked, `next_attempt_at` and
+    /// `not_before` ≤ `now`): transactional lane first, then oldest `next_attempt_at`, then
+    /// insertion order. They become `sending` with `lease_until` and one more attempt. Concurrent
+    /// callers never get the same row.
+    fn claim(
+        &self,
+        now: Millis,
+        limit: usize,
+        lease_until: Millis,
+    ) -> impl Future<Output = Result<Vec<MessageRecord>, StoreError>> + Send;
+
+    /// Applies row changes and their events in one transaction. `true` per change whose
+    /// message exists (a missing one changes nothing and writes no event).
+    fn apply(
+        &self,
+        changes: Vec<Change>,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Applies platform statuses by wamid through [`crate::model::observe`], read-modify-write
+    /// serialised by the store, in one transaction; a status for an unknown wamid is parked as an
+    /// orphan in the same step, so a status racing its send response is never lost. A status
+    /// whose dedupe key was seen before is skipped ([`StatusApplied::Duplicate`]).
+    fn apply_statuses(
+        &self,
+        updates: Vec<StatusUpdate>,
+    ) -> impl Future<Output = Result<Vec<StatusApplied>, StoreError>> + Send;
+
+    /// Parks the queued, unparked messages of a template ([`PARKED_TEMPLATE_PAUSED`]; all its
+    /// languages when `language` is `None`), with a `parked` event each. Returns how many.
+    fn park_template(
+        &self,
+        name: &str,
+        language: Option<&str>,
+        now: Millis,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Releases messages parked by [`Store::park_template`], with an `unparked` event each.
+    /// Returns how many.
+    fn unpark_template(
+        &self,
+        name: &str,
+        language: Option<&str>,
+        now: Millis,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Messages in `sending` whose lease ended by `now`: their send outcome is unknown.
+    fn expired_leases(
+        &self,
+        now: Millis,
+    ) -> impl Future<Output = Result<Vec<MessageRecord>, StoreError>> + Send;
+
+    /// Up to `limit` messages in accepted/held/sent whose deadline is ≤ `now` (TTL drop
+    /// detection), oldest deadline first.
+    fn overdue(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<MessageRecord>, StoreError>> + Send;
+
+    /// Parks a status whose wamid is not known yet.
+    fn park_orphan(
+        &self,
+        wamid: &str,
+        payload: String,
+        at: Millis,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Returns and deletes the orphans parked for `wamid`, oldest first.
+    fn take_orphans(
+        &self,
+        wamid: &str,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Appends raw webhook bodies (one transaction); returns their ids.
+    fn append_inbox(
+        &self,
+        items: Vec<InboxItem>,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
+
+    /// Unfinished inbox items, oldest first.
+    fn pending_inbox(
+        &self,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<InboxRow>, StoreError>> + Send;
+
+    /// Marks inbox items finished; bodies are kept.
+    fn finish_inbox(
+        &self,
+        outcomes: Vec<(i64, InboxOutcome)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records dedupe keys at `at`; `true` for a key seen for the first time. Enforced by a
+    /// unique key, so concurrent callers agree on exactly one first sighting.
+    fn remember_keys(
+        &self,
+        keys: Vec<String>,
+        at: Millis,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Records consent changes: every change goes to the history; the current value per
+    /// (wa_id, category) changes only if the change is not older than it. `true` per change that
+    /// became current.
+    fn put_consents(
+        &self,
+        changes: Vec<ConsentChange>,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Current consents of a contact, by category.
+    fn consents(
+        &self,
+        wa_id: &str,
+    ) -> impl Future<Output = Result<Vec<Consent>, StoreError>> + Send;
+
+    /// Every consent change of a contact, by time (then arrival).
+    fn consent_history(
+        &self,
+        wa_id: &str,
+    ) -> impl Future<Output = Result<Vec<Consent>, StoreError>> + Send;
+
+    /// Notes inbound messages `(phone_number_id, wa_id, at)`; keeps the latest time per pair.
+    fn note_inbound(
+        &self,
+        notes: Vec<(String, String, Millis)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The latest inbound message time from `wa_id` to `phone_number_id`.
+    fn last_inbound(
+        &self,
+        phone_number_id: &str,
+        wa_id: &str,
+    ) -> impl Future<Output = Result<Option<Millis>, StoreError>> + Send;
+
+    /// Inserts or updates cached templates (an older `updated_at` never replaces a newer one).
+    fn upsert_templates(
+        &self,
+        templates: Vec<TemplateRecord>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// One cached template.
+    fn template(
+        &self,
+        name: &str,
+        language: &str,
+    ) -> impl Future<Output = Result<Option<TemplateRecord>, StoreError>> + Send;
+
+    /// Every cached template, by name then language.
+    fn templates(&self) -> impl Future<Output = Result<Vec<TemplateRecord>, StoreError>> + Send;
+
+    /// Up to `limit` events with a sequence number greater than `seq`, in order.
+    fn events_after(
+        &self,
+        seq: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// A named cursor's value (0 when never set).
+    fn cursor(&self, name: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
+    /// Sets a named cursor.
+    fn set_cursor(
+        &self,
+        name: &str,
+        value: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,180 @@
+//! The template status cache: synced from the upstream's template API at start and every
+//! `template_sync_ms`, and kept current by `message_template_status_update` webhooks and by
+//! 132015/132016 answers. A pause parks the template's queued messages; its return to APPROVED
+//! releases them.
+
+use crate::clock::Millis;
+use crate::model::Category;
+use crate::service::Gateway;
+use crate::store::{Store, TemplateRecord};
+use mynah_wire::reply::ListedStatus;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The platform's status word for a listed status.
+fn status_word(s: &ListedStatus) -> String {
+    match s {
+        ListedStatus::Approved => "APPROVED".into(),
+        ListedStatus::Pending => "PENDING".into(),
+        ListedStatus::Rejected => "REJECTED".into(),
+        ListedStatus::Paused => "PAUSED".into(),
+        ListedStatus::Disabled => "DISABLED".into(),
+        ListedStatus::Other(o) => o.to_ascii_uppercase(),
+    }
+}
+
+fn category(c: Option<mynah_wire::template::Category>) -> Category {
+    match c {
+        Some(mynah_wire::template::Category::Marketing) => Category::Marketing,
+        Some(mynah_wire::template::Category::Authentication) => Category::Authentication,
+        _ => Category::Utility,
+    }
+}
+
+/// Reads every template from the upstream into the cache; returns how many.
+pub async fn sync<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String> {
+    let listed = gw
+        .upstream
+        .list_templates()
+        .await
+        .map_err(|e| e.to_string())?;
+    let now = gw.now();
+    let before = gw.store.templates().await.map_err(|e| e.to_string())?;
+    let records: Vec<TemplateRecord> = listed
+        .into_iter()
+        .map(|t| TemplateRecord {
+            status: status_word(&t.status),
+            category: category(t.category),
+            id: t.id.unwrap_or_default(),
+            components: t.components.to_string(),
+            name: t.name,
+            language: t.language,
+            updated_at: now,
+        })
+        .collect();
+    let n = records.len();
+    for r in &records {
+        let was = before
+            .iter()
+            .find(|b| b.name == r.name && b.language == r.language)
+            .map(|b| b.status.as_str());
+        if was != Some(r.status.as_str()) {
+            follow_status(gw, &r.name, &r.language, &r.status, now).await;
+        }
+    }
+    gw.store
+        .upsert_templates(records)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+/// Syncs at start and then every `template_sync_ms`, until `shutdown`.
+pub async fn run_sync<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
+    loop {
+        match sync(&gw).await {
+            Ok(n) => tracing::debug!(templates = n, "template cache synced"),
+            Err(e) => {
+                tracing::warn!(error = %e, "template sync failed; the cache keeps what it has")
+            }
+        }
+        let every = if gw.cfg.template_sync_ms > 0 {
+            gw.cfg.template_sync_ms
+        } else {
+            // Never again, but keep the task alive for shutdown.
+            Millis::MAX / 4
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(every.clamp(1_000, 86_400_000) as u64)) => {}
+        }
+    }
+}
+
+/// Sets a cached template's status (a webhook or an error code told us) and follows it.
+pub async fn set_status<S: Store + Clone>(
+    gw: &Gateway<S>,
+    name: &str,
+    language: &str,
+    status: &str,
+    now: Millis,
+) {
+    let current = gw.store.template(name, language).await.ok().flatten();
+    let record = match current {
+        Some(mut t) => {
+            if t.status == status {
+                return;
+            }
+            t.status = status.to_string();
+            t.updated_at = now;
+            t
+        }
+        None => TemplateRecord {
+            name: name.to_string(),
+            language: language.to_string(),
+            category: Category::Utility,
+            status: status.to_string(),
+            id: String::new(),
+            components: "[]".into(),
+            updated_at: now,
+        },
+    };
+    if let Err(e) = gw.store.upsert_templates(vec![record]).await {
+        tracing::error!(error = %e, "updating the template cache failed");
+    }
+    follow_status(gw, name, language, status, now).await;
+}
+
+/// A `message_template_status_update` event.
+pub async fn on_status_event<S: Store + Clone>(
+    gw: &Gateway<S>,
+    name: &str,
+    language: &str,
+    event: &str,
+    now: Millis,
+) {
+    let status = match event.to_ascii_uppercase().as_str() {
+        "APPROVED" | "REINSTATED" => "APPROVED",
+        "PAUSED" => "PAUSED",
+        "DISABLED" => "DISABLED",
+        "REJECTED" => "REJECTED",
+        "PENDING" | "IN_APPEAL" => "PENDING",
+        "DELETED" | "PENDING_DELETION" | "ARCHIVED" => "DELETED",
+        _ => return,
+    };
+    set_status(gw, name, language, status, now).await;
+}
+
+/// Parks or releases the template's queued messages for its new status.
+async fn follow_status<S: Store + Clone>(
+    gw: &Gateway<S>,
+    name: &str,
+    language: &str,
+    status: &str,
+    now: Millis,
+) {
+    let result = match status {
+        "PAUSED" => gw.store.park_template(name, Some(language), now).await,
+        // Disabled or deleted: parked messages go and fail with the platform's answer (132016).
+        "APPROVED" | "DISABLED" | "DELETED" => {
+            gw.store.unpark_template(name, Some(language), now).await
+        }
+        _ => Ok(0),
+    };
+    match result {
+        Ok(n) if n > 0 => {
+            tracing::info!(
+                template = name,
+                language,
+                status,
+                messages = n,
+                "template status followed"
+            );
+            gw.changed();
+            gw.wake_dispatch.notify_one();
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "parking a template's messages failed"),
+    }
+}

@@ -1,0 +1,233 @@
+//! The gateway end to end against a real sandbox on real sockets: the app API, policy gates,
+//! the consent registry, webhook intake and the status timeline.
+
+mod common;
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_flows_through_the_sandbox_and_its_statuses_come_back() {
+    let p = Pair::start(sandbox_config(), gateway_config()).await;
+    p.opt_in("4915112345678", "utility").await;
+    let id = p.send(template("hello_world", "+49 151 1234 5678")).await;
+    let m = p.until_state(&id, "read").await;
+    assert!(m["wamid"].as_str().unwrap().starts_with("wamid."), "{m}");
+    assert_eq!(m["to"], "4915112345678");
+    assert_eq!(m["category"], "utility");
+    let types = event_types(&m);
+    for t in [
+        "enqueued",
+        "accepted",
+        "status.sent",
+        "status.delivered",
+        "status.read",
+    ] {
+        assert!(types.contains(&t.to_string()), "{t} missing from {types:?}");
+    }
+    assert!(m["delivered_at"].is_i64() && m["read_at"].is_i64(), "{m}");
+    // Listing with a filter.
+    let (s, l) = p.get("/v1/messages?state=read").await;
+    assert_eq!(s, 200);
+    assert_eq!(l["messages"][0]["id"], id);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_refuse_with_clear_errors() {
+    let p = Pair::start(sandbox_config(), gateway_config()).await;
+    // A marketing template without consent is refused at enqueue.
+    let (s, b) = p
+        .post("/v1/messages", &template("spring_sale", "4915112345670"))
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (422, Some("consent_missing")),
+        "{b}"
+    );
+    assert!(
+        b["error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("marketing"),
+        "{b}"
+    );
+    // A free-form message outside the window.
+    let (s, b) = p.post("/v1/messages", &text("4915112345670", "hi")).await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (422, Some("window_closed")),
+        "{b}"
+    );
+    // An unknown template.
+    let (s, b) = p
+        .post("/v1/messages", &template("no_such", "4915112345670"))
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (422, Some("template_unknown")),
+        "{b}"
+    );
+    // A bad body: wire's validation, with the platform's code in the details.
+    let (s, b) = p
+        .post(
+            "/v1/messages",
+            &json!({ "to": "4915112345670", "type": "text", "text": {} }),
+        )
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{b}"
+    );
+    let (s, b) = p
+        .post("/v1/messages", &json!({ "to": "4915112345670", "type": "text", "text": { "body": "x" }, "lane": "fast" }))
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("invalid_envelope")),
+        "{b}"
+    );
+    // No key.
+    let r = p
+        .http
+        .post(format!("{}/v1/messages", p.gw_base))
+        .json(&text("4915112345670", "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A marketing template to the US is suppressed with its reason; Canada goes out.
+    p.opt_in("12025550123", "marketing").await;
+    p.opt_in("14165550123", "marketing").await;
+    let (s, b) = p
+        .post("/v1/messages", &template("spring_sale", "+1 202 555 0123"))
+        .await;
+    assert_eq!((s, b["state"].as_str()), (202, Some("suppressed")), "{b}");
+    assert!(
+        b["reason"].as_str().unwrap().contains("United States"),
+        "{b}"
+    );
+    let canada = p.send(template("spring_sale", "+1 416 555 0123")).await;
+    p.until_state(&canada, "read").await;
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_return_the_first_answer() {
+    let p = Pair::start(sandbox_config(), gateway_config()).await;
+    p.opt_in("4915112345671", "utility").await;
+    let post = || {
+        p.http
+            .post(format!("{}/v1/messages", p.gw_base))
+            .bearer_auth(KEY)
+            .header("Idempotency-Key", "order-42")
+            .json(&template("hello_world", "4915112345671"))
+            .send()
+    };
+    let first: serde_json::Value = post().await.unwrap().json().await.unwrap();
+    let second = post().await.unwrap();
+    assert_eq!(second.status(), 202);
+    let second: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(first["id"], second["id"]);
+    let (_, list) = p.get("/v1/messages?to=4915112345671").await;
+    assert_eq!(list["messages"].as_array().unwrap().len(), 1);
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_opens_the_window_and_stop_withdraws_marketing_consent() {
+    let p = Pair::start(sandbox_config(), gateway_config()).await;
+    let user = "4915112345672";
+    p.opt_in(user, "marketing").await;
+    p.inbound(user, "Hello!").await;
+    // The window opens once the webhook is processed.
+    let mut id = None;
+    for _ in 0..500 {
+        let (s, b) = p
+            .post("/v1/messages", &text(user, "Hi, how can we help?"))
+            .await;
+        if s == 202 {
+            id = b["id"].as_str().map(str::to_string);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let id = id.expect("the window opened");
+    p.until_state(&id, "read").await;
+    // STOP withdraws marketing consent; later marketing sends are refused.
+    p.inbound(user, " stop ").await;
+    let mut refused = None;
+    for _ in 0..500 {
+        let (s, b) = p.post("/v1/messages", &template("spring_sale", user)).await;
+        if s == 422 {
+            refused = Some(b);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let b = refused.expect("marketing refused after STOP");
+    assert_eq!(b["error"]["code"], "consent_missing");
+    assert!(
+        b["error"]["details"]
+            .as_str()
+            .unwrap()
+            .contains("inbound:stop"),
+        "{b}"
+    );
+    let (_, c) = p.get(&format!("/v1/contacts/{user}/consents")).await;
+    assert_eq!(c["history"].as_array().unwrap().len(), 2, "{c}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_intake_verifies_signatures_and_the_handshake() {
+    let p = Pair::start(sandbox_config(), gateway_config()).await;
+    let r = p
+        .http
+        .post(format!("{}/webhooks", p.gw_base))
+        .header("X-Hub-Signature-256", "sha256=00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = p
+        .http
+        .get(format!(
+            "{}/webhooks?hub.mode=subscribe&hub.verify_token=mynah-verify&hub.challenge=1158201444",
+            p.gw_base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "1158201444");
+    let r = p
+        .http
+        .get(format!(
+            "{}/webhooks?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1",
+            p.gw_base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Consent import (CSV) and read-back.
+    let r = p
+        .http
+        .post(format!("{}/v1/consents/import", p.gw_base))
+        .bearer_auth(KEY)
+        .header("content-type", "text/csv")
+        .body("wa_id,category,status,source\n4915112345673,marketing,opted_in,shop\nbad,marketing,opted_in,shop\n")
+        .send()
+        .await
+        .unwrap();
+    let b: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(b["imported"], 1, "{b}");
+    assert_eq!(b["errors"][0]["line"], 3, "{b}");
+    let (s, c) = p.get("/v1/contacts/4915112345673/consents/marketing").await;
+    assert_eq!((s, c["status"].as_str()), (200, Some("opted_in")), "{c}");
+    let _ = p.control(Method::GET, "/health", &json!({})).await;
+    p.shutdown().await;
+}
