@@ -294,8 +294,14 @@ async fn on_error<S: Store + Clone>(
         Decision::PairBackoff { until } => requeue(until, "pair_backoff"),
         Decision::PauseNumber { until } => requeue(until, "number_paused"),
         Decision::PauseTemplate { recheck_at } => {
+            // Parked until the template is active again (a status webhook or a sync releases it,
+            // and then it goes at once); `recheck_at` is the classifier's hint, in the event.
             park_template = true;
-            requeue(recheck_at, "template_paused")
+            let mut c = requeue(now, "template_paused");
+            if let Some(ev) = c.event.as_mut() {
+                ev.detail = merge(&ev.detail, json!({ "recheck_at": recheck_at }));
+            }
+            c
         }
         Decision::Unknown { .. } => unknown_outcome(gw, row, now, &e.to_string()),
         Decision::Fail { kind, reason } => {
@@ -398,38 +404,8 @@ pub(crate) async fn withdraw_marketing<S: Store + Clone>(
 /// buffer is `expired` — the platform drops it without a webhook, as the seed page says.
 pub async fn sweep_expired<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
     loop {
-        let now = gw.now();
-        let due = gw
-            .store
-            .overdue(now - gw.cfg.ttl_buffer_ms, 500)
-            .await
-            .unwrap_or_default();
-        let full = due.len() == 500;
-        let updates: Vec<StatusUpdate> = due
-            .iter()
-            .filter_map(|r| {
-                let wamid = r.wamid.clone()?;
-                Some(StatusUpdate {
-                    wamid,
-                    observation: Observation::Expired { at: now },
-                    received_at: now,
-                    event: NewEvent::new(
-                        "expired",
-                        now,
-                        json!({ "deadline": r.deadline, "buffer_ms": gw.cfg.ttl_buffer_ms, "reason": "not delivered within its time-to-live: assumed dropped by the platform" }),
-                    ),
-                    payload: String::new(),
-                    dedupe_key: None,
-                })
-            })
-            .collect();
-        if !updates.is_empty() {
-            if let Err(e) = gw.store.apply_statuses(updates).await {
-                tracing::error!(error = %e, "recording expiries failed");
-            }
-            gw.changed();
-        }
-        if full {
+        // A full batch means more may be due: go on at once.
+        if sweep_once(&gw).await == SWEEP_BATCH {
             continue;
         }
         tokio::select! {
@@ -437,6 +413,43 @@ pub async fn sweep_expired<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: Canc
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
+}
+
+const SWEEP_BATCH: usize = 500;
+
+/// One pass of TTL drop detection at the clock's now; returns how many messages it looked at.
+pub async fn sweep_once<S: Store + Clone>(gw: &Gateway<S>) -> usize {
+    let now = gw.now();
+    let due = gw
+        .store
+        .overdue(now - gw.cfg.ttl_buffer_ms, SWEEP_BATCH)
+        .await
+        .unwrap_or_default();
+    let updates: Vec<StatusUpdate> = due
+        .iter()
+        .filter_map(|r| {
+            let wamid = r.wamid.clone()?;
+            Some(StatusUpdate {
+                wamid,
+                observation: Observation::Expired { at: now },
+                received_at: now,
+                event: NewEvent::new(
+                    "expired",
+                    now,
+                    json!({ "deadline": r.deadline, "buffer_ms": gw.cfg.ttl_buffer_ms, "reason": "not delivered within its time-to-live: assumed dropped by the platform" }),
+                ),
+                payload: String::new(),
+                dedupe_key: None,
+            })
+        })
+        .collect();
+    if !updates.is_empty() {
+        if let Err(e) = gw.store.apply_statuses(updates).await {
+            tracing::error!(error = %e, "recording expiries failed");
+        }
+        gw.changed();
+    }
+    due.len()
 }
 
 /// Whether a status string moves messages (used by intake).

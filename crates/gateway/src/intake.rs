@@ -237,40 +237,25 @@ async fn process<S: Store + Clone>(
         .zip(fresh_inbound)
         .filter_map(|(m, f)| f.then_some(m))
         .collect();
-    // Statuses whose message has no wamid yet (an unknown send outcome) are matched through
-    // biz_opaque_callback_data, which carries our id.
-    let mut correlate = Vec::new();
-    for s in &statuses {
-        if let Some(id) = &s.biz_opaque_callback_data
-            && let Ok(Some(m)) = gw.store.get(id).await
-            && m.wamid.as_deref() != Some(s.id.as_str())
-            && m.wamid.is_none()
-        {
-            correlate.push(
-                Change {
-                    wamid: Some(s.id.clone()),
-                    ..Change::new(&m.id, now)
-                }
-                .with_event(NewEvent::new(
-                    "correlated",
-                    now,
-                    json!({ "wamid": s.id, "via": "biz_opaque_callback_data" }),
-                )),
-            );
-        }
-    }
-    if !correlate.is_empty() {
-        gw.store.apply(correlate).await?;
-    }
     let updates: Vec<StatusUpdate> = statuses
         .iter()
         .filter_map(|s| update_for(s, serde_json::to_string(s).unwrap_or_default(), now))
         .collect();
-    let applied = if updates.is_empty() {
+    let mut applied = if updates.is_empty() {
         Vec::new()
     } else {
         gw.store.apply_statuses(updates).await?
     };
+    // A status for a wamid we do not know: its message may have lost its send answer (an
+    // unknown outcome). biz_opaque_callback_data carries our id: adopt the wamid, then the
+    // parked status applies.
+    for (s, a) in statuses.iter().zip(applied.iter_mut()) {
+        if *a == StatusApplied::Orphaned
+            && let Some(fixed) = correlate(gw, s, now).await?
+        {
+            *a = fixed;
+        }
+    }
     for (s, a) in statuses.iter().zip(&applied) {
         if let StatusApplied::Applied { id, state, .. } = a
             && *state == MessageState::Failed
@@ -320,6 +305,46 @@ async fn process<S: Store + Clone>(
     gw.store.finish_inbox(outcomes).await?;
     gw.changed();
     Ok(())
+}
+
+/// Adopts a status's wamid for the message its `biz_opaque_callback_data` names, when that
+/// message has none yet, and applies the statuses parked for it.
+async fn correlate<S: Store + Clone>(
+    gw: &Gateway<S>,
+    s: &Status,
+    now: Millis,
+) -> Result<Option<StatusApplied>, crate::store::StoreError> {
+    let Some(id) = &s.biz_opaque_callback_data else {
+        return Ok(None);
+    };
+    let Some(m) = gw.store.get(id).await? else {
+        return Ok(None);
+    };
+    if m.wamid.is_some() {
+        return Ok(None);
+    }
+    let change = Change {
+        wamid: Some(s.id.clone()),
+        ..Change::new(&m.id, now)
+    }
+    .with_event(NewEvent::new(
+        "correlated",
+        now,
+        json!({ "wamid": s.id, "via": "biz_opaque_callback_data" }),
+    ));
+    gw.store.apply(vec![change]).await?;
+    let parked: Vec<StatusUpdate> = gw
+        .store
+        .take_orphans(&s.id)
+        .await?
+        .iter()
+        .filter_map(|p| status_update(p, now))
+        .collect();
+    let results = gw.store.apply_statuses(parked).await?;
+    Ok(results
+        .into_iter()
+        .rev()
+        .find(|r| matches!(r, StatusApplied::Applied { .. })))
 }
 
 /// A `failed` status: the classifier decides, as for a synchronous error (131049 retries on its

@@ -204,18 +204,19 @@ impl Pair {
         assert_eq!(s, 200, "{b}");
     }
 
-    /// Polls a message until `pred` holds (bounded: 10 s), returning it.
+    /// Polls a message until `pred` holds (bounded: 40 s), returning it.
     pub async fn until(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
-        for _ in 0..1_000 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        while std::time::Instant::now() < deadline {
             let (_, m) = self.get(&format!("/v1/messages/{id}")).await;
             if pred(&m) {
                 return m;
             }
             last = m;
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("message {id} never reached {what}: {last:#}");
+        panic!("message {id} never reached {what} within 40 s: {last:#}");
     }
 
     /// Polls until the message is in `state`.
@@ -240,6 +241,43 @@ pub fn template(name: &str, to: &str) -> Value {
 
 pub fn text(to: &str, body: &str) -> Value {
     json!({ "to": to, "type": "text", "text": { "body": body } })
+}
+
+/// Enqueues `n` templates concurrently; returns their ids in order.
+pub async fn enqueue_many(p: &Pair, n: usize, body: impl Fn(usize) -> Value) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let sends = chunk.iter().map(|i| p.send(body(*i)));
+        ids.extend(futures_util::future::join_all(sends).await);
+    }
+    ids
+}
+
+/// Waits until `count` messages are in `state` (bounded).
+pub async fn until_count(p: &Pair, state: &str, count: usize) -> Vec<Value> {
+    let mut last = 0;
+    for _ in 0..3_000 {
+        let (_, l) = p
+            .get(&format!("/v1/messages?state={state}&limit=1000"))
+            .await;
+        let mut all: Vec<Value> = l["messages"].as_array().cloned().unwrap_or_default();
+        let mut next = l["next"].as_str().map(str::to_string);
+        while let Some(after) = next {
+            let (_, more) = p
+                .get(&format!(
+                    "/v1/messages?state={state}&limit=1000&after={after}"
+                ))
+                .await;
+            all.extend(more["messages"].as_array().cloned().unwrap_or_default());
+            next = more["next"].as_str().map(str::to_string);
+        }
+        if all.len() >= count {
+            return all;
+        }
+        last = all.len();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("only {last} of {count} messages reached {state}");
 }
 
 async fn split(r: reqwest::Response) -> (u16, Value) {

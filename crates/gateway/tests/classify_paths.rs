@@ -1,0 +1,197 @@
+//! Every path of the error classifier, triggered through the sandbox (magic numbers and fault
+//! rules) and observed in the gateway's timeline: permanent failures, the per-user marketing
+//! backoff, opt-out, holdout, pair backoff, throttling, paused and disabled templates, the closed
+//! window (with and without a fallback template), retries after 5xx, and unknown outcomes.
+
+mod common;
+use common::*;
+use mynah_gateway::config::Config;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+fn no_consent_gate() -> Config {
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg
+}
+
+async fn fault(p: &Pair, rule: Value) {
+    let (s, b) = p.control(Method::POST, "/faults", &rule).await;
+    assert_eq!(s, 201, "{b}");
+}
+
+fn has(m: &Value, t: &str) -> bool {
+    event_types(m).iter().any(|e| e == t)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failures_opt_outs_and_holdouts_are_not_retried() {
+    let mut sb = sandbox_config();
+    sb.rules.holdout = true;
+    let p = Pair::start(sb, no_consent_gate()).await;
+    // 131026: not on WhatsApp.
+    let gone = p.send(template("hello_world", "99900000131026")).await;
+    let m = p.until_state(&gone, "failed").await;
+    assert_eq!(m["last_error"]["code"], 131026, "{m}");
+    assert_eq!(m["attempts"], 1);
+    // 131050: the user stopped marketing; the registry records the opt-out.
+    let stopped = p.send(template("spring_sale", "99900000131050")).await;
+    p.until_state(&stopped, "failed").await;
+    let (_, c) = p.get("/v1/contacts/99900000131050/consents").await;
+    assert_eq!(c["current"][0]["status"], "opted_out", "{c}");
+    assert_eq!(c["current"][0]["source"], "platform:131050", "{c}");
+    // 130472: holdout, no open conversation: failed, not retried.
+    let held_out = p.send(template("spring_sale", "99900000130472")).await;
+    let m = p.until_state(&held_out, "failed").await;
+    assert_eq!(m["last_error"]["code"], 130472, "{m}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_marketing_limit_backs_off_within_the_ttl() {
+    let p = Pair::start(sandbox_config(), no_consent_gate()).await;
+    let mut long = template("spring_sale", "99900000131049");
+    long["ttl_seconds"] = json!(3 * 86_400);
+    let retried = p.send(long).await;
+    let m = p
+        .until(&retried, "the marketing backoff", |m| {
+            has(m, "marketing_backoff") && m["state"] == "queued"
+        })
+        .await;
+    let ev = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "marketing_backoff")
+        .unwrap();
+    let wait = ev["detail"]["retry_at"].as_i64().unwrap() - ev["at"].as_i64().unwrap();
+    assert!(
+        (11 * 3_600_000..=13 * 3_600_000).contains(&wait),
+        "first retry in about 12 h: {wait}"
+    );
+    // With a TTL shorter than the schedule it stays failed.
+    let mut short = template("spring_sale", "99900000131049");
+    short["ttl_seconds"] = json!(3_600);
+    let given_up = p.send(short).await;
+    let m = p.until_state(&given_up, "failed").await;
+    assert!(!has(&m, "marketing_backoff"), "{m}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttles_retries_and_pair_limits_recover() {
+    let p = Pair::start(sandbox_config(), no_consent_gate()).await;
+    fault(&p, json!({ "match": { "to": "4915100000201" }, "action": { "code": 130429, "http_status": 429 }, "times": 1 })).await;
+    fault(&p, json!({ "match": { "to": "4915100000202" }, "action": { "code": 131000, "http_status": 500 }, "times": 1 })).await;
+    let throttled = p.send(template("hello_world", "4915100000201")).await;
+    let retried = p.send(template("hello_world", "4915100000202")).await;
+    let m = p.until_state(&throttled, "read").await;
+    assert!(has(&m, "throttled") && has(&m, "accepted"), "{m}");
+    let m = p.until_state(&retried, "read").await;
+    assert!(has(&m, "attempt_failed"), "{m}");
+    assert_eq!(m["attempts"], 2, "{m}");
+    // 131056: only that recipient backs off.
+    let paired = p.send(template("hello_world", "99900000131056")).await;
+    p.until(&paired, "pair backoff", |m| {
+        has(m, "pair_backoff") && m["state"] == "queued"
+    })
+    .await;
+    let other = p.send(template("hello_world", "4915100000203")).await;
+    p.until_state(&other, "read").await;
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_templates_park_and_resume_disabled_ones_fail() {
+    let p = Pair::start(sandbox_config(), no_consent_gate()).await;
+    fault(&p, json!({ "match": { "template": "order_update" }, "action": { "code": 132015 }, "times": 1 })).await;
+    let body = json!({ "to": "4915100000210", "type": "template", "template": {
+        "name": "order_update", "language": { "code": "en_US" },
+        "components": [ { "type": "body", "parameters": [
+            { "type": "text", "text": "Ana" }, { "type": "text", "text": "$10" }, { "type": "text", "text": "Monday" } ] } ] } });
+    let parked = p.send(body.clone()).await;
+    let m = p
+        .until(&parked, "parked", |m| m["parked"].is_string())
+        .await;
+    assert_eq!(m["state"], "queued");
+    assert!(has(&m, "template_paused"), "{m}");
+    let (_, t) = p.get("/v1/templates").await;
+    let status = t["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "order_update")
+        .unwrap()["status"]
+        .clone();
+    assert_eq!(status, "PAUSED");
+    // New sends of the paused template wait too.
+    let waiting = p.send(body).await;
+    p.until(&waiting, "parked", |m| m["parked"].is_string())
+        .await;
+    // The template is active upstream: a sync finds it APPROVED and releases both.
+    let (s, _) = p.post("/v1/templates/sync", &json!({})).await;
+    assert_eq!(s, 200);
+    p.until_state(&parked, "read").await;
+    p.until_state(&waiting, "read").await;
+    // 132016: disabled — failed, cache updated.
+    fault(
+        &p,
+        json!({ "match": { "template": "hello_world" }, "action": { "code": 132016 }, "times": 1 }),
+    )
+    .await;
+    let dead = p.send(template("hello_world", "4915100000211")).await;
+    let m = p.until_state(&dead, "failed").await;
+    assert_eq!(m["last_error"]["code"], 132016, "{m}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_window_fails_or_falls_back_to_a_template() {
+    let mut cfg = no_consent_gate();
+    cfg.gates.window = false;
+    let p = Pair::start(sandbox_config(), cfg).await;
+    fault(
+        &p,
+        json!({ "match": { "type": "text" }, "action": { "async_code": 131047 } }),
+    )
+    .await;
+    let late = p.send(text("4915100000220", "Are you still there?")).await;
+    let m = p.until_state(&late, "failed").await;
+    assert_eq!(m["last_error"]["code"], 131047, "{m}");
+    p.shutdown().await;
+
+    let mut cfg = no_consent_gate();
+    cfg.gates.window = false;
+    cfg.gates.window_fallback =
+        Some(json!({ "name": "hello_world", "language": { "code": "en_US" } }));
+    let p = Pair::start(sandbox_config(), cfg).await;
+    fault(
+        &p,
+        json!({ "match": { "type": "text" }, "action": { "code": 131047 } }),
+    )
+    .await;
+    let rescued = p.send(text("4915100000221", "Are you still there?")).await;
+    let m = p.until_state(&rescued, "read").await;
+    assert!(has(&m, "window_fallback"), "{m}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_outcome_is_resent_at_least_once() {
+    let p = Pair::start(sandbox_config(), no_consent_gate()).await;
+    fault(&p, json!({ "match": { "to": "4915100000230" }, "action": { "drop_connection": "after" }, "times": 1 })).await;
+    let id = p.send(template("hello_world", "4915100000230")).await;
+    let m = p.until_state(&id, "read").await;
+    assert!(has(&m, "outcome_unknown"), "{m}");
+    // The statuses of the send whose answer was lost carry the gateway's id: they are matched
+    // before the resend is due, so the platform got it once.
+    assert!(has(&m, "correlated"), "{m}");
+    let (_, list) = p
+        .control(Method::GET, "/messages?wa_id=4915100000230", &json!({}))
+        .await;
+    let sent = list["messages"].as_array().unwrap();
+    assert_eq!(sent.len(), 1, "{list}");
+    assert_eq!(sent[0]["biz_opaque_callback_data"], id.as_str());
+    assert_eq!(sent[0]["id"], m["wamid"]);
+    p.shutdown().await;
+}

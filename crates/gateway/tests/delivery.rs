@@ -1,0 +1,110 @@
+//! Delivery behaviour end to end: the transactional lane ahead of a bulk backlog, duplicated and
+//! reordered webhooks converging, and TTL drop detection on a manual clock.
+
+mod common;
+use common::*;
+use mynah_gateway::clock::Clock;
+use mynah_gateway::ratelimit::NumberLimitConfig;
+use reqwest::Method;
+use serde_json::json;
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transactional_lane_overtakes_a_bulk_backlog() {
+    let mut gw = gateway_config();
+    gw.gates.consent = false;
+    gw.rate = Some(NumberLimitConfig {
+        rate: 100.0,
+        burst: 10,
+        ..NumberLimitConfig::default()
+    });
+    let p = Pair::start(sandbox_config(), gw).await;
+    let bulk = enqueue_many(&p, 300, |i| {
+        let mut b = template("spring_sale", &format!("49151300{i:05}"));
+        b["lane"] = json!("bulk");
+        b
+    })
+    .await;
+    let otp = p.send(template("hello_world", "4915130099999")).await;
+    let m = p.until_state(&otp, "read").await;
+    let otp_at = m["accepted_at"].as_i64().unwrap();
+    let last_bulk = bulk.last().unwrap();
+    let b = p.until_state(last_bulk, "read").await;
+    assert!(
+        otp_at < b["accepted_at"].as_i64().unwrap() - 1_000,
+        "the transactional message waited behind the bulk backlog"
+    );
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_and_reordered_webhooks_converge() {
+    let mut sb = sandbox_config();
+    sb.webhooks.chaos.duplicate = 0.5;
+    sb.webhooks.chaos.reorder = 0.5;
+    sb.webhooks.chaos.reorder_hold_ms = 30;
+    let mut gw = gateway_config();
+    gw.gates.consent = false;
+    let p = Pair::start(sb, gw).await;
+    let ids = enqueue_many(&p, 60, |i| {
+        template("hello_world", &format!("49151400{i:05}"))
+    })
+    .await;
+    let done = until_count(&p, "read", ids.len()).await;
+    for m in done {
+        assert!(m["delivered_at"].is_i64() && m["read_at"].is_i64(), "{m}");
+    }
+    // Each status is recorded once in the timeline however often it came.
+    let (_, m) = p.get(&format!("/v1/messages/{}", ids[0])).await;
+    let reads = event_types(&m)
+        .iter()
+        .filter(|t| *t == "status.read")
+        .count();
+    assert_eq!(reads, 1, "{m}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_undelivered_past_its_ttl_is_expired() {
+    let clock = Arc::new(Clock::manual(mynah_gateway::clock::Clock::System.now()));
+    let mut gw = gateway_config();
+    gw.gates.consent = false;
+    gw.ttl_buffer_ms = 60_000;
+    let p = Pair::start_with_clock(sandbox_config(), gw, clock.clone()).await;
+    let user = "4915150000001";
+    let (s, b) = p
+        .control(
+            Method::PUT,
+            &format!("/users/{user}"),
+            &json!({ "offline_for_seconds": 86_400 }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let mut body = template("hello_world", user);
+    body["ttl_seconds"] = json!(600);
+    let id = p.send(body).await;
+    p.until_state(&id, "sent").await;
+    // The TTL plus the buffer pass on the gateway's clock: assumed dropped.
+    clock.advance(600_000 + 60_000 - 1);
+    assert_eq!(mynah_gateway::dispatch::sweep_once(&p.gw).await, 0);
+    let (_, m) = p.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(m["state"], "sent", "not before TTL + buffer: {m}");
+    clock.advance(2);
+    mynah_gateway::dispatch::sweep_once(&p.gw).await;
+    let m = p.until_state(&id, "expired").await;
+    let ev = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "expired")
+        .cloned()
+        .unwrap();
+    assert!(
+        ev["detail"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("time-to-live"),
+        "{ev}"
+    );
+    p.shutdown().await;
+}
