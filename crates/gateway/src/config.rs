@@ -186,3 +186,51 @@ pub struct AppWebhook {
     #[serde(default)]
     pub events: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's example parses, and builds a gateway.
+    #[test]
+    fn the_readme_example_is_valid() {
+        let cfg: Config = toml::from_str(README_EXAMPLE).unwrap();
+        assert_eq!(cfg.restart_policy, RestartPolicy::AtLeastOnce);
+        assert_eq!(cfg.rate().burst, 150);
+        assert!(cfg.gates.window_fallback.is_some());
+        assert_eq!(cfg.app_webhooks.len(), 1);
+        let overrides: crate::classify::Overrides =
+            cfg.classifier.clone().unwrap().try_into().unwrap();
+        assert_eq!(overrides.rule.len(), 1);
+    }
+
+    const README_EXAMPLE: &str = r#"
+gateway_key = "…"
+app_secret = "…"                       # incoming webhooks must be signed with it
+restart_policy = "at_least_once"       # or "at_most_once"
+ttl_buffer_ms = 600000                 # expired = undelivered at TTL + this
+opt_out_keywords = ["STOP", "UNSUBSCRIBE"]
+[upstream]
+dialect = "360dialog"                  # or "cloud" (token, phone_number_id, waba_id)
+base_url = "https://waba-v2.360dialog.io"
+api_key = "…"
+[rate]                                 # the number's limit (dialect preset when absent)
+rate = 50.0
+burst = 150
+[gates]
+consent = true
+window = true
+template = true
+us_marketing = true
+window_fallback = { name = "reopen_conversation", language = { code = "en_US" } }
+[dispatch]
+concurrency = 64
+[[app_webhooks]]
+url = "https://crm.example/hooks/whatsapp"
+secret = "whsec_…"
+events = ["status.delivered", "failed"]
+[[classifier.rule]]                    # rows tried before the built-in table
+code = 130497
+action = "fail"
+"#;
+}
