@@ -115,7 +115,8 @@ pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationTo
             }
             continue;
         }
-        for row in rows {
+        let mut rows = rows.into_iter();
+        while let Some(row) = rows.next() {
             // The pair limiter first: a recipient that must wait does not take a number token.
             let pair_wait = lock(&gw.pairs).try_take(&row.to, gw.now()).err();
             if let Some(at) = pair_wait {
@@ -135,11 +136,22 @@ pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationTo
                 continue;
             }
             if !take_token(&gw, &shutdown).await {
-                // Shutting down: the claim's lease runs out and the restart policy takes it.
-                return;
+                // Shutting down: what was claimed but not sent goes back to the queue (it was
+                // never sent, so no restart policy applies to it).
+                let now = gw.now();
+                let back = std::iter::once(row)
+                    .chain(rows)
+                    .map(|r| Change {
+                        state: Some(MessageState::Queued),
+                        clear_lease: true,
+                        ..Change::new(&r.id, now)
+                    })
+                    .collect();
+                apply(&gw, back).await;
+                break;
             }
             let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
+                break;
             };
             let gw = gw.clone();
             tokio::spawn(async move {

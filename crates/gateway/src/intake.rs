@@ -231,9 +231,9 @@ async fn process<S: Store + Clone>(
     } else {
         gw.store.remember_keys(keys, now).await?
     };
-    let inbound: Vec<(String, InboundMessage)> = all
+    let inbound: Vec<&(String, InboundMessage)> = all
         .inbound
-        .into_iter()
+        .iter()
         .zip(fresh_inbound)
         .filter_map(|(m, f)| f.then_some(m))
         .collect();
@@ -263,9 +263,11 @@ async fn process<S: Store + Clone>(
             on_async_failure(gw, id, s, now).await;
         }
     }
-    // Inbound: the window opens; opt-out keywords withdraw marketing consent.
+    // Inbound: the window opens (idempotent: the latest time is kept, so duplicates do no
+    // harm); opt-out keywords of first sightings withdraw marketing consent.
     let pnid = gw.phone_number_id().to_string();
-    let notes: Vec<(String, String, Millis)> = inbound
+    let notes: Vec<(String, String, Millis)> = all
+        .inbound
         .iter()
         .map(|(_, m)| {
             let at = m
