@@ -126,22 +126,18 @@ impl Pair {
 
     /// POST to the gateway's app API.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.gw_base))
-            .bearer_auth(KEY)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        split(r).await
+        self.send_json(reqwest::Method::POST, path, body).await
     }
 
     /// PUT to the gateway's app API.
     pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send_json(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn send_json(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
         let r = self
             .http
-            .put(format!("{}{path}", self.gw_base))
+            .request(method, format!("{}{path}", self.gw_base))
             .bearer_auth(KEY)
             .json(body)
             .send()
