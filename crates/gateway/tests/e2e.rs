@@ -231,3 +231,89 @@ async fn webhook_intake_verifies_signatures_and_the_handshake() {
     let _ = p.control(Method::GET, "/health", &json!({})).await;
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_reach_apps_by_sse_and_signed_webhooks() {
+    use axum::routing::post;
+    use std::sync::{Arc, Mutex};
+    // An app endpoint on a real port.
+    let got: Arc<Mutex<Vec<(axum::http::HeaderMap, axum::body::Bytes)>>> = Arc::default();
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().unwrap().push((headers, body));
+                    "ok"
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg.app_webhooks = vec![mynah_gateway::config::AppWebhook {
+        url: hook,
+        secret: "whsec_dGVzdC1zZWNyZXQ=".into(),
+        events: vec!["status.read".into()],
+    }];
+    let p = Pair::start(sandbox_config(), cfg).await;
+    let id = p.send(template("hello_world", "4915112345690")).await;
+    p.until_state(&id, "read").await;
+    // Server-sent events from the beginning: the timeline in order.
+    let mut resp = p
+        .http
+        .get(format!("{}/v1/events?after=0", p.gw_base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut text = String::new();
+    while !text.contains("event: status.read") {
+        let chunk = resp.chunk().await.unwrap().expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let enqueued = text.find("event: enqueued").unwrap();
+    let read = text.find("event: status.read").unwrap();
+    assert!(enqueued < read, "{text}");
+    // The app webhook got the read, signed.
+    for _ in 0..500 {
+        if !got.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (headers, body) = got.lock().unwrap()[0].clone();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["type"], "status.read");
+    assert_eq!(v["data"]["message_id"], id.as_str());
+    mynah_gateway::events::verify("whsec_dGVzdC1zZWNyZXQ=", &headers, &body, None).unwrap();
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_secret_header_guards_the_intake() {
+    let mut cfg = gateway_config();
+    cfg.app_secret = String::new();
+    cfg.webhook_secret_header = Some(("x-webhook-secret".into(), "s3cret".into()));
+    let p = Pair::start(sandbox_config(), cfg).await;
+    let post = |secret: Option<&str>| {
+        let mut r = p
+            .http
+            .post(format!("{}/webhooks/360dialog", p.gw_base))
+            .body(r#"{"object":"whatsapp_business_account","entry":[]}"#);
+        if let Some(s) = secret {
+            r = r.header("x-webhook-secret", s);
+        }
+        r.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("wrong")).await.unwrap().status(), 401);
+    assert_eq!(post(Some("s3cret")).await.unwrap().status(), 200);
+    p.shutdown().await;
+}
