@@ -83,6 +83,7 @@ fn unknown_outcome<S>(gw: &Gateway<S>, r: &MessageRecord, now: Millis, why: &str
 /// Claims and sends until `shutdown`.
 pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
     let permits = Arc::new(Semaphore::new(gw.cfg.dispatch.concurrency.max(1)));
+    let tasks = tokio_util::task::TaskTracker::new();
     // Small claims keep the transactional lane ahead of a bulk backlog: about 100 ms of sending.
     let per_claim =
         ((gw.cfg.rate().rate / 10.0).ceil() as usize).clamp(1, gw.cfg.dispatch.batch.max(1));
@@ -154,16 +155,14 @@ pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationTo
                 break;
             };
             let gw = gw.clone();
-            tokio::spawn(async move {
-                send_one(&gw, row).await;
-                drop(permit);
+            tasks.spawn(async move {
+                send_one(&gw, row, permit).await;
             });
         }
     }
     // Let in-flight sends record their outcome.
-    let _ = permits
-        .acquire_many(gw.cfg.dispatch.concurrency.max(1) as u32)
-        .await;
+    tasks.close();
+    tasks.wait().await;
 }
 
 /// Waits for a token of the number's bucket; false when shutting down.
@@ -189,8 +188,15 @@ async fn apply<S: Store + Clone>(gw: &Gateway<S>, changes: Vec<Change>) {
 }
 
 /// One attempt: send, then record what came of it.
-async fn send_one<S: Store + Clone>(gw: &Gateway<S>, row: MessageRecord) {
+async fn send_one<S: Store + Clone>(
+    gw: &Gateway<S>,
+    row: MessageRecord,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let result = gw.upstream.send_bytes(Bytes::from(row.body.clone())).await;
+    // The permit bounds requests in flight upstream; recording the outcome (group-committed)
+    // does not hold it.
+    drop(permit);
     let now = gw.now();
     match result {
         Ok(ok) => {
@@ -203,6 +209,8 @@ async fn send_one<S: Store + Clone>(gw: &Gateway<S>, row: MessageRecord) {
                 } else {
                     MessageState::Accepted
                 }),
+                // Statuses correlated through biz_opaque_callback_data may have moved it on.
+                only_from: Some(MessageState::Sending),
                 wamid: Some(ok.wamid.clone()),
                 accepted_at: Some(now),
                 clear_lease: true,

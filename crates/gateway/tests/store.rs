@@ -346,6 +346,28 @@ async fn lease_expiry<S: Store + Clone>(s: S) {
     assert_eq!(again[0].attempts, 2);
 }
 
+async fn conditional_state_changes<S: Store + Clone>(s: S) {
+    enqueue_all(&s, vec![msg("c1")]).await;
+    let claimed = s.claim(T0, 10, T0 + 1_000).await.unwrap();
+    assert_eq!(ids(&claimed), ["c1"]);
+    // Statuses overtook the send's answer…
+    let read = Change {
+        state: Some(MessageState::Read),
+        ..Change::new("c1", T0 + 1)
+    };
+    s.apply(vec![read]).await.unwrap();
+    // …so the answer's "accepted", conditional on "sending", leaves the state alone.
+    let late = Change {
+        state: Some(MessageState::Accepted),
+        only_from: Some(MessageState::Sending),
+        accepted_at: Some(T0 + 2),
+        ..Change::new("c1", T0 + 2)
+    };
+    assert_eq!(s.apply(vec![late]).await.unwrap(), [true]);
+    let r = s.get("c1").await.unwrap().unwrap();
+    assert_eq!((r.state, r.accepted_at), (MessageState::Read, Some(T0 + 2)));
+}
+
 async fn apply_batches<S: Store + Clone>(s: S) {
     enqueue_all(&s, vec![msg("a1"), msg("a2")]).await;
     s.claim(T0, 10, T0 + 1_000).await.unwrap();
@@ -1198,6 +1220,7 @@ conformance!(
     concurrent_claimers_never_share,
     lease_expiry,
     apply_batches,
+    conditional_state_changes,
     statuses_apply_monotonically,
     early_statuses_become_orphans,
     status_dedupe_is_atomic_and_spares_orphans,

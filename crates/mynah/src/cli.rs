@@ -27,6 +27,9 @@ enum Command {
     /// Load-test a sandbox: send text messages over keep-alive connections, report throughput
     /// and latency percentiles.
     Bench(crate::bench::BenchArgs),
+    /// Load-test the gateway wired to an in-process sandbox: end-to-end throughput, or webhook
+    /// intake latency under a steady rate.
+    BenchGateway(crate::bench_gateway::BenchGatewayArgs),
 }
 
 /// Which clock the sandbox runs on.
@@ -157,6 +160,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Gateway(args) => serve_gateway(args).await,
         Command::Serve(args) => serve_both(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::BenchGateway(args) => crate::bench_gateway::run(args).await,
     }
 }
 

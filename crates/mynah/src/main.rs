@@ -2,6 +2,7 @@
 //! line, build the configuration, start, print where everything is, stop on Ctrl-C.
 
 mod bench;
+mod bench_gateway;
 mod cli;
 mod gateway_cmd;
 

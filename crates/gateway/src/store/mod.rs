@@ -304,6 +304,9 @@ pub struct Change {
     pub wamid: Option<String>,
     /// Next attempt time (retries).
     pub next_attempt_at: Option<Millis>,
+    /// The new `state` applies only if the row is in this state now (a send's answer must not
+    /// undo statuses that overtook it).
+    pub only_from: Option<MessageState>,
     /// New platform request body (e.g. a fallback template); the template columns stay.
     pub body: Option<String>,
     /// Clear the send lease.

@@ -760,8 +760,7 @@ fn update_message(conn: &Connection, key: RowKey<'_>, c: &Change) -> Result<bool
         Some((code, text)) => (Some(code), Some(text)),
         None => (None, None),
     };
-    let values: [(&str, Option<&dyn ToSql>); 11] = [
-        ("state", c.state.as_ref().map(sql_ref)),
+    let values: [(&str, Option<&dyn ToSql>); 10] = [
         ("wamid", c.wamid.as_ref().map(sql_ref)),
         ("next_attempt_at", c.next_attempt_at.as_ref().map(sql_ref)),
         ("body", c.body.as_ref().map(sql_ref)),
@@ -781,6 +780,20 @@ fn update_message(conn: &Connection, key: RowKey<'_>, c: &Change) -> Result<bool
     }
     args.push(&c.at);
     sql.push_str("UPDATE messages SET updated_at = ?2");
+    if let Some(state) = &c.state {
+        args.push(state);
+        let to = args.len();
+        match &c.only_from {
+            Some(from) => {
+                args.push(from);
+                sql.push_str(&format!(
+                    ", state = CASE WHEN state = ?{} THEN ?{to} ELSE state END",
+                    args.len()
+                ));
+            }
+            None => sql.push_str(&format!(", state = ?{to}")),
+        }
+    }
     for (column, value) in values {
         if let Some(v) = value {
             args.push(v);
