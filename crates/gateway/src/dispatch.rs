@@ -6,7 +6,7 @@
 use crate::classify::{Action, Decision, FailKind, next_delay};
 use crate::clock::Millis;
 use crate::config::RestartPolicy;
-use crate::model::{Category, ConsentStatus, MessageState, Observation, PlatformStatus};
+use crate::model::{Category, ConsentStatus, MessageState, Observation};
 use crate::service::{Gateway, lock};
 use crate::store::{Change, Consent, MessageRecord, NewEvent, StatusUpdate, Store};
 use crate::upstream::UpstreamError;
@@ -231,6 +231,11 @@ async fn send_one<S: Store + Clone>(
 
 /// Re-applies statuses parked before the send's answer was recorded.
 pub(crate) async fn adopt_orphans<S: Store + Clone>(gw: &Gateway<S>, wamid: &str, now: Millis) {
+    // Only a wamid whose statuses the intake is applying (or parked) can have orphans: the rest
+    // cost no store call.
+    if !gw.take_orphan_watch(wamid) {
+        return;
+    }
     let orphans = match gw.store.take_orphans(wamid).await {
         Ok(o) if !o.is_empty() => o,
         _ => return,
@@ -470,9 +475,4 @@ pub async fn sweep_once<S: Store + Clone>(gw: &Gateway<S>) -> usize {
         gw.changed();
     }
     due.len()
-}
-
-/// Whether a status string moves messages (used by intake).
-pub(crate) fn platform_status(s: &str) -> Option<PlatformStatus> {
-    PlatformStatus::from_platform(s)
 }

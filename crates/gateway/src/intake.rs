@@ -8,7 +8,7 @@
 
 use crate::classify::{Action, Decision, next_delay};
 use crate::clock::Millis;
-use crate::model::{MessageState, Observation};
+use crate::model::{MessageState, Observation, PlatformStatus};
 use crate::service::{Gateway, lock};
 use crate::store::{Change, InboxOutcome, InboxRow, NewEvent, StatusApplied, StatusUpdate, Store};
 use crate::upstream::UpstreamError;
@@ -60,7 +60,7 @@ pub(crate) fn status_update(payload: &str, now: Millis) -> Option<StatusUpdate> 
 }
 
 fn update_for(s: &Status, payload: String, now: Millis) -> Option<StatusUpdate> {
-    let status = crate::dispatch::platform_status(s.status.as_str())?;
+    let status = PlatformStatus::from_platform(s.status.as_str())?;
     let error = s
         .errors
         .as_ref()
@@ -237,26 +237,41 @@ async fn process<S: Store + Clone>(
         .zip(fresh_inbound)
         .filter_map(|(m, f)| f.then_some(m))
         .collect();
-    let updates: Vec<StatusUpdate> = statuses
+    // Statuses that move nothing (`deleted`, `warning`) have no update; the rest stay paired
+    // with their results.
+    let (statuses, updates): (Vec<&Status>, Vec<StatusUpdate>) = statuses
         .iter()
-        .filter_map(|s| update_for(s, serde_json::to_string(s).unwrap_or_default(), now))
-        .collect();
+        .filter_map(|s| {
+            update_for(s, serde_json::to_string(s).unwrap_or_default(), now).map(|u| (s, u))
+        })
+        .unzip();
+    // Announced before they are applied: a send whose answer commits meanwhile then knows to
+    // look for parked statuses (see `dispatch::adopt_orphans`).
+    gw.watch_orphans(updates.iter().map(|u| u.wamid.clone()));
     let mut applied = if updates.is_empty() {
         Vec::new()
     } else {
         gw.store.apply_statuses(updates).await?
     };
+    gw.unwatch_orphans(
+        statuses
+            .iter()
+            .zip(&applied)
+            .filter(|(_, a)| **a != StatusApplied::Orphaned)
+            .map(|(s, _)| s.id.as_str()),
+    );
     // A status for a wamid we do not know: its message may have lost its send answer (an
     // unknown outcome). biz_opaque_callback_data carries our id: adopt the wamid, then the
     // parked status applies.
-    for (s, a) in statuses.iter().zip(applied.iter_mut()) {
+    for (s, a) in statuses.iter().copied().zip(applied.iter_mut()) {
         if *a == StatusApplied::Orphaned
             && let Some(fixed) = correlate(gw, s, now).await?
         {
+            gw.unwatch_orphans(std::iter::once(s.id.as_str()));
             *a = fixed;
         }
     }
-    for (s, a) in statuses.iter().zip(&applied) {
+    for (s, a) in statuses.iter().copied().zip(&applied) {
         if let StatusApplied::Applied { id, state, .. } = a
             && *state == MessageState::Failed
         {

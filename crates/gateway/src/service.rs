@@ -11,6 +11,7 @@ use crate::store::Store;
 use crate::upstream::Upstream;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -42,6 +43,9 @@ pub struct Gateway<S> {
     pub wake_events: Arc<Notify>,
     /// Fires when the gateway shuts down (ends event streams).
     pub shutdown: CancellationToken,
+    /// Wamids whose statuses the intake is applying or has parked as orphans: only these can
+    /// have statuses waiting when their send's answer is recorded.
+    orphan_watch: Mutex<HashSet<String>>,
 }
 
 /// Locks a mutex, surviving a poisoned one (the data are counters).
@@ -77,6 +81,7 @@ impl<S: Store + Clone> Gateway<S> {
             wake_inbox: Notify::new(),
             wake_events: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
+            orphan_watch: Mutex::new(HashSet::new()),
         }))
     }
 
@@ -92,6 +97,24 @@ impl<S: Store + Clone> Gateway<S> {
             .phone_number_id
             .as_deref()
             .unwrap_or("default")
+    }
+
+    /// Announces wamids whose statuses are about to be applied.
+    pub(crate) fn watch_orphans(&self, wamids: impl Iterator<Item = String>) {
+        lock(&self.orphan_watch).extend(wamids);
+    }
+
+    /// Withdraws wamids whose statuses were applied (not parked).
+    pub(crate) fn unwatch_orphans<'a>(&self, wamids: impl Iterator<Item = &'a str>) {
+        let mut w = lock(&self.orphan_watch);
+        for id in wamids {
+            w.remove(id);
+        }
+    }
+
+    /// Whether `wamid` may have parked statuses (and stops watching it).
+    pub(crate) fn take_orphan_watch(&self, wamid: &str) -> bool {
+        lock(&self.orphan_watch).remove(wamid)
     }
 
     /// Tells followers that changes were committed.
