@@ -10,7 +10,10 @@ use clap::Parser;
 use std::process::ExitCode;
 
 /// mimalloc: the request paths allocate small objects at a high rate; it is markedly faster than
-/// the system allocator there (measured with `mynah bench`).
+/// the system allocator there (measured with `mynah bench`). Built with `no_thp`: mimalloc would
+/// otherwise ask for transparent huge pages, and its purging of freed memory then makes the kernel
+/// zero fresh 2 MiB pages over and over (15 % of all CPU time in `mynah bench-gateway`; see
+/// `docs/benchmarks.md`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
