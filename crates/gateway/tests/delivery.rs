@@ -108,3 +108,125 @@ async fn a_message_undelivered_past_its_ttl_is_expired() {
     );
     p.shutdown().await;
 }
+
+/// The sandbox accepts the send and emits its statuses at once but holds the answer: `sent`,
+/// `delivered` and `read` reach the intake before the gateway knows the wamid. They are parked,
+/// matched through `biz_opaque_callback_data`, and the late answer undoes none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_that_overtake_the_send_answer_are_applied() {
+    let mut gw = gateway_config();
+    gw.gates.consent = false;
+    let p = Pair::start(sandbox_config(), gw).await;
+    let to = "4915150000001";
+    let (s, b) = p
+        .control(
+            Method::POST,
+            "/faults",
+            &json!({ "match": { "to": to }, "action": { "answer_delay_ms": 1_000 } }),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let id = p.send(template("hello_world", to)).await;
+    // Read while the answer is still held: only the webhooks can have brought the wamid.
+    let m = p.until_state(&id, "read").await;
+    let types = event_types(&m);
+    assert!(types.contains(&"correlated".to_string()), "{m:#}");
+    assert!(!types.contains(&"accepted".to_string()), "{m:#}");
+    // Then the answer comes: it is recorded, and the state stays `read`.
+    let m = p
+        .until(&id, "the send answer", |m| {
+            event_types(m).contains(&"accepted".to_string())
+        })
+        .await;
+    assert_eq!(m["state"], "read", "{m:#}");
+    let accepted = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "accepted")
+        .unwrap();
+    assert_eq!(
+        accepted["state"], "read",
+        "the event records the state it left: {m:#}"
+    );
+    assert_eq!(accepted["detail"]["wamid"], m["wamid"], "{m:#}");
+    p.shutdown().await;
+}
+
+/// A status without `biz_opaque_callback_data` (as a platform that does not echo it sends) for a
+/// wamid whose send answer is still on its way is parked, then applied when the answer lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_status_is_adopted_when_the_send_answer_lands() {
+    let mut sb = sandbox_config();
+    // The sandbox's own statuses come much later; the test's own webhook comes first.
+    sb.latency.sent = mynah_sandbox::config::Latency {
+        min_ms: 60_000,
+        max_ms: 60_000,
+    };
+    let mut gw = gateway_config();
+    gw.gates.consent = false;
+    let p = Pair::start(sb, gw).await;
+    let to = "4915150000002";
+    let (s, b) = p
+        .control(
+            Method::POST,
+            "/faults",
+            &json!({ "match": { "to": to }, "action": { "answer_delay_ms": 1_000 } }),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let id = p.send(template("hello_world", to)).await;
+    // The sandbox has accepted it (the answer is held): learn its wamid there.
+    let mut wamid = None;
+    for _ in 0..200 {
+        let (_, l) = p
+            .control(Method::GET, &format!("/messages?wa_id={to}"), &json!({}))
+            .await;
+        if let Some(w) = l["messages"][0]["id"].as_str() {
+            wamid = Some(w.to_string());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let wamid = wamid.expect("the sandbox accepted the send");
+    let body = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "waba", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550000000", "phone_number_id": DEV_PHONE_NUMBER_ID },
+            "statuses": [{ "id": wamid, "status": "delivered", "timestamp": "1700000000", "recipient_id": to }]
+        } }] }]
+    })
+    .to_string();
+    let r = p
+        .http
+        .post(format!("{}/webhooks", p.gw_base))
+        .header("content-type", "application/json")
+        .header(
+            "X-Hub-Signature-256",
+            mynah_sandbox::webhooks::sign(DEV_APP_SECRET, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The answer is still held (1 s): the status waits, parked.
+    let (_, m) = p.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(m["state"], "sending", "{m:#}");
+    assert!(
+        !event_types(&m).contains(&"status.delivered".to_string()),
+        "{m:#}"
+    );
+    let m = p.until_state(&id, "delivered").await;
+    let types = event_types(&m);
+    let accepted = types.iter().position(|t| t == "accepted").expect("answer");
+    let delivered = types
+        .iter()
+        .position(|t| t == "status.delivered")
+        .expect("status");
+    assert!(accepted < delivered, "parked until the answer: {m:#}");
+    assert!(!types.contains(&"correlated".to_string()), "{m:#}");
+    assert_eq!(m["wamid"], wamid.as_str());
+    p.shutdown().await;
+}

@@ -362,10 +362,18 @@ async fn conditional_state_changes<S: Store + Clone>(s: S) {
         only_from: Some(MessageState::Sending),
         accepted_at: Some(T0 + 2),
         ..Change::new("c1", T0 + 2)
-    };
+    }
+    .with_event(NewEvent::new("accepted", T0 + 2, json!({})));
     assert_eq!(s.apply(vec![late]).await.unwrap(), [true]);
     let r = s.get("c1").await.unwrap().unwrap();
     assert_eq!((r.state, r.accepted_at), (MessageState::Read, Some(T0 + 2)));
+    // The answer's event is in the timeline with the state the row kept.
+    let events = s.events("c1").await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.state),
+        ("accepted", MessageState::Read)
+    );
 }
 
 async fn apply_batches<S: Store + Clone>(s: S) {

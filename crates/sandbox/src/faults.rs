@@ -47,6 +47,9 @@ pub struct FaultAction {
     pub details: Option<String>,
     /// Wall-clock delay before answering, ms (for client timeouts).
     pub latency_ms: Option<u64>,
+    /// Accept the send at once (its webhooks go out on their schedule), then hold the answer
+    /// this long, ms: the message's statuses can reach the caller before its send answer does.
+    pub answer_delay_ms: Option<u64>,
     /// Close the connection without an answer: `before` the send is processed (nothing
     /// happened), or `after` it was accepted (the message goes out; the caller cannot know).
     pub drop_connection: Option<DropWhen>,
@@ -110,6 +113,8 @@ pub struct Verdict {
     pub fail_later: Option<ApiError>,
     /// Wait this long first.
     pub latency_ms: u64,
+    /// Wait this long after accepting, before answering.
+    pub answer_delay_ms: u64,
     /// Close the connection without an answer.
     pub drop_connection: Option<DropWhen>,
     /// Rules that fired.
@@ -157,12 +162,12 @@ impl Faults {
         if a.code.is_none()
             && a.async_code.is_none()
             && a.latency_ms.is_none()
+            && a.answer_delay_ms.is_none()
             && a.drop_connection.is_none()
         {
-            return Err(
-                "a fault needs an action: code, async_code, latency_ms or drop_connection"
-                    .to_string(),
-            );
+            return Err("a fault needs an action: code, async_code, latency_ms, \
+                 answer_delay_ms or drop_connection"
+                .to_string());
         }
         if let Some(c) = a.code {
             error(c, &a.details, a.http_status)?;
@@ -244,6 +249,7 @@ impl Faults {
             r.fired += 1;
             v.fired.push(r.id.clone());
             v.latency_ms = v.latency_ms.max(r.action.latency_ms.unwrap_or(0));
+            v.answer_delay_ms = v.answer_delay_ms.max(r.action.answer_delay_ms.unwrap_or(0));
             if v.drop_connection.is_none() {
                 v.drop_connection = r.action.drop_connection;
             }

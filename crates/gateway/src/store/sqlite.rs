@@ -755,7 +755,12 @@ fn sql_ref<T: ToSql>(v: &T) -> &dyn ToSql {
 
 /// Updates one row with `UPDATE messages SET …` naming only the columns `c` changes, so SQLite
 /// touches only the indexes that depend on them; `false` if the row does not exist.
-fn update_message(conn: &Connection, key: RowKey<'_>, c: &Change) -> Result<bool, StoreError> {
+/// Applies `c` to one row; its state afterwards, or `None` when no row has that key.
+fn update_message(
+    conn: &Connection,
+    key: RowKey<'_>,
+    c: &Change,
+) -> Result<Option<MessageState>, StoreError> {
     let (code, text) = match &c.last_error {
         Some((code, text)) => (Some(code), Some(text)),
         None => (None, None),
@@ -810,11 +815,15 @@ fn update_message(conn: &Connection, key: RowKey<'_>, c: &Change) -> Result<bool
         sql.push_str(", last_error_code = NULL, last_error = NULL");
     }
     sql.push_str(match key {
-        RowKey::Id(_) => " WHERE id = ?1",
-        RowKey::Seq(_) => " WHERE seq = ?1",
+        RowKey::Id(_) => " WHERE id = ?1 RETURNING state",
+        RowKey::Seq(_) => " WHERE seq = ?1 RETURNING state",
     });
-    let changed = conn.prepare_cached(&sql)?.execute(args.as_slice())?;
-    Ok(changed == 1)
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(args.as_slice())?;
+    Ok(match rows.next()? {
+        Some(r) => Some(r.get(0)?),
+        None => None,
+    })
 }
 
 fn apply(conn: &Connection, changes: &[Change]) -> Result<Vec<bool>, StoreError> {
@@ -822,16 +831,11 @@ fn apply(conn: &Connection, changes: &[Change]) -> Result<Vec<bool>, StoreError>
 }
 
 fn apply_one(conn: &Connection, c: &Change) -> Result<bool, StoreError> {
-    if !update_message(conn, RowKey::Id(&c.id), c)? {
+    // The state after the change (a conditional change may have left it as it was).
+    let Some(state) = update_message(conn, RowKey::Id(&c.id), c)? else {
         return Ok(false);
-    }
+    };
     if let Some(event) = &c.event {
-        let state = match c.state {
-            Some(s) => s,
-            None => conn
-                .prepare_cached("SELECT state FROM messages WHERE id = ?1")?
-                .query_row([&c.id], |r| r.get(0))?,
-        };
         insert_event(conn, &c.id, event, state)?;
     }
     Ok(true)

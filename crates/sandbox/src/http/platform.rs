@@ -348,6 +348,9 @@ async fn messages(
                 now,
             )?;
             sb.apply_durable(fx).await?;
+            if verdict.answer_delay_ms > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(verdict.answer_delay_ms)).await;
+            }
             if verdict.drop_connection == Some(DropWhen::After) {
                 return Ok(super::severed());
             }
