@@ -56,6 +56,8 @@ pub struct Config {
     pub app_webhooks: Vec<AppWebhook>,
     /// Maximum request body, bytes.
     pub max_body_bytes: usize,
+    /// How long what is no longer needed is kept.
+    pub retention: Retention,
     /// Seed of the retry jitter.
     pub seed: u64,
 }
@@ -94,6 +96,7 @@ impl Default for Config {
             template_sync_ms: 15 * 60_000,
             app_webhooks: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            retention: Retention::default(),
             seed: 1,
         }
     }
@@ -174,6 +177,36 @@ impl Default for DispatchConfig {
     }
 }
 
+/// How long the gateway keeps records it no longer needs, ms after they arrived (0 keeps them
+/// for ever; so does any value ≤ 0). Messages and their timelines are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Statuses parked for a wamid no message claimed (sent by another tool on the same number,
+    /// or for a send whose answer never came).
+    pub orphans_ms: Millis,
+    /// Webhook dedupe keys. Keep them longer than the platform redelivers a webhook (up to
+    /// 7 days), or a late redelivery is applied twice.
+    pub dedupe_keys_ms: Millis,
+    /// Raw webhook bodies once processed (or found to be duplicates). Bodies that could not be
+    /// parsed are never deleted.
+    pub inbox_ms: Millis,
+    /// How often the sweep runs.
+    pub sweep_ms: Millis,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        use crate::clock::DAY;
+        Retention {
+            orphans_ms: 7 * DAY,
+            dedupe_keys_ms: 14 * DAY,
+            inbox_ms: 30 * DAY,
+            sweep_ms: 10 * 60_000,
+        }
+    }
+}
+
 /// An app endpoint that receives the gateway's events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -199,6 +232,7 @@ mod tests {
         assert_eq!(cfg.rate().burst, 150);
         assert!(cfg.gates.window_fallback.is_some());
         assert_eq!(cfg.app_webhooks.len(), 1);
+        assert_eq!(cfg.retention.dedupe_keys_ms, 14 * crate::clock::DAY);
         let overrides: crate::classify::Overrides =
             cfg.classifier.clone().unwrap().try_into().unwrap();
         assert_eq!(overrides.rule.len(), 1);
@@ -225,6 +259,10 @@ us_marketing = true
 window_fallback = { name = "reopen_conversation", language = { code = "en_US" } }
 [dispatch]
 concurrency = 64
+[retention]                            # ms after arrival; 0 keeps for ever
+orphans_ms = 604800000                 # statuses no message claimed (7 days)
+dedupe_keys_ms = 1209600000            # webhook dedupe keys (14 days; the platform redelivers for up to 7)
+inbox_ms = 2592000000                  # processed raw webhook bodies (30 days; unparsed ones are kept)
 [[app_webhooks]]
 url = "https://crm.example/hooks/whatsapp"
 secret = "whsec_…"

@@ -16,6 +16,7 @@ pub mod http;
 pub mod intake;
 pub mod model;
 pub mod ratelimit;
+pub mod retention;
 pub mod service;
 pub mod store;
 pub mod templates;

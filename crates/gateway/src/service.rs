@@ -11,7 +11,7 @@ use crate::store::Store;
 use crate::upstream::Upstream;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -43,9 +43,32 @@ pub struct Gateway<S> {
     pub wake_events: Arc<Notify>,
     /// Fires when the gateway shuts down (ends event streams).
     pub shutdown: CancellationToken,
-    /// Wamids whose statuses the intake is applying or has parked as orphans: only these can
-    /// have statuses waiting when their send's answer is recorded.
-    orphan_watch: Mutex<HashSet<String>>,
+    /// Wamids whose statuses the intake is applying or has parked as orphans, with when: only
+    /// these can have statuses waiting when their send's answer is recorded.
+    orphan_watch: Mutex<OrphanWatch>,
+}
+
+/// Wamids being watched for parked statuses, and since when. Entries that no answer can race
+/// any more (statuses for messages another tool sent on the number, say) are swept once the set
+/// has doubled since the last sweep, so it stays bounded by the traffic of the horizon.
+#[derive(Debug, Default)]
+struct OrphanWatch {
+    at: HashMap<String, Millis>,
+    sweep_at: usize,
+}
+
+impl OrphanWatch {
+    const MIN_SWEEP: usize = 1_024;
+
+    fn watch(&mut self, wamids: impl Iterator<Item = String>, now: Millis, horizon: Millis) {
+        for w in wamids {
+            self.at.insert(w, now);
+        }
+        if self.at.len() >= self.sweep_at.max(Self::MIN_SWEEP) {
+            self.at.retain(|_, t| now - *t < horizon);
+            self.sweep_at = self.at.len() * 2;
+        }
+    }
 }
 
 /// Locks a mutex, surviving a poisoned one (the data are counters).
@@ -81,7 +104,7 @@ impl<S: Store + Clone> Gateway<S> {
             wake_inbox: Notify::new(),
             wake_events: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
-            orphan_watch: Mutex::new(HashSet::new()),
+            orphan_watch: Mutex::new(OrphanWatch::default()),
         }))
     }
 
@@ -101,20 +124,27 @@ impl<S: Store + Clone> Gateway<S> {
 
     /// Announces wamids whose statuses are about to be applied.
     pub(crate) fn watch_orphans(&self, wamids: impl Iterator<Item = String>) {
-        lock(&self.orphan_watch).extend(wamids);
+        // An answer comes within the upstream timeout of its request, and a request starts
+        // within its lease: older entries can no longer be raced.
+        let horizon = 2 * self
+            .cfg
+            .dispatch
+            .lease_ms
+            .max(self.cfg.upstream.timeout_ms as Millis);
+        lock(&self.orphan_watch).watch(wamids, self.now(), horizon);
     }
 
     /// Withdraws wamids whose statuses were applied (not parked).
     pub(crate) fn unwatch_orphans<'a>(&self, wamids: impl Iterator<Item = &'a str>) {
         let mut w = lock(&self.orphan_watch);
         for id in wamids {
-            w.remove(id);
+            w.at.remove(id);
         }
     }
 
     /// Whether `wamid` may have parked statuses (and stops watching it).
     pub(crate) fn take_orphan_watch(&self, wamid: &str) -> bool {
-        lock(&self.orphan_watch).remove(wamid)
+        lock(&self.orphan_watch).at.remove(wamid).is_some()
     }
 
     /// Tells followers that changes were committed.
@@ -136,6 +166,7 @@ pub async fn run<S: Store + Clone>(
         tokio::spawn(crate::intake::run(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::dispatch::sweep_expired(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::templates::run_sync(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::retention::run(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::events::run_pusher(
             gw.store.clone(),
             gw.cfg.app_webhooks.clone(),
@@ -159,4 +190,23 @@ pub async fn run<S: Store + Clone>(
         let _ = t.await;
     }
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrphanWatch;
+
+    #[test]
+    fn the_orphan_watch_forgets_what_no_answer_can_race() {
+        let mut w = OrphanWatch::default();
+        let horizon = 1_000;
+        // Statuses for wamids nobody here sent keep coming: the set stays bounded.
+        for t in 0..100_000i64 {
+            w.watch(std::iter::once(format!("wamid.{t}")), t, horizon);
+            assert!(w.at.len() <= 2 * (OrphanWatch::MIN_SWEEP + horizon as usize));
+        }
+        // A recent entry is still there, an old one is gone.
+        assert!(w.at.contains_key("wamid.99999"));
+        assert!(!w.at.contains_key("wamid.5"));
+    }
 }

@@ -230,3 +230,77 @@ async fn a_parked_status_is_adopted_when_the_send_answer_lands() {
     assert_eq!(m["wamid"], wamid.as_str());
     p.shutdown().await;
 }
+
+/// Retention on the gateway's clock: parked orphans, dedupe keys and processed webhook bodies go
+/// after their configured ages; the message and its timeline stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_sweeps_what_is_no_longer_needed() {
+    use mynah_gateway::store::{Prunable, Store};
+    let clock = Arc::new(Clock::manual(mynah_gateway::clock::Clock::System.now()));
+    let mut gw = gateway_config();
+    gw.gates.consent = false;
+    let p = Pair::start_with_clock(sandbox_config(), gw, clock.clone()).await;
+    let id = p.send(template("hello_world", "4915150000003")).await;
+    p.until_state(&id, "read").await;
+    // A status for a message some other tool sent on the number: parked, never claimed.
+    let body = json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "waba", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550000000", "phone_number_id": DEV_PHONE_NUMBER_ID },
+            "statuses": [{ "id": "wamid.someone-else", "status": "sent", "timestamp": "1700000000", "recipient_id": "4915150000004" }]
+        } }] }]
+    })
+    .to_string();
+    let r = p
+        .http
+        .post(format!("{}/webhooks", p.gw_base))
+        .header(
+            "X-Hub-Signature-256",
+            mynah_sandbox::webhooks::sign(DEV_APP_SECRET, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for _ in 0..500 {
+        if p.gw.store.pending_inbox(1).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(p.gw.store.pending_inbox(1).await.unwrap().is_empty());
+    let deleted = |swept: Vec<(Prunable, u64)>, what| {
+        swept
+            .into_iter()
+            .find(|(w, _)| *w == what)
+            .map_or(0, |(_, n)| n)
+    };
+    const DAY: i64 = 86_400_000;
+    // Nothing is old yet.
+    let swept = mynah_gateway::retention::sweep_once(&p.gw).await.unwrap();
+    assert!(swept.iter().all(|(_, n)| *n == 0), "{swept:?}");
+    clock.advance(7 * DAY + 1);
+    let swept = mynah_gateway::retention::sweep_once(&p.gw).await.unwrap();
+    assert_eq!(deleted(swept.clone(), Prunable::Orphans), 1, "{swept:?}");
+    assert_eq!(deleted(swept.clone(), Prunable::DedupeKeys), 0, "{swept:?}");
+    clock.advance(7 * DAY);
+    let swept = mynah_gateway::retention::sweep_once(&p.gw).await.unwrap();
+    assert!(
+        deleted(swept.clone(), Prunable::DedupeKeys) >= 3,
+        "sent, delivered, read: {swept:?}"
+    );
+    assert_eq!(deleted(swept.clone(), Prunable::Inbox), 0, "{swept:?}");
+    clock.advance(16 * DAY);
+    let swept = mynah_gateway::retention::sweep_once(&p.gw).await.unwrap();
+    assert!(deleted(swept.clone(), Prunable::Inbox) >= 2, "{swept:?}");
+    // The message keeps its state and its whole timeline.
+    let (_, m) = p.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(m["state"], "read");
+    assert!(
+        event_types(&m).contains(&"status.read".to_string()),
+        "{m:#}"
+    );
+    p.shutdown().await;
+}

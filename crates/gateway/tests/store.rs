@@ -9,8 +9,8 @@ use mynah_gateway::model::{
 use mynah_gateway::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use mynah_gateway::store::{
     Change, Consent, Enqueued, InboxItem, InboxOutcome, ListFilter, NewEvent, NewMessage,
-    PARKED_TEMPLATE_PAUSED, StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord,
-    TemplateRef, kind,
+    PARKED_TEMPLATE_PAUSED, Prunable, Pruned, StatusApplied, StatusUpdate, Store, StoreError,
+    TemplateRecord, TemplateRef, kind,
 };
 use serde_json::json;
 use std::collections::HashSet;
@@ -728,6 +728,95 @@ async fn inbox_append_pending_finish<S: Store + Clone>(s: S) {
     assert_eq!(left[0].id, more[0]);
 }
 
+async fn prune_deletes_old_rows_in_arrival_order<S: Store + Clone>(s: S) {
+    let none = Pruned::default();
+    assert_eq!(s.prune(Prunable::Orphans, T0, 10).await.unwrap(), none);
+    // Orphans: the old ones go, the young one stays, a batch limit asks for another call.
+    for (i, at) in [T0, T0 + 1, T0 + 2, T0 + 3, T0 + 100]
+        .into_iter()
+        .enumerate()
+    {
+        s.park_orphan(&format!("wamid.P{i}"), format!("p{i}"), at)
+            .await
+            .unwrap();
+    }
+    let first = s.prune(Prunable::Orphans, T0 + 50, 3).await.unwrap();
+    assert_eq!(
+        first,
+        Pruned {
+            deleted: 3,
+            more: true
+        }
+    );
+    let second = s.prune(Prunable::Orphans, T0 + 50, 3).await.unwrap();
+    assert_eq!(
+        second,
+        Pruned {
+            deleted: 1,
+            more: false
+        }
+    );
+    assert!(s.take_orphans("wamid.P3").await.unwrap().is_empty());
+    assert_eq!(s.take_orphans("wamid.P4").await.unwrap(), ["p4"]);
+    // Dedupe keys: a forgotten key is new again, a young one is still known.
+    s.remember_keys(vec!["k.old".into()], T0).await.unwrap();
+    s.remember_keys(vec!["k.young".into()], T0 + 100)
+        .await
+        .unwrap();
+    let keys = s.prune(Prunable::DedupeKeys, T0 + 50, 10).await.unwrap();
+    assert_eq!(
+        keys,
+        Pruned {
+            deleted: 1,
+            more: false
+        }
+    );
+    assert_eq!(
+        s.remember_keys(vec!["k.old".into(), "k.young".into()], T0 + 200)
+            .await
+            .unwrap(),
+        [true, false]
+    );
+    // Inbox: processed and duplicate bodies go; unparsed and pending ones stay.
+    let item = |at| InboxItem {
+        received_at: at,
+        body: b"{}".to_vec(),
+        source: "cloud".into(),
+    };
+    let ids = s
+        .append_inbox(vec![item(T0), item(T0), item(T0), item(T0), item(T0 + 100)])
+        .await
+        .unwrap();
+    s.finish_inbox(vec![
+        (ids[0], InboxOutcome::Processed),
+        (ids[1], InboxOutcome::Unparsed),
+        (ids[2], InboxOutcome::Duplicate),
+        (ids[4], InboxOutcome::Processed),
+    ])
+    .await
+    .unwrap();
+    let inbox = s.prune(Prunable::Inbox, T0 + 50, 10).await.unwrap();
+    assert_eq!(
+        inbox,
+        Pruned {
+            deleted: 2,
+            more: false
+        }
+    );
+    let pending = s.pending_inbox(10).await.unwrap();
+    assert_eq!(pending.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[3]]);
+    // Later: the young row has aged; the kept rows are not examined again.
+    let later = s.prune(Prunable::Inbox, T0 + 500, 10).await.unwrap();
+    assert_eq!(
+        later,
+        Pruned {
+            deleted: 1,
+            more: false
+        }
+    );
+    assert_eq!(s.prune(Prunable::Inbox, T0 + 500, 10).await.unwrap(), none);
+}
+
 async fn dedupe_keys_under_concurrency<S: Store + Clone>(s: S) {
     assert_eq!(
         s.remember_keys(vec!["a".into(), "a".into(), "b".into()], T0)
@@ -1236,6 +1325,7 @@ conformance!(
     park_and_unpark_templates,
     list_filters_and_pages,
     inbox_append_pending_finish,
+    prune_deletes_old_rows_in_arrival_order,
     dedupe_keys_under_concurrency,
     consents_keep_history_and_latest,
     last_inbound_keeps_max,

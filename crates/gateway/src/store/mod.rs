@@ -409,6 +409,28 @@ pub struct InboxItem {
     pub source: String,
 }
 
+/// What [`Store::prune`] deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prunable {
+    /// Parked statuses no message claimed.
+    Orphans,
+    /// Webhook dedupe keys.
+    DedupeKeys,
+    /// Raw webhook bodies that were processed or were duplicates (never unparsed or pending
+    /// ones).
+    Inbox,
+}
+
+/// What one [`Store::prune`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Rows deleted.
+    pub deleted: u64,
+    /// Whether rows older than the cut may remain (call again).
+    pub more: bool,
+}
+
 /// How an inbox item ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -683,6 +705,17 @@ pub trait Store: Send + Sync + 'static {
         seq: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Event>, StoreError>> + Send;
+
+    /// Deletes rows of `what` that arrived before `before`, oldest first, examining at most
+    /// `limit` rows per call. Progress is kept in the cursor `prune.<table>`, so rows that are
+    /// kept (unparsed inbox bodies) are not examined again. Rows are taken in arrival order, so
+    /// the first row at or after `before` ends the call.
+    fn prune(
+        &self,
+        what: Prunable,
+        before: Millis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Pruned, StoreError>> + Send;
 
     /// A named cursor's value (0 when never set).
     fn cursor(&self, name: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;

@@ -18,7 +18,8 @@
 //!
 //! The schema is created at open and versioned with `PRAGMA user_version` (see `MIGRATIONS`).
 //! There are no foreign keys: events and orphans refer to messages by id/wamid, and nothing is
-//! deleted yet (retention is future work).
+//! deleted except by [`Store::prune`] (orphans, dedupe keys, processed inbox bodies; see
+//! `crate::retention`).
 //! The SQL sticks to what PostgreSQL also accepts where it can (`ON CONFLICT`, `RETURNING`,
 //! partial indexes); `?N` placeholders and `INTEGER PRIMARY KEY AUTOINCREMENT` are SQLite's.
 //!
@@ -28,8 +29,8 @@
 
 use super::{
     Change, Consent, ConsentChange, Enqueued, Event, InboxItem, InboxOutcome, InboxRow, ListFilter,
-    MessageRecord, NewEvent, NewMessage, PARKED_TEMPLATE_PAUSED, StatusApplied, StatusUpdate,
-    Store, StoreError, TemplateRecord, TemplateRef, kind,
+    MessageRecord, NewEvent, NewMessage, PARKED_TEMPLATE_PAUSED, Prunable, Pruned, StatusApplied,
+    StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
 };
 use crate::clock::Millis;
 use crate::model::{Category, ConsentStatus, Lane, MessageState, Progress, observe};
@@ -1240,6 +1241,60 @@ fn templates(conn: &Connection) -> Result<Vec<TemplateRecord>, StoreError> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// `(what, before, limit)`.
+type PruneArgs = (Prunable, Millis, usize);
+
+fn prune(conn: &Connection, &(what, before, limit): &PruneArgs) -> Result<Pruned, StoreError> {
+    // (table, row key in arrival order, arrival time, rows never deleted)
+    let (table, key, time, keep) = match what {
+        Prunable::Orphans => ("orphan_statuses", "seq", "at", "0"),
+        Prunable::DedupeKeys => ("dedupe_keys", "rowid", "at", "0"),
+        Prunable::Inbox => (
+            "inbox",
+            "id",
+            "received_at",
+            "(outcome IS NULL OR outcome = 'unparsed')",
+        ),
+    };
+    let name = format!("prune.{table}");
+    let from = cursor(conn, &name)?;
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {key}, {time} < ?2, {keep} FROM {table} WHERE {key} > ?1 \
+             ORDER BY {key} LIMIT ?3"
+        ))?
+        .query_map(params![from, before, i64_of(limit)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let examined = rows.len();
+    let mut last = from;
+    let mut reached_young = false;
+    let mut delete = conn.prepare_cached(&format!("DELETE FROM {table} WHERE {key} = ?1"))?;
+    let mut deleted = 0;
+    for (k, old, kept) in rows {
+        if !old {
+            reached_young = true;
+            break;
+        }
+        last = k;
+        if !kept {
+            deleted += delete.execute([k])? as u64;
+        }
+    }
+    if last != from {
+        set_cursor(conn, &(name, last))?;
+    }
+    Ok(Pruned {
+        deleted,
+        more: !reached_young && examined == limit,
+    })
+}
+
 fn cursor(conn: &Connection, name: &str) -> Result<i64, StoreError> {
     Ok(conn
         .prepare_cached("SELECT value FROM cursors WHERE name = ?1")?
@@ -1454,6 +1509,15 @@ impl Store for SqliteStore {
 
     async fn set_cursor(&self, name: &str, value: i64) -> Result<(), StoreError> {
         self.write((name.to_owned(), value), set_cursor).await
+    }
+
+    async fn prune(
+        &self,
+        what: Prunable,
+        before: Millis,
+        limit: usize,
+    ) -> Result<Pruned, StoreError> {
+        self.write((what, before, limit.max(1)), prune).await
     }
 }
 
