@@ -337,8 +337,11 @@ async fn correlate<S: Store + Clone>(
     let Some(m) = gw.store.get(id).await? else {
         return Ok(None);
     };
-    if m.wamid.is_some() {
-        return Ok(None);
+    if let Some(own) = &m.wamid {
+        if *own == s.id {
+            return Ok(None);
+        }
+        return other_attempt(gw, &m.id, s, now).await.map(Some);
     }
     let change = Change {
         wamid: Some(s.id.clone()),
@@ -362,6 +365,36 @@ async fn correlate<S: Store + Clone>(
         .into_iter()
         .rev()
         .find(|r| matches!(r, StatusApplied::Applied { .. })))
+}
+
+/// A status for another accepted attempt of a message that already has its wamid: an
+/// at-least-once resend after an unknown outcome, both copies accepted by the platform. The
+/// message's state follows its own wamid; the other copy's statuses go into its timeline (once
+/// each) instead of waiting as orphans.
+async fn other_attempt<S: Store + Clone>(
+    gw: &Gateway<S>,
+    id: &str,
+    s: &Status,
+    now: Millis,
+) -> Result<StatusApplied, crate::store::StoreError> {
+    gw.store.take_orphans(&s.id).await?;
+    let first = gw.store.remember_keys(vec![status_key(s)], now).await?;
+    if !first.first().copied().unwrap_or(false) {
+        return Ok(StatusApplied::Duplicate);
+    }
+    let event = NewEvent::new(
+        "other_attempt.status",
+        now,
+        json!({
+            "wamid": s.id,
+            "status": s.status.as_str(),
+            "reason": "another attempt of this message was accepted too (a resend after an unknown outcome)",
+        }),
+    );
+    gw.store
+        .apply(vec![Change::new(id, now).with_event(event)])
+        .await?;
+    Ok(StatusApplied::Duplicate)
 }
 
 /// A `failed` status: the classifier decides, as for a synchronous error (131049 retries on its

@@ -6,6 +6,7 @@
 mod common;
 use common::*;
 use mynah_gateway::config::Config;
+use mynah_gateway::store::Store;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -173,6 +174,63 @@ async fn a_closed_window_fails_or_falls_back_to_a_template() {
     let rescued = p.send(text("4915100000221", "Are you still there?")).await;
     let m = p.until_state(&rescued, "read").await;
     assert!(has(&m, "window_fallback"), "{m}");
+    p.shutdown().await;
+}
+
+/// The resend goes out before the lost send's statuses arrive: the platform has two copies.
+/// The message follows the resend's wamid; the first copy's statuses are recorded in its
+/// timeline, once each, and none is left parked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_copies_of_a_resend_are_accounted_for() {
+    let mut sb = sandbox_config();
+    let slow = mynah_sandbox::config::Latency {
+        min_ms: 1_000,
+        max_ms: 1_000,
+    };
+    sb.latency.sent = slow;
+    let mut gw = no_consent_gate();
+    gw.pair.every_ms = 1;
+    let p = Pair::start(sb, gw).await;
+    let to = "4915100000231";
+    fault(
+        &p,
+        json!({ "match": { "to": to }, "action": { "drop_connection": "after" }, "times": 1 }),
+    )
+    .await;
+    let id = p.send(template("hello_world", to)).await;
+    let m = p
+        .until(&id, "read, with the other copy's read", |m| {
+            m["state"] == "read"
+                && m["events"].as_array().is_some_and(|e| {
+                    e.iter().any(|e| {
+                        e["type"] == "other_attempt.status" && e["detail"]["status"] == "read"
+                    })
+                })
+        })
+        .await;
+    assert!(has(&m, "outcome_unknown") && has(&m, "accepted"), "{m:#}");
+    let (_, list) = p
+        .control(Method::GET, &format!("/messages?wa_id={to}"), &json!({}))
+        .await;
+    let copies = list["messages"].as_array().unwrap();
+    assert_eq!(copies.len(), 2, "{list}");
+    let first = copies
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .find(|w| *w != m["wamid"])
+        .unwrap();
+    let others: Vec<&Value> = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "other_attempt.status")
+        .collect();
+    assert_eq!(others.len(), 3, "sent, delivered, read once each: {m:#}");
+    assert!(
+        others.iter().all(|e| e["detail"]["wamid"] == first),
+        "{m:#}"
+    );
+    assert!(p.gw.store.take_orphans(first).await.unwrap().is_empty());
     p.shutdown().await;
 }
 
