@@ -156,7 +156,8 @@ pub enum RestartPolicy {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DispatchConfig {
-    /// Sends in flight at once.
+    /// Sends in flight at once. It must cover the send rate times the upstream's answer time
+    /// (1,000 messages/s answered in 250 ms need 250), or the rate cannot be reached.
     pub concurrency: usize,
     /// Rows claimed per round.
     pub batch: usize,
@@ -169,7 +170,7 @@ pub struct DispatchConfig {
 impl Default for DispatchConfig {
     fn default() -> Self {
         DispatchConfig {
-            concurrency: 64,
+            concurrency: 256,
             batch: 256,
             lease_ms: 60_000,
             max_attempts: 12,
@@ -258,7 +259,7 @@ template = true
 us_marketing = true
 window_fallback = { name = "reopen_conversation", language = { code = "en_US" } }
 [dispatch]
-concurrency = 64
+concurrency = 256                       # sends in flight: at least rate × upstream answer time
 [retention]                            # ms after arrival; 0 keeps for ever
 orphans_ms = 604800000                 # statuses no message claimed (7 days)
 dedupe_keys_ms = 1209600000            # webhook dedupe keys (14 days; the platform redelivers for up to 7)

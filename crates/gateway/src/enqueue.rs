@@ -139,9 +139,9 @@ pub async fn enqueue<S: Store + Clone>(
     let mut park = None;
     let (category, template) = match &send.content {
         Content::Template(t) => {
-            let cached = gw.store.template(&t.name, &t.language).await?;
+            let cached = crate::templates::head(gw, &t.name, &t.language).await?;
             let category = match &cached {
-                Some(c) => c.category,
+                Some((category, _)) => *category,
                 None if gw.cfg.gates.template => {
                     return Err(AppError::new(
                         Code::TemplateUnknown,
@@ -153,16 +153,20 @@ pub async fn enqueue<S: Store + Clone>(
                 }
                 None => env.category.unwrap_or(Category::Utility),
             };
-            if let (Some(c), true) = (&cached, gw.cfg.gates.template) {
-                match c.status.to_ascii_uppercase().as_str() {
-                    "APPROVED" | "ACTIVE" => {}
-                    "PAUSED" => park = Some((t.name.clone(), t.language.clone())),
-                    other => {
-                        return Err(AppError::new(
-                            Code::TemplateInactive,
-                            format!("template {} ({}) is {other}", t.name, t.language),
-                        ));
-                    }
+            if let (Some((_, status)), true) = (&cached, gw.cfg.gates.template) {
+                let is = |word: &str| status.eq_ignore_ascii_case(word);
+                if is("PAUSED") {
+                    park = Some((t.name.clone(), t.language.clone()));
+                } else if !is("APPROVED") && !is("ACTIVE") {
+                    return Err(AppError::new(
+                        Code::TemplateInactive,
+                        format!(
+                            "template {} ({}) is {}",
+                            t.name,
+                            t.language,
+                            status.to_ascii_uppercase()
+                        ),
+                    ));
                 }
             }
             (

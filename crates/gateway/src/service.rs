@@ -46,6 +46,8 @@ pub struct Gateway<S> {
     /// Wamids whose statuses the intake is applying or has parked as orphans, with when: only
     /// these can have statuses waiting when their send's answer is recorded.
     orphan_watch: Mutex<OrphanWatch>,
+    /// Category and status of the cached templates, in memory.
+    pub(crate) template_heads: crate::templates::Heads,
 }
 
 /// Wamids being watched for parked statuses, and since when. Entries that no answer can race
@@ -105,6 +107,7 @@ impl<S: Store + Clone> Gateway<S> {
             wake_events: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
             orphan_watch: Mutex::new(OrphanWatch::default()),
+            template_heads: crate::templates::Heads::default(),
         }))
     }
 

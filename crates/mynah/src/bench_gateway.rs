@@ -99,8 +99,8 @@ pub struct BenchGatewayArgs {
     /// removed at the end).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// The dispatcher's sends in flight.
-    #[arg(long, default_value_t = 64)]
+    /// The dispatcher's sends in flight (the gateway's default).
+    #[arg(long, default_value_t = mynah_gateway::config::DispatchConfig::default().concurrency)]
     dispatch_concurrency: usize,
     /// The gateway's send rate ceiling, messages/s.
     #[arg(long, default_value_t = 20_000.0)]
