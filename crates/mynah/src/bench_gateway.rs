@@ -95,6 +95,10 @@ pub struct BenchGatewayArgs {
     /// not a power loss).
     #[arg(long)]
     sync_normal: bool,
+    /// Let the writer checkpoint the WAL as it commits (SQLite's default) instead of the
+    /// store's checkpointer thread.
+    #[arg(long)]
+    checkpoint_in_writer: bool,
     /// Scratch directory of the file store (default: a fresh one under the system's temp dir,
     /// removed at the end).
     #[arg(long)]
@@ -279,6 +283,11 @@ impl Rig {
                 Synchronous::Normal
             } else {
                 Synchronous::Full
+            },
+            checkpoint_every: if args.checkpoint_in_writer {
+                None
+            } else {
+                SqliteOptions::default().checkpoint_every
             },
             ..SqliteOptions::default()
         };

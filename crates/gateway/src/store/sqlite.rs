@@ -80,6 +80,10 @@ pub struct SqliteOptions {
     pub queue: usize,
     /// Stops the writer (after it commits what was queued).
     pub cancel: CancellationToken,
+    /// File databases: checkpoint the WAL from a thread of its own this often (PASSIVE, so the
+    /// writer never waits on it; the checkpoint's fsyncs leave the commit path). `None`: the
+    /// writer checkpoints as it commits (SQLite's default).
+    pub checkpoint_every: Option<Duration>,
 }
 
 impl Default for SqliteOptions {
@@ -91,6 +95,7 @@ impl Default for SqliteOptions {
             max_batch: 512,
             queue: 8_192,
             cancel: CancellationToken::new(),
+            checkpoint_every: Some(Duration::from_millis(250)),
         }
     }
 }
@@ -112,9 +117,10 @@ impl SqliteStore {
     /// Opens (creating and migrating) the database at `path`, or a private in-memory database
     /// for `None`, and starts the writer task. Must be called inside a tokio runtime.
     pub async fn open(path: Option<&Path>, opts: SqliteOptions) -> Result<SqliteStore, StoreError> {
-        let path = path.map(Path::to_path_buf);
+        let file = path.map(Path::to_path_buf);
         let (writer, readers) = {
             let opts = opts.clone();
+            let path = file.clone();
             tokio::task::spawn_blocking(move || open_connections(path.as_deref(), &opts))
                 .await
                 .map_err(|e| StoreError::Backend(format!("open: {e}")))??
@@ -122,6 +128,9 @@ impl SqliteStore {
         let (jobs, rx) = mpsc::channel(opts.queue.max(1));
         let (done_tx, done) = watch::channel(false);
         let stop = opts.cancel.child_token();
+        if let (Some(p), Some(every)) = (file.as_deref(), opts.checkpoint_every) {
+            spawn_checkpointer(p, every, stop.clone())?;
+        }
         tokio::spawn(run_writer(
             writer,
             rx,
@@ -208,12 +217,43 @@ fn open_connections(
         }
     }
     writer.pragma_update(None, "synchronous", opts.synchronous.pragma())?;
+    if path.is_some() && opts.checkpoint_every.is_some() {
+        writer.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
+    }
     migrate(&mut writer)?;
     let readers = match path {
         Some(p) => Some(Readers::open(p, opts)?),
         None => None,
     };
     Ok((writer, readers))
+}
+
+/// A WAL-mode writer stops checkpointing by itself beyond this many pages (a backstop, should
+/// the checkpointer thread fall behind).
+const BACKSTOP_CHECKPOINT_PAGES: i64 = 20_000;
+
+/// Checkpoints the WAL every `every` on a connection of its own until `stop` fires.
+fn spawn_checkpointer(
+    path: &Path,
+    every: Duration,
+    stop: CancellationToken,
+) -> Result<(), StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_millis(100))?;
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            while !stop.is_cancelled() {
+                std::thread::sleep(every);
+                let done =
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0));
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Backend(format!("checkpoint thread: {e}")))?;
+    Ok(())
 }
 
 fn configure(conn: &Connection, opts: &SqliteOptions) -> Result<(), StoreError> {
