@@ -189,28 +189,7 @@ async fn a_parked_status_is_adopted_when_the_send_answer_lands() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     let wamid = wamid.expect("the sandbox accepted the send");
-    let body = json!({
-        "object": "whatsapp_business_account",
-        "entry": [{ "id": "waba", "changes": [{ "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": { "display_phone_number": "15550000000", "phone_number_id": DEV_PHONE_NUMBER_ID },
-            "statuses": [{ "id": wamid, "status": "delivered", "timestamp": "1700000000", "recipient_id": to }]
-        } }] }]
-    })
-    .to_string();
-    let r = p
-        .http
-        .post(format!("{}/webhooks", p.gw_base))
-        .header("content-type", "application/json")
-        .header(
-            "X-Hub-Signature-256",
-            mynah_sandbox::webhooks::sign(DEV_APP_SECRET, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(p.post_status(&wamid, "delivered", to).await, 200);
     // The answer is still held (1 s): the status waits, parked.
     let (_, m) = p.get(&format!("/v1/messages/{id}")).await;
     assert_eq!(m["state"], "sending", "{m:#}");
@@ -243,27 +222,11 @@ async fn retention_sweeps_what_is_no_longer_needed() {
     let id = p.send(template("hello_world", "4915150000003")).await;
     p.until_state(&id, "read").await;
     // A status for a message some other tool sent on the number: parked, never claimed.
-    let body = json!({
-        "object": "whatsapp_business_account",
-        "entry": [{ "id": "waba", "changes": [{ "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": { "display_phone_number": "15550000000", "phone_number_id": DEV_PHONE_NUMBER_ID },
-            "statuses": [{ "id": "wamid.someone-else", "status": "sent", "timestamp": "1700000000", "recipient_id": "4915150000004" }]
-        } }] }]
-    })
-    .to_string();
-    let r = p
-        .http
-        .post(format!("{}/webhooks", p.gw_base))
-        .header(
-            "X-Hub-Signature-256",
-            mynah_sandbox::webhooks::sign(DEV_APP_SECRET, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(
+        p.post_status("wamid.someone-else", "sent", "4915150000004")
+            .await,
+        200
+    );
     for _ in 0..500 {
         if p.gw.store.pending_inbox(1).await.unwrap().is_empty() {
             break;

@@ -200,6 +200,33 @@ impl Pair {
         assert_eq!(s, 200, "{b}");
     }
 
+    /// Posts a signed status webhook (Cloud shape, no `biz_opaque_callback_data`) to the
+    /// gateway's intake, as the platform would; returns the HTTP status.
+    pub async fn post_status(&self, wamid: &str, status: &str, to: &str) -> u16 {
+        let body = json!({
+            "object": "whatsapp_business_account",
+            "entry": [{ "id": "waba", "changes": [{ "field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": { "display_phone_number": "15550000000", "phone_number_id": DEV_PHONE_NUMBER_ID },
+                "statuses": [{ "id": wamid, "status": status, "timestamp": "1700000000", "recipient_id": to }]
+            } }] }]
+        })
+        .to_string();
+        let r = self
+            .http
+            .post(format!("{}/webhooks", self.gw_base))
+            .header("content-type", "application/json")
+            .header(
+                "X-Hub-Signature-256",
+                mynah_sandbox::webhooks::sign(DEV_APP_SECRET, body.as_bytes()),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    }
+
     /// Polls a message until `pred` holds (bounded: 40 s), returning it.
     pub async fn until(&self, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let mut last = Value::Null;
