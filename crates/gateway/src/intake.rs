@@ -367,10 +367,10 @@ async fn correlate<S: Store + Clone>(
         .find(|r| matches!(r, StatusApplied::Applied { .. })))
 }
 
-/// A status for another accepted attempt of a message that already has its wamid: an
-/// at-least-once resend after an unknown outcome, both copies accepted by the platform. The
-/// message's state follows its own wamid; the other copy's statuses go into its timeline (once
-/// each) instead of waiting as orphans.
+/// A status for another accepted attempt of a message that already has its wamid (typically an
+/// at-least-once resend after an unknown outcome, both copies accepted by the platform; or a late
+/// status of an attempt that was retried). The message's state follows its own wamid; the other
+/// attempt's statuses go into its timeline (once each) instead of waiting as orphans.
 async fn other_attempt<S: Store + Clone>(
     gw: &Gateway<S>,
     id: &str,
@@ -388,7 +388,7 @@ async fn other_attempt<S: Store + Clone>(
         json!({
             "wamid": s.id,
             "status": s.status.as_str(),
-            "reason": "another attempt of this message was accepted too (a resend after an unknown outcome)",
+            "reason": "a status of another accepted attempt of this message; its state follows the wamid it has",
         }),
     );
     gw.store

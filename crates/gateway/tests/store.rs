@@ -777,6 +777,20 @@ async fn prune_deletes_old_rows_in_arrival_order<S: Store + Clone>(s: S) {
             .unwrap(),
         [true, false]
     );
+    // Everything goes; keys written afterwards (their row keys may be reused) go in turn.
+    let all = s.prune(Prunable::DedupeKeys, T0 + 1_000, 10).await.unwrap();
+    assert_eq!(all.deleted, 2);
+    s.remember_keys(vec!["k.next".into()], T0 + 2_000)
+        .await
+        .unwrap();
+    let next = s.prune(Prunable::DedupeKeys, T0 + 3_000, 10).await.unwrap();
+    assert_eq!(
+        next,
+        Pruned {
+            deleted: 1,
+            more: false
+        }
+    );
     // Inbox: processed and duplicate bodies go; unparsed and pending ones stay.
     let item = |at| InboxItem {
         received_at: at,

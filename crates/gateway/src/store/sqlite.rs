@@ -1297,7 +1297,15 @@ fn prune(conn: &Connection, &(what, before, limit): &PruneArgs) -> Result<Pruned
         ),
     };
     let name = format!("prune.{table}");
-    let from = cursor(conn, &name)?;
+    let mut from = cursor(conn, &name)?;
+    // A table without AUTOINCREMENT reuses keys once its newest rows are gone: a cursor past
+    // every key starts over.
+    let max: Option<i64> = conn
+        .prepare_cached(&format!("SELECT max({key}) FROM {table}"))?
+        .query_row([], |r| r.get(0))?;
+    if max.is_none_or(|m| m < from) {
+        from = 0;
+    }
     let rows = conn
         .prepare_cached(&format!(
             "SELECT {key}, {time} < ?2, {keep} FROM {table} WHERE {key} > ?1 \
@@ -1326,7 +1334,7 @@ fn prune(conn: &Connection, &(what, before, limit): &PruneArgs) -> Result<Pruned
             deleted += delete.execute([k])? as u64;
         }
     }
-    if last != from {
+    if last != from || from == 0 {
         set_cursor(conn, &(name, last))?;
     }
     Ok(Pruned {
