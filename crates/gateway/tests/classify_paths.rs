@@ -143,6 +143,15 @@ async fn paused_templates_park_and_resume_disabled_ones_fail() {
     let dead = p.send(template("hello_world", "4915100000211")).await;
     let m = p.until_state(&dead, "failed").await;
     assert_eq!(m["last_error"]["code"], 132016, "{m}");
+    // The cache now says DISABLED: later sends of it are refused at enqueue.
+    let (s, b) = p
+        .post("/v1/messages", &template("hello_world", "4915100000212"))
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (422, Some("template_inactive")),
+        "{b}"
+    );
     p.shutdown().await;
 }
 

@@ -234,30 +234,30 @@ async fn retention_sweeps_what_is_no_longer_needed() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert!(p.gw.store.pending_inbox(1).await.unwrap().is_empty());
-    let deleted = |swept: Vec<(Prunable, u64)>, what| {
+    let deleted = |swept: &[(Prunable, u64)], what| {
         swept
-            .into_iter()
+            .iter()
             .find(|(w, _)| *w == what)
-            .map_or(0, |(_, n)| n)
+            .map_or(0, |(_, n)| *n)
     };
-    const DAY: i64 = 86_400_000;
+    use mynah_gateway::clock::DAY;
     // Nothing is old yet.
     let swept = mynah_gateway::retention::sweep_once(&p.gw).await.unwrap();
     assert!(swept.iter().all(|(_, n)| *n == 0), "{swept:?}");
     clock.advance(7 * DAY + 1);
     let swept = mynah_gateway::retention::sweep_once(&p.gw).await.unwrap();
-    assert_eq!(deleted(swept.clone(), Prunable::Orphans), 1, "{swept:?}");
-    assert_eq!(deleted(swept.clone(), Prunable::DedupeKeys), 0, "{swept:?}");
+    assert_eq!(deleted(&swept, Prunable::Orphans), 1, "{swept:?}");
+    assert_eq!(deleted(&swept, Prunable::DedupeKeys), 0, "{swept:?}");
     clock.advance(7 * DAY);
     let swept = mynah_gateway::retention::sweep_once(&p.gw).await.unwrap();
     assert!(
-        deleted(swept.clone(), Prunable::DedupeKeys) >= 3,
+        deleted(&swept, Prunable::DedupeKeys) >= 3,
         "sent, delivered, read: {swept:?}"
     );
-    assert_eq!(deleted(swept.clone(), Prunable::Inbox), 0, "{swept:?}");
+    assert_eq!(deleted(&swept, Prunable::Inbox), 0, "{swept:?}");
     clock.advance(16 * DAY);
     let swept = mynah_gateway::retention::sweep_once(&p.gw).await.unwrap();
-    assert!(deleted(swept.clone(), Prunable::Inbox) >= 2, "{swept:?}");
+    assert!(deleted(&swept, Prunable::Inbox) >= 2, "{swept:?}");
     // The message keeps its state and its whole timeline.
     let (_, m) = p.get(&format!("/v1/messages/{id}")).await;
     assert_eq!(m["state"], "read");
