@@ -1,8 +1,10 @@
-//! The consent registry's input: one consent from the API, or many from a CSV or JSON import.
+//! The consent registry: its input (one consent from the API, or many from a CSV or JSON
+//! import) and the withdrawals the platform or the user make ([`withdraw_marketing`]).
 
 use crate::clock::Millis;
+use crate::gateway::Gateway;
 use crate::model::{Category, ConsentStatus};
-use crate::store::Consent;
+use crate::store::{Consent, Store};
 use serde::{Deserialize, Serialize};
 
 /// Body of `PUT /v1/contacts/{wa_id}/consents/{category}` (and one JSON import row, with
@@ -169,6 +171,28 @@ fn split_csv(line: &str) -> Vec<String> {
     }
     out.push(cur);
     out
+}
+
+/// Records a marketing opt-out that the platform reported (131050, `user_preferences`) or the
+/// user sent (an opt-out keyword).
+pub async fn withdraw_marketing<S: Store + Clone>(
+    gw: &Gateway<S>,
+    wa_id: &str,
+    at: Millis,
+    source: &str,
+) {
+    let change = Consent {
+        wa_id: wa_id.to_string(),
+        category: Category::Marketing,
+        status: ConsentStatus::OptedOut,
+        source: source.to_string(),
+        evidence: None,
+        at,
+    };
+    match gw.store.put_consents(vec![change]).await {
+        Ok(_) => tracing::info!(wa_id, source, "marketing consent withdrawn"),
+        Err(e) => tracing::error!(error = %e, wa_id, "recording an opt-out failed"),
+    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@
 use crate::classify::{Action, Decision, FailKind, next_delay};
 use crate::clock::Millis;
 use crate::config::RestartPolicy;
-use crate::model::{Category, ConsentStatus, MessageState, Observation};
-use crate::service::{Gateway, lock};
-use crate::store::{Change, Consent, MessageRecord, NewEvent, StatusUpdate, Store};
+use crate::gateway::{Gateway, lock};
+use crate::model::{MessageState, Observation};
+use crate::store::{Change, MessageRecord, NewEvent, StatusUpdate, Store};
 use crate::upstream::UpstreamError;
 use bytes::Bytes;
 use mynah_wire::response::MessageStatus;
@@ -223,31 +223,10 @@ async fn send_one<S: Store + Clone>(
             ));
             apply(gw, vec![change]).await;
             // Statuses that raced the answer were parked: apply them now.
-            adopt_orphans(gw, &ok.wamid, now).await;
+            crate::statuses::adopt_orphans(gw, &ok.wamid, now).await;
         }
         Err(e) => on_error(gw, &row, e, now).await,
     }
-}
-
-/// Re-applies statuses parked before the send's answer was recorded.
-pub(crate) async fn adopt_orphans<S: Store + Clone>(gw: &Gateway<S>, wamid: &str, now: Millis) {
-    // Only a wamid whose statuses the intake is applying (or parked) can have orphans: the rest
-    // cost no store call.
-    if !gw.take_orphan_watch(wamid) {
-        return;
-    }
-    let orphans = match gw.store.take_orphans(wamid).await {
-        Ok(o) if !o.is_empty() => o,
-        _ => return,
-    };
-    let updates: Vec<StatusUpdate> = orphans
-        .into_iter()
-        .filter_map(|payload| crate::intake::status_update(&payload, now))
-        .collect();
-    if let Err(e) = gw.store.apply_statuses(updates).await {
-        tracing::error!(error = %e, "applying parked statuses failed");
-    }
-    gw.changed();
 }
 
 /// Classifies a failed attempt and records the decision.
@@ -276,7 +255,9 @@ async fn on_error<S: Store + Clone>(
         Action::PairBackoff => {
             lock(&gw.pairs).on_pair_error(&row.to, now);
         }
-        Action::WithdrawConsent => withdraw_marketing(gw, &row.to, now, "platform:131050").await,
+        Action::WithdrawConsent => {
+            crate::consent::withdraw_marketing(gw, &row.to, now, "platform:131050").await
+        }
         Action::PauseTemplate | Action::DisableTemplate => {
             if let Some(t) = &row.template {
                 let status = if rule.action == Action::PauseTemplate {
@@ -402,27 +383,6 @@ fn merge(a: &serde_json::Value, b: serde_json::Value) -> serde_json::Value {
         o.extend(extra);
     }
     out
-}
-
-/// Records a marketing opt-out that the platform reported (131050, `user_preferences`) or the
-/// user sent (an opt-out keyword).
-pub(crate) async fn withdraw_marketing<S: Store + Clone>(
-    gw: &Gateway<S>,
-    wa_id: &str,
-    at: Millis,
-    source: &str,
-) {
-    let change = Consent {
-        wa_id: wa_id.to_string(),
-        category: Category::Marketing,
-        status: ConsentStatus::OptedOut,
-        source: source.to_string(),
-        evidence: None,
-        at,
-    };
-    if let Err(e) = gw.store.put_consents(vec![change]).await {
-        tracing::error!(error = %e, "recording an opt-out failed");
-    }
 }
 
 /// TTL drop detection: a message accepted or sent but not delivered by its deadline plus the

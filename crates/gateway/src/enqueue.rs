@@ -3,8 +3,8 @@
 //! block). The row is durable before the caller gets its `202`.
 
 use crate::error::{AppError, Code};
+use crate::gateway::Gateway;
 use crate::model::{Category, ConsentStatus, Lane, MessageState};
-use crate::service::Gateway;
 use crate::store::{Enqueued, MessageRecord, NewMessage, Store, TemplateRef};
 use mynah_wire::WaId;
 use mynah_wire::message::{BodyFlavor, Content, Request, parse_request};
@@ -139,7 +139,11 @@ pub async fn enqueue<S: Store + Clone>(
     let mut park = None;
     let (category, template) = match &send.content {
         Content::Template(t) => {
-            let cached = crate::templates::head(gw, &t.name, &t.language).await?;
+            let cached = gw
+                .template_heads
+                .get(&gw.store, &t.name, &t.language)
+                .await?
+                .map(|h| (h.category, h.status));
             let category = match &cached {
                 Some((category, _)) => *category,
                 None if gw.cfg.gates.template => {

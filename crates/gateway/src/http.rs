@@ -3,7 +3,7 @@
 //! one format of [`crate::error`].
 
 use crate::error::{AppError, Code};
-use crate::service::Gateway;
+use crate::gateway::Gateway;
 use crate::store::{Event, ListFilter, MessageRecord, Store};
 use axum::Router;
 use axum::body::Bytes;

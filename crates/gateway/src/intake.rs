@@ -8,8 +8,8 @@
 
 use crate::classify::{Action, Decision, next_delay};
 use crate::clock::Millis;
-use crate::model::{MessageState, Observation, PlatformStatus};
-use crate::service::{Gateway, lock};
+use crate::gateway::{Gateway, lock};
+use crate::model::MessageState;
 use crate::store::{Change, InboxOutcome, InboxRow, NewEvent, StatusApplied, StatusUpdate, Store};
 use crate::upstream::UpstreamError;
 use hmac::{Hmac, Mac};
@@ -41,50 +41,6 @@ pub fn signature_ok(secret: &str, header: Option<&str>, body: &[u8]) -> bool {
 pub fn secret_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The dedupe key of a status: wamid, status, error code.
-fn status_key(s: &Status) -> String {
-    let code = s
-        .errors
-        .as_ref()
-        .and_then(|e| e.first())
-        .map_or(0, |e| e.code);
-    format!("s:{}:{}:{code}", s.id, s.status.as_str())
-}
-
-/// A platform status as a store update (also used for parked orphans, stored as the status JSON).
-pub(crate) fn status_update(payload: &str, now: Millis) -> Option<StatusUpdate> {
-    let s: Status = serde_json::from_str(payload).ok()?;
-    update_for(&s, payload.to_string(), now)
-}
-
-fn update_for(s: &Status, payload: String, now: Millis) -> Option<StatusUpdate> {
-    let status = PlatformStatus::from_platform(s.status.as_str())?;
-    let error = s
-        .errors
-        .as_ref()
-        .and_then(|e| e.first())
-        .map(|e| (i64::from(e.code), e.error_data.details.clone()));
-    let unix: i64 = s.timestamp.parse().unwrap_or(now / 1_000);
-    Some(StatusUpdate {
-        wamid: s.id.clone(),
-        observation: Observation::platform(status, unix, error.clone()),
-        received_at: now,
-        event: NewEvent::new(
-            format!("status.{}", s.status.as_str()),
-            now,
-            json!({
-                "wamid": s.id,
-                "timestamp": unix,
-                "error": error.map(|(code, details)| json!({ "code": code, "details": details })),
-                "pricing": s.pricing,
-                "conversation": s.conversation,
-            }),
-        ),
-        payload,
-        dedupe_key: Some(status_key(s)),
-    })
 }
 
 /// What one inbox body held.
@@ -242,11 +198,12 @@ async fn process<S: Store + Clone>(
     let (statuses, updates): (Vec<&Status>, Vec<StatusUpdate>) = statuses
         .iter()
         .filter_map(|s| {
-            update_for(s, serde_json::to_string(s).unwrap_or_default(), now).map(|u| (s, u))
+            crate::statuses::update_for(s, serde_json::to_string(s).unwrap_or_default(), now)
+                .map(|u| (s, u))
         })
         .unzip();
     // Announced before they are applied: a send whose answer commits meanwhile then knows to
-    // look for parked statuses (see `dispatch::adopt_orphans`).
+    // look for parked statuses (see `statuses::adopt_orphans`).
     gw.watch_orphans(updates.iter().map(|u| u.wamid.clone()));
     let mut applied = if updates.is_empty() {
         Vec::new()
@@ -314,7 +271,7 @@ async fn process<S: Store + Clone>(
     // Recorded at the time we learned it: the platform's timestamps are whole seconds, and an
     // opt-in recorded earlier in that same second must not outlive the opt-out.
     for (wa_id, at, source) in &all.opt_outs {
-        crate::dispatch::withdraw_marketing(gw, wa_id, (*at).max(now), source).await;
+        crate::consent::withdraw_marketing(gw, wa_id, (*at).max(now), source).await;
     }
     for (name, language, event) in &all.templates {
         crate::templates::on_status_event(gw, name, language, event, now).await;
@@ -358,7 +315,7 @@ async fn correlate<S: Store + Clone>(
         .take_orphans(&s.id)
         .await?
         .iter()
-        .filter_map(|p| status_update(p, now))
+        .filter_map(|p| crate::statuses::status_update(p, now))
         .collect();
     let results = gw.store.apply_statuses(parked).await?;
     Ok(results
@@ -378,7 +335,10 @@ async fn other_attempt<S: Store + Clone>(
     now: Millis,
 ) -> Result<StatusApplied, crate::store::StoreError> {
     gw.store.take_orphans(&s.id).await?;
-    let first = gw.store.remember_keys(vec![status_key(s)], now).await?;
+    let first = gw
+        .store
+        .remember_keys(vec![crate::statuses::status_key(s)], now)
+        .await?;
     if !first.first().copied().unwrap_or(false) {
         return Ok(StatusApplied::Duplicate);
     }
@@ -418,7 +378,7 @@ async fn on_async_failure<S: Store + Clone>(gw: &Gateway<S>, id: &str, s: &Statu
     let rule = gw.classifier.classify(&as_error);
     match rule.action {
         Action::WithdrawConsent => {
-            crate::dispatch::withdraw_marketing(gw, &row.to, now, "platform:131050").await;
+            crate::consent::withdraw_marketing(gw, &row.to, now, "platform:131050").await;
         }
         Action::DisableTemplate => {
             if let Some(t) = &row.template {

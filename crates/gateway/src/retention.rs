@@ -3,7 +3,7 @@
 //! ([`crate::config::Retention`]). Deletes go in small batches, so the writer is never held
 //! for long.
 
-use crate::Gateway;
+use crate::gateway::Gateway;
 use crate::store::{Prunable, Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;

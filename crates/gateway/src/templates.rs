@@ -4,69 +4,13 @@
 //! releases them.
 
 use crate::clock::Millis;
+use crate::gateway::Gateway;
 use crate::model::Category;
-use crate::service::Gateway;
-use crate::store::{Store, StoreError, TemplateRecord};
+use crate::store::{Store, TemplateRecord};
 use mynah_wire::reply::ListedStatus;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// name → language → (category, status).
-type HeadMap = HashMap<String, HashMap<String, (Category, String)>>;
-
-/// Category and status of every cached template, in memory, so that enqueue checks a template
-/// message without a store read. Loaded from the store on first use; every change of the store's
-/// templates goes through [`remember`] once committed.
-#[derive(Debug, Default)]
-pub(crate) struct Heads {
-    map: RwLock<Option<HeadMap>>,
-    /// Bumped by every change: a load that raced one is redone.
-    generation: AtomicU64,
-}
-
-/// A template's category and status (`None`: not in the cache).
-pub(crate) async fn head<S: Store + Clone>(
-    gw: &Gateway<S>,
-    name: &str,
-    language: &str,
-) -> Result<Option<(Category, String)>, StoreError> {
-    let heads = &gw.template_heads;
-    let find = |m: &HeadMap| m.get(name).and_then(|l| l.get(language)).cloned();
-    loop {
-        if let Some(m) = heads.map.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            return Ok(find(m));
-        }
-        let generation = heads.generation.load(Ordering::Acquire);
-        let all = gw.store.templates().await?;
-        let mut w = heads.map.write().unwrap_or_else(|e| e.into_inner());
-        if w.is_none() && heads.generation.load(Ordering::Acquire) == generation {
-            let mut m = HeadMap::new();
-            for t in all {
-                m.entry(t.name)
-                    .or_default()
-                    .insert(t.language, (t.category, t.status));
-            }
-            *w = Some(m);
-        }
-    }
-}
-
-/// Records committed template changes in the in-memory heads.
-fn remember<S>(gw: &Gateway<S>, records: &[TemplateRecord]) {
-    let heads = &gw.template_heads;
-    let mut w = heads.map.write().unwrap_or_else(|e| e.into_inner());
-    heads.generation.fetch_add(1, Ordering::AcqRel);
-    if let Some(m) = w.as_mut() {
-        for t in records {
-            m.entry(t.name.clone())
-                .or_default()
-                .insert(t.language.clone(), (t.category, t.status.clone()));
-        }
-    }
-}
 
 /// The platform's status word for a listed status.
 fn status_word(s: &ListedStatus) -> String {
@@ -104,6 +48,7 @@ pub async fn sync<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String> {
             category: category(t.category),
             id: t.id.unwrap_or_default(),
             components: t.components.to_string(),
+            parameter_format: t.parameter_format,
             name: t.name,
             language: t.language,
             updated_at: now,
@@ -123,7 +68,7 @@ pub async fn sync<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String> {
         .upsert_templates(records.clone())
         .await
         .map_err(|e| e.to_string())?;
-    remember(gw, &records);
+    gw.template_heads.remember(&records);
     Ok(n)
 }
 
@@ -174,11 +119,12 @@ pub async fn set_status<S: Store + Clone>(
             status: status.to_string(),
             id: String::new(),
             components: "[]".into(),
+            parameter_format: None,
             updated_at: now,
         },
     };
     match gw.store.upsert_templates(vec![record.clone()]).await {
-        Ok(()) => remember(gw, std::slice::from_ref(&record)),
+        Ok(()) => gw.template_heads.remember(std::slice::from_ref(&record)),
         Err(e) => tracing::error!(error = %e, "updating the template cache failed"),
     }
     follow_status(gw, name, language, status, now).await;

@@ -317,6 +317,8 @@ pub struct TemplateInfo {
     pub components: serde_json::Value,
     /// Quality score, when listed.
     pub quality: Option<String>,
+    /// `POSITIONAL` or `NAMED`, when listed.
+    pub parameter_format: Option<String>,
 }
 
 impl From<reply::ListedTemplate> for TemplateInfo {
@@ -329,6 +331,7 @@ impl From<reply::ListedTemplate> for TemplateInfo {
             id: t.id,
             components: t.components,
             quality: t.quality,
+            parameter_format: t.parameter_format,
         }
     }
 }

@@ -921,6 +921,7 @@ async fn templates_upsert<S: Store + Clone>(s: S) {
         status: status.into(),
         id: format!("{name}-{lang}"),
         components: "[]".into(),
+        parameter_format: (name == "alpha").then(|| "NAMED".to_string()),
         updated_at: at,
     };
     s.upsert_templates(vec![
@@ -941,6 +942,8 @@ async fn templates_upsert<S: Store + Clone>(s: S) {
     let all = s.templates().await.unwrap();
     let names: Vec<_> = all.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["alpha", "promo"]);
+    assert_eq!(all[0].parameter_format.as_deref(), Some("NAMED"));
+    assert_eq!(all[1].parameter_format, None);
 }
 
 async fn event_feed_follows_a_cursor<S: Store + Clone>(s: S) {
@@ -1041,6 +1044,7 @@ async fn write_everything<S: Store>(s: &S) {
         status: "APPROVED".into(),
         id: "1".into(),
         components: "[]".into(),
+        parameter_format: None,
         updated_at: 1,
     }])
     .await

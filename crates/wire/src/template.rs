@@ -749,6 +749,20 @@ fn convert_components(raw: Vec<RawComponent>, p: &str) -> Result<Vec<ComponentDe
 /// AUTHENTICATION templates take no body or footer text (the platform supplies both); a `text`
 /// given there, as listings show it, is dropped.
 pub fn parse_create(body: &[u8]) -> Result<TemplateDefinition, ApiError> {
+    let def = parse_definition(body)?;
+    def.validate()?;
+    Ok(def)
+}
+
+/// Parses a template as a listing shows it (`name`, `language`, `category`, `parameter_format`,
+/// `components`) into a definition whose sends [`TemplateDefinition::check_send`] can check,
+/// without the creation rules (a listed template was approved under the rules of its day, and
+/// listings leave out the creation `example`s).
+pub fn parse_listed(body: &[u8]) -> Result<TemplateDefinition, ApiError> {
+    parse_definition(body)
+}
+
+fn parse_definition(body: &[u8]) -> Result<TemplateDefinition, ApiError> {
     let raw: RawCreate = decode(body)?;
     let name = raw
         .name
@@ -796,7 +810,6 @@ pub fn parse_create(body: &[u8]) -> Result<TemplateDefinition, ApiError> {
         message_send_ttl_seconds,
         components,
     };
-    def.validate()?;
     Ok(def)
 }
 

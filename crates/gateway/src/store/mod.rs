@@ -515,6 +515,9 @@ pub struct TemplateRecord {
     pub id: String,
     /// Components (JSON).
     pub components: String,
+    /// `POSITIONAL` or `NAMED`, as the listing gives it (`None`: not listed; positional).
+    #[serde(default)]
+    pub parameter_format: Option<String>,
     /// When this version was learned; an older version never replaces a newer one.
     pub updated_at: Millis,
 }

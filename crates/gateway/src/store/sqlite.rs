@@ -269,7 +269,7 @@ fn configure(conn: &Connection, opts: &SqliteOptions) -> Result<(), StoreError> 
 /// Partial indexes spell state sets with `OR`, not `IN (…)`: SQLite evaluates an `IN` list
 /// through an ephemeral table on every update of the row, which doubled the cost of a status
 /// update. Queries repeat the index's `WHERE` term verbatim so the planner can use the index.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE messages (
@@ -387,6 +387,26 @@ CREATE TABLE cursors (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+";
+
+/// Version 2: template parameter formats, request hashes for idempotency conflicts, inbound
+/// messages (the conversation), and cancelled messages.
+const SCHEMA_V2: &str = "
+ALTER TABLE templates ADD COLUMN parameter_format TEXT;
+ALTER TABLE messages ADD COLUMN request_hash TEXT;
+CREATE TABLE inbound_messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    phone_number_id TEXT NOT NULL,
+    wa_id TEXT NOT NULL,
+    profile_name TEXT,
+    type TEXT NOT NULL,
+    context_id TEXT,
+    body TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    received_at INTEGER NOT NULL
+);
+CREATE INDEX inbound_messages_contact ON inbound_messages (wa_id, received_at, seq);
 ";
 
 /// Brings the schema to the latest version, one transaction per step.
@@ -1229,10 +1249,12 @@ fn last_inbound(
 
 fn upsert_templates(conn: &Connection, templates: &[TemplateRecord]) -> Result<(), StoreError> {
     let mut st = conn.prepare_cached(
-        "INSERT INTO templates (name, language, category, status, id, components, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (name, language) DO UPDATE SET \
+        "INSERT INTO templates (name, language, category, status, id, components, updated_at, \
+         parameter_format) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (name, language) DO UPDATE SET \
          category = excluded.category, status = excluded.status, id = excluded.id, \
-         components = excluded.components, updated_at = excluded.updated_at \
+         components = excluded.components, updated_at = excluded.updated_at, \
+         parameter_format = excluded.parameter_format \
          WHERE excluded.updated_at >= templates.updated_at",
     )?;
     for t in templates {
@@ -1243,7 +1265,8 @@ fn upsert_templates(conn: &Connection, templates: &[TemplateRecord]) -> Result<(
             t.status,
             t.id,
             t.components,
-            t.updated_at
+            t.updated_at,
+            t.parameter_format
         ])?;
     }
     Ok(())
@@ -1258,10 +1281,12 @@ fn template_row(r: &Row<'_>) -> rusqlite::Result<TemplateRecord> {
         id: r.get(4)?,
         components: r.get(5)?,
         updated_at: r.get(6)?,
+        parameter_format: r.get(7)?,
     })
 }
 
-const TEMPLATE_COLUMNS: &str = "name, language, category, status, id, components, updated_at";
+const TEMPLATE_COLUMNS: &str =
+    "name, language, category, status, id, components, updated_at, parameter_format";
 
 fn template(
     conn: &Connection,

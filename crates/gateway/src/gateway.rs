@@ -1,7 +1,7 @@
-//! The gateway as one value: its configuration, store, clock, upstream client, classifier and
-//! limiters, and the wake-ups its background tasks wait on. [`run`] serves the HTTP API and runs
-//! the dispatcher, the webhook processor, TTL drop detection, template sync and the app event
-//! pusher until the shutdown token fires.
+//! The gateway's shared state as one value: its configuration, store, clock, upstream client,
+//! classifier and limiters, the in-memory template heads, and the wake-ups its background tasks
+//! wait on. Every module that does the gateway's work takes a `&Gateway`; this module imports
+//! none of them (the wiring that starts them is `server`).
 
 use crate::classify::{Classifier, Overrides};
 use crate::clock::{Clock, Millis};
@@ -13,7 +13,6 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +46,7 @@ pub struct Gateway<S> {
     /// these can have statuses waiting when their send's answer is recorded.
     orphan_watch: Mutex<OrphanWatch>,
     /// Category and status of the cached templates, in memory.
-    pub(crate) template_heads: crate::templates::Heads,
+    pub template_heads: crate::template_heads::Heads,
 }
 
 /// Wamids being watched for parked statuses, and since when. Entries that no answer can race
@@ -107,7 +106,7 @@ impl<S: Store + Clone> Gateway<S> {
             wake_events: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
             orphan_watch: Mutex::new(OrphanWatch::default()),
-            template_heads: crate::templates::Heads::default(),
+            template_heads: crate::template_heads::Heads::default(),
         }))
     }
 
@@ -154,45 +153,6 @@ impl<S: Store + Clone> Gateway<S> {
     pub fn changed(&self) {
         self.wake_events.notify_waiters();
     }
-}
-
-/// Serves `gw` on `listener` and runs its background tasks until `shutdown` fires; every task
-/// stops on the token, and the store's queued writes are committed before this returns.
-pub async fn run<S: Store + Clone>(
-    listener: TcpListener,
-    gw: Arc<Gateway<S>>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    crate::dispatch::recover(&gw).await;
-    let tasks = vec![
-        tokio::spawn(crate::dispatch::run(gw.clone(), shutdown.clone())),
-        tokio::spawn(crate::intake::run(gw.clone(), shutdown.clone())),
-        tokio::spawn(crate::dispatch::sweep_expired(gw.clone(), shutdown.clone())),
-        tokio::spawn(crate::templates::run_sync(gw.clone(), shutdown.clone())),
-        tokio::spawn(crate::retention::run(gw.clone(), shutdown.clone())),
-        tokio::spawn(crate::events::run_pusher(
-            gw.store.clone(),
-            gw.cfg.app_webhooks.clone(),
-            gw.clock.clone(),
-            gw.wake_events.clone(),
-            shutdown.clone(),
-        )),
-    ];
-    let app = crate::http::router(gw.clone());
-    let stop = shutdown.clone();
-    let streams = gw.shutdown.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop.cancelled().await;
-            // Event streams never end by themselves.
-            streams.cancel();
-        })
-        .await;
-    shutdown.cancel();
-    for t in tasks {
-        let _ = t.await;
-    }
-    served
 }
 
 #[cfg(test)]

@@ -1,0 +1,49 @@
+//! The wiring: [`run`] serves the HTTP API and runs the gateway's background tasks — the
+//! dispatcher, the webhook processor, TTL drop detection, template sync, retention and the app
+//! event pusher — until the shutdown token fires. It sits above every module it starts; none of
+//! them imports it.
+
+use crate::gateway::Gateway;
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves `gw` on `listener` and runs its background tasks until `shutdown` fires; every task
+/// stops on the token, and the store's queued writes are committed before this returns.
+pub async fn run<S: Store + Clone>(
+    listener: TcpListener,
+    gw: Arc<Gateway<S>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    crate::dispatch::recover(&gw).await;
+    let tasks = vec![
+        tokio::spawn(crate::dispatch::run(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::intake::run(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::dispatch::sweep_expired(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::templates::run_sync(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::retention::run(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::events::run_pusher(
+            gw.store.clone(),
+            gw.cfg.app_webhooks.clone(),
+            gw.clock.clone(),
+            gw.wake_events.clone(),
+            shutdown.clone(),
+        )),
+    ];
+    let app = crate::http::router(gw.clone());
+    let stop = shutdown.clone();
+    let streams = gw.shutdown.clone();
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stop.cancelled().await;
+            // Event streams never end by themselves.
+            streams.cancel();
+        })
+        .await;
+    shutdown.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    served
+}
