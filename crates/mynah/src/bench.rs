@@ -3,13 +3,15 @@
 //! Starts an in-memory sandbox on a loopback port (request limits off, lifecycle latencies
 //! shortened) and a local webhook receiver, then sends text messages over keep-alive connections
 //! for a fixed time, and reports accepted messages per second, latency percentiles, and webhook
-//! events received. `--url` benchmarks a sandbox that is already running instead.
+//! events received. `--url` benchmarks a sandbox that is already running instead: its 429 and
+//! 503 answers are counted apart and obeyed (each connection waits as `Retry-After` says, or a
+//! short backoff, then goes on); other errors are counted, and a lost connection is reopened.
 
 use clap::Args;
 use mynah_sandbox::Sandbox;
 use mynah_sandbox::config::{Config, Latency, LimitProfile};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -99,6 +101,48 @@ async fn receiver(
     }
 }
 
+/// What the load generator saw.
+#[derive(Default)]
+struct Counts {
+    /// Sends answered 200.
+    sent: AtomicU64,
+    /// Answers 429 (throttled: rate limits, throughput, pair rate).
+    throttled: AtomicU64,
+    /// Answers 503 (the sandbox's pending work past its bound).
+    unavailable: AtomicU64,
+    /// Any other answer, and connections that failed.
+    errors: AtomicU64,
+    /// Time spent waiting as `Retry-After` said, ms (summed over connections).
+    waited_ms: AtomicU64,
+}
+
+/// The wait after a 429/503 without `Retry-After`, and before reconnecting.
+const BACKOFF: Duration = Duration::from_millis(100);
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// Opens a keep-alive HTTP/1.1 connection.
+async fn open(authority: &str) -> Result<Sender, String> {
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (sender, driver) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(driver);
+    Ok(sender)
+}
+
+/// Sleeps `wait`, or less when the run ends.
+async fn pause(stop: &CancellationToken, wait: Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(wait) => {}
+    }
+}
+
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs) -> Result<(), String> {
     let shutdown = CancellationToken::new();
@@ -157,9 +201,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         }
     };
     let authority = base.trim_start_matches("http://").to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
+    let stop = CancellationToken::new();
+    let counts = Arc::new(Counts::default());
     println!(
         "mynah bench: {} connections for {} s against {base} (rate {}, batch size {}, lifecycle {})",
         args.connections,
@@ -175,10 +218,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.connections {
-        let (stop, sent, errors, key, authority) = (
+        let (stop, counts, key, authority) = (
             stop.clone(),
-            sent.clone(),
-            errors.clone(),
+            counts.clone(),
             args.api_key.clone(),
             authority.clone(),
         );
@@ -193,19 +235,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                 t
             });
             let mut lat = Vec::with_capacity(100_000);
-            let Ok(stream) = tokio::net::TcpStream::connect(&authority).await else {
-                errors.fetch_add(1, Ordering::Relaxed);
-                return lat;
-            };
-            let _ = stream.set_nodelay(true);
-            let Ok((mut conn, driver)) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await
-            else {
-                errors.fetch_add(1, Ordering::Relaxed);
-                return lat;
-            };
-            tokio::spawn(driver);
+            let mut conn = None;
             let mut i = c as u64;
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.is_cancelled() {
+                let Some(sender) = conn.as_mut() else {
+                    match open(&authority).await {
+                        Ok(s) => conn = Some(s),
+                        Err(_) => {
+                            counts.errors.fetch_add(1, Ordering::Relaxed);
+                            pause(&stop, BACKOFF).await;
+                        }
+                    }
+                    continue;
+                };
                 if let Some(p) = pace.as_mut() {
                     p.tick().await;
                 }
@@ -223,20 +265,50 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
                     break;
                 };
                 let t = Instant::now();
-                let ok = match conn.send_request(req).await {
-                    Ok(resp) => {
-                        let status = resp.status().is_success();
-                        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-                        status
+                let resp = match sender.send_request(req).await {
+                    Ok(resp) => resp,
+                    Err(_) => {
+                        // The connection is gone: count it, open another.
+                        counts.errors.fetch_add(1, Ordering::Relaxed);
+                        conn = None;
+                        continue;
                     }
-                    Err(_) => false,
                 };
-                lat.push(t.elapsed().as_micros() as u32);
-                if ok {
-                    sent.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    break;
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(hyper::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let complete = http_body_util::BodyExt::collect(resp.into_body())
+                    .await
+                    .is_ok();
+                match status {
+                    200 => {
+                        lat.push(t.elapsed().as_micros() as u32);
+                        counts.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    429 | 503 => {
+                        let counter = if status == 429 {
+                            &counts.throttled
+                        } else {
+                            &counts.unavailable
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                        // Come back when told (or after a short backoff), not at once.
+                        let wait = retry_after.unwrap_or(BACKOFF);
+                        counts
+                            .waited_ms
+                            .fetch_add(wait.as_millis() as u64, Ordering::Relaxed);
+                        pause(&stop, wait).await;
+                    }
+                    _ => {
+                        counts.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if !complete {
+                    conn = None;
                 }
             }
             lat
@@ -245,23 +317,30 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let mut last = 0;
     for s in 1..=args.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = sent.load(Ordering::Relaxed);
+        let now = counts.sent.load(Ordering::Relaxed);
+        let refused =
+            counts.throttled.load(Ordering::Relaxed) + counts.unavailable.load(Ordering::Relaxed);
         println!(
-            "  [{s:>3}/{}] {:>8} msg/s · {:>9} accepted · {:>9} webhook events",
+            "  [{s:>3}/{}] {:>8} msg/s · {:>9} accepted · {:>9} webhook events{}",
             args.duration,
             now - last,
             now,
-            received.events.load(Ordering::Relaxed)
+            received.events.load(Ordering::Relaxed),
+            if refused > 0 {
+                format!(" · {refused} throttled")
+            } else {
+                String::new()
+            }
         );
         last = now;
     }
-    stop.store(true, Ordering::Relaxed);
+    stop.cancel();
     let mut lat = Vec::new();
     for t in tasks {
         lat.extend(t.await.unwrap_or_default());
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let accepted = sent.load(Ordering::Relaxed);
+    let accepted = counts.sent.load(Ordering::Relaxed);
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
@@ -281,8 +360,18 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     println!(
         "accepted  {accepted} messages in {elapsed:.1} s = {:.0} msg/s ({} errors)",
         accepted as f64 / elapsed,
-        errors.load(Ordering::Relaxed)
+        counts.errors.load(Ordering::Relaxed)
     );
+    let (throttled, unavailable) = (
+        counts.throttled.load(Ordering::Relaxed),
+        counts.unavailable.load(Ordering::Relaxed),
+    );
+    if throttled + unavailable > 0 {
+        println!(
+            "throttled {throttled} × 429, {unavailable} × 503; waited {:.1} s in total as Retry-After said",
+            counts.waited_ms.load(Ordering::Relaxed) as f64 / 1_000.0
+        );
+    }
     println!(
         "latency   p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms",
         pct(0.5),

@@ -44,6 +44,14 @@ impl Clock {
         matches!(self, Clock::Manual(_))
     }
 
+    /// Puts a manual clock back to `to`, even backwards (control API reset). No effect on the
+    /// system clock.
+    pub fn rewind(&self, to: Millis) {
+        if let Clock::Manual(ms) = self {
+            ms.store(to, Ordering::Release);
+        }
+    }
+
     /// Moves a manual clock to `to` (never backwards). No effect on the system clock.
     pub fn set(&self, to: Millis) {
         if let Clock::Manual(ms) = self {

@@ -587,6 +587,11 @@ pub struct WebhookConfig {
     pub chaos: ChaosConfig,
     /// Default webhook URL for numbers that have none.
     pub default_url: String,
+    /// Always-on receivers: every number's webhooks also go to each of these, beside the
+    /// number's own URL (whatever it is set to). Each receiver has its own queue, retries and
+    /// backoff. Configuration only: never journalled, so a restart with another list takes
+    /// effect.
+    pub subscribers: Vec<String>,
     /// Whether status webhooks carry `value.contacts[]` (the recipient's profile). Meta's
     /// examples omit it; many receivers read the recipient from it, so it is on by default.
     pub status_contacts: bool,
@@ -605,6 +610,7 @@ impl Default for WebhookConfig {
             keep_attempt_bytes: 64 * 1024 * 1024,
             chaos: ChaosConfig::default(),
             default_url: String::new(),
+            subscribers: Vec::new(),
             status_contacts: true,
         }
     }
@@ -902,5 +908,18 @@ mod tests {
         assert_eq!(c.effective_accounts()[0].numbers[0].api_key, "k11");
         assert!(!c.users.users[0].behaviour.reads);
         assert!(Config::from_toml("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn toml_sets_webhook_subscribers() {
+        let c = Config::from_toml(
+            r#"
+            [webhooks]
+            subscribers = ["http://127.0.0.1:8081/webhooks", "http://127.0.0.1:9/x"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.subscribers.len(), 2);
+        assert!(Config::default().webhooks.subscribers.is_empty());
     }
 }

@@ -5,6 +5,37 @@ use base64::Engine;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The seed of the id streams in reset epoch `epoch` (see `POST /_mynah/reset`): the configured
+/// seed itself in epoch 0, so a fresh start repeats the same ids, and a well-mixed other seed in
+/// every later epoch, so ids drawn after a reset never repeat those drawn before it.
+pub fn epoch_seed(seed: u64, epoch: u64) -> u64 {
+    if epoch == 0 {
+        seed
+    } else {
+        splitmix64(seed ^ splitmix64(epoch ^ 0x6570_6f63_685f_6964))
+    }
+}
+
+/// The seed of the trace id of request number `n` in reset epoch `epoch` of the data directory's
+/// start number `boot`. Epoch 0 of the first start keeps the original formula, so a fresh start
+/// repeats its trace ids; any other (epoch, start) draws from seeds of its own.
+pub fn trace_seed(seed: u64, epoch: u64, boot: u64, n: u64) -> u64 {
+    if epoch == 0 && boot == 0 {
+        seed ^ n.rotate_left(17)
+    } else {
+        let base = splitmix64(epoch_seed(seed, epoch) ^ splitmix64(boot ^ 0x626f_6f74_5f74_7263));
+        splitmix64(base ^ splitmix64(n))
+    }
+}
+
+/// SplitMix64's finaliser: a bijective, well-mixing map of 64-bit values.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// The sandbox's random source: seeded, so runs are reproducible.
 #[derive(Debug, Clone)]
 pub struct Ids {
@@ -88,5 +119,15 @@ mod tests {
         assert!(w.starts_with("wamid.HBgN"));
         assert_ne!(a.wamid("4915112345678"), w);
         assert_ne!(Ids::new(8, 0).wamid("1"), Ids::new(7, 0).wamid("1"));
+    }
+
+    #[test]
+    fn epoch_zero_is_the_configured_seed_and_later_epochs_differ() {
+        assert_eq!(epoch_seed(7, 0), 7);
+        assert_eq!(trace_seed(7, 0, 0, 3), 7 ^ 3u64.rotate_left(17));
+        let seeds: std::collections::HashSet<u64> = (0..1_000).map(|e| epoch_seed(7, e)).collect();
+        assert_eq!(seeds.len(), 1_000);
+        assert_ne!(trace_seed(7, 0, 1, 0), trace_seed(7, 0, 0, 0));
+        assert_ne!(trace_seed(7, 1, 0, 0), trace_seed(7, 0, 1, 0));
     }
 }

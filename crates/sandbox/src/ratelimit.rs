@@ -3,16 +3,18 @@
 //! `governor`, driven by the sandbox clock, so a test on the manual clock sees the burst, the 429
 //! and the recovery without sleeping.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Millis};
 use crate::config::{LimitsConfig, RulesConfig};
 use governor::clock::Reference;
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::ops::Add;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// An instant of the sandbox clock, in nanoseconds.
@@ -62,11 +64,142 @@ pub enum Bucket {
 
 /// The limiters.
 pub struct Limits {
-    messages: Option<Keyed>,
-    other: Option<Keyed>,
+    messages: RwLock<Option<Keyed>>,
+    other: RwLock<Option<Keyed>>,
     pair: RwLock<Option<Keyed>>,
     throughput: RwLock<Option<Keyed>>,
     clock: LimiterClock,
+    /// Throttling episodes of credentials (`/messages` and other endpoints together).
+    credentials: Episodes,
+    /// … of numbers' throughput (130429).
+    numbers: Episodes,
+    /// … of numbers' pair rate (131056), all users of a number together.
+    pairs: Episodes,
+}
+
+/// How long without a refusal ends a throttling episode, ms of sandbox time.
+const EPISODE_QUIET_MS: Millis = 1_000;
+/// A throttling episode that goes on is summed up this often, ms of sandbox time.
+const EPISODE_REPORT_MS: Millis = 60_000;
+
+/// Throttling episodes of one kind of key, so that a throttled client is logged once per episode
+/// (with how many requests were refused and for how long), not once per refused request.
+struct Episodes {
+    /// What a key is, for the log (`credential`, `phone number`).
+    what: &'static str,
+    /// What throttles it, for the log.
+    why: &'static str,
+    /// Whether the key is a secret to shorten in logs.
+    secret: bool,
+    /// Episodes open: lets the allowed path skip the map when nobody is throttled.
+    open: AtomicUsize,
+    map: Mutex<HashMap<String, Episode>>,
+}
+
+struct Episode {
+    since: Millis,
+    last: Millis,
+    refused: u64,
+}
+
+impl Episodes {
+    fn new(what: &'static str, why: &'static str, secret: bool) -> Episodes {
+        Episodes {
+            what,
+            why,
+            secret,
+            open: AtomicUsize::new(0),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Episode>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn name(&self, key: &str) -> String {
+        if !self.secret {
+            return key.to_string();
+        }
+        // Credentials are secrets: their first characters are enough to tell them apart.
+        let head: String = key.chars().take(4).collect();
+        format!("{head}…")
+    }
+
+    /// One line for an episode: from its first refusal to its latest.
+    fn log(&self, key: &str, e: &Episode, going_on: bool) {
+        let (what, name, refused) = (self.what, self.name(key), e.refused);
+        let secs = (e.last - e.since) as f64 / 1_000.0;
+        tracing::info!(
+            what,
+            key = %name,
+            refused,
+            seconds = secs,
+            going_on,
+            "{what} {name} throttled ({}): {refused} requests refused in {secs:.1} s{}",
+            self.why,
+            if going_on { ", still throttled" } else { "" }
+        );
+    }
+
+    fn refused(&self, key: &str, now: Millis) {
+        let mut map = self.lock();
+        match map.get_mut(key) {
+            Some(e) => {
+                e.refused += 1;
+                e.last = now;
+                if now - e.since >= EPISODE_REPORT_MS {
+                    self.log(key, e, true);
+                    e.since = now;
+                    e.refused = 0;
+                }
+            }
+            None => {
+                tracing::debug!(what = self.what, key = %self.name(key), "throttling starts");
+                map.insert(
+                    key.to_string(),
+                    Episode {
+                        since: now,
+                        last: now,
+                        refused: 1,
+                    },
+                );
+                self.open.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn allowed(&self, key: &str, now: impl FnOnce() -> Millis) {
+        if self.open.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let now = now();
+        let mut map = self.lock();
+        let over = map
+            .get(key)
+            .is_some_and(|e| now - e.last >= EPISODE_QUIET_MS);
+        if over && let Some(e) = map.remove(key) {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            if e.refused > 0 {
+                self.log(key, &e, false);
+            }
+        }
+    }
+
+    /// Logs the episodes still open (at shutdown) and forgets them.
+    fn flush(&self) {
+        let mut map = self.lock();
+        for (key, e) in map.drain() {
+            self.log(&key, &e, false);
+        }
+        self.open.store(0, Ordering::Relaxed);
+    }
+
+    fn clear(&self) {
+        let mut map = self.lock();
+        map.clear();
+        self.open.store(0, Ordering::Relaxed);
+    }
 }
 
 fn keyed(rate: u32, burst: u32, clock: &LimiterClock) -> Option<Keyed> {
@@ -90,14 +223,40 @@ impl Limits {
         let (mr, mb) = cfg.messages();
         let (or, ob) = cfg.other();
         let limits = Limits {
-            messages: keyed(mr, mb, &clock),
-            other: keyed(or, ob, &clock),
+            messages: RwLock::new(keyed(mr, mb, &clock)),
+            other: RwLock::new(keyed(or, ob, &clock)),
             pair: RwLock::new(None),
             throughput: RwLock::new(None),
             clock,
+            credentials: Episodes::new("credential", "request rate limit", true),
+            numbers: Episodes::new("phone number", "throughput, 130429", false),
+            pairs: Episodes::new("phone number", "pair rate limit, 131056", false),
         };
         limits.set_rules(rules);
         limits
+    }
+
+    /// Every bucket full again (control API reset; the manual clock may have gone back).
+    pub fn reset(&self, cfg: &LimitsConfig, rules: &RulesConfig) {
+        let (mr, mb) = cfg.messages();
+        let (or, ob) = cfg.other();
+        *self.messages.write().unwrap_or_else(|e| e.into_inner()) = keyed(mr, mb, &self.clock);
+        *self.other.write().unwrap_or_else(|e| e.into_inner()) = keyed(or, ob, &self.clock);
+        self.set_rules(rules);
+        for e in [&self.credentials, &self.numbers, &self.pairs] {
+            e.clear();
+        }
+    }
+
+    /// Logs the throttling episodes still going on (at shutdown: each is logged once).
+    pub fn flush_episodes(&self) {
+        for e in [&self.credentials, &self.numbers, &self.pairs] {
+            e.flush();
+        }
+    }
+
+    fn now_ms(&self) -> Millis {
+        self.clock.0.now()
     }
 
     /// Rebuilds the pair-rate and throughput limiters from the rules (their buckets start full).
@@ -125,10 +284,15 @@ impl Limits {
             return Ok(());
         };
         let key = format!("{pnid}:{wa_id}");
-        limiter.check_key(&key).map_err(|not_until| {
+        let result = limiter.check_key(&key).map_err(|not_until| {
             use governor::clock::Clock as _;
             not_until.wait_time_from(self.clock.now())
-        })
+        });
+        match result {
+            Ok(()) => self.pairs.allowed(pnid, || self.now_ms()),
+            Err(_) => self.pairs.refused(pnid, self.now_ms()),
+        }
+        result
     }
 
     /// Takes one request from `key`'s bucket; on refusal, how long until one is allowed.
@@ -140,11 +304,17 @@ impl Limits {
                 not_until.wait_time_from(self.clock.now())
             }),
         };
-        match bucket {
-            Bucket::Messages => take(&self.messages),
-            Bucket::Other => take(&self.other),
-            Bucket::Throughput => take(&self.throughput.read().unwrap_or_else(|e| e.into_inner())),
+        let read = |l: &RwLock<Option<Keyed>>| take(&l.read().unwrap_or_else(|e| e.into_inner()));
+        let (result, episodes) = match bucket {
+            Bucket::Messages => (read(&self.messages), &self.credentials),
+            Bucket::Other => (read(&self.other), &self.credentials),
+            Bucket::Throughput => (read(&self.throughput), &self.numbers),
+        };
+        match result {
+            Ok(()) => episodes.allowed(key, || self.now_ms()),
+            Err(_) => episodes.refused(key, self.now_ms()),
         }
+        result
     }
 }
 

@@ -33,7 +33,20 @@ pub struct Sandbox {
     pub faults: Mutex<Faults>,
     world: Mutex<World>,
     advancing: tokio::sync::Mutex<()>,
+    /// Error responses so far (since this start): the trace id's sequence number.
     trace_seq: AtomicU64,
+    /// The reset epoch (see `World::epoch`), for trace ids without the world's lock.
+    epoch: AtomicU64,
+    /// Starts of this data directory before this one (0 for a fresh one, or `--ephemeral`).
+    boot: u64,
+}
+
+/// What `POST /_mynah/reset` may be told.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResetOptions {
+    /// Leave the manual clock where it is (otherwise it goes back to `clock.start_ms`).
+    pub keep_clock: bool,
 }
 
 impl Sandbox {
@@ -48,25 +61,29 @@ impl Sandbox {
             Some(dir) => Journal::open_sqlite(dir, config.webhooks.keep_attempts).await?,
             None => (Journal::memory(), Snapshot::default()),
         };
-        if clock.is_manual() {
+        let mut boot = 0;
+        for (id, json) in snapshot.rows.get(&Kind::Meta).into_iter().flatten() {
             // A restarted manual clock resumes where it stopped.
-            for (id, json) in snapshot.take(Kind::Meta).into_iter().collect::<Vec<_>>() {
-                if id == "clock"
-                    && let Ok(ms) = json.parse::<Millis>()
-                {
-                    clock.set(ms);
-                }
-                snapshot
-                    .rows
-                    .entry(Kind::Meta)
-                    .or_default()
-                    .push((id, json));
+            if id == "clock"
+                && let Ok(ms) = json.parse::<Millis>()
+            {
+                clock.set(ms);
+            }
+            if id == "boots"
+                && let Ok(n) = json.parse::<u64>()
+            {
+                boot = n;
             }
         }
         let sched = Arc::new(Scheduler::default());
         let now = clock.now();
         let deliveries = snapshot.take(Kind::Delivery);
-        let (world, fx) = World::new(&config, !journal.is_memory(), &mut snapshot, now);
+        let (world, mut fx) = World::new(&config, !journal.is_memory(), &mut snapshot, now);
+        let epoch = world.epoch();
+        if !journal.is_memory() {
+            // Trace ids of this start differ from those of every earlier one.
+            fx.writes.push(boots_row(boot + 1));
+        }
         let hub = Hub::new(
             config.webhooks.clone(),
             config.app_secret.clone(),
@@ -92,6 +109,8 @@ impl Sandbox {
             world: Mutex::new(world),
             advancing: tokio::sync::Mutex::new(()),
             trace_seq: AtomicU64::new(0),
+            epoch: AtomicU64::new(epoch),
+            boot,
         });
         sandbox.apply_durable(fx).await.map_err(|e| e.to_string())?;
         let attempts = std::mem::take(&mut snapshot.attempts);
@@ -286,11 +305,13 @@ impl Sandbox {
         })
     }
 
-    /// A trace id for an error envelope (`fbtrace_id`), deterministic in request order.
+    /// A trace id for an error envelope (`fbtrace_id`), deterministic in request order from a
+    /// fresh start; never repeated across resets and restarts of the same data directory.
     pub fn trace_id(&self) -> String {
         let n = self.trace_seq.fetch_add(1, Ordering::Relaxed);
-        let mut ids = crate::ids::Ids::new(self.config.seed ^ n.rotate_left(17), 3);
-        ids.trace()
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let seed = crate::ids::trace_seed(self.config.seed, epoch, self.boot, n);
+        crate::ids::Ids::new(seed, 3).trace()
     }
 
     /// Changes the delivery rules in force (the pair-rate and throughput buckets start full).
@@ -304,24 +325,55 @@ impl Sandbox {
         self.hub.pending() + self.journal.backlog()
     }
 
-    /// Back to the first-start state: accounts and numbers as configured, nothing else.
-    pub async fn reset(&self) -> Result<(), ApiError> {
+    /// Back to the first-start state (control API): the configured accounts, numbers (those
+    /// added through the control API go), webhook URLs, users, templates, rules and fault rules;
+    /// no messages, media, conversations, timers, pending webhooks or attempt history; the
+    /// manual clock at `clock.start_ms` unless `keep_clock`. The world moves to a new epoch, so
+    /// ids never repeat those drawn before (see `ids::epoch_seed`). Returns the new epoch.
+    pub async fn reset(&self, opts: ResetOptions) -> Result<u64, ApiError> {
+        // Not in the middle of an advance: its timers belong to the world being replaced.
+        let _one_at_a_time = self.advancing.lock().await;
         if let Ok(fresh) = Faults::new(self.config.seed, self.config.faults.clone()) {
             *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
         }
-        self.set_rules(self.config.rules.clone());
-        let fx = self.world().reset();
-        self.sched.clear();
-        self.hub.reset();
-        let targets: Vec<_> = self
-            .world()
-            .numbers
-            .values()
-            .map(|n| (n.phone_number_id.clone(), n.webhook.clone()))
-            .collect();
-        for (p, t) in targets {
-            self.hub.set_target(&p, t);
+        if self.clock.is_manual() && !opts.keep_clock {
+            self.clock.rewind(self.config.clock.start_ms);
         }
-        self.apply_durable(fx).await
+        self.limits.reset(&self.config.limits, &self.config.rules);
+        let now = self.clock.now();
+        let (mut fx, epoch) = {
+            // Under the world's lock, so that no request slips its timers or webhook events
+            // into the old world's scheduler and hub after the reset.
+            let mut world = self.world();
+            let fx = world.reset(&self.config, now);
+            self.sched.clear();
+            self.hub.reset(self.config.seed);
+            for n in world.numbers.values() {
+                self.hub.set_target(&n.phone_number_id, n.webhook.clone());
+            }
+            (fx, world.epoch())
+        };
+        self.epoch.store(epoch, Ordering::Relaxed);
+        if fx.persist {
+            // `Write::Reset` forgot these too.
+            fx.writes.push(boots_row(self.boot + 1));
+            if self.clock.is_manual() {
+                fx.writes.push(crate::store::Write::Put {
+                    kind: Kind::Meta,
+                    id: "clock".into(),
+                    data: now.to_string(),
+                });
+            }
+        }
+        self.apply_durable(fx).await?;
+        Ok(epoch)
+    }
+}
+
+fn boots_row(n: u64) -> crate::store::Write {
+    crate::store::Write::Put {
+        kind: Kind::Meta,
+        id: "boots".into(),
+        data: n.to_string(),
     }
 }

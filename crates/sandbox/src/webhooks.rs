@@ -1,12 +1,17 @@
 //! Webhook delivery: signed POSTs per business number, retried with exponential backoff over a
 //! window of sandbox time, with seeded chaos (duplicates, reordering, delays).
 //!
-//! Each number has its own queue and its own in-flight budget, so a failing receiver stalls
-//! nobody else; within a queue, events of the same message go out one at a time so `sent` comes
-//! before `delivered` unless chaos (or a retry) says otherwise. A failed delivery waits for its
-//! retry timer while later events move on, as on the platform. Every attempt is recorded with its
-//! body, signature, response code, latency and next retry. Pending events are journalled, so they
-//! survive a restart.
+//! Every event goes to the number's own webhook URL and, besides, to each always-on subscriber
+//! (`webhooks.subscribers`). Each copy is delivered on its own: every (number, receiver) pair has
+//! its own queue, in-flight budget, retries and backoff, so a failing receiver stalls nobody else
+//! — not another number, not the other receivers of the same number. Within a queue, events of
+//! the same message go out one at a time so `sent` comes before `delivered` unless chaos (or a
+//! retry) says otherwise. A failed delivery waits for its retry timer while later events move on,
+//! as on the platform. Every attempt is recorded with its body, signature, response code, latency
+//! and next retry. Pending events are journalled, so they survive a restart.
+//!
+//! Failures are logged once per episode and receiver URL: a warning at the first failure, the
+//! recovery (with how many attempts failed, for how long) at the first success after it.
 
 use crate::clock::{Clock, Millis};
 use crate::config::WebhookConfig;
@@ -23,13 +28,13 @@ use mynah_wire::webhook::{
 };
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
-/// One webhook event: a change for one business number.
+/// One webhook event: a change for one business number, on its way to one receiver.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     /// Sequence number.
@@ -49,6 +54,10 @@ pub struct Event {
     pub change: Change,
     /// What it is about, for filtering.
     pub summary: Arc<EventSummary>,
+    /// The receiver: `None` for the number's own webhook URL, `Some(i)` for subscriber `i` of
+    /// `webhooks.subscribers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<usize>,
 }
 
 /// What an event is about, for the control API's filters.
@@ -89,6 +98,9 @@ pub struct NewEvent {
     pub change: Change,
     /// What it is about.
     pub summary: EventSummary,
+    /// Only for the number's own URL, not the subscribers: a repeat of an account-level event
+    /// that went to another of the account's URLs already (subscribers get it once).
+    pub own_only: bool,
 }
 
 /// The journalled form of a pending event.
@@ -99,6 +111,10 @@ struct StoredEvent {
     /// next attempt).
     #[serde(default)]
     retry: Option<(u64, usize, u32, Millis, Millis)>,
+    /// The subscriber's URL when the event was journalled (for a subscriber's copy), so that a
+    /// restart with another subscriber list finds its receiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subscriber_url: Option<String>,
 }
 
 /// How an attempt ended.
@@ -126,6 +142,10 @@ pub struct Attempt {
     pub phone_number_id: String,
     /// Where it went.
     pub url: String,
+    /// The subscriber it went to (index in `webhooks.subscribers`); absent for the number's own
+    /// URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<usize>,
     /// Sandbox time of the attempt.
     pub at: Millis,
     /// The exact body.
@@ -168,6 +188,8 @@ pub struct AttemptFilter {
     pub delivered: Option<bool>,
     /// Only attempts after this sequence number.
     pub after_seq: Option<u64>,
+    /// Only attempts to this receiver URL (exactly as configured).
+    pub url: Option<String>,
 }
 
 impl AttemptFilter {
@@ -181,6 +203,7 @@ impl AttemptFilter {
             || self
                 .delivered
                 .is_some_and(|d| d != (a.outcome == Outcome::Delivered))
+            || self.url.as_ref().is_some_and(|u| *u != a.url)
         {
             return false;
         }
@@ -207,14 +230,22 @@ fn eq(want: &Option<String>, have: &Option<String>) -> bool {
 /// A delivery being rebuilt from the journal: the delivery, its events by position, next attempt.
 type Restored = (Delivery, Vec<(usize, Event)>, Millis);
 
+/// Journalled copies whose subscriber is gone after a restart: why, attempts made so far, the
+/// events by position.
+type Orphans = (String, u32, Vec<(usize, StoredEvent)>);
+
 struct Delivery {
     id: u64,
     phone_number_id: String,
+    /// The receiver (see [`Event::subscriber`]).
+    subscriber: Option<usize>,
     events: Vec<Event>,
     attempt: u32,
     first_at: Millis,
     /// Sandbox time this attempt started (the due time of the timer that started it).
     at: Millis,
+    /// The hub's generation when it started; a reset in between makes its answer moot.
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -223,6 +254,27 @@ struct Queue {
     retry_ready: VecDeque<Delivery>,
     in_flight: usize,
     busy: FastSet,
+}
+
+/// A number's queues: one for its own URL, one per subscriber.
+#[derive(Default)]
+struct Lanes {
+    own: Queue,
+    subscribers: Vec<Queue>,
+}
+
+impl Lanes {
+    fn lane(&mut self, subscriber: Option<usize>) -> &mut Queue {
+        match subscriber {
+            None => &mut self.own,
+            Some(i) => {
+                if self.subscribers.len() <= i {
+                    self.subscribers.resize_with(i + 1, Queue::default);
+                }
+                &mut self.subscribers[i]
+            }
+        }
+    }
 }
 
 type FastSet = HashSet<u64, foldhash::fast::FixedState>;
@@ -315,9 +367,25 @@ impl AsRef<[u8]> for StrBytes {
     }
 }
 
+/// A receiver's failure episode, for logging once per episode.
+struct Failing {
+    /// Sandbox time of the first failed attempt.
+    since: Millis,
+    /// Failed attempts so far.
+    failures: u64,
+}
+
+/// What to log about an attempt, decided under the lock and written after it.
+enum Note {
+    Nothing,
+    FirstFailure,
+    Failure,
+    Recovered { failures: u64, for_ms: Millis },
+}
+
 struct State {
     targets: HashMap<String, Arc<Target>>,
-    queues: HashMap<String, Queue>,
+    queues: HashMap<String, Lanes>,
     held: HashMap<u64, Event>,
     retrying: HashMap<u64, Delivery>,
     /// Deliveries being sent, with the earliest time a retry could be due if they fail.
@@ -329,6 +397,10 @@ struct State {
     next_event: u64,
     next_delivery: u64,
     chaos: Ids,
+    /// Bumped by a reset: deliveries of an earlier generation still in flight are forgotten.
+    generation: u64,
+    /// Receivers failing now, by URL (or by number when it has no URL).
+    failing: HashMap<String, Failing>,
 }
 
 /// The webhook dispatcher.
@@ -336,6 +408,8 @@ pub struct Hub {
     state: Mutex<State>,
     pending: AtomicUsize,
     cfg: WebhookConfig,
+    /// The always-on receivers of `webhooks.subscribers`, in order.
+    subscribers: Vec<Arc<Target>>,
     app_secret: String,
     clock: Arc<Clock>,
     sched: Arc<Scheduler>,
@@ -355,6 +429,15 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A delay for a log line: "5 s", "1.5 s".
+fn seconds(ms: Millis) -> String {
+    if ms % 1_000 == 0 {
+        format!("{} s", ms / 1_000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1_000.0)
+    }
+}
+
 impl Hub {
     /// A dispatcher; `seed` drives its chaos.
     pub fn new(
@@ -365,6 +448,16 @@ impl Hub {
         sched: Arc<Scheduler>,
         journal: Journal,
     ) -> Arc<Hub> {
+        let subscribers = cfg
+            .subscribers
+            .iter()
+            .map(|url| {
+                Arc::new(Target::from(WebhookTarget {
+                    url: url.clone(),
+                    headers: BTreeMap::new(),
+                }))
+            })
+            .collect();
         Arc::new(Hub {
             state: Mutex::new(State {
                 targets: HashMap::new(),
@@ -378,9 +471,12 @@ impl Hub {
                 next_event: 1,
                 next_delivery: 1,
                 chaos: Ids::new(seed, 2),
+                generation: 0,
+                failing: HashMap::new(),
             }),
             pending: AtomicUsize::new(0),
             cfg,
+            subscribers,
             app_secret,
             clock,
             sched,
@@ -400,16 +496,44 @@ impl Hub {
             .insert(phone_number_id.to_string(), Arc::new(target.into()));
     }
 
-    /// Events queued, held or awaiting a retry.
+    /// Events queued, held or awaiting a retry (each receiver's copy counts).
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
     }
 
+    /// The URL of a subscriber.
+    fn subscriber_url(&self, subscriber: Option<usize>) -> Option<String> {
+        subscriber.and_then(|i| self.subscribers.get(i).map(|t| t.raw.clone()))
+    }
+
+    /// Where a journalled subscriber copy goes after a restart: the subscriber with the same
+    /// URL; when that URL is gone, the subscriber at the same position (a receiver whose address
+    /// changed, such as the gateway on a new port); `Err` (why) when there is none.
+    fn remap(&self, subscriber: Option<usize>, url: Option<&str>) -> Result<Option<usize>, String> {
+        let Some(i) = subscriber else {
+            return Ok(None);
+        };
+        if let Some(j) = url.and_then(|u| self.subscribers.iter().position(|t| t.raw == u)) {
+            return Ok(Some(j));
+        }
+        if i < self.subscribers.len() {
+            return Ok(Some(i));
+        }
+        Err(format!(
+            "webhook subscriber #{i} ({}) is no longer configured (webhooks.subscribers has {}); the event was dropped at the restart",
+            url.unwrap_or("unknown URL"),
+            self.subscribers.len()
+        ))
+    }
+
     /// Restores journalled events and the recent attempt history after a restart, and schedules
-    /// the events.
+    /// the events. A subscriber's copy goes to its receiver as [`Hub::remap`] finds it; one whose
+    /// subscriber is gone is dropped with an attempt record that says why.
     pub fn restore(self: &Arc<Self>, rows: Vec<(String, String)>, attempts: Vec<String>) {
         let now = self.clock.now();
+        let persist = !self.journal.is_memory();
         let mut pnids = Vec::new();
+        let mut writes = Vec::new();
         {
             let mut st = self.lock();
             for json in attempts {
@@ -420,43 +544,69 @@ impl Hub {
                 }
             }
             let mut deliveries: HashMap<u64, Restored> = HashMap::new();
+            // Copies whose subscriber is gone, by delivery (or event id when never attempted):
+            // why, attempts so far, the events.
+            let mut orphans: BTreeMap<(bool, u64), Orphans> = BTreeMap::new();
             for (_, json) in rows {
                 let Ok(mut stored) = serde_json::from_str::<StoredEvent>(&json) else {
                     continue;
                 };
                 stored.event.key_hash = key_hash(&stored.event.key);
                 st.next_event = st.next_event.max(stored.event.id + 1);
+                if let Some((did, ..)) = stored.retry {
+                    st.next_delivery = st.next_delivery.max(did + 1);
+                }
+                match self.remap(stored.event.subscriber, stored.subscriber_url.as_deref()) {
+                    Ok(s) => stored.event.subscriber = s,
+                    Err(why) => {
+                        let (key, attempts, pos) = match stored.retry {
+                            Some((did, pos, attempts, ..)) => ((true, did), attempts, pos),
+                            None => ((false, stored.event.id), 0, 0),
+                        };
+                        orphans
+                            .entry(key)
+                            .or_insert_with(|| (why, attempts, Vec::new()))
+                            .2
+                            .push((pos, stored));
+                        continue;
+                    }
+                }
                 self.pending.fetch_add(1, Ordering::Relaxed);
                 if !pnids.contains(&stored.event.phone_number_id) {
                     pnids.push(stored.event.phone_number_id.clone());
                 }
                 match stored.retry {
                     Some((did, pos, attempt, first_at, next_at)) => {
-                        st.next_delivery = st.next_delivery.max(did + 1);
                         let entry = deliveries.entry(did).or_insert_with(|| {
                             let d = Delivery {
                                 id: did,
                                 phone_number_id: stored.event.phone_number_id.clone(),
+                                subscriber: stored.event.subscriber,
                                 events: Vec::new(),
                                 attempt,
                                 first_at,
                                 at: next_at,
+                                generation: 0,
                             };
                             (d, Vec::new(), next_at)
                         });
                         entry.1.push((pos, stored.event));
                     }
                     None => {
-                        let q = st
-                            .queues
+                        let sub = stored.event.subscriber;
+                        st.queues
                             .entry(stored.event.phone_number_id.clone())
-                            .or_default();
-                        q.ready.push_back(stored.event);
+                            .or_default()
+                            .lane(sub)
+                            .ready
+                            .push_back(stored.event);
                     }
                 }
             }
-            for q in st.queues.values_mut() {
-                q.ready.make_contiguous().sort_by_key(|e| e.id);
+            for lanes in st.queues.values_mut() {
+                for q in std::iter::once(&mut lanes.own).chain(lanes.subscribers.iter_mut()) {
+                    q.ready.make_contiguous().sort_by_key(|e| e.id);
+                }
             }
             let mut restored: Vec<_> = deliveries.into_iter().collect();
             restored.sort_by_key(|(did, _)| *did);
@@ -466,14 +616,88 @@ impl Hub {
                 st.retrying.insert(did, d);
                 self.sched.at(next_at.max(now), Timer::DeliveryRetry(did));
             }
+            for ((retried, id), (why, attempts, mut events)) in orphans {
+                events.sort_by_key(|(pos, _)| *pos);
+                let url = events
+                    .first()
+                    .and_then(|(_, s)| s.subscriber_url.clone())
+                    .unwrap_or_default();
+                let subscriber = events.first().and_then(|(_, s)| s.event.subscriber);
+                let events: Vec<Event> = events.into_iter().map(|(_, s)| s.event).collect();
+                let Some(first) = events.first() else {
+                    continue;
+                };
+                let delivery_id = if retried {
+                    id
+                } else {
+                    st.next_delivery += 1;
+                    st.next_delivery - 1
+                };
+                let body: Arc<str> = Arc::from(build_body(&events));
+                tracing::info!(
+                    url = %url,
+                    phone_number_id = %first.phone_number_id,
+                    events = events.len(),
+                    reason = %why,
+                    "pending webhook delivery dropped: its subscriber is no longer configured"
+                );
+                st.attempt_seq += 1;
+                let attempt = Attempt {
+                    seq: st.attempt_seq,
+                    delivery_id,
+                    attempt: attempts + 1,
+                    phone_number_id: first.phone_number_id.clone(),
+                    url,
+                    subscriber,
+                    at: now,
+                    signature: sign(&self.app_secret, body.as_bytes()),
+                    body,
+                    status: None,
+                    error: Some(why),
+                    latency_ms: 0.0,
+                    outcome: Outcome::Dropped,
+                    next_retry_at: None,
+                    events: events.iter().map(|e| e.summary.clone()).collect(),
+                };
+                if persist {
+                    if let Ok(json) = serde_json::to_string(&attempt) {
+                        writes.push(Write::Attempt { data: json });
+                    }
+                    for e in &events {
+                        writes.push(Write::Delete {
+                            kind: Kind::Delivery,
+                            id: e.id.to_string(),
+                        });
+                    }
+                }
+                self.record(&mut st, attempt);
+            }
         }
+        self.journal.submit_detached(writes);
         for p in pnids {
             self.pump(&p);
         }
     }
 
+    /// Keeps an attempt in the bounded history.
+    fn record(&self, st: &mut State, attempt: Attempt) {
+        st.attempt_bytes += attempt.body.len();
+        st.attempts.push_back(attempt);
+        while st.attempts.len() > self.cfg.keep_attempts.max(1)
+            || (st.attempt_bytes > self.cfg.keep_attempt_bytes && st.attempts.len() > 1)
+        {
+            if let Some(old) = st.attempts.pop_front() {
+                st.attempt_bytes = st.attempt_bytes.saturating_sub(old.body.len());
+            }
+        }
+    }
+
     /// Numbers and queues events (applying chaos) without starting deliveries; returns the
     /// journal rows to write with them and the numbers to pump once they are written.
+    ///
+    /// Each event becomes one copy per receiver: the number's own URL (skipped when the number
+    /// has none and subscribers are configured), then each subscriber in order. Chaos is drawn
+    /// per copy, in that order, so with no subscribers the draws are those of a single receiver.
     pub fn stage(&self, events: Vec<NewEvent>) -> (Vec<Write>, Vec<String>) {
         let mut writes = Vec::new();
         let mut pnids: Vec<String> = Vec::new();
@@ -483,78 +707,97 @@ impl Hub {
         let now = self.clock.now();
         let chaos = &self.cfg.chaos;
         let persist = !self.journal.is_memory();
+        let subscribers = self.subscribers.len();
         let mut st = self.lock();
         for new in events {
-            let copies = if st.chaos.chance(chaos.duplicate) {
-                2
-            } else {
-                1
-            };
             if !pnids.contains(&new.phone_number_id) {
                 pnids.push(new.phone_number_id.clone());
             }
+            let own = subscribers == 0
+                || st
+                    .targets
+                    .get(&new.phone_number_id)
+                    .is_some_and(|t| !t.raw.is_empty());
+            let to_subscribers = if new.own_only { 0 } else { subscribers };
+            let receivers = own
+                .then_some(None)
+                .into_iter()
+                .chain((0..to_subscribers).map(Some));
+            let count = usize::from(own) + to_subscribers;
             let mut new = Some(new);
-            for copy in 0..copies {
-                let NewEvent {
-                    phone_number_id,
-                    waba_id,
-                    key,
-                    time,
-                    change,
-                    summary,
-                } = match (copy + 1 == copies, new.as_ref()) {
-                    (true, _) => match new.take() {
-                        Some(n) => n,
-                        None => break,
-                    },
-                    (false, Some(n)) => n.clone(),
-                    (false, None) => break,
-                };
-                let id = st.next_event;
-                st.next_event += 1;
-                let event = Event {
-                    id,
-                    phone_number_id,
-                    waba_id,
-                    key_hash: key_hash(&key),
-                    key,
-                    time,
-                    change,
-                    summary: Arc::new(summary),
-                };
-                if persist
-                    && let Ok(json) = serde_json::to_string(&StoredEvent {
-                        event: event.clone(),
-                        retry: None,
-                    })
-                {
-                    writes.push(Write::Put {
-                        kind: Kind::Delivery,
-                        id: id.to_string(),
-                        data: json,
-                    });
-                }
-                self.pending.fetch_add(1, Ordering::Relaxed);
-                let mut hold = 0;
-                if st.chaos.chance(chaos.reorder) {
-                    hold = chaos.reorder_hold_ms.max(1);
-                }
-                if st.chaos.chance(chaos.delay) {
-                    let range = chaos.delay_ms.unwrap_or(crate::config::Latency {
-                        min_ms: 500,
-                        max_ms: 5_000,
-                    });
-                    hold = hold.max(st.chaos.between(range.min_ms, range.max_ms));
-                }
-                if hold > 0 {
-                    st.held.insert(id, event);
-                    self.sched.at(now + hold, Timer::EventReady(id));
+            for (r, subscriber) in receivers.enumerate() {
+                let copies = if st.chaos.chance(chaos.duplicate) {
+                    2
                 } else {
-                    st.queues
-                        .entry(event.phone_number_id.clone())
-                        .or_default()
-                        .ready
-                        .push_back(event);
+                    1
+                };
+                for copy in 0..copies {
+                    let last = r + 1 == count && copy + 1 == copies;
+                    let NewEvent {
+                        phone_number_id,
+                        waba_id,
+                        key,
+                        time,
+                        change,
+                        summary,
+                        ..
+                    } = match (last, new.as_ref()) {
+                        (true, _) => match new.take() {
+                            Some(n) => n,
+                            None => break,
+                        },
+                        (false, Some(n)) => n.clone(),
+                        (false, None) => break,
+                    };
+                    let id = st.next_event;
+                    st.next_event += 1;
+                    let event = Event {
+                        id,
+                        phone_number_id,
+                        waba_id,
+                        key_hash: key_hash(&key),
+                        key,
+                        time,
+                        change,
+                        summary: Arc::new(summary),
+                        subscriber,
+                    };
+                    if persist
+                        && let Ok(json) = serde_json::to_string(&StoredEvent {
+                            event: event.clone(),
+                            retry: None,
+                            subscriber_url: self.subscriber_url(subscriber),
+                        })
+                    {
+                        writes.push(Write::Put {
+                            kind: Kind::Delivery,
+                            id: id.to_string(),
+                            data: json,
+                        });
+                    }
+                    self.pending.fetch_add(1, Ordering::Relaxed);
+                    let mut hold = 0;
+                    if st.chaos.chance(chaos.reorder) {
+                        hold = chaos.reorder_hold_ms.max(1);
+                    }
+                    if st.chaos.chance(chaos.delay) {
+                        let range = chaos.delay_ms.unwrap_or(crate::config::Latency {
+                            min_ms: 500,
+                            max_ms: 5_000,
+                        });
+                        hold = hold.max(st.chaos.between(range.min_ms, range.max_ms));
+                    }
+                    if hold > 0 {
+                        st.held.insert(id, event);
+                        self.sched.at(now + hold, Timer::EventReady(id));
+                    } else {
+                        st.queues
+                            .entry(event.phone_number_id.clone())
+                            .or_default()
+                            .lane(subscriber)
+                            .ready
+                            .push_back(event);
+                    }
                 }
             }
         }
@@ -581,9 +824,11 @@ impl Hub {
                 return Vec::new();
             };
             let pnid = event.phone_number_id.clone();
+            let sub = event.subscriber;
             st.queues
                 .entry(pnid.clone())
                 .or_default()
+                .lane(sub)
                 .ready
                 .push_back(event);
             pnid
@@ -600,9 +845,11 @@ impl Hub {
             };
             d.at = due;
             let pnid = d.phone_number_id.clone();
+            let sub = d.subscriber;
             st.queues
                 .entry(pnid.clone())
                 .or_default()
+                .lane(sub)
                 .retry_ready
                 .push_back(d);
             pnid
@@ -610,55 +857,74 @@ impl Hub {
         self.pump(&pnid)
     }
 
-    /// Starts as many deliveries for `pnid` as its in-flight budget allows.
+    /// Starts as many deliveries for `pnid` as the in-flight budget of each of its receivers
+    /// allows.
     fn pump(self: &Arc<Self>, pnid: &str) -> Vec<u64> {
         let now = self.clock.now();
         let max = self.cfg.max_in_flight.max(1);
         let batch = self.cfg.batch_size.max(1);
-        let mut starts = Vec::new();
-        let target = {
+        let mut starts: Vec<(Delivery, Option<Arc<Target>>)> = Vec::new();
+        {
             let mut st = self.lock();
-            let target = st.targets.get(pnid).cloned();
+            let own_target = st.targets.get(pnid).cloned();
             let mut next_delivery = st.next_delivery;
+            let generation = st.generation;
             let State {
                 queues, sending, ..
             } = &mut *st;
-            let Some(q) = queues.get_mut(pnid) else {
+            let Some(lanes) = queues.get_mut(pnid) else {
                 return Vec::new();
             };
-            while q.in_flight < max {
-                if let Some(d) = q.retry_ready.pop_front() {
+            let lanes = std::iter::once((None, &mut lanes.own)).chain(
+                lanes
+                    .subscribers
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, q)| (Some(i), q)),
+            );
+            for (subscriber, q) in lanes {
+                let target = match subscriber {
+                    None => own_target.clone(),
+                    Some(i) => self.subscribers.get(i).cloned(),
+                };
+                while q.in_flight < max {
+                    if let Some(mut d) = q.retry_ready.pop_front() {
+                        q.in_flight += 1;
+                        d.generation = generation;
+                        sending.insert(d.id, d.at + self.backoff(d.attempt + 1));
+                        starts.push((d, target.clone()));
+                        continue;
+                    }
+                    let events = take_batch(q, batch);
+                    if events.is_empty() {
+                        break;
+                    }
+                    for e in &events {
+                        q.busy.insert(e.key_hash);
+                    }
                     q.in_flight += 1;
-                    sending.insert(d.id, d.at + self.backoff(d.attempt + 1));
-                    starts.push(d);
-                    continue;
+                    sending.insert(next_delivery, now + self.backoff(1));
+                    starts.push((
+                        Delivery {
+                            id: next_delivery,
+                            phone_number_id: pnid.to_string(),
+                            subscriber,
+                            events,
+                            attempt: 0,
+                            first_at: now,
+                            at: now,
+                            generation,
+                        },
+                        target.clone(),
+                    ));
+                    next_delivery += 1;
                 }
-                let events = take_batch(q, batch);
-                if events.is_empty() {
-                    break;
-                }
-                for e in &events {
-                    q.busy.insert(e.key_hash);
-                }
-                q.in_flight += 1;
-                sending.insert(next_delivery, now + self.backoff(1));
-                starts.push(Delivery {
-                    id: next_delivery,
-                    phone_number_id: pnid.to_string(),
-                    events,
-                    attempt: 0,
-                    first_at: now,
-                    at: now,
-                });
-                next_delivery += 1;
             }
             st.next_delivery = next_delivery;
-            target
-        };
-        let ids = starts.iter().map(|d| d.id).collect();
-        for d in starts {
+        }
+        let ids = starts.iter().map(|(d, _)| d.id).collect();
+        for (d, target) in starts {
             let hub = self.clone();
-            let target = target.clone();
             tokio::spawn(async move { hub.send(d, target).await });
         }
         ids
@@ -803,8 +1069,31 @@ impl Hub {
         let persist = !self.journal.is_memory();
         let mut writes = Vec::new();
         let pnid = d.phone_number_id.clone();
+        let line;
         {
             let mut st = self.lock();
+            if d.generation != st.generation {
+                // A reset came in between: this delivery belongs to a world that is gone.
+                st.sending.remove(&d.id);
+                drop(st);
+                self.attempted.notify_waiters();
+                return;
+            }
+            let note = self.note(&mut st, &url, &pnid, d.at, ok);
+            let dropped_after_window = outcome == Outcome::Dropped && retryable;
+            // Most attempts log nothing: no copies for them.
+            line = (!matches!(note, Note::Nothing) || dropped_after_window).then(|| LogLine {
+                note,
+                url: url.clone(),
+                phone_number_id: pnid.clone(),
+                subscriber: d.subscriber,
+                delivery_id: d.id,
+                attempt: d.attempt,
+                error: error.clone(),
+                retry_in: retry.then(|| next_at - d.at),
+                dropped_after_window,
+                window_ms: self.cfg.retry_window_ms,
+            });
             st.attempt_seq += 1;
             let attempt = Attempt {
                 seq: st.attempt_seq,
@@ -812,6 +1101,7 @@ impl Hub {
                 attempt: d.attempt,
                 phone_number_id: pnid.clone(),
                 url,
+                subscriber: d.subscriber,
                 at: d.at,
                 body,
                 signature,
@@ -825,17 +1115,10 @@ impl Hub {
             if persist && let Ok(json) = serde_json::to_string(&attempt) {
                 writes.push(Write::Attempt { data: json });
             }
-            st.attempt_bytes += attempt.body.len();
-            st.attempts.push_back(attempt);
-            while st.attempts.len() > self.cfg.keep_attempts.max(1)
-                || (st.attempt_bytes > self.cfg.keep_attempt_bytes && st.attempts.len() > 1)
-            {
-                if let Some(old) = st.attempts.pop_front() {
-                    st.attempt_bytes = st.attempt_bytes.saturating_sub(old.body.len());
-                }
-            }
+            self.record(&mut st, attempt);
             st.sending.remove(&d.id);
-            if let Some(q) = st.queues.get_mut(&pnid) {
+            if let Some(lanes) = st.queues.get_mut(&pnid) {
+                let q = lanes.lane(d.subscriber);
                 q.in_flight = q.in_flight.saturating_sub(1);
                 for e in &d.events {
                     q.busy.remove(&e.key_hash);
@@ -843,10 +1126,12 @@ impl Hub {
             }
             if retry {
                 if persist {
+                    let subscriber_url = self.subscriber_url(d.subscriber);
                     for (pos, e) in d.events.iter().enumerate() {
                         let stored = StoredEvent {
                             event: e.clone(),
                             retry: Some((d.id, pos, d.attempt, d.first_at, next_at)),
+                            subscriber_url: subscriber_url.clone(),
                         };
                         if let Ok(json) = serde_json::to_string(&stored) {
                             writes.push(Write::Put {
@@ -877,9 +1162,49 @@ impl Hub {
                 }
             }
         }
+        if let Some(line) = line {
+            line.write();
+        }
         self.journal.submit_detached(writes);
         self.pump(&pnid);
         self.attempted.notify_waiters();
+    }
+
+    /// Follows the receiver's failure episode; says what to log about this attempt.
+    fn note(&self, st: &mut State, url: &str, pnid: &str, at: Millis, ok: bool) -> Note {
+        if ok {
+            if st.failing.is_empty() {
+                return Note::Nothing;
+            }
+            return match st.failing.remove(url) {
+                Some(f) => Note::Recovered {
+                    failures: f.failures,
+                    for_ms: (at - f.since).max(0),
+                },
+                None => Note::Nothing,
+            };
+        }
+        let key = if url.is_empty() {
+            format!("phone number {pnid} without a webhook URL")
+        } else {
+            url.to_string()
+        };
+        match st.failing.get_mut(&key) {
+            Some(f) => {
+                f.failures += 1;
+                Note::Failure
+            }
+            None => {
+                st.failing.insert(
+                    key,
+                    Failing {
+                        since: at,
+                        failures: 1,
+                    },
+                );
+                Note::FirstFailure
+            }
+        }
     }
 
     /// Delay before retry number `attempt` (1-based): doubling from the initial backoff, capped.
@@ -940,18 +1265,91 @@ impl Hub {
         }
     }
 
-    /// Forgets every event and attempt (control API reset).
-    pub fn reset(&self) {
+    /// Forgets every event, attempt and webhook target (control API reset); chaos starts over
+    /// from `seed`. Deliveries in flight finish unrecorded. The caller sets the targets again.
+    pub fn reset(&self, seed: u64) {
         let mut st = self.lock();
-        for q in st.queues.values_mut() {
-            q.ready.clear();
-            q.retry_ready.clear();
-        }
+        st.generation += 1;
+        st.targets.clear();
+        st.queues.clear();
         st.held.clear();
         st.retrying.clear();
+        st.sending.clear();
         st.attempts.clear();
         st.attempt_bytes = 0;
+        st.failing.clear();
+        st.chaos = Ids::new(seed, 2);
         self.pending.store(0, Ordering::Relaxed);
+        drop(st);
+        self.attempted.notify_waiters();
+    }
+}
+
+/// A log line about an attempt, written once the hub's lock is released.
+struct LogLine {
+    note: Note,
+    url: String,
+    phone_number_id: String,
+    subscriber: Option<usize>,
+    delivery_id: u64,
+    attempt: u32,
+    error: Option<String>,
+    retry_in: Option<Millis>,
+    dropped_after_window: bool,
+    window_ms: Millis,
+}
+
+impl LogLine {
+    fn write(&self) {
+        let receiver = match self.subscriber {
+            None => "own".to_string(),
+            Some(i) => format!("subscriber #{i}"),
+        };
+        let error = self.error.as_deref().unwrap_or("");
+        let retry_in = self.retry_in.map(seconds);
+        let retry = match &retry_in {
+            Some(s) => format!("retrying in {s}"),
+            None => "not retried".to_string(),
+        };
+        let retry_in = retry_in.unwrap_or_else(|| "never".to_string());
+        match &self.note {
+            Note::Nothing => {}
+            Note::FirstFailure => tracing::warn!(
+                url = %self.url,
+                receiver = %receiver,
+                phone_number_id = %self.phone_number_id,
+                error,
+                retry_in = %retry_in,
+                "webhook delivery failed; {retry}"
+            ),
+            Note::Failure => tracing::debug!(
+                url = %self.url,
+                receiver = %receiver,
+                delivery_id = self.delivery_id,
+                attempt = self.attempt,
+                error,
+                retry_in = %retry_in,
+                "webhook delivery failed again"
+            ),
+            Note::Recovered { failures, for_ms } => tracing::info!(
+                url = %self.url,
+                receiver = %receiver,
+                failed_attempts = failures,
+                failing_for = %seconds(*for_ms),
+                "webhook receiver recovered"
+            ),
+        }
+        if self.dropped_after_window {
+            tracing::info!(
+                url = %self.url,
+                receiver = %receiver,
+                phone_number_id = %self.phone_number_id,
+                delivery_id = self.delivery_id,
+                attempts = self.attempt,
+                retry_window = %seconds(self.window_ms),
+                "webhook delivery dropped after the retry window"
+            );
+        }
     }
 }
 

@@ -268,3 +268,125 @@ async fn pending_work_past_the_bound_gets_503_until_it_drains() {
     assert_eq!(s, 200, "after the queue drained: {b}");
     h.shutdown().await;
 }
+
+fn hello(to: &str) -> Value {
+    json!({ "messaging_product": "whatsapp", "to": to, "type": "template",
+            "template": { "name": "hello_world", "language": { "code": "en_US" } } })
+}
+
+fn retry_after(a: &Answer) -> u64 {
+    a.retry_after
+        .as_deref()
+        .unwrap_or_else(|| panic!("{} without Retry-After: {}", a.status, a.body))
+        .parse()
+        .expect("Retry-After is whole seconds")
+}
+
+#[tokio::test]
+async fn throughput_and_pair_rate_refusals_say_when_to_come_back() {
+    let rx = Receiver::start().await;
+    let mut cfg = config(&rx.url);
+    cfg.limits.profile = mynah_sandbox::config::LimitProfile::Unlimited;
+    cfg.rules.throughput_mps = Some(2);
+    cfg.rules.pair_rate = Some(mynah_sandbox::config::PairRate {
+        every_ms: 6_000,
+        burst: 1,
+    });
+    let h = Harness::start(cfg).await;
+    assert_eq!(
+        send_360_raw(&h, &text("4915100000001", "a")).await.status,
+        200
+    );
+    // The same user again at once: one message per 6 s to a user.
+    let pair = send_360_raw(&h, &text("4915100000001", "b")).await;
+    assert_throttled(&pair, 429, 131056);
+    assert_eq!(retry_after(&pair), 6);
+    // The number's throughput (2/s) is used up: half a second, rounded up.
+    let throughput = send_cloud_raw(&h, &text("4915100000002", "c")).await;
+    assert_throttled(&throughput, 429, 130429);
+    assert_eq!(retry_after(&throughput), 1);
+    // Coming back when told works.
+    h.advance(6.0).await;
+    assert_eq!(
+        send_360_raw(&h, &text("4915100000001", "d")).await.status,
+        200
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn retry_after_comes_with_a_throttle_status_of_400_too() {
+    let rx = Receiver::start().await;
+    let mut cfg = config(&rx.url);
+    cfg.limits.profile = mynah_sandbox::config::LimitProfile::Unlimited;
+    cfg.limits.throttle_status = 400;
+    cfg.rules.throughput_mps = Some(1);
+    cfg.rules.pair_rate = Some(mynah_sandbox::config::PairRate {
+        every_ms: 10_000,
+        burst: 1,
+    });
+    let h = Harness::start(cfg).await;
+    assert_eq!(
+        send_360_raw(&h, &text("4915100000001", "a")).await.status,
+        200
+    );
+    h.advance(1.0).await;
+    let pair = send_360_raw(&h, &text("4915100000001", "b")).await;
+    assert_throttled(&pair, 400, 131056);
+    assert_eq!(retry_after(&pair), 9);
+    let throughput = send_360_raw(&h, &text("4915100000002", "c")).await;
+    assert_throttled(&throughput, 400, 130429);
+    assert_eq!(retry_after(&throughput), 1);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_synchronous_messaging_limit_says_when_the_window_has_room() {
+    let rx = Receiver::start().await;
+    let mut cfg = config(&rx.url);
+    cfg.limits.profile = mynah_sandbox::config::LimitProfile::Unlimited;
+    cfg.rules.messaging_limit = Some(mynah_sandbox::config::MessagingLimit {
+        unique_users: 1,
+        window_ms: 24 * 3_600_000,
+        code: 131048,
+        sync: true,
+    });
+    let h = Harness::start(cfg).await;
+    assert_eq!(send_360_raw(&h, &hello("4915100000001")).await.status, 200);
+    h.advance(3_600.0).await;
+    let refused = send_360_raw(&h, &hello("4915100000002")).await;
+    assert_throttled(&refused, 429, 131048);
+    assert_eq!(
+        retry_after(&refused),
+        23 * 3_600,
+        "when the first user leaves the window"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_fault_rule_answering_429_carries_retry_after() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(config(&rx.url)).await;
+    for action in [
+        json!({ "code": 80007 }),
+        json!({ "code": 131000, "http_status": 429 }),
+    ] {
+        let (s, b) = h
+            .control(
+                reqwest::Method::POST,
+                "/faults",
+                &json!({ "action": action, "times": 1 }),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        let a = send_360_raw(&h, &text("4915100000001", "x")).await;
+        assert_eq!(a.status, 429, "{}", a.body);
+        assert_eq!(retry_after(&a), 1);
+    }
+    // Other refusals carry none.
+    let a = send_360_raw(&h, &json!({ "messaging_product": "whatsapp" })).await;
+    assert_eq!(a.status, 400);
+    assert_eq!(a.retry_after, None);
+    h.shutdown().await;
+}

@@ -170,6 +170,10 @@ pub struct World {
     /// Template ids come from a stream of their own, so templates never shift message ids.
     template_ids: Ids,
     draws: u128,
+    template_draws: u128,
+    /// Reset epoch: how many times `POST /_mynah/reset` ran on this data directory. Mixed into
+    /// the seed of the id streams (epoch 0 is the configured seed itself).
+    epoch: u64,
     /// Base URL of this sandbox, for media download URLs.
     pub base_url: String,
 }
@@ -188,6 +192,16 @@ struct RngState {
     word_pos: u128,
 }
 
+/// The reset epoch the journal kept (0 when none: a fresh data directory, or `--ephemeral`).
+pub fn stored_epoch(snapshot: &Snapshot) -> u64 {
+    snapshot
+        .rows
+        .get(&Kind::Meta)
+        .and_then(|rows| rows.iter().find(|(id, _)| id == "epoch"))
+        .and_then(|(_, json)| json.parse().ok())
+        .unwrap_or(0)
+}
+
 impl World {
     /// Builds the world from configuration and whatever the journal kept.
     pub fn new(
@@ -196,6 +210,18 @@ impl World {
         snapshot: &mut Snapshot,
         now: Millis,
     ) -> (World, Effects) {
+        let epoch = stored_epoch(snapshot);
+        World::in_epoch(cfg, persist, snapshot, now, epoch)
+    }
+
+    fn in_epoch(
+        cfg: &Config,
+        persist: bool,
+        snapshot: &mut Snapshot,
+        now: Millis,
+        epoch: u64,
+    ) -> (World, Effects) {
+        let seed = crate::ids::epoch_seed(cfg.seed, epoch);
         let mut w = World {
             cfg: cfg.clone(),
             persist,
@@ -208,10 +234,12 @@ impl World {
             order: VecDeque::new(),
             media: HashMap::new(),
             templates: Registry::default(),
-            ids: Ids::new(cfg.seed, 1),
-            template_ids: Ids::new(cfg.seed, 4),
+            ids: Ids::new(seed, 1),
+            template_ids: Ids::new(seed, 4),
             reach: HashMap::new(),
             draws: 0,
+            template_draws: 0,
+            epoch,
             base_url: String::new(),
         };
         let mut fx = w.fx();
@@ -263,6 +291,12 @@ impl World {
             {
                 w.draws = s.word_pos;
                 w.ids.rng().set_word_pos(s.word_pos);
+            }
+            if id == "template_rng"
+                && let Ok(s) = serde_json::from_str::<RngState>(&json)
+            {
+                w.template_draws = s.word_pos;
+                w.template_ids.rng().set_word_pos(s.word_pos);
             }
             templates_seeded |= id == "templates_seeded";
         }
@@ -426,6 +460,17 @@ impl World {
             self.draws = pos;
             fx.put(Kind::Meta, "rng", &RngState { word_pos: pos });
         }
+        // Template ids go on after a restart too, so a deleted template's id is never reused.
+        let pos = self.template_ids.rng().get_word_pos();
+        if pos != self.template_draws {
+            self.template_draws = pos;
+            fx.put(Kind::Meta, "template_rng", &RngState { word_pos: pos });
+        }
+    }
+
+    /// The reset epoch (0 until the first `POST /_mynah/reset` on this data directory).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     fn draw(&mut self, l: Latency) -> Millis {
@@ -994,6 +1039,7 @@ impl World {
             errors: None,
         };
         Some(NewEvent {
+            own_only: false,
             phone_number_id: number.phone_number_id.clone(),
             waba_id: number.waba_id.clone(),
             key: msg.id.clone(),
@@ -1154,6 +1200,7 @@ impl World {
         self.messages.insert(wamid.clone(), msg);
         self.evict(&mut fx);
         fx.events.push(NewEvent {
+            own_only: false,
             phone_number_id: pnid,
             waba_id: number.waba_id.clone(),
             key: wamid.clone(),
@@ -1323,6 +1370,7 @@ impl World {
                     }],
                 };
                 NewEvent {
+                    own_only: false,
                     phone_number_id: n.phone_number_id.clone(),
                     waba_id: n.waba_id.clone(),
                     key: format!("user:{}", user.wa_id),
@@ -1443,19 +1491,23 @@ impl World {
     }
 
     /// Forgets messages, users, media and windows; keeps accounts and numbers as configured.
-    pub fn reset(&mut self) -> Effects {
+    ///
+    /// The world starts a new epoch: its id streams (and the draws that share them) start from
+    /// a seed of their own, so no id drawn before the reset comes again. `cfg` brings back the
+    /// configured delivery rules (a `PATCH /_mynah/rules` ends here). The journal forgets
+    /// everything (`Write::Reset`), then gets the first-start rows and the new epoch.
+    pub fn reset(&mut self, cfg: &Config, now: Millis) -> Effects {
         let base_url = std::mem::take(&mut self.base_url);
-        let mut fresh = World::new(&self.cfg, self.persist, &mut Snapshot::default(), 0).0;
+        let epoch = self.epoch + 1;
+        let (mut fresh, first) =
+            World::in_epoch(cfg, self.persist, &mut Snapshot::default(), now, epoch);
         fresh.base_url = base_url;
         *self = fresh;
         let mut fx = self.fx();
         fx.write(Write::Reset);
-        for n in self.numbers.values() {
-            fx.put(Kind::Number, &n.phone_number_id, n);
-        }
-        for u in self.users.values() {
-            fx.put(Kind::User, &u.wa_id, u);
-        }
+        fx.put(Kind::Meta, "epoch", &epoch);
+        // Numbers, users, the seeded templates, the RNG positions.
+        fx.extend(first);
         fx
     }
 }

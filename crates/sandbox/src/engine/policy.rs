@@ -22,6 +22,17 @@ pub(super) struct Send<'a> {
 }
 
 impl World {
+    /// How long until a number's messaging limit has room for one more user: until the oldest
+    /// user it counts leaves the rolling window. `None` when the limit is off or counts nobody.
+    pub fn messaging_limit_wait(&self, pnid: &str, now: Millis) -> Option<Millis> {
+        let limit = self.cfg.rules.messaging_limit?;
+        let (order, last) = self.reach.get(pnid)?;
+        order
+            .iter()
+            .find(|(t, w)| last.get(w) == Some(t))
+            .map(|(t, _)| (t + limit.window_ms - now).max(1))
+    }
+
     /// The rule that refuses this send, if any. `Err` answers the request itself (131047 when
     /// configured to be synchronous); `Ok(Some(..))` fails it asynchronously. Every rule met is
     /// written to `checks`, with its figures, for the message's explanation.

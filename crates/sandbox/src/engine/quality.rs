@@ -317,6 +317,7 @@ impl World {
         let tier = self.tier_of(&n.phone_number_id).unwrap_or(u32::MAX);
         let field = "phone_number_quality_update";
         NewEvent {
+            own_only: false,
             phone_number_id: n.phone_number_id.clone(),
             waba_id: n.waba_id.clone(),
             key: format!("number:{}", n.phone_number_id),

@@ -173,6 +173,7 @@ impl World {
         fx.timers
             .push((review_at, Timer::TemplateReview(t.id.clone())));
         self.templates.insert(t.clone());
+        self.note_rng(&mut fx);
         Ok((t, fx))
     }
 
@@ -580,7 +581,8 @@ impl World {
         ));
     }
 
-    /// One event per distinct webhook URL among the account's numbers.
+    /// One event per distinct webhook URL among the account's numbers (the subscribers of
+    /// `webhooks.subscribers` get it once).
     pub(super) fn account_events(
         &self,
         waba_id: &str,
@@ -596,7 +598,10 @@ impl World {
                 continue;
             }
             seen.push(n.webhook.url.as_str());
+            // Subscribers get the event once, with the first copy.
+            let own_only = !out.is_empty();
             out.push(NewEvent {
+                own_only,
                 phone_number_id: n.phone_number_id.clone(),
                 waba_id: waba_id.to_string(),
                 key: format!("template:{key}"),

@@ -6,7 +6,7 @@ use super::{error_response, is_json, json, read_body};
 use crate::clock::Millis;
 use crate::engine::{BehaviourPatch, InboundRequest};
 use crate::model::{Dialect, Direction, Message, Number, WebhookTarget};
-use crate::sandbox::Sandbox;
+use crate::sandbox::{ResetOptions, Sandbox};
 use crate::templates::TemplateStatus;
 use crate::webhooks::AttemptFilter;
 use axum::extract::Request;
@@ -63,8 +63,25 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             "pending_webhooks": sb.hub.pending(),
         }))),
         (Method::POST, ["reset"]) => {
-            sb.reset().await?;
-            Ok(json(&serde_json::json!({ "reset": true })))
+            // No body, an empty one, or `{"keep_clock": true}`.
+            let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
+                .await
+                .map_err(|e| bad(e).with_http(413))?;
+            let opts: ResetOptions = if bytes.iter().all(u8::is_ascii_whitespace) {
+                ResetOptions::default()
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    bad(format!(
+                        "invalid reset body: {e}; give {{\"keep_clock\": true}} or nothing"
+                    ))
+                })?
+            };
+            let epoch = sb.reset(opts).await?;
+            Ok(json(&serde_json::json!({
+                "reset": true,
+                "epoch": epoch,
+                "now_ms": sb.clock.now(),
+            })))
         }
         (Method::GET, ["clock"]) => Ok(clock(sb)),
         (Method::POST, ["clock", "advance"]) => {
@@ -452,6 +469,7 @@ struct WaitQuery {
     message_type: Option<String>,
     delivered: Option<bool>,
     after_seq: Option<u64>,
+    url: Option<String>,
     count: Option<usize>,
     timeout_ms: Option<u64>,
     limit: Option<usize>,
@@ -468,6 +486,7 @@ impl WaitQuery {
             message_type: self.message_type.clone(),
             delivered: self.delivered.or(default_delivered),
             after_seq: self.after_seq,
+            url: self.url.clone(),
         }
     }
 }

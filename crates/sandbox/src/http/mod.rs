@@ -25,11 +25,19 @@ pub fn router(sb: Arc<Sandbox>) -> Router {
 }
 
 async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
-    if req.uri().path().starts_with("/_mynah") {
+    let resp = if req.uri().path().starts_with("/_mynah") {
         control::handle(sb, req).await
     } else {
         platform::handle(sb, req).await
+    };
+    // Every 429 says when to come back. Throttling answers carry the limiter's own wait; any
+    // other 429 (a fault rule refusing with a rate-limit code, say) gets one second.
+    if resp.status() == StatusCode::TOO_MANY_REQUESTS
+        && !resp.headers().contains_key(header::RETRY_AFTER)
+    {
+        return with_retry_after(resp, std::time::Duration::from_secs(1));
     }
+    resp
 }
 
 /// Serves `sb` on `listener` until `shutdown` fires, with its timer driver.
@@ -46,6 +54,7 @@ pub async fn run(
         .await;
     shutdown.cancel();
     let _ = driver.await;
+    sb.limits.flush_episodes();
     // Everything accepted or changed is on disk before we return.
     if let Err(e) = sb.journal.flush().await {
         tracing::error!(error = %e, "journal flush at shutdown failed");

@@ -65,7 +65,7 @@ pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
             );
             return Err((err, Some(std::time::Duration::from_secs(1))));
         }
-        route(&sb, parts, body, parsed.clone(), number, via).await.map_err(|e| (e, None))
+        route(&sb, parts, body, parsed.clone(), number, via).await.map_err(|r| (r.err, r.retry))
     }
     .await;
     match result {
@@ -224,11 +224,42 @@ async fn route(
     parsed: Parsed,
     pnid: String,
     dialect: Dialect,
+) -> Result<Response, Refusal> {
+    if let Endpoint::Messages { .. } = &parsed.endpoint {
+        return messages(sb, &parts, body, &pnid, dialect, parsed.version).await;
+    }
+    other(sb, parts, body, parsed, pnid, dialect)
+        .await
+        .map_err(Refusal::from)
+}
+
+/// A refused request: the error and, when it is throttling, how long until a retry can pass
+/// (the `Retry-After` header).
+struct Refusal {
+    err: ApiError,
+    retry: Option<std::time::Duration>,
+}
+
+impl From<ApiError> for Refusal {
+    fn from(err: ApiError) -> Refusal {
+        Refusal { err, retry: None }
+    }
+}
+
+/// Every endpoint but `/messages`.
+async fn other(
+    sb: &Arc<Sandbox>,
+    parts: Parts,
+    body: Body,
+    parsed: Parsed,
+    pnid: String,
+    dialect: Dialect,
 ) -> Result<Response, ApiError> {
     match (&parsed.endpoint, &parts.method) {
-        (Endpoint::Messages { .. }, _) => {
-            messages(sb, &parts, body, &pnid, dialect, parsed.version).await
-        }
+        (Endpoint::Messages { .. }, _) => Err(ApiError::with_details(
+            ErrorCode::MynahInternal,
+            "misrouted /messages request",
+        )),
         (Endpoint::UploadMedia { .. }, _) => upload(sb, parts, body, &pnid, dialect).await,
         (Endpoint::WebhookConfig, &Method::GET) => {
             let number = number_of(sb, &pnid)?;
@@ -294,7 +325,7 @@ async fn messages(
     pnid: &str,
     dialect: Dialect,
     version: u32,
-) -> Result<Response, ApiError> {
+) -> Result<Response, Refusal> {
     let bytes = json_body(sb, parts, body).await?;
     let flavor = if dialect == Dialect::OnPrem {
         BodyFlavor::OnPrem
@@ -306,11 +337,17 @@ async fn messages(
             // The body was parsed and validated just above; it is kept as it came.
             let raw = crate::model::RawBody(bytes.clone());
             let throttle = sb.config.limits.throttle_status;
-            if sb.limits.check(Bucket::Throughput, pnid).is_err() {
-                return Err(ApiError::new(ErrorCode::RateLimitHit).with_http(throttle));
+            if let Err(wait) = sb.limits.check(Bucket::Throughput, pnid) {
+                return Err(Refusal {
+                    err: ApiError::new(ErrorCode::RateLimitHit).with_http(throttle),
+                    retry: Some(wait),
+                });
             }
-            if sb.limits.check_pair(pnid, send.to.as_str()).is_err() {
-                return Err(ApiError::new(ErrorCode::PairRateLimit).with_http(throttle));
+            if let Err(wait) = sb.limits.check_pair(pnid, send.to.as_str()) {
+                return Err(Refusal {
+                    err: ApiError::new(ErrorCode::PairRateLimit).with_http(throttle),
+                    retry: Some(wait),
+                });
             }
             let now = sb.clock.now();
             let template = match &send.content {
@@ -334,9 +371,9 @@ async fn messages(
                 return Ok(super::severed());
             }
             if let Some(e) = verdict.refuse {
-                return Err(e);
+                return Err(e.into());
             }
-            let (response, fx) = sb.world().send(
+            let sent = sb.world().send(
                 pnid,
                 crate::engine::Via {
                     dialect,
@@ -346,7 +383,20 @@ async fn messages(
                 raw,
                 verdict.fail_later,
                 now,
-            )?;
+            );
+            let (response, fx) = match sent {
+                Ok(sent) => sent,
+                Err(err) if err.http_status() == 429 => {
+                    // The messaging limit answered synchronously: room comes back when the
+                    // oldest user it counts leaves the rolling window.
+                    let wait = sb.world().messaging_limit_wait(pnid, now);
+                    return Err(Refusal {
+                        err,
+                        retry: wait.map(|ms| std::time::Duration::from_millis(ms.max(1) as u64)),
+                    });
+                }
+                Err(err) => return Err(err.into()),
+            };
             sb.apply_durable(fx).await?;
             if verdict.answer_delay_ms > 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(verdict.answer_delay_ms)).await;
