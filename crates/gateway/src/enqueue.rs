@@ -224,6 +224,7 @@ pub async fn enqueue<S: Store + Clone>(
     let msg = NewMessage {
         id,
         idempotency_key,
+        request_hash: None,
         phone_number_id: pnid,
         to,
         category,
