@@ -40,6 +40,8 @@ error_table! {
     InvalidBody = "invalid_body", 400, "The message body is not valid.";
     /// An envelope field (`category`, `ttl_seconds`, `lane`, …) is not valid.
     InvalidEnvelope = "invalid_envelope", 400, "An envelope field is not valid.";
+    /// The body has a top-level field that is neither the platform's nor an envelope field.
+    UnknownField = "unknown_field", 400, "The body has a field the gateway does not know.";
     /// A query or path parameter is not valid.
     InvalidParameter = "invalid_parameter", 400, "A parameter is not valid.";
     /// Missing or wrong gateway key.

@@ -83,11 +83,15 @@ async fn send<S: Store + Clone>(
     body: Bytes,
 ) -> Result<Response, AppError> {
     authorize(&gw, &headers)?;
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+    let mut keys = headers.get_all("idempotency-key").iter();
+    let first = keys.next();
+    if keys.next().is_some() {
+        return Err(AppError::new(
+            Code::InvalidParameter,
+            "send one Idempotency-Key header, not several",
+        ));
+    }
+    let key = crate::enqueue::idempotency_key(first.map(|v| v.as_bytes()))?;
     let accepted = crate::enqueue::enqueue(&gw, &body, key).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
 }

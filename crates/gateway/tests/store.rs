@@ -174,6 +174,9 @@ async fn idempotency_returns_first_row<S: Store + Clone>(s: S) {
         ("m1", msg("m1").body.as_str())
     );
     assert_eq!(s.get("m2").await.unwrap(), None);
+    let by_key = s.by_idempotency_key("k1").await.unwrap().unwrap();
+    assert_eq!(by_key.id, "m1");
+    assert_eq!(s.by_idempotency_key("nope").await.unwrap(), None);
 
     // Within one batch, and by id.
     let batch = s

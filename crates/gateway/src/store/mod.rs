@@ -660,6 +660,12 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<Option<MessageRecord>, StoreError>> + Send;
 
+    /// A message by its idempotency key.
+    fn by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<MessageRecord>, StoreError>> + Send;
+
     /// A message by the platform's id (the latest if several carry it).
     fn by_wamid(
         &self,

@@ -1538,6 +1538,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn by_idempotency_key(&self, key: &str) -> Result<Option<MessageRecord>, StoreError> {
+        self.read(key.to_owned(), |c, k| one_record(c, BY_IDEMPOTENCY_KEY, k))
+            .await
+    }
+
     async fn by_wamid(&self, wamid: &str) -> Result<Option<MessageRecord>, StoreError> {
         self.read(wamid.to_owned(), |c, w| one_record(c, BY_WAMID, w))
             .await
