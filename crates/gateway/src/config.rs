@@ -122,6 +122,9 @@ pub struct Gates {
     pub window: bool,
     /// Templates must be known and active in the template cache.
     pub template: bool,
+    /// Template messages must fit the cached template's definition (parameter counts, kinds and
+    /// lengths: the platform's 132000, 132005, 132012), checked at enqueue.
+    pub template_parameters: bool,
     /// Marketing templates to US numbers are suppressed (+1 Canada is not the US).
     pub us_marketing: bool,
     /// A template sent instead of a free-form message whose window is closed (131047), if any.
@@ -134,6 +137,7 @@ impl Default for Gates {
             consent: true,
             window: true,
             template: true,
+            template_parameters: true,
             us_marketing: true,
             window_fallback: None,
         }

@@ -1,6 +1,8 @@
-//! Accepting a message into the outbox: the body is validated with `wire`, the envelope fields
-//! are read, and the policy gates run (consent, 24-hour window, template cache, US marketing
-//! block). The row is durable before the caller gets its `202`.
+//! Accepting a message into the outbox: the body is validated with `wire` (no field the gateway
+//! does not know; a template message against its cached definition), the envelope fields are
+//! read, and the policy gates run (consent, 24-hour window, template cache, US marketing block).
+//! The row is durable before the caller gets its `202`. An `Idempotency-Key` returns the first
+//! answer for the same request and `409` for another.
 
 use crate::error::{AppError, Code};
 use crate::gateway::Gateway;
@@ -34,6 +36,113 @@ impl From<&MessageRecord> for Accepted {
             reason: r.reason.clone(),
         }
     }
+}
+
+/// The envelope fields an app may add to a platform body.
+pub const ENVELOPE_FIELDS: &[&str] = &[
+    "category",
+    "ttl_seconds",
+    "not_before",
+    "lane",
+    "metadata",
+    "phone_number_id",
+];
+
+/// The longest `Idempotency-Key` accepted.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// Reads an `Idempotency-Key` header value: 1 to [`MAX_KEY_LEN`] printable ASCII characters
+/// (surrounding spaces trimmed).
+pub fn idempotency_key(raw: Option<&[u8]>) -> Result<Option<String>, AppError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let bad = |why: &str| {
+        AppError::new(
+            Code::InvalidParameter,
+            format!("Idempotency-Key {why}: use 1 to {MAX_KEY_LEN} printable ASCII characters"),
+        )
+    };
+    if !raw.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return Err(bad("has characters that are not printable ASCII"));
+    }
+    let key = String::from_utf8_lossy(raw).trim().to_string();
+    if key.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(bad(&format!("is {} characters long", key.len())));
+    }
+    Ok(Some(key))
+}
+
+/// Refuses a top-level field that is neither the platform's nor an envelope field, naming the
+/// closest known one.
+fn check_fields(obj: &Map<String, Value>) -> Result<(), AppError> {
+    let known = mynah_wire::message::REQUEST_FIELDS
+        .iter()
+        .chain(ENVELOPE_FIELDS)
+        .copied();
+    for field in obj.keys() {
+        if known.clone().any(|k| k == field) {
+            continue;
+        }
+        let nearest = known
+            .clone()
+            .map(|k| (strsim::damerau_levenshtein(field, k), k))
+            .min()
+            .filter(|(d, _)| *d <= 2.max(field.len() / 3));
+        let hint = match nearest {
+            Some((_, k)) => format!("did you mean `{k}`?"),
+            None => format!(
+                "the gateway takes the platform's message fields and its envelope fields ({})",
+                ENVELOPE_FIELDS.join(", ")
+            ),
+        };
+        return Err(AppError::new(
+            Code::UnknownField,
+            format!("unknown field `{field}`: {hint}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The request's fingerprint for idempotency: SHA-256 of its JSON with keys sorted (spacing and
+/// key order do not matter).
+fn request_hash(v: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    fn canonical(v: &Value, out: &mut String) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    canonical(&m[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(a) => {
+                out.push('[');
+                for (i, x) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(x, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::with_capacity(256);
+    canonical(v, &mut text);
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// The envelope fields an app may add to a platform body.
@@ -88,18 +197,56 @@ fn new_id(now: i64) -> String {
     format!("msg_{:011x}{:016x}", now.max(0), rand::random::<u64>())
 }
 
-/// Validates, gates and stores one message.
+/// Validates, gates and stores one message. With an idempotency key already used, the first
+/// answer comes back for the same request (even if a gate would refuse it now) and
+/// `idempotency_conflict` for another.
 pub async fn enqueue<S: Store + Clone>(
     gw: &Gateway<S>,
     body: &[u8],
     idempotency_key: Option<String>,
 ) -> Result<Accepted, AppError> {
-    let now = gw.now();
     let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| AppError::new(Code::InvalidBody, format!("not JSON: {e}")))?;
+    let hash = request_hash(&value);
+    let result = admit(gw, &mut value, idempotency_key.clone(), &hash).await;
+    match (result, idempotency_key) {
+        (Err(e), Some(key)) if e.code.http() == 422 => {
+            match gw.store.by_idempotency_key(&key).await? {
+                Some(first) => replay(&first, &key, &hash),
+                None => Err(e),
+            }
+        }
+        (result, _) => result,
+    }
+}
+
+/// The first answer for a reused key, or the conflict.
+fn replay(first: &MessageRecord, key: &str, hash: &str) -> Result<Accepted, AppError> {
+    match &first.request_hash {
+        Some(h) if h != hash => Err(AppError::new(
+            Code::IdempotencyConflict,
+            format!(
+                "Idempotency-Key {key:?} made message {} at {} with a different request; send a new message with a new key",
+                first.id,
+                crate::events::rfc3339(first.created_at)
+            ),
+        )),
+        // The same request (or a row from before requests were fingerprinted): the first answer.
+        _ => Ok(Accepted::from(first)),
+    }
+}
+
+async fn admit<S: Store + Clone>(
+    gw: &Gateway<S>,
+    value: &mut Value,
+    idempotency_key: Option<String>,
+    hash: &str,
+) -> Result<Accepted, AppError> {
+    let now = gw.now();
     let obj = value
         .as_object_mut()
         .ok_or_else(|| AppError::new(Code::InvalidBody, "the body must be a JSON object"))?;
+    check_fields(obj)?;
     let env = take_envelope(obj)?;
     obj.entry("messaging_product")
         .or_insert_with(|| Value::String("whatsapp".into()));
@@ -116,7 +263,7 @@ pub async fn enqueue<S: Store + Clone>(
         }
     }
     let bytes =
-        serde_json::to_vec(&value).map_err(|e| AppError::new(Code::InvalidBody, e.to_string()))?;
+        serde_json::to_vec(value).map_err(|e| AppError::new(Code::InvalidBody, e.to_string()))?;
     let send = match parse_request(&bytes, BodyFlavor::Cloud) {
         Ok(Request::Send(s)) => s,
         Ok(_) => {
@@ -139,11 +286,26 @@ pub async fn enqueue<S: Store + Clone>(
     let mut park = None;
     let (category, template) = match &send.content {
         Content::Template(t) => {
-            let cached = gw
+            let head = gw
                 .template_heads
                 .get(&gw.store, &t.name, &t.language)
-                .await?
-                .map(|h| (h.category, h.status));
+                .await?;
+            if let Some(def) = head.as_ref().and_then(|h| h.definition.as_ref())
+                && gw.cfg.gates.template_parameters
+                && let Err(e) = def.check_send(t)
+            {
+                return Err(AppError::new(
+                    Code::TemplateMismatch,
+                    format!(
+                        "template {} ({}): ({}) {}; the platform would refuse it",
+                        t.name,
+                        t.language,
+                        e.code.code(),
+                        e.details
+                    ),
+                ));
+            }
+            let cached = head.map(|h| (h.category, h.status));
             let category = match &cached {
                 Some((category, _)) => *category,
                 None if gw.cfg.gates.template => {
@@ -224,6 +386,7 @@ pub async fn enqueue<S: Store + Clone>(
     let msg = NewMessage {
         id,
         idempotency_key,
+        request_hash: Some(hash.to_string()),
         phone_number_id: pnid,
         to,
         category,
@@ -241,7 +404,10 @@ pub async fn enqueue<S: Store + Clone>(
         created_at: now,
     };
     let answer = match gw.store.enqueue(vec![msg.clone()]).await?.pop() {
-        Some(Enqueued::Existing(first)) => return Ok(Accepted::from(&*first)),
+        Some(Enqueued::Existing(first)) => {
+            let key = first.idempotency_key.clone().unwrap_or_default();
+            return replay(&first, &key, hash);
+        }
         Some(Enqueued::Inserted { id }) => Accepted {
             id,
             state: msg.state,

@@ -40,6 +40,8 @@ error_table! {
     InvalidBody = "invalid_body", 400, "The message body is not valid.";
     /// An envelope field (`category`, `ttl_seconds`, `lane`, …) is not valid.
     InvalidEnvelope = "invalid_envelope", 400, "An envelope field is not valid.";
+    /// The body has a top-level field that is neither the platform's nor an envelope field.
+    UnknownField = "unknown_field", 400, "The body has a field the gateway does not know.";
     /// A query or path parameter is not valid.
     InvalidParameter = "invalid_parameter", 400, "A parameter is not valid.";
     /// Missing or wrong gateway key.
@@ -60,6 +62,13 @@ error_table! {
     TemplateUnknown = "template_unknown", 422, "The template is not known (not in the template cache).";
     /// The template exists but cannot be sent (rejected, disabled, pending).
     TemplateInactive = "template_inactive", 422, "The template is not active.";
+    /// The template message does not fit the template's definition (the platform's 132000,
+    /// 132005, 132012).
+    TemplateMismatch = "template_mismatch", 422, "The template message does not match the template's definition.";
+    /// An `Idempotency-Key` reused with a different request.
+    IdempotencyConflict = "idempotency_conflict", 409, "This Idempotency-Key was used with a different request.";
+    /// The message has been handed to the platform (or was never queued) and cannot be cancelled.
+    NotCancellable = "not_cancellable", 409, "The message can no longer be cancelled.";
     /// Storage or upstream trouble; try again.
     Unavailable = "unavailable", 503, "The gateway cannot take the request right now.";
 }

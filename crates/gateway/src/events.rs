@@ -953,6 +953,7 @@ mod tests {
         let new = |id: &str| NewMessage {
             id: id.into(),
             idempotency_key: None,
+            request_hash: None,
             phone_number_id: "pn1".into(),
             to: "15550001111".into(),
             category: Category::Utility,

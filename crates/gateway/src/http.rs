@@ -4,7 +4,10 @@
 
 use crate::error::{AppError, Code};
 use crate::gateway::Gateway;
-use crate::store::{Event, ListFilter, MessageRecord, Store};
+use crate::model::MessageState;
+use crate::store::{
+    ConversationCursor, ConversationItem, Event, InboundRecord, ListFilter, MessageRecord, Store,
+};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -26,6 +29,8 @@ pub fn router<S: Store + Clone>(gw: Arc<Gateway<S>>) -> Router {
     Router::new()
         .route("/v1/messages", post(send::<S>).get(list::<S>))
         .route("/v1/messages/{id}", get(one::<S>))
+        .route("/v1/messages/{id}/cancel", post(cancel::<S>))
+        .route("/v1/contacts/{wa_id}/messages", get(conversation::<S>))
         .route("/v1/contacts/{wa_id}/consents", get(consents::<S>))
         .route(
             "/v1/contacts/{wa_id}/consents/{category}",
@@ -78,11 +83,15 @@ async fn send<S: Store + Clone>(
     body: Bytes,
 ) -> Result<Response, AppError> {
     authorize(&gw, &headers)?;
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty());
+    let mut keys = headers.get_all("idempotency-key").iter();
+    let first = keys.next();
+    if keys.next().is_some() {
+        return Err(AppError::new(
+            Code::InvalidParameter,
+            "send one Idempotency-Key header, not several",
+        ));
+    }
+    let key = crate::enqueue::idempotency_key(first.map(|v| v.as_bytes()))?;
     let accepted = crate::enqueue::enqueue(&gw, &body, key).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response())
 }
@@ -136,6 +145,134 @@ async fn one<S: Store + Clone>(
         .ok_or_else(|| AppError::new(Code::NotFound, format!("no message {id}")))?;
     let events = gw.store.events(&id).await?;
     Ok(axum::Json(view(&r, Some(&events))).into_response())
+}
+
+async fn cancel<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let r = gw
+        .store
+        .cancel(&id, gw.now())
+        .await?
+        .ok_or_else(|| AppError::new(Code::NotFound, format!("no message {id}")))?;
+    if r.state != MessageState::Cancelled {
+        return Err(AppError::new(Code::NotCancellable, why_not_cancellable(&r)));
+    }
+    gw.changed();
+    tracing::info!(id = %r.id, to = %r.to, "message cancelled");
+    Ok(axum::Json(view(&r, None)).into_response())
+}
+
+/// Why a message that is not queued cannot be cancelled, in words.
+fn why_not_cancellable(r: &MessageRecord) -> String {
+    let at = |t: Option<i64>| {
+        t.map(|t| format!(" at {}", crate::events::rfc3339(t)))
+            .unwrap_or_default()
+    };
+    match r.state {
+        MessageState::Sending => format!(
+            "{} is being handed to the platform right now (attempt {}); its outcome will show in its timeline",
+            r.id, r.attempts
+        ),
+        MessageState::Unknown => format!(
+            "{} was handed to the platform and the answer was lost; the platform may have it, so it cannot be withdrawn",
+            r.id
+        ),
+        MessageState::Suppressed | MessageState::Refused => format!(
+            "{} was never queued: it was {} ({})",
+            r.id,
+            r.state,
+            r.reason.as_deref().unwrap_or("a gate stopped it")
+        ),
+        MessageState::Failed | MessageState::Expired if r.wamid.is_none() => format!(
+            "{} has already ended ({}) without reaching the platform",
+            r.id, r.state
+        ),
+        _ => format!(
+            "{} was handed to the platform{} (now {}, wamid {}); the platform offers no way to recall a message it accepted",
+            r.id,
+            at(r.accepted_at),
+            r.state,
+            r.wamid.as_deref().unwrap_or("unknown")
+        ),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ConversationQuery {
+    limit: Option<usize>,
+    before: Option<String>,
+}
+
+/// One message of a conversation as the app API shows it.
+fn conversation_view(item: &ConversationItem) -> Value {
+    match item {
+        ConversationItem::Outbound(m) => {
+            let body: Value = serde_json::from_str(&m.body).unwrap_or(Value::Null);
+            json!({
+                "direction": "outbound",
+                "id": m.id,
+                "wamid": m.wamid,
+                "at": m.created_at,
+                "type": body.get("type"),
+                "state": m.state,
+                "template": m.template,
+                "context": body.get("context"),
+                "message": body,
+                "updated_at": m.updated_at,
+            })
+        }
+        ConversationItem::Inbound(m) => inbound_view(m),
+    }
+}
+
+fn inbound_view(m: &InboundRecord) -> Value {
+    let message: Value = serde_json::from_str(&m.body).unwrap_or(Value::Null);
+    json!({
+        "direction": "inbound",
+        "id": m.id,
+        "wamid": m.id,
+        "at": m.received_at,
+        "timestamp": m.timestamp,
+        "type": m.kind,
+        "state": MessageState::Received,
+        "from": m.wa_id,
+        "profile": { "name": m.profile_name },
+        "context": message.get("context"),
+        "message": message,
+    })
+}
+
+/// The conversation with a contact, both directions, newest first.
+async fn conversation<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path(wa_id): Path<String>,
+    query: Result<Query<ConversationQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let Query(q) = query.map_err(|e| AppError::new(Code::InvalidParameter, e.body_text()))?;
+    let wa = normalise(&wa_id)?;
+    let before = match &q.before {
+        Some(b) => Some(ConversationCursor::decode(b).ok_or_else(|| {
+            AppError::new(
+                Code::InvalidParameter,
+                "before must be the `next` value of a previous page",
+            )
+        })?),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let items = gw.store.conversation(&wa, before, limit).await?;
+    let next = (items.len() == limit)
+        .then(|| items.last().map(|i| i.cursor().encode()))
+        .flatten();
+    let messages: Vec<Value> = items.iter().map(conversation_view).collect();
+    Ok(axum::Json(json!({ "wa_id": wa, "messages": messages, "next": next })).into_response())
 }
 
 #[derive(Deserialize, Default)]

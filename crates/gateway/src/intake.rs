@@ -10,12 +10,12 @@ use crate::classify::{Action, Decision, next_delay};
 use crate::clock::Millis;
 use crate::gateway::{Gateway, lock};
 use crate::model::MessageState;
-use crate::store::{Change, InboxOutcome, InboxRow, NewEvent, StatusApplied, StatusUpdate, Store};
+use crate::store::{
+    Change, InboundRecord, InboxOutcome, InboxRow, NewEvent, StatusApplied, StatusUpdate, Store,
+};
 use crate::upstream::UpstreamError;
 use hmac::{Hmac, Mac};
-use mynah_wire::webhook::{
-    ChangeValue, Envelope, InboundBody, InboundMessage, OnPremStatuses, Status,
-};
+use mynah_wire::webhook::{ChangeValue, Envelope, OnPremStatuses, RawInbound, Status};
 use serde_json::json;
 use sha2::Sha256;
 use std::sync::Arc;
@@ -47,22 +47,20 @@ pub fn secret_eq(a: &str, b: &str) -> bool {
 #[derive(Default)]
 struct Parsed {
     statuses: Vec<Status>,
-    inbound: Vec<(String, InboundMessage)>,
+    inbound: Vec<RawInbound>,
     opt_outs: Vec<(String, Millis, String)>,
     templates: Vec<(String, String, String)>,
 }
 
 fn parse_body(body: &[u8], out: &mut Parsed) -> bool {
     if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
+        // Inbound messages are kept whole (every field, every type), so they are read untyped.
+        out.inbound.extend(mynah_wire::webhook::raw_inbound(body));
         for entry in env.entry {
             for change in entry.changes {
                 match change.value {
                     ChangeValue::Messages(v) => {
                         out.statuses.extend(v.statuses.unwrap_or_default());
-                        let pnid = v.metadata.phone_number_id.clone();
-                        for m in v.messages.unwrap_or_default() {
-                            out.inbound.push((pnid.clone(), m));
-                        }
                     }
                     ChangeValue::UserPreferences(v) => {
                         for p in v.user_preferences {
@@ -118,13 +116,20 @@ fn parse_body(body: &[u8], out: &mut Parsed) -> bool {
     false
 }
 
-/// The text an inbound message carries that could be an opt-out keyword.
-fn keyword_text(m: &InboundMessage) -> Option<&str> {
-    match &m.body {
-        InboundBody::Text { text } => Some(text.body.as_str()),
-        InboundBody::Button { button } => Some(button.text.as_str()),
-        _ => None,
-    }
+/// An inbound message as the store records it; `None` without an id or a sender.
+fn inbound_record(m: &RawInbound, now: Millis) -> Option<InboundRecord> {
+    Some(InboundRecord {
+        seq: 0,
+        id: m.id()?.to_string(),
+        phone_number_id: m.phone_number_id.clone(),
+        wa_id: m.from()?.to_string(),
+        profile_name: m.profile_name.clone(),
+        kind: m.kind().to_string(),
+        context_id: m.context_id().map(str::to_string),
+        body: m.message.to_string(),
+        timestamp: m.timestamp_secs().map_or(now, |s| s.saturating_mul(1_000)),
+        received_at: now,
+    })
 }
 
 /// Processes the inbox until `shutdown`.
@@ -174,25 +179,7 @@ async fn process<S: Store + Clone>(
             },
         ));
     }
-    // Dedupe: a unique key per status (recorded with the status itself, in one transaction)
-    // and per inbound message.
     let statuses = all.statuses;
-    let keys: Vec<String> = all
-        .inbound
-        .iter()
-        .map(|(_, m)| format!("m:{}", m.id))
-        .collect();
-    let fresh_inbound = if keys.is_empty() {
-        Vec::new()
-    } else {
-        gw.store.remember_keys(keys, now).await?
-    };
-    let inbound: Vec<&(String, InboundMessage)> = all
-        .inbound
-        .iter()
-        .zip(fresh_inbound)
-        .filter_map(|(m, f)| f.then_some(m))
-        .collect();
     // Statuses that move nothing (`deleted`, `warning`) have no update; the rest stay paired
     // with their results.
     let (statuses, updates): (Vec<&Status>, Vec<StatusUpdate>) = statuses
@@ -235,37 +222,34 @@ async fn process<S: Store + Clone>(
             on_async_failure(gw, id, s, now).await;
         }
     }
-    // Inbound: the window opens (idempotent: the latest time is kept, so duplicates do no
-    // harm); opt-out keywords of first sightings withdraw marketing consent.
-    let pnid = gw.phone_number_id().to_string();
-    let notes: Vec<(String, String, Millis)> = all
+    // Inbound: each first sighting is stored (the conversation), opens the window and becomes a
+    // `message.received` event, in one transaction (a unique key per message dedupes them);
+    // opt-out keywords of first sightings withdraw marketing consent.
+    let inbound: Vec<(InboundRecord, Option<&str>)> = all
         .inbound
         .iter()
-        .map(|(_, m)| {
-            let at = m
-                .timestamp
-                .parse::<i64>()
-                .map_or(now, |s| s.saturating_mul(1_000));
-            (pnid.clone(), m.from.clone(), at)
-        })
+        .filter_map(|m| Some((inbound_record(m, now)?, m.words())))
         .collect();
-    if !notes.is_empty() {
-        gw.store.note_inbound(notes).await?;
-    }
-    for (_, m) in &inbound {
-        if let Some(text) = keyword_text(m)
+    let fresh = if inbound.is_empty() {
+        Vec::new()
+    } else {
+        let records = inbound.iter().map(|(r, _)| r.clone()).collect();
+        gw.store.record_inbound(records).await?
+    };
+    for ((r, words), _) in inbound.iter().zip(&fresh).filter(|(_, f)| **f) {
+        tracing::debug!(from = %r.wa_id, kind = %r.kind, "message received");
+        if let Some(text) = words
             && gw
                 .cfg
                 .opt_out_keywords
                 .iter()
                 .any(|k| k.eq_ignore_ascii_case(text.trim()))
         {
-            let at = m
-                .timestamp
-                .parse::<i64>()
-                .map_or(now, |s| s.saturating_mul(1_000));
-            all.opt_outs
-                .push((m.from.clone(), at, format!("inbound:{}", text.trim())));
+            all.opt_outs.push((
+                r.wa_id.clone(),
+                r.timestamp,
+                format!("inbound:{}", text.trim()),
+            ));
         }
     }
     // Recorded at the time we learned it: the platform's timestamps are whole seconds, and an

@@ -62,8 +62,8 @@ macro_rules! string_enum {
 string_enum! {
     /// Where an outbound message is in its life.
     ///
-    /// Terminal states ([`MessageState::is_terminal`]) are read, failed, expired, suppressed and
-    /// refused. `delivered` is *not* terminal because `read` may follow. `failed` and `expired` are
+    /// Terminal states ([`MessageState::is_terminal`]) are read, failed, expired, suppressed,
+    /// refused and cancelled. `delivered` is *not* terminal because `read` may follow. `failed` and `expired` are
     /// terminal for the dispatcher (nothing more is sent) but a later platform `delivered`/`read`
     /// still supersedes them: the platform has the last word.
     MessageState {
@@ -91,6 +91,11 @@ string_enum! {
         Refused => "refused",
         /// The outcome of a send is unknown (lease expired, timeout); reconcile before resending.
         Unknown => "unknown",
+        /// Cancelled by the app before it was handed to the platform; never sent.
+        Cancelled => "cancelled",
+        /// Not an outbound state: an inbound message from the user (its `message.received`
+        /// event and its place in the conversation carry it).
+        Received => "received",
     }
 }
 
@@ -105,14 +110,16 @@ impl MessageState {
                 | MessageState::Expired
                 | MessageState::Suppressed
                 | MessageState::Refused
+                | MessageState::Cancelled
+                | MessageState::Received
         )
     }
 
     /// Position in the monotonic order the status machine joins over:
     /// queued < sending < unknown < accepted < held < sent < expired < failed < delivered < read.
     /// `expired` and `failed` sit between `sent` and `delivered`: they override any progress short
-    /// of delivery and are overridden by delivery. `suppressed` and `refused` rank highest: a
-    /// message stopped before sending is never moved by a status.
+    /// of delivery and are overridden by delivery. `suppressed`, `refused` and `cancelled` rank
+    /// highest: a message stopped before sending is never moved by a status.
     pub fn rank(self) -> u8 {
         match self {
             MessageState::Queued => 0,
@@ -127,6 +134,8 @@ impl MessageState {
             MessageState::Read => 9,
             MessageState::Suppressed => 10,
             MessageState::Refused => 11,
+            MessageState::Cancelled => 12,
+            MessageState::Received => 13,
         }
     }
 }
@@ -395,14 +404,18 @@ fn earlier(stored: Option<Millis>, at: Millis) -> Option<Millis> {
 ///   a `delivered`/`read` in either order supersedes it and clears `failed_at` and the error; a
 ///   `failed` after a delivery changes nothing (an event only).
 /// - `expired` (our TTL detection) is superseded by a later `delivered`/`read` and by `failed`.
-/// - Suppressed and refused messages were never sent: nothing moves them.
+/// - Suppressed, refused and cancelled messages were never sent: nothing moves them (nor an
+///   inbound message's `received`).
 ///
 /// The result depends only on the set of observations, not their arrival order.
 pub fn observe(current: &Progress, obs: &Observation) -> Transition {
     let mut t = Transition::none();
     if matches!(
         current.state,
-        MessageState::Suppressed | MessageState::Refused
+        MessageState::Suppressed
+            | MessageState::Refused
+            | MessageState::Cancelled
+            | MessageState::Received
     ) {
         return t;
     }
@@ -532,7 +545,18 @@ mod tests {
             .iter()
             .filter(|s| s.is_terminal())
             .collect();
-        assert_eq!(terminal, [&Read, &Failed, &Expired, &Suppressed, &Refused]);
+        assert_eq!(
+            terminal,
+            [
+                &Read,
+                &Failed,
+                &Expired,
+                &Suppressed,
+                &Refused,
+                &Cancelled,
+                &Received
+            ]
+        );
         let chain = [Queued, Sending, Accepted, Held, Sent, Delivered, Read];
         assert!(chain.windows(2).all(|w| w[0].rank() < w[1].rank()));
         let mut ranks: Vec<_> = MessageState::ALL.iter().map(|s| s.rank()).collect();

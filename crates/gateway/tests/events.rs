@@ -49,6 +49,7 @@ fn msg(id: &str) -> NewMessage {
     NewMessage {
         id: id.to_string(),
         idempotency_key: None,
+        request_hash: None,
         phone_number_id: "pn1".into(),
         to: "15550001111".into(),
         category: Category::Utility,
@@ -575,6 +576,8 @@ fn openapi_documents_every_route() {
         ("/v1/messages", "post"),
         ("/v1/messages", "get"),
         ("/v1/messages/{id}", "get"),
+        ("/v1/messages/{id}/cancel", "post"),
+        ("/v1/contacts/{wa_id}/messages", "get"),
         ("/v1/contacts/{wa_id}/consents/{category}", "put"),
         ("/v1/contacts/{wa_id}/consents/{category}", "get"),
         ("/v1/contacts/{wa_id}/consents", "get"),

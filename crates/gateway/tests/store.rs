@@ -8,9 +8,9 @@ use mynah_gateway::model::{
 };
 use mynah_gateway::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use mynah_gateway::store::{
-    Change, Consent, Enqueued, InboxItem, InboxOutcome, ListFilter, NewEvent, NewMessage,
-    PARKED_TEMPLATE_PAUSED, Prunable, Pruned, StatusApplied, StatusUpdate, Store, StoreError,
-    TemplateRecord, TemplateRef, kind,
+    Change, Consent, ConversationCursor, ConversationItem, Enqueued, InboundRecord, InboxItem,
+    InboxOutcome, ListFilter, NewEvent, NewMessage, PARKED_TEMPLATE_PAUSED, Prunable, Pruned,
+    StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
 };
 use serde_json::json;
 use std::collections::HashSet;
@@ -69,6 +69,7 @@ fn msg(id: &str) -> NewMessage {
     NewMessage {
         id: id.to_string(),
         idempotency_key: None,
+        request_hash: None,
         phone_number_id: "pn1".into(),
         to: "15550001111".into(),
         category: Category::Utility,
@@ -173,6 +174,9 @@ async fn idempotency_returns_first_row<S: Store + Clone>(s: S) {
         ("m1", msg("m1").body.as_str())
     );
     assert_eq!(s.get("m2").await.unwrap(), None);
+    let by_key = s.by_idempotency_key("k1").await.unwrap().unwrap();
+    assert_eq!(by_key.id, "m1");
+    assert_eq!(s.by_idempotency_key("nope").await.unwrap(), None);
 
     // Within one batch, and by id.
     let batch = s
@@ -220,6 +224,7 @@ async fn records_round_trip<S: Store + Clone>(s: S) {
     let m = NewMessage {
         metadata: Some(r#"{"campaign":"c1"}"#.into()),
         idempotency_key: Some("idem".into()),
+        request_hash: Some("h1".into()),
         deadline: T0 + 60_000,
         created_at: T0 - 5,
         ..of_template("r1", "promo", "en_US")
@@ -228,6 +233,7 @@ async fn records_round_trip<S: Store + Clone>(s: S) {
     let r = s.get("r1").await.unwrap().unwrap();
     assert_eq!(r.id, m.id);
     assert_eq!(r.idempotency_key, m.idempotency_key);
+    assert_eq!(r.request_hash.as_deref(), Some("h1"));
     assert_eq!(r.phone_number_id, m.phone_number_id);
     assert_eq!(r.to, m.to);
     assert_eq!(r.category, Category::Marketing);
@@ -1300,6 +1306,154 @@ async fn throughput_full_lifecycle() {
     lifecycle_throughput(Synchronous::Normal, 20_000).await;
 }
 
+fn inbound(id: &str, from: &str, at: Millis) -> InboundRecord {
+    InboundRecord {
+        seq: 0,
+        id: id.into(),
+        phone_number_id: "pn1".into(),
+        wa_id: from.into(),
+        profile_name: Some("Ana".into()),
+        kind: "text".into(),
+        context_id: None,
+        body: format!(r#"{{"from":"{from}","id":"{id}","type":"text","text":{{"body":"hi"}}}}"#),
+        timestamp: at - 1_000,
+        received_at: at,
+    }
+}
+
+async fn inbound_messages_are_recorded_once<S: Store + Clone>(s: S) {
+    enqueue_all(&s, vec![msg("o1")]).await;
+    s.claim(T0, 1, T0 + 1_000).await.unwrap();
+    accept(&s, "o1", "wamid.o1", T0 + 1).await;
+    let reply = InboundRecord {
+        context_id: Some("wamid.o1".into()),
+        kind: "button".into(),
+        ..inbound("wamid.in1", "15550001111", T0 + 10)
+    };
+    let first = s
+        .record_inbound(vec![
+            reply.clone(),
+            inbound("wamid.in2", "15550002222", T0 + 20),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(first, vec![true, true]);
+    // A redelivery changes nothing; within one batch too.
+    let again = s
+        .record_inbound(vec![
+            reply.clone(),
+            inbound("wamid.in3", "15550001111", T0 + 30),
+            inbound("wamid.in3", "15550001111", T0 + 30),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(again, vec![false, true, false]);
+    // The window opens at the platform's time.
+    assert_eq!(
+        s.last_inbound("pn1", "15550001111").await.unwrap(),
+        Some(T0 + 30 - 1_000)
+    );
+    // One message.received event each, in the feed, naming the message replied to.
+    let feed = s.events_after(0, 100).await.unwrap();
+    let received: Vec<_> = feed
+        .iter()
+        .filter(|e| e.kind == kind::MESSAGE_RECEIVED)
+        .collect();
+    assert_eq!(received.len(), 3);
+    assert_eq!(received[0].message_id, "wamid.in1");
+    assert_eq!(received[0].state, MessageState::Received);
+    assert_eq!(received[0].detail["in_reply_to"]["id"], "o1");
+    assert_eq!(received[0].detail["contact"]["profile"]["name"], "Ana");
+    assert_eq!(received[0].detail["type"], "button");
+    assert_eq!(received[0].detail["message"]["text"]["body"], "hi");
+    assert_eq!(received[1].detail["in_reply_to"], serde_json::Value::Null);
+}
+
+async fn conversation_pages_newest_first<S: Store + Clone>(s: S) {
+    // Outbound at T0, T0+20 (same time as an inbound), T0+40; inbound at T0+10, T0+20, T0+30.
+    for (id, at) in [("o1", T0), ("o2", T0 + 20), ("o3", T0 + 40)] {
+        enqueue_all(
+            &s,
+            vec![NewMessage {
+                created_at: at,
+                ..msg(id)
+            }],
+        )
+        .await;
+    }
+    enqueue_all(
+        &s,
+        vec![NewMessage {
+            to: "15559999999".into(),
+            ..msg("other")
+        }],
+    )
+    .await;
+    let ins: Vec<_> = [("i1", T0 + 10), ("i2", T0 + 20), ("i3", T0 + 30)]
+        .iter()
+        .map(|(id, at)| inbound(id, "15550001111", *at))
+        .collect();
+    s.record_inbound(ins).await.unwrap();
+    s.record_inbound(vec![inbound("i9", "15559999999", T0)])
+        .await
+        .unwrap();
+    let label = |items: &[ConversationItem]| -> Vec<String> {
+        items
+            .iter()
+            .map(|i| match i {
+                ConversationItem::Outbound(m) => m.id.clone(),
+                ConversationItem::Inbound(m) => m.id.clone(),
+            })
+            .collect()
+    };
+    let all = s.conversation("15550001111", None, 100).await.unwrap();
+    assert_eq!(label(&all), ["o3", "i3", "o2", "i2", "i1", "o1"]);
+    // Pages of two follow the cursor without gaps or repeats.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = s.conversation("15550001111", before, 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        seen.extend(label(&page));
+        let last = page.last().unwrap().cursor();
+        assert_eq!(ConversationCursor::decode(&last.encode()), Some(last));
+        before = Some(last);
+    }
+    assert_eq!(seen, label(&all));
+    assert_eq!(ConversationCursor::decode("1.x.2"), None);
+    assert_eq!(ConversationCursor::decode("1.o.2.3"), None);
+}
+
+async fn cancel_only_what_is_queued<S: Store + Clone>(s: S) {
+    enqueue_all(
+        &s,
+        vec![msg("c1"), msg("c2"), of_template("c3", "promo", "en")],
+    )
+    .await;
+    s.park_template("promo", None, T0).await.unwrap();
+    // c1 is handed over (claimed); c2 and the parked c3 are still queued.
+    let claimed = s.claim(T0, 1, T0 + 1_000).await.unwrap();
+    assert_eq!(ids(&claimed), ["c1"]);
+    let c1 = s.cancel("c1", T0 + 5).await.unwrap().unwrap();
+    assert_eq!(c1.state, MessageState::Sending);
+    let c2 = s.cancel("c2", T0 + 5).await.unwrap().unwrap();
+    assert_eq!((c2.state, c2.updated_at), (MessageState::Cancelled, T0 + 5));
+    let c3 = s.cancel("c3", T0 + 6).await.unwrap().unwrap();
+    assert_eq!(c3.state, MessageState::Cancelled);
+    assert_eq!(s.cancel("nope", T0).await.unwrap(), None);
+    // Cancelled rows are never claimed, released or moved by statuses; a second cancel is a no-op.
+    assert!(s.claim(T0 + 10, 10, T0 + 100).await.unwrap().is_empty());
+    assert_eq!(s.unpark_template("promo", None, T0 + 7).await.unwrap(), 0);
+    let again = s.cancel("c2", T0 + 8).await.unwrap().unwrap();
+    assert_eq!(again.updated_at, T0 + 5);
+    let events = s.events("c2").await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, [kind::ENQUEUED, kind::CANCELLED]);
+    assert_eq!(events[1].state, MessageState::Cancelled);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every check against every backend.
 
@@ -1350,4 +1504,7 @@ conformance!(
     templates_upsert,
     event_feed_follows_a_cursor,
     concurrent_writers_share_commits,
+    inbound_messages_are_recorded_once,
+    conversation_pages_newest_first,
+    cancel_only_what_is_queued,
 );

@@ -622,6 +622,7 @@ async fn seed(rig: &Rig, n: u64) -> Result<(), String> {
             .map(|k| NewMessage {
                 id: format!("msg_bench{k:08}"),
                 idempotency_key: None,
+                request_hash: None,
                 phone_number_id: DEV_PHONE_NUMBER_ID.to_string(),
                 to: (FIRST_RECIPIENT + k).to_string(),
                 category: Category::Utility,

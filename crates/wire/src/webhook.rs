@@ -444,6 +444,10 @@ pub enum InboundBody {
     },
     /// First-open trigger.
     RequestWelcome {},
+    /// A type this crate does not know yet: the message still parses (its fields are dropped;
+    /// [`raw_inbound`] keeps them).
+    #[serde(other)]
+    Other,
 }
 
 impl InboundBody {
@@ -465,6 +469,7 @@ impl InboundBody {
             InboundBody::System { .. } => "system",
             InboundBody::Unsupported { .. } => "unsupported",
             InboundBody::RequestWelcome {} => "request_welcome",
+            InboundBody::Other => "other",
         }
     }
 
@@ -697,9 +702,139 @@ pub struct AccountUpdate {
     pub details: serde_json::Map<String, serde_json::Value>,
 }
 
+/// An inbound message exactly as a webhook carried it, with what its change said of the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawInbound {
+    /// The business number it was sent to (`metadata.phone_number_id`).
+    pub phone_number_id: String,
+    /// The sender's profile name from `contacts[]`.
+    pub profile_name: Option<String>,
+    /// The message object, untouched (every field, every type, known or not).
+    pub message: serde_json::Value,
+}
+
+impl RawInbound {
+    fn str_at(&self, pointer: &str) -> Option<&str> {
+        self.message
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+    }
+
+    /// `id`: the message's wamid.
+    pub fn id(&self) -> Option<&str> {
+        self.str_at("/id")
+    }
+
+    /// `from`: the user's `wa_id`.
+    pub fn from(&self) -> Option<&str> {
+        self.str_at("/from")
+    }
+
+    /// `type`.
+    pub fn kind(&self) -> &str {
+        self.str_at("/type").unwrap_or("unknown")
+    }
+
+    /// `timestamp` in unix seconds (a string on the wire; a number is accepted).
+    pub fn timestamp_secs(&self) -> Option<i64> {
+        let t = self.message.get("timestamp")?;
+        t.as_i64().or_else(|| t.as_str()?.trim().parse().ok())
+    }
+
+    /// `context.id`: the message it replies to.
+    pub fn context_id(&self) -> Option<&str> {
+        self.str_at("/context/id")
+    }
+
+    /// The words the user sent that could be a keyword: a text's body, a quick-reply button's
+    /// text, an interactive reply's title.
+    pub fn words(&self) -> Option<&str> {
+        match self.kind() {
+            "text" => self.str_at("/text/body"),
+            "button" => self.str_at("/button/text"),
+            "interactive" => self
+                .str_at("/interactive/button_reply/title")
+                .or_else(|| self.str_at("/interactive/list_reply/title")),
+            _ => None,
+        }
+    }
+}
+
+/// Every inbound message of a webhook body (`messages` changes), untyped. A body that is not a
+/// platform envelope yields none.
+pub fn raw_inbound(body: &[u8]) -> Vec<RawInbound> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let entries = v.get("entry").and_then(serde_json::Value::as_array);
+    for entry in entries.into_iter().flatten() {
+        let changes = entry.get("changes").and_then(serde_json::Value::as_array);
+        for change in changes.into_iter().flatten() {
+            if change.get("field").and_then(serde_json::Value::as_str) != Some("messages") {
+                continue;
+            }
+            let Some(value) = change.get("value") else {
+                continue;
+            };
+            let pnid = value
+                .pointer("/metadata/phone_number_id")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default();
+            let contacts = value.get("contacts").and_then(serde_json::Value::as_array);
+            let messages = value.get("messages").and_then(serde_json::Value::as_array);
+            for m in messages.into_iter().flatten() {
+                let from = m.get("from").and_then(serde_json::Value::as_str);
+                let contact = contacts.and_then(|cs| {
+                    cs.iter()
+                        .find(|c| {
+                            from.is_some()
+                                && c.get("wa_id").and_then(serde_json::Value::as_str) == from
+                        })
+                        .or_else(|| (cs.len() == 1).then(|| &cs[0]))
+                });
+                let profile_name = contact
+                    .and_then(|c| c.pointer("/profile/name"))
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string);
+                out.push(RawInbound {
+                    phone_number_id: pnid.to_string(),
+                    profile_name,
+                    message: m.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inbound_messages_of_unknown_types_parse_and_stay_whole() {
+        let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1555","phone_number_id":"pn"},"contacts":[{"profile":{"name":"Ana"},"wa_id":"4915"}],"messages":[{"from":"4915","id":"wamid.A","timestamp":"1750091045","type":"poll_vote","poll_vote":{"option":2}},{"from":"4915","id":"wamid.B","timestamp":"1750091046","type":"button","button":{"payload":"p","text":"STOP"},"context":{"from":"1555","id":"wamid.X"}}]}}]}]}"#;
+        let env: Envelope = serde_json::from_slice(body).unwrap();
+        let ChangeValue::Messages(v) = &env.entry[0].changes[0].value else {
+            panic!("a messages change");
+        };
+        let msgs = v.messages.as_ref().unwrap();
+        assert_eq!(msgs[0].body, InboundBody::Other);
+        assert_eq!(msgs[0].body.type_str(), "other");
+        let raw = raw_inbound(body);
+        assert_eq!(raw.len(), 2);
+        assert_eq!(raw[0].kind(), "poll_vote");
+        assert_eq!(raw[0].message["poll_vote"]["option"], 2);
+        assert_eq!(raw[0].profile_name.as_deref(), Some("Ana"));
+        assert_eq!(raw[0].phone_number_id, "pn");
+        assert_eq!(raw[0].timestamp_secs(), Some(1_750_091_045));
+        assert_eq!(
+            (raw[1].words(), raw[1].context_id()),
+            (Some("STOP"), Some("wamid.X"))
+        );
+        assert!(raw_inbound(b"not json").is_empty());
+    }
 
     #[test]
     fn account_and_template_fields_parse_by_shape() {

@@ -35,6 +35,10 @@ pub mod kind {
     pub const PARKED: &str = "parked";
     /// A parked message was released.
     pub const UNPARKED: &str = "unparked";
+    /// A queued message was cancelled by the app.
+    pub const CANCELLED: &str = "cancelled";
+    /// An inbound message arrived (its message id is the platform's wamid).
+    pub const MESSAGE_RECEIVED: &str = "message.received";
 }
 
 /// `parked_reason` of messages parked by [`Store::park_template`].
@@ -82,6 +86,9 @@ pub struct NewMessage {
     pub id: String,
     /// Idempotency key (unique; an existing key returns the first row).
     pub idempotency_key: Option<String>,
+    /// Hash of the request that made it, so a reused idempotency key with another body can be
+    /// told from a retry.
+    pub request_hash: Option<String>,
     /// Sending phone number id.
     pub phone_number_id: String,
     /// Recipient `wa_id`.
@@ -157,6 +164,8 @@ pub struct MessageRecord {
     pub id: String,
     /// Idempotency key.
     pub idempotency_key: Option<String>,
+    /// Hash of the request that made it.
+    pub request_hash: Option<String>,
     /// Sending phone number id.
     pub phone_number_id: String,
     /// Recipient `wa_id`.
@@ -480,6 +489,118 @@ pub struct InboxRow {
     pub outcome: Option<InboxOutcome>,
 }
 
+/// An inbound message: what the user sent, as the webhook carried it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboundRecord {
+    /// Arrival order (assigned by the store; ignored when recording).
+    pub seq: i64,
+    /// The platform's message id (wamid): unique.
+    pub id: String,
+    /// The business number it was sent to.
+    pub phone_number_id: String,
+    /// The user.
+    pub wa_id: String,
+    /// The user's profile name, from the webhook's `contacts[]`.
+    pub profile_name: Option<String>,
+    /// The message type (`text`, `image`, `button`, `interactive`, …, as the platform names it).
+    pub kind: String,
+    /// The message it replies to (`context.id`), if any.
+    pub context_id: Option<String>,
+    /// The message object as the webhook carried it (JSON).
+    pub body: String,
+    /// The platform's timestamp (unix ms).
+    pub timestamp: Millis,
+    /// When the gateway processed it (unix ms; orders the conversation).
+    pub received_at: Millis,
+}
+
+impl InboundRecord {
+    /// The detail of its `message.received` event; `in_reply_to` is the gateway's id of the
+    /// outbound message `context_id` names, when it is one of ours.
+    pub fn event_detail(&self, in_reply_to: Option<&str>) -> serde_json::Value {
+        let message: serde_json::Value =
+            serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null);
+        serde_json::json!({
+            "wamid": self.id,
+            "phone_number_id": self.phone_number_id,
+            "from": self.wa_id,
+            "contact": { "wa_id": self.wa_id, "profile": { "name": self.profile_name } },
+            "type": self.kind,
+            "timestamp": self.timestamp,
+            "context": message.get("context"),
+            "in_reply_to": in_reply_to.map(|id| serde_json::json!({ "id": id, "wamid": self.context_id })),
+            "message": message,
+        })
+    }
+}
+
+/// Where a page of a conversation ends: the sort key of its last item. Pages go newest first by
+/// (time, direction — outbound before inbound at the same millisecond —, arrival order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationCursor {
+    /// `created_at` of an outbound message, `received_at` of an inbound one.
+    pub at: Millis,
+    /// Whether the item is outbound.
+    pub outbound: bool,
+    /// Its `seq`.
+    pub seq: i64,
+}
+
+impl ConversationCursor {
+    /// The opaque form (`{at}.{o|i}.{seq}`).
+    pub fn encode(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            self.at,
+            if self.outbound { 'o' } else { 'i' },
+            self.seq
+        )
+    }
+
+    /// Parses [`ConversationCursor::encode`]'s form.
+    pub fn decode(s: &str) -> Option<ConversationCursor> {
+        let mut parts = s.split('.');
+        let at = parts.next()?.parse().ok()?;
+        let outbound = match parts.next()? {
+            "o" => true,
+            "i" => false,
+            _ => return None,
+        };
+        let seq = parts.next()?.parse().ok()?;
+        parts
+            .next()
+            .is_none()
+            .then_some(ConversationCursor { at, outbound, seq })
+    }
+}
+
+/// One message of a conversation, either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConversationItem {
+    /// Sent (or to be sent) by the business through the gateway.
+    Outbound(Box<MessageRecord>),
+    /// Sent by the user.
+    Inbound(InboundRecord),
+}
+
+impl ConversationItem {
+    /// Its sort key.
+    pub fn cursor(&self) -> ConversationCursor {
+        match self {
+            ConversationItem::Outbound(m) => ConversationCursor {
+                at: m.created_at,
+                outbound: true,
+                seq: m.seq,
+            },
+            ConversationItem::Inbound(m) => ConversationCursor {
+                at: m.received_at,
+                outbound: false,
+                seq: m.seq,
+            },
+        }
+    }
+}
+
 /// A consent (current value or history entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consent {
@@ -537,6 +658,12 @@ pub trait Store: Send + Sync + 'static {
     fn get(
         &self,
         id: &str,
+    ) -> impl Future<Output = Result<Option<MessageRecord>, StoreError>> + Send;
+
+    /// A message by its idempotency key.
+    fn by_idempotency_key(
+        &self,
+        key: &str,
     ) -> impl Future<Output = Result<Option<MessageRecord>, StoreError>> + Send;
 
     /// A message by the platform's id (the latest if several carry it).
@@ -685,6 +812,33 @@ pub trait Store: Send + Sync + 'static {
         phone_number_id: &str,
         wa_id: &str,
     ) -> impl Future<Output = Result<Option<Millis>, StoreError>> + Send;
+
+    /// Records inbound messages (one transaction): each first sighting of an id is stored, opens
+    /// the 24-hour window (as [`Store::note_inbound`]) and writes a `message.received` event
+    /// (message id = the wamid, state `received`). `true` per first sighting; a duplicate
+    /// changes nothing.
+    fn record_inbound(
+        &self,
+        messages: Vec<InboundRecord>,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// The conversation with `wa_id` in both directions, newest first, after `before` (a page's
+    /// last [`ConversationItem::cursor`]), at most `limit` items.
+    fn conversation(
+        &self,
+        wa_id: &str,
+        before: Option<ConversationCursor>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ConversationItem>, StoreError>> + Send;
+
+    /// Cancels a message that is still `queued` (parked or not), with a `cancelled` event;
+    /// a message in any other state is left as it is. Returns the row afterwards (`None`: no
+    /// such message); its state tells whether it is cancelled.
+    fn cancel(
+        &self,
+        id: &str,
+        at: Millis,
+    ) -> impl Future<Output = Result<Option<MessageRecord>, StoreError>> + Send;
 
     /// Inserts or updates cached templates (an older `updated_at` never replaces a newer one).
     fn upsert_templates(

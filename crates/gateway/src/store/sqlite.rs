@@ -28,9 +28,10 @@
 //! one blocking thread with cached statements costs a few µs per statement.
 
 use super::{
-    Change, Consent, ConsentChange, Enqueued, Event, InboxItem, InboxOutcome, InboxRow, ListFilter,
-    MessageRecord, NewEvent, NewMessage, PARKED_TEMPLATE_PAUSED, Prunable, Pruned, StatusApplied,
-    StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
+    Change, Consent, ConsentChange, ConversationCursor, ConversationItem, Enqueued, Event,
+    InboundRecord, InboxItem, InboxOutcome, InboxRow, ListFilter, MessageRecord, NewEvent,
+    NewMessage, PARKED_TEMPLATE_PAUSED, Prunable, Pruned, StatusApplied, StatusUpdate, Store,
+    StoreError, TemplateRecord, TemplateRef, kind,
 };
 use crate::clock::Millis;
 use crate::model::{Category, ConsentStatus, Lane, MessageState, Progress, observe};
@@ -648,7 +649,8 @@ macro_rules! columns {
         "seq, id, idempotency_key, phone_number_id, recipient, category, template_name, \
          template_language, lane, body, metadata, state, reason, parked_reason, wamid, attempts, \
          next_attempt_at, not_before, deadline, lease_until, last_error_code, last_error, \
-         created_at, updated_at, accepted_at, sent_at, delivered_at, read_at, failed_at"
+         created_at, updated_at, accepted_at, sent_at, delivered_at, read_at, failed_at, \
+         request_hash"
     };
 }
 
@@ -687,6 +689,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         delivered_at: r.get(26)?,
         read_at: r.get(27)?,
         failed_at: r.get(28)?,
+        request_hash: r.get(29)?,
     })
 }
 
@@ -725,8 +728,8 @@ const BY_WAMID: &str = concat!(
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (id, idempotency_key, phone_number_id, \
      recipient, category, template_name, template_language, lane, body, metadata, state, reason, \
-     next_attempt_at, not_before, deadline, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?15) \
+     next_attempt_at, not_before, deadline, created_at, updated_at, request_hash) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?15, ?16) \
      ON CONFLICT DO NOTHING";
 
 fn enqueue(conn: &Connection, messages: &[NewMessage]) -> Result<Vec<Enqueued>, StoreError> {
@@ -751,6 +754,7 @@ fn enqueue_one(conn: &Connection, m: &NewMessage) -> Result<Enqueued, StoreError
         m.not_before,
         m.deadline,
         m.created_at,
+        m.request_hash,
     ])?;
     if inserted == 1 {
         let detail = match &m.reason {
@@ -1175,6 +1179,141 @@ fn remember_key(conn: &Connection, key: &str, at: Millis) -> Result<bool, StoreE
 }
 
 // ---------------------------------------------------------------------------------------------
+// Inbound messages, the conversation, cancellation
+
+const INSERT_INBOUND: &str = "INSERT INTO inbound_messages (id, phone_number_id, wa_id, \
+     profile_name, type, context_id, body, timestamp, received_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING";
+
+const INBOUND_COLUMNS: &str = "seq, id, phone_number_id, wa_id, profile_name, type, context_id, \
+     body, timestamp, received_at";
+
+fn record_inbound(conn: &Connection, items: &[InboundRecord]) -> Result<Vec<bool>, StoreError> {
+    let mut out = Vec::with_capacity(items.len());
+    for m in items {
+        // Same dedupe key as before the conversation was stored, so a redelivery of a message
+        // processed by an older version is still a duplicate.
+        if !remember_key(conn, &format!("m:{}", m.id), m.received_at)? {
+            out.push(false);
+            continue;
+        }
+        conn.prepare_cached(INSERT_INBOUND)?.execute(params![
+            m.id,
+            m.phone_number_id,
+            m.wa_id,
+            m.profile_name,
+            m.kind,
+            m.context_id,
+            m.body,
+            m.timestamp,
+            m.received_at,
+        ])?;
+        note_inbound(
+            conn,
+            &[(m.phone_number_id.clone(), m.wa_id.clone(), m.timestamp)],
+        )?;
+        let replied: Option<String> = match &m.context_id {
+            Some(w) => conn
+                .prepare_cached(
+                    "SELECT id FROM messages WHERE wamid = ?1 ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row([w], |r| r.get(0))
+                .optional()?,
+            None => None,
+        };
+        let event = NewEvent::new(
+            kind::MESSAGE_RECEIVED,
+            m.received_at,
+            m.event_detail(replied.as_deref()),
+        );
+        insert_event(conn, &m.id, &event, MessageState::Received)?;
+        out.push(true);
+    }
+    Ok(out)
+}
+
+fn inbound_row(r: &Row<'_>) -> rusqlite::Result<InboundRecord> {
+    Ok(InboundRecord {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        phone_number_id: r.get(2)?,
+        wa_id: r.get(3)?,
+        profile_name: r.get(4)?,
+        kind: r.get(5)?,
+        context_id: r.get(6)?,
+        body: r.get(7)?,
+        timestamp: r.get(8)?,
+        received_at: r.get(9)?,
+    })
+}
+
+/// `(wa_id, before, limit)`.
+type ConversationArgs = (String, Option<ConversationCursor>, usize);
+
+fn conversation(
+    conn: &Connection,
+    (wa_id, before, limit): &ConversationArgs,
+) -> Result<Vec<ConversationItem>, StoreError> {
+    // Each side's newest `limit` items before the cursor, then merged. An item is before the
+    // cursor when its key (time, outbound?, seq) is smaller.
+    let (at, outbound, seq) = match before {
+        Some(c) => (c.at, c.outbound, c.seq),
+        None => (Millis::MAX, true, i64::MAX),
+    };
+    let out_sql = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM messages WHERE recipient = ?1 AND (created_at < ?2 OR (created_at = ?2 AND ?3 \
+         AND seq < ?4)) ORDER BY created_at DESC, seq DESC LIMIT ?5"
+    );
+    let mut items: Vec<ConversationItem> = records(
+        conn,
+        out_sql,
+        params![wa_id, at, outbound, seq, i64_of(*limit)],
+    )?
+    .into_iter()
+    .map(|r| ConversationItem::Outbound(Box::new(r)))
+    .collect();
+    let in_sql = format!(
+        "SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE wa_id = ?1 AND (received_at < ?2 \
+         OR (received_at = ?2 AND (?3 OR seq < ?4))) ORDER BY received_at DESC, seq DESC LIMIT ?5"
+    );
+    let mut st = conn.prepare_cached(&in_sql)?;
+    let rows = st.query_map(
+        params![wa_id, at, outbound, seq, i64_of(*limit)],
+        inbound_row,
+    )?;
+    for r in rows {
+        items.push(ConversationItem::Inbound(r?));
+    }
+    items.sort_by_key(|i| {
+        let c = i.cursor();
+        std::cmp::Reverse((c.at, c.outbound, c.seq))
+    });
+    items.truncate(*limit);
+    Ok(items)
+}
+
+const CANCEL: &str = "UPDATE messages SET state = 'cancelled', updated_at = ?2, \
+     lease_until = NULL WHERE id = ?1 AND state = 'queued' RETURNING parked_reason";
+
+fn cancel(
+    conn: &Connection,
+    (id, at): &(String, Millis),
+) -> Result<Option<MessageRecord>, StoreError> {
+    let parked: Option<Option<String>> = conn
+        .prepare_cached(CANCEL)?
+        .query_row(params![id, at], |r| r.get(0))
+        .optional()?;
+    if let Some(parked) = parked {
+        let detail = serde_json::json!({ "was_parked": parked });
+        let event = NewEvent::new(kind::CANCELLED, *at, detail);
+        insert_event(conn, id, &event, MessageState::Cancelled)?;
+    }
+    one_record(conn, BY_ID, id)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Consents, conversation windows, templates, cursors
 
 fn put_consents(conn: &Connection, changes: &[ConsentChange]) -> Result<Vec<bool>, StoreError> {
@@ -1399,6 +1538,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn by_idempotency_key(&self, key: &str) -> Result<Option<MessageRecord>, StoreError> {
+        self.read(key.to_owned(), |c, k| one_record(c, BY_IDEMPOTENCY_KEY, k))
+            .await
+    }
+
     async fn by_wamid(&self, wamid: &str) -> Result<Option<MessageRecord>, StoreError> {
         self.read(wamid.to_owned(), |c, w| one_record(c, BY_WAMID, w))
             .await
@@ -1547,6 +1691,24 @@ impl Store for SqliteStore {
     ) -> Result<Option<Millis>, StoreError> {
         let key = (phone_number_id.to_owned(), wa_id.to_owned());
         self.read(key, last_inbound).await
+    }
+
+    async fn record_inbound(&self, messages: Vec<InboundRecord>) -> Result<Vec<bool>, StoreError> {
+        self.write(messages, |c, m| record_inbound(c, m)).await
+    }
+
+    async fn conversation(
+        &self,
+        wa_id: &str,
+        before: Option<ConversationCursor>,
+        limit: usize,
+    ) -> Result<Vec<ConversationItem>, StoreError> {
+        self.read((wa_id.to_owned(), before, limit), conversation)
+            .await
+    }
+
+    async fn cancel(&self, id: &str, at: Millis) -> Result<Option<MessageRecord>, StoreError> {
+        self.write((id.to_owned(), at), cancel).await
     }
 
     async fn upsert_templates(&self, templates: Vec<TemplateRecord>) -> Result<(), StoreError> {

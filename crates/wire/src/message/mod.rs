@@ -364,6 +364,33 @@ impl MessageType {
     }
 }
 
+/// The top-level fields of a message request the platform reads (Cloud and 360dialog; the
+/// message objects by type, the envelope, mark-as-read and typing indicators, On-Premises'
+/// `preview_url`).
+pub const REQUEST_FIELDS: &[&str] = &[
+    "messaging_product",
+    "recipient_type",
+    "to",
+    "type",
+    "status",
+    "message_id",
+    "typing_indicator",
+    "context",
+    "biz_opaque_callback_data",
+    "preview_url",
+    "text",
+    "image",
+    "audio",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "reaction",
+    "template",
+    "interactive",
+];
+
 // ---------------------------------------------------------------------------------------------
 // The envelope as sent.
 
