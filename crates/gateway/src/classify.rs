@@ -1,4 +1,5 @@
-//! The error classifier, as data (gateway-guidance §7.1 item 3, platform spec §3.4 and §12).
+//! The error classifier, as data: the platform's error codes (the Cloud API error code
+//! reference) and what a resilient sender does with each.
 //!
 //! A TOML table (`classify.toml`, embedded in the binary and extendable from the gateway's
 //! config) maps an upstream error — its code, HTTP status, subcode, body text, or the kind of

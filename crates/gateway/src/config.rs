@@ -229,13 +229,14 @@ pub struct AppWebhook {
 mod tests {
     use super::*;
 
-    /// The README's example parses, and builds a gateway.
+    /// The README's gateway example parses into what it says.
     #[test]
     fn the_readme_example_is_valid() {
-        let cfg: Config = toml::from_str(README_EXAMPLE).unwrap();
+        let cfg: Config = toml::from_str(&readme_example()).unwrap();
         assert_eq!(cfg.restart_policy, RestartPolicy::AtLeastOnce);
-        assert_eq!(cfg.rate().burst, 150);
-        assert!(cfg.gates.window_fallback.is_some());
+        assert_eq!((cfg.rate().rate, cfg.rate().burst), (50.0, 40));
+        assert_eq!(cfg.verify_token, "my-verify-token");
+        assert!(cfg.gates.window_fallback.is_some() && cfg.gates.template_parameters);
         assert_eq!(cfg.app_webhooks.len(), 1);
         assert_eq!(cfg.retention.dedupe_keys_ms, 14 * crate::clock::DAY);
         let overrides: crate::classify::Overrides =
@@ -243,37 +244,14 @@ mod tests {
         assert_eq!(overrides.rule.len(), 1);
     }
 
-    const README_EXAMPLE: &str = r#"
-gateway_key = "…"
-app_secret = "…"                       # incoming webhooks must be signed with it
-restart_policy = "at_least_once"       # or "at_most_once"
-ttl_buffer_ms = 600000                 # expired = undelivered at TTL + this
-opt_out_keywords = ["STOP", "UNSUBSCRIBE"]
-[upstream]
-dialect = "360dialog"                  # or "cloud" (token, phone_number_id, waba_id)
-base_url = "https://waba-v2.360dialog.io"
-api_key = "…"
-[rate]                                 # the number's limit (dialect preset when absent)
-rate = 50.0
-burst = 150
-[gates]
-consent = true
-window = true
-template = true
-us_marketing = true
-window_fallback = { name = "reopen_conversation", language = { code = "en_US" } }
-[dispatch]
-concurrency = 256                       # sends in flight: at least rate × upstream answer time
-[retention]                            # ms after arrival; 0 keeps for ever
-orphans_ms = 604800000                 # statuses no message claimed (7 days)
-dedupe_keys_ms = 1209600000            # webhook dedupe keys (14 days; the platform redelivers for up to 7)
-inbox_ms = 2592000000                  # processed raw webhook bodies (30 days; unparsed ones are kept)
-[[app_webhooks]]
-url = "https://crm.example/hooks/whatsapp"
-secret = "whsec_…"
-events = ["status.delivered", "failed"]
-[[classifier.rule]]                    # rows tried before the built-in table
-code = 130497
-action = "fail"
-"#;
+    /// The README's TOML block that configures the gateway.
+    fn readme_example() -> String {
+        include_str!("../../../README.md")
+            .split("```toml")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("restart_policy"))
+            .expect("the README has a gateway example")
+            .to_string()
+    }
 }

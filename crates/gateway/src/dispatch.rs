@@ -198,9 +198,23 @@ async fn send_one<S: Store + Clone>(
     // does not hold it.
     drop(permit);
     let now = gw.now();
+    match &result {
+        Err(e) if e.unreachable() => {
+            gw.health
+                .upstream_failed(now, gw.upstream_url(), &e.to_string());
+        }
+        Err(UpstreamError::Config(_)) => {}
+        _ => gw.health.upstream_answered(now, gw.upstream_url()),
+    }
     match result {
         Ok(ok) => {
-            lock(&gw.limiter).on_success(now);
+            let (rate, ceiling) = {
+                let mut l = lock(&gw.limiter);
+                l.on_success(now);
+                (l.rate(), l.config().rate)
+            };
+            gw.health.sent_at_rate(now, rate, ceiling);
+            gw.health.accepted(now);
             lock(&gw.pairs).on_success(&row.to);
             let held = ok.message_status == Some(MessageStatus::HeldForQualityAssessment);
             let change = Change {
@@ -249,8 +263,11 @@ async fn on_error<S: Store + Clone>(
     // own fate.
     match rule.action {
         Action::Throttle | Action::PauseNumber => {
-            let until = lock(&gw.limiter).on_throttle(now, rule.retry_after);
-            tracing::warn!(code = ?rule.code, until, "upstream throttled the number");
+            let (until, rate) = {
+                let mut l = lock(&gw.limiter);
+                (l.on_throttle(now, rule.retry_after), l.rate())
+            };
+            gw.health.throttled(now, rule.code, rate, until);
         }
         Action::PairBackoff => {
             lock(&gw.pairs).on_pair_error(&row.to, now);

@@ -286,10 +286,18 @@ async fn admit<S: Store + Clone>(
     let mut park = None;
     let (category, template) = match &send.content {
         Content::Template(t) => {
-            let head = gw
+            let mut head = gw
                 .template_heads
                 .get(&gw.store, &t.name, &t.language)
                 .await?;
+            // Not in the cache: it may be new, or the start's sync may not have finished.
+            let synced = head.is_none() && crate::templates::sync_on_demand(gw).await;
+            if synced {
+                head = gw
+                    .template_heads
+                    .get(&gw.store, &t.name, &t.language)
+                    .await?;
+            }
             if let Some(def) = head.as_ref().and_then(|h| h.definition.as_ref())
                 && gw.cfg.gates.template_parameters
                 && let Err(e) = def.check_send(t)
@@ -311,10 +319,19 @@ async fn admit<S: Store + Clone>(
                 None if gw.cfg.gates.template => {
                     return Err(AppError::new(
                         Code::TemplateUnknown,
-                        format!(
-                            "template {} ({}) is not in the template cache; sync with POST /v1/templates/sync",
-                            t.name, t.language
-                        ),
+                        if synced {
+                            format!(
+                                "template {} ({}) is not among the platform's templates (the cache was synced just now); check its name and language",
+                                t.name, t.language
+                            )
+                        } else {
+                            format!(
+                                "template {} ({}) is not in the template cache (synced less than {} s ago; POST /v1/templates/sync reads it again)",
+                                t.name,
+                                t.language,
+                                crate::templates::ON_DEMAND_SYNC_MS / 1_000
+                            )
+                        },
                     ));
                 }
                 None => env.category.unwrap_or(Category::Utility),

@@ -1,5 +1,5 @@
 //! Events to apps: every state change of a message is a timeline [`Event`] in the store with a
-//! global, monotonic `seq`; apps get them two ways (gateway-guidance §7.2 item 8).
+//! global, monotonic `seq`; apps get them two ways.
 //!
 //! 1. **Server-sent events** ([`sse_stream`], mounted by the router at
 //!    `GET /v1/events?after=SEQ&types=a,b`): a follower of [`Store::events_after`] from a cursor.
@@ -679,7 +679,17 @@ impl<S: Store> Worker<S> {
                 _ = cancel.cancelled() => return Outcome::Cancelled,
             };
             let (error, retry_after) = match attempt {
-                Attempt::Delivered => return Outcome::Delivered,
+                Attempt::Delivered => {
+                    if failures > 0 {
+                        info!(
+                            url = %self.hook.url,
+                            webhook_id = %id,
+                            failed_attempts = failures,
+                            "app webhook endpoint recovered"
+                        );
+                    }
+                    return Outcome::Delivered;
+                }
                 Attempt::Gone => return Outcome::Gone,
                 Attempt::Failed { error, retry_after } => (error, retry_after),
             };
@@ -689,14 +699,26 @@ impl<S: Store> Worker<S> {
                 .backoff(failures)
                 .max(retry_after.unwrap_or_default())
                 .min(self.opts.max_backoff);
-            warn!(
-                url = %self.hook.url,
-                webhook_id = %id,
-                attempt = failures,
-                error = %error,
-                retry_in_ms = wait.as_millis() as u64,
-                "app webhook delivery failed"
-            );
+            // Once per episode: the first failure says what and when it is retried; the rest of
+            // the episode is at debug, and the recovery is logged when it comes.
+            if failures == 1 {
+                warn!(
+                    url = %self.hook.url,
+                    webhook_id = %id,
+                    error = %error,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "app webhook delivery failed; retrying with backoff until it is delivered"
+                );
+            } else {
+                debug!(
+                    url = %self.hook.url,
+                    webhook_id = %id,
+                    attempt = failures,
+                    error = %error,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "app webhook delivery failed again"
+                );
+            }
             self.status.send_modify(|s| {
                 s.failed_attempts += 1;
                 s.consecutive_failures = failures;

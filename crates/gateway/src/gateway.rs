@@ -45,6 +45,11 @@ pub struct Gateway<S> {
     /// Wamids whose statuses the intake is applying or has parked as orphans, with when: only
     /// these can have statuses waiting when their send's answer is recorded.
     orphan_watch: Mutex<OrphanWatch>,
+    /// The links to the platform (reachability, throttling, webhook arrivals).
+    pub health: crate::health::Health,
+    /// When the template cache was last synced (gateway time), behind the lock that makes an
+    /// on-demand sync single-flight.
+    pub(crate) last_sync: tokio::sync::Mutex<Option<Millis>>,
     /// Category and status of the cached templates, in memory.
     pub template_heads: crate::template_heads::Heads,
 }
@@ -106,6 +111,8 @@ impl<S: Store + Clone> Gateway<S> {
             wake_events: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
             orphan_watch: Mutex::new(OrphanWatch::default()),
+            health: crate::health::Health::default(),
+            last_sync: tokio::sync::Mutex::new(None),
             template_heads: crate::template_heads::Heads::default(),
         }))
     }
@@ -147,6 +154,15 @@ impl<S: Store + Clone> Gateway<S> {
     /// Whether `wamid` may have parked statuses (and stops watching it).
     pub(crate) fn take_orphan_watch(&self, wamid: &str) -> bool {
         lock(&self.orphan_watch).at.remove(wamid).is_some()
+    }
+
+    /// The upstream's base URL, for messages.
+    pub fn upstream_url(&self) -> &str {
+        self.cfg
+            .upstream
+            .base_url
+            .as_deref()
+            .unwrap_or("(the platform)")
     }
 
     /// Tells followers that changes were committed.

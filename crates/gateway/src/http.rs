@@ -508,6 +508,7 @@ async fn intake<S: Store + Clone>(
         source: source.map_or_else(|| "default".to_string(), |Path(s)| s),
     };
     gw.store.append_inbox(vec![item]).await?;
+    gw.health.webhook_received(gw.now());
     gw.wake_inbox.notify_one();
     Ok(axum::Json(json!({ "received": true })).into_response())
 }
@@ -535,10 +536,23 @@ async fn verify<S: Store + Clone>(State(gw): Gw<S>, Query(q): Query<Handshake>) 
     }
 }
 
+/// Liveness and the links to the platform: `status` is `degraded` while the upstream cannot be
+/// reached or sends go without webhooks.
 async fn health<S: Store + Clone>(State(gw): Gw<S>) -> Response {
+    let r = gw.health.report();
     axum::Json(json!({
-        "status": "ok",
-        "upstream": gw.upstream.dialect().as_str(),
+        "status": r.status,
+        "upstream": {
+            "dialect": gw.upstream.dialect().as_str(),
+            "url": gw.upstream_url(),
+            "reachable": r.upstream.reachable,
+            "failing_since": r.upstream.failing_since,
+            "failures": r.upstream.failures,
+            "last_error": r.upstream.last_error,
+            "last_answer_at": r.upstream.last_answer_at,
+        },
+        "throttle": r.throttle,
+        "webhooks": r.webhooks,
         "phone_number_id": gw.phone_number_id(),
         "now": gw.now(),
     }))

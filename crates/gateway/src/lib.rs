@@ -13,6 +13,7 @@ pub mod enqueue;
 pub mod error;
 pub mod events;
 pub mod gateway;
+pub mod health;
 pub mod http;
 pub mod intake;
 pub mod model;

@@ -1,5 +1,5 @@
 //! The gateway's data model: message states, lanes, categories, consent, and the monotonic status
-//! state machine (a pure function, gateway-guidance §7.2 item 7).
+//! state machine (a pure function).
 //!
 //! Every enum here has a stable lowercase string form (`as_str` / `parse`), which is also its serde
 //! form and the value stored in the database. `parse` ignores ASCII case, so the platform's

@@ -4,8 +4,8 @@
 //!   burst) that **adapts** (AIMD): a throttle signal (429, 503, 130429, 360dialog's endpoint
 //!   rate limit …) multiplies the rate by a factor, down to a floor, and blocks the bucket until
 //!   `Retry-After` (or a default pause); clean sending creeps the rate back up additively toward
-//!   the configured ceiling. Presets: 360dialog 50/s with bursts of 150 (the seed page's figure),
-//!   Cloud API 80/s (platform spec §6.3); both configurable.
+//!   the configured ceiling. Presets: 360dialog 50/s, Cloud API 80/s, both with bursts of 40 (under
+//!   every limit that applies to the number at once); configurable.
 //! - [`PairLimiter`]: one per sending number, keyed by recipient (`wa_id`): about one message per
 //!   6 s with bursts (45), modelled as borrowed time (spec §6.4), and a 4^X s backoff after
 //!   consecutive 131056 errors, reset by a success. Idle entries expire, so memory stays bounded.
@@ -50,21 +50,24 @@ impl Default for NumberLimitConfig {
 }
 
 impl NumberLimitConfig {
-    /// 360dialog: 50 messages/s with bursts of 150 (the seed page's figure; an On-Premises-era
-    /// number, configurable).
+    /// 360dialog: 50 messages/s (the seed page's request limit), bursts of 40. The burst stays
+    /// under both limits that apply to the number at once — 360dialog's (bursts to 150) and the
+    /// Cloud API's per-number throughput behind it (80/s, one second of burst) — with room for
+    /// requests that arrive closer together than they left.
     pub fn d360() -> NumberLimitConfig {
         NumberLimitConfig {
             rate: 50.0,
-            burst: 150,
+            burst: 40,
             ..NumberLimitConfig::cloud()
         }
     }
 
-    /// Cloud API: 80 messages/s per number (1,000 after the upgrade), one second of burst.
+    /// Cloud API: 80 messages/s per number (1,000 after the upgrade), bursts of 40: half the
+    /// platform's one second of burst, so arrival jitter never meets an empty bucket.
     pub fn cloud() -> NumberLimitConfig {
         NumberLimitConfig {
             rate: 80.0,
-            burst: 80,
+            burst: 40,
             min_rate: 1.0,
             decrease: 0.5,
             increase_per_sec: 0.05,
@@ -456,9 +459,29 @@ mod tests {
         (from + 1..=to).filter(|t| l.try_take(*t).is_ok()).count()
     }
 
+    /// 50/s with bursts of 150 (round figures for the mechanics).
+    fn fifty_150() -> NumberLimitConfig {
+        NumberLimitConfig {
+            rate: 50.0,
+            burst: 150,
+            ..NumberLimitConfig::d360()
+        }
+    }
+
+    #[test]
+    fn presets_stay_under_every_limit_of_the_number() {
+        // 360dialog: 50 requests/s, bursts to 150; behind it the Cloud API's 80/s per number
+        // with one second of burst. Half of the smaller burst is left for arrival jitter.
+        let d = NumberLimitConfig::d360();
+        assert!(d.rate <= 50.0 && d.burst as f64 <= 0.5 * 80.0);
+        let c = NumberLimitConfig::cloud();
+        assert!(c.rate <= 80.0 && c.burst as f64 <= 0.5 * 80.0);
+        assert_eq!(NumberLimitConfig::default(), c);
+    }
+
     #[test]
     fn burst_then_steady_rate_exact_counts() {
-        let mut l = NumberLimiter::new(NumberLimitConfig::d360());
+        let mut l = NumberLimiter::new(fifty_150());
         assert_eq!(at_once(&mut l, T0), 150);
         assert_eq!(l.try_take(T0), Err(T0 + 20));
         assert_eq!(l.next_free(T0), T0 + 20);
@@ -466,7 +489,7 @@ mod tests {
         assert_eq!(greedy(&mut l, T0 + 1_000, T0 + 10_000), 450);
 
         let mut l = NumberLimiter::new(NumberLimitConfig::cloud());
-        assert_eq!(at_once(&mut l, T0), 80);
+        assert_eq!(at_once(&mut l, T0), 40);
         assert_eq!(greedy(&mut l, T0, T0 + 1_000), 80);
         // 12.5 ms per message: the slots fall on half milliseconds, rounded up.
         assert_eq!(l.try_take(T0 + 1_000), Err(T0 + 1_013));
@@ -474,7 +497,7 @@ mod tests {
         // A paced sender at exactly the rate is never refused.
         let mut l = NumberLimiter::new(NumberLimitConfig {
             burst: 1,
-            ..NumberLimitConfig::d360()
+            ..fifty_150()
         });
         for i in 0..500 {
             assert_eq!(l.try_take(T0 + i * 20), Ok(()), "message {i}");
@@ -484,7 +507,7 @@ mod tests {
 
     #[test]
     fn an_idle_bucket_refills_to_its_burst_only() {
-        let mut l = NumberLimiter::new(NumberLimitConfig::d360());
+        let mut l = NumberLimiter::new(fifty_150());
         assert_eq!(at_once(&mut l, T0), 150);
         // Three seconds idle refill the 150, not more.
         assert_eq!(at_once(&mut l, T0 + 10_000), 150);
@@ -492,7 +515,7 @@ mod tests {
 
     #[test]
     fn aimd_cut_pause_and_recovery() {
-        let mut l = NumberLimiter::new(NumberLimitConfig::d360());
+        let mut l = NumberLimiter::new(fifty_150());
         assert_eq!(at_once(&mut l, T0), 150);
         // A 429 with Retry-After 2 s: the rate halves, nothing until T0 + 2 s.
         let until = l.on_throttle(T0, Some(2_000));

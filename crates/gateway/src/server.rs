@@ -23,6 +23,7 @@ pub async fn run<S: Store + Clone>(
         tokio::spawn(crate::dispatch::sweep_expired(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::templates::run_sync(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::retention::run(gw.clone(), shutdown.clone())),
+        tokio::spawn(watch_links(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::events::run_pusher(
             gw.store.clone(),
             gw.cfg.app_webhooks.clone(),
@@ -46,4 +47,16 @@ pub async fn run<S: Store + Clone>(
         let _ = t.await;
     }
     served
+}
+
+/// Looks every second for sends that no webhook followed (the log says so once).
+async fn watch_links<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
+    let intake = format!("http://{}/webhooks", gw.cfg.listen);
+    loop {
+        gw.health.check(gw.now(), &intake);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
 }

@@ -32,14 +32,49 @@ fn category(c: Option<mynah_wire::template::Category>) -> Category {
     }
 }
 
+/// The shortest time between two syncs asked for by enqueue (a template not in the cache).
+pub const ON_DEMAND_SYNC_MS: Millis = 10_000;
+
+/// Syncs the cache because enqueue met a template it does not hold (just created, or sent before
+/// the start's sync finished), unless a sync ran in the last [`ON_DEMAND_SYNC_MS`]; concurrent
+/// callers share one sync. True when a sync ran (or finished meanwhile).
+pub async fn sync_on_demand<S: Store + Clone>(gw: &Gateway<S>) -> bool {
+    let asked = gw.now();
+    let mut last = gw.last_sync.lock().await;
+    if let Some(at) = *last {
+        // Another caller synced while this one waited: use its result.
+        if at >= asked {
+            return true;
+        }
+        if asked - at < ON_DEMAND_SYNC_MS {
+            return false;
+        }
+    }
+    let ok = sync_locked(gw).await.is_ok();
+    *last = Some(gw.now());
+    ok
+}
+
 /// Reads every template from the upstream into the cache; returns how many.
 pub async fn sync<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String> {
-    let listed = gw
-        .upstream
-        .list_templates()
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut last = gw.last_sync.lock().await;
+    let result = sync_locked(gw).await;
+    *last = Some(gw.now());
+    result
+}
+
+async fn sync_locked<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String> {
+    let listed = gw.upstream.list_templates().await;
     let now = gw.now();
+    match &listed {
+        Err(e) if e.unreachable() => {
+            gw.health
+                .upstream_failed(now, gw.upstream_url(), &e.to_string())
+        }
+        Err(crate::upstream::UpstreamError::Config(_)) => {}
+        _ => gw.health.upstream_answered(now, gw.upstream_url()),
+    }
+    let listed = listed.map_err(|e| e.to_string())?;
     let before = gw.store.templates().await.map_err(|e| e.to_string())?;
     let records: Vec<TemplateRecord> = listed
         .into_iter()
@@ -61,6 +96,9 @@ pub async fn sync<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String> {
             .find(|b| b.name == r.name && b.language == r.language)
             .map(|b| b.status.as_str());
         if was != Some(r.status.as_str()) {
+            if let Some(was) = was {
+                log_change(&r.name, &r.language, was, &r.status);
+            }
             follow_status(gw, &r.name, &r.language, &r.status, now).await;
         }
     }
@@ -108,6 +146,7 @@ pub async fn set_status<S: Store + Clone>(
             if t.status == status {
                 return;
             }
+            log_change(name, language, &t.status, status);
             t.status = status.to_string();
             t.updated_at = now;
             t
@@ -148,6 +187,26 @@ pub async fn on_status_event<S: Store + Clone>(
         _ => return,
     };
     set_status(gw, name, language, status, now).await;
+}
+
+/// Logs a template's change of status (not its first sighting).
+fn log_change(name: &str, language: &str, from: &str, to: &str) {
+    match to {
+        "PAUSED" | "DISABLED" | "REJECTED" | "DELETED" => tracing::warn!(
+            template = name,
+            language,
+            from,
+            to,
+            "template status changed: it cannot be sent now"
+        ),
+        _ => tracing::info!(
+            template = name,
+            language,
+            from,
+            to,
+            "template status changed"
+        ),
+    }
 }
 
 /// Parks or releases the template's queued messages for its new status.

@@ -242,6 +242,15 @@ impl UpstreamError {
         }
     }
 
+    /// Whether the upstream could not be reached or did not answer in time (as opposed to an
+    /// answer, even an error, or a request that was never made).
+    pub fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Timeout | UpstreamError::Connection(_) | UpstreamError::Connect(_)
+        )
+    }
+
     /// The kind's name: `rejected`, `timeout`, `connection`, `connect`, `malformed`, `config`.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -12,8 +12,59 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(name = "mynah", version, about)]
 pub struct Cli {
+    /// What to log: `error`, `warn`, `info` (the default), `debug`, `trace`, or a filter such as
+    /// `info,mynah_gateway=debug`. Without it, `RUST_LOG` decides; without that, `info`.
+    #[arg(long, global = true, env = "MYNAH_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// `text` (readable lines) or `json` (one JSON object per line, for production).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "MYNAH_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The log's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Cli {
+    /// The filter in force: `--log-level`, else `RUST_LOG`, else `info`.
+    fn log_filter(&self) -> String {
+        self.log_level
+            .clone()
+            .or_else(|| std::env::var("RUST_LOG").ok())
+            .filter(|f| !f.trim().is_empty())
+            .unwrap_or_else(|| "info".to_string())
+    }
+
+    /// Starts the log on standard error (standard output carries the start banners).
+    pub fn init_logging(&self) -> Result<(), String> {
+        let filter = self.log_filter();
+        let env = tracing_subscriber::EnvFilter::try_new(&filter)
+            .map_err(|e| format!("--log-level {filter:?} is not a log filter: {e}"))?;
+        use std::io::IsTerminal;
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(env)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false);
+        let done = match self.log_format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().with_current_span(false).try_init(),
+        };
+        done.map_err(|e| format!("cannot start the log: {e}"))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,7 +138,7 @@ pub struct SandboxArgs {
     config: Option<PathBuf>,
 }
 
-/// Flags of `mynah serve`: the sandbox's, and where the gateway listens.
+/// Flags of `mynah serve`: the sandbox's, and the gateway's address, key and configuration.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -95,9 +146,65 @@ pub struct ServeArgs {
     /// Address the gateway listens on.
     #[arg(long, default_value = "127.0.0.1:8361", env = "MYNAH_GATEWAY_LISTEN")]
     gateway_listen: SocketAddr,
-    /// The key apps present to the gateway (`Authorization: Bearer …`).
+    /// The key apps present to the gateway (`Authorization: Bearer …`); wins over the gateway
+    /// configuration's `gateway_key`.
     #[arg(long, env = "MYNAH_GATEWAY_KEY")]
     gateway_key: Option<String>,
+    /// The gateway's configuration (the TOML of `mynah gateway --config`: gates, rate,
+    /// classifier rows, app webhooks, retention …). Under `serve` its upstream, app secret,
+    /// listen address and data directory are the embedded sandbox's and serve's own.
+    #[arg(long, env = "MYNAH_GATEWAY_CONFIG")]
+    gateway_config: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The gateway's configuration under `serve`: the file (if any), wired to the sandbox.
+    fn gateway_config(
+        &self,
+        sb: &Sandbox,
+        sb_base: &str,
+        gw_addr: SocketAddr,
+    ) -> Result<mynah_gateway::config::Config, String> {
+        let mut cfg = match &self.gateway_config {
+            Some(path) => crate::gateway_cmd::read_config(path)?,
+            None => mynah_gateway::config::Config::default(),
+        };
+        let (key, token, pnid, waba) = {
+            let world = sb.world();
+            let first = world.first_number();
+            (
+                first.map(|n| n.api_key.clone()).unwrap_or_default(),
+                first.map(|n| n.token.clone()).unwrap_or_default(),
+                first.map(|n| n.phone_number_id.clone()).unwrap_or_default(),
+                first.map(|n| n.waba_id.clone()).unwrap_or_default(),
+            )
+        };
+        // The dialect the file chose is kept; the address and credentials are the sandbox's.
+        let mut upstream = match cfg.upstream.dialect {
+            mynah_gateway::upstream::Dialect::D360 => {
+                mynah_gateway::upstream::UpstreamConfig::d360(sb_base, &key)
+            }
+            mynah_gateway::upstream::Dialect::Cloud => {
+                let mut u = mynah_gateway::upstream::UpstreamConfig::d360(sb_base, &key);
+                u.dialect = mynah_gateway::upstream::Dialect::Cloud;
+                u.api_key = None;
+                u.token = Some(token);
+                u.waba_id = Some(waba);
+                u
+            }
+        };
+        upstream.phone_number_id = Some(pnid);
+        upstream.timeout_ms = cfg.upstream.timeout_ms;
+        cfg.upstream = upstream;
+        cfg.app_secret = sb.config.app_secret.clone();
+        cfg.webhook_secret_header = None;
+        cfg.listen = gw_addr.to_string();
+        cfg.data_dir = sb.config.data_dir.clone();
+        if let Some(k) = &self.gateway_key {
+            cfg.gateway_key = k.clone();
+        }
+        Ok(cfg)
+    }
 }
 
 impl SandboxArgs {
@@ -175,6 +282,7 @@ async fn serve_sandbox(args: SandboxArgs) -> Result<(), String> {
     let base = format!("http://{addr}");
     sandbox.set_base_url(&base);
     print_banner(&sandbox, &base, started);
+    tracing::info!(sandbox = %base, "sandbox listening");
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -195,27 +303,27 @@ async fn serve_gateway(args: crate::gateway_cmd::GatewayArgs) -> Result<(), Stri
         "http://{}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
-    crate::gateway_cmd::banner(&cfg, &base);
+    crate::gateway_cmd::banner(&cfg, &base, args.config.as_deref());
+    let upstream = cfg.upstream.base_url.clone().unwrap_or_default();
     let opened = crate::gateway_cmd::open(cfg).await?;
+    tracing::info!(gateway = %base, upstream = %upstream, "gateway listening");
     crate::gateway_cmd::serve(opened, listener, signal_token()).await
 }
 
-/// Both planes, wired: the sandbox's webhooks go to the gateway's intake, the gateway's
-/// upstream is the sandbox (360dialog dialect).
+/// Both planes, wired: the gateway's intake is subscribed to every sandbox webhook (beside any
+/// URL the user registers), the gateway's upstream is the sandbox. Both addresses are computed
+/// anew on every start; nothing of the wiring is saved in the data directory.
 async fn serve_both(args: ServeArgs) -> Result<(), String> {
     let started = Instant::now();
     let mut sb_cfg = args.sandbox.to_config()?;
     let gw_listener = tokio::net::TcpListener::bind(args.gateway_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.gateway_listen))?;
-    let gw_base = format!(
-        "http://{}",
-        gw_listener.local_addr().map_err(|e| e.to_string())?
-    );
-    if sb_cfg.webhooks.default_url.is_empty() {
-        sb_cfg.webhooks.default_url = format!("{gw_base}/webhooks");
-    }
-    let sandbox = Sandbox::open(sb_cfg.clone()).await?;
+    let gw_addr = gw_listener.local_addr().map_err(|e| e.to_string())?;
+    let gw_base = format!("http://{gw_addr}");
+    let intake = format!("{gw_base}/webhooks");
+    sb_cfg.webhooks.subscribers.push(intake.clone());
+    let sandbox = Sandbox::open(sb_cfg).await?;
     let sb_listener = tokio::net::TcpListener::bind(args.sandbox.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.sandbox.listen))?;
@@ -224,28 +332,16 @@ async fn serve_both(args: ServeArgs) -> Result<(), String> {
         sb_listener.local_addr().map_err(|e| e.to_string())?
     );
     sandbox.set_base_url(&sb_base);
-    let (key, pnid) = {
-        let world = sandbox.world();
-        let first = world.first_number();
-        (
-            first.map(|n| n.api_key.clone()).unwrap_or_default(),
-            first.map(|n| n.phone_number_id.clone()).unwrap_or_default(),
-        )
-    };
-    let mut gw_cfg = mynah_gateway::config::Config {
-        data_dir: sb_cfg.data_dir.clone(),
-        app_secret: sb_cfg.app_secret.clone(),
-        listen: gw_base.clone(),
-        ..Default::default()
-    };
-    gw_cfg.upstream = mynah_gateway::upstream::UpstreamConfig::d360(&sb_base, &key);
-    gw_cfg.upstream.phone_number_id = Some(pnid);
-    if let Some(k) = &args.gateway_key {
-        gw_cfg.gateway_key = k.clone();
-    }
+    let gw_cfg = args.gateway_config(&sandbox, &sb_base, gw_addr)?;
     print_banner(&sandbox, &sb_base, started);
-    crate::gateway_cmd::banner(&gw_cfg, &gw_base);
+    crate::gateway_cmd::banner(&gw_cfg, &gw_base, args.gateway_config.as_deref());
+    tracing::info!(sandbox = %sb_base, "sandbox listening");
+    tracing::info!(
+        intake = %intake,
+        "wired: every sandbox webhook goes to the gateway's intake, beside any URL registered"
+    );
     let opened = crate::gateway_cmd::open(gw_cfg).await?;
+    tracing::info!(gateway = %gw_base, upstream = %sb_base, "gateway listening; its upstream is the sandbox");
     let shutdown = signal_token();
     let sb_task = tokio::spawn(mynah_sandbox::http::run(
         sb_listener,
@@ -318,6 +414,9 @@ fn print_banner(sb: &Sandbox, base: &str, started: Instant) {
                 n.webhook.url.as_str()
             }
         );
+    }
+    for s in &cfg.webhooks.subscribers {
+        println!("  subscriber {s} gets every webhook too, beside the URLs above");
     }
     println!("  control   {base}/_mynah/ (messages, inbound, users, clock, webhooks)");
 }

@@ -39,11 +39,13 @@ pub struct GatewayArgs {
     /// Keep everything in memory (tests and demos: nothing survives a restart).
     #[arg(long)]
     pub ephemeral: bool,
-    /// The upstream's dialect.
+    /// The upstream's dialect. Without it (and without an `[upstream]` table in the config
+    /// file) the gateway sends to a local sandbox at http://127.0.0.1:8360 with its
+    /// development key, as `mynah sandbox` starts it.
     #[arg(long, value_enum)]
     pub upstream: Option<UpstreamArg>,
-    /// The upstream's base URL (360dialog: https://waba-v2.360dialog.io; Cloud:
-    /// https://graph.facebook.com).
+    /// The upstream's base URL. Default with `--upstream`: the platform's own
+    /// (https://waba-v2.360dialog.io, https://graph.facebook.com); without: the local sandbox.
     #[arg(long)]
     pub upstream_url: Option<String>,
     /// 360dialog API key.
@@ -73,20 +75,26 @@ impl GatewayArgs {
     /// The configuration: the file, then the flags on top.
     pub fn to_config(&self) -> Result<Config, String> {
         let mut cfg: Config = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-            }
+            Some(path) => read_config(path)?,
             None => Config::default(),
         };
         cfg.listen = self.listen.to_string();
         cfg.data_dir = (!self.ephemeral).then(|| self.data_dir.clone());
+        let dev = Config::default().upstream;
+        let untouched = cfg.upstream.base_url == dev.base_url
+            && cfg.upstream.api_key == dev.api_key
+            && cfg.upstream.dialect == dev.dialect;
         if let Some(u) = self.upstream {
-            cfg.upstream.dialect = match u {
+            let dialect = match u {
                 UpstreamArg::D360 => Dialect::D360,
                 UpstreamArg::Cloud => Dialect::Cloud,
             };
+            if untouched {
+                // Naming a dialect means the real platform: its own URL, no development key.
+                cfg.upstream.base_url = None;
+                cfg.upstream.api_key = None;
+            }
+            cfg.upstream.dialect = dialect;
         }
         if let Some(u) = &self.upstream_url {
             cfg.upstream.base_url = Some(u.trim_end_matches('/').to_string());
@@ -109,8 +117,33 @@ impl GatewayArgs {
         if let Some(k) = &self.gateway_key {
             cfg.gateway_key = k.clone();
         }
+        check_credentials(&cfg.upstream)?;
         Ok(cfg)
     }
+}
+
+/// Refuses an upstream that could not send a single message.
+fn check_credentials(u: &mynah_gateway::upstream::UpstreamConfig) -> Result<(), String> {
+    let blank = |v: &Option<String>| v.as_deref().is_none_or(|s| s.trim().is_empty());
+    match u.dialect {
+        Dialect::D360 if blank(&u.api_key) => Err(
+            "the 360dialog upstream needs its API key: --upstream-key KEY (or MYNAH_UPSTREAM_KEY, or api_key under [upstream])".into(),
+        ),
+        Dialect::Cloud if blank(&u.token) => Err(
+            "the Cloud API upstream needs an access token: --upstream-token TOKEN (or MYNAH_UPSTREAM_TOKEN, or token under [upstream])".into(),
+        ),
+        Dialect::Cloud if blank(&u.phone_number_id) => Err(
+            "the Cloud API upstream needs the sending number: --phone-number-id ID (or phone_number_id under [upstream])".into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a gateway configuration file (TOML; every key optional).
+pub fn read_config(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// An opened gateway and what closing it needs.
@@ -150,8 +183,11 @@ pub async fn serve(
 }
 
 /// The gateway's lines of the start banner.
-pub fn banner(cfg: &Config, base: &str) {
+pub fn banner(cfg: &Config, base: &str, file: Option<&Path>) {
     println!("mynah gateway on {base}");
+    if let Some(f) = file {
+        println!("  config    {}", f.display());
+    }
     println!(
         "  storage   {}",
         match &cfg.data_dir {
@@ -170,4 +206,71 @@ pub fn banner(cfg: &Config, base: &str) {
     );
     println!("  webhooks  POST {base}/webhooks (the platform's webhook URL)");
     println!("  api doc   {base}/openapi.json");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: GatewayArgs,
+    }
+
+    fn config(argv: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["gateway"];
+        all.extend_from_slice(argv);
+        Cmd::parse_from(all).args.to_config()
+    }
+
+    #[test]
+    fn the_default_upstream_is_a_local_sandbox_and_naming_a_dialect_means_the_platform() {
+        let dev = config(&["--ephemeral"]).unwrap();
+        assert_eq!(dev.upstream.base(), "http://127.0.0.1:8360");
+        assert_eq!(
+            dev.upstream.api_key.as_deref(),
+            Some(mynah_sandbox::config::DEV_API_KEY)
+        );
+        let d360 = config(&["--upstream", "360dialog", "--upstream-key", "K"]).unwrap();
+        assert_eq!(d360.upstream.base(), "https://waba-v2.360dialog.io");
+        assert_eq!(d360.upstream.api_key.as_deref(), Some("K"));
+        let cloud = config(&[
+            "--upstream",
+            "cloud",
+            "--upstream-token",
+            "T",
+            "--phone-number-id",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(cloud.upstream.base(), "https://graph.facebook.com");
+        assert_eq!(
+            cloud.upstream.api_key, None,
+            "the development key stays home"
+        );
+        let local = config(&[
+            "--upstream",
+            "cloud",
+            "--upstream-url",
+            "http://127.0.0.1:9/",
+            "--upstream-token",
+            "T",
+            "--phone-number-id",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(local.upstream.base(), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn an_upstream_without_credentials_is_refused_at_start() {
+        let e = config(&["--upstream", "360dialog"]).unwrap_err();
+        assert!(e.contains("--upstream-key"), "{e}");
+        let e = config(&["--upstream", "cloud", "--phone-number-id", "1"]).unwrap_err();
+        assert!(e.contains("--upstream-token"), "{e}");
+        let e = config(&["--upstream", "cloud", "--upstream-token", "T"]).unwrap_err();
+        assert!(e.contains("--phone-number-id"), "{e}");
+    }
 }

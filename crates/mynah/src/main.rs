@@ -19,10 +19,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_target(false)
-        .with_max_level(tracing::Level::WARN)
-        .init();
+    if let Err(e) = cli.init_logging() {
+        eprintln!("mynah: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

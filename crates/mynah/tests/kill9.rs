@@ -21,16 +21,20 @@
 //!   webhooks.
 #![cfg(unix)]
 
+mod common;
+
+use common::{Proc, Scratch, free_port, log_file};
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use mynah_gateway::model::MessageState;
 use mynah_gateway::store::sqlite::{SqliteOptions, SqliteStore};
 use mynah_gateway::store::{ListFilter, MessageRecord, Store};
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File};
+use std::fs;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -72,64 +76,6 @@ fn run(policy: &'static str) {
         .build()
         .expect("runtime");
     rt.block_on(scenario(policy));
-}
-
-/// A child process, killed (SIGKILL) and reaped when dropped: a failing test leaves nothing
-/// running.
-struct Proc {
-    child: Option<Child>,
-}
-
-impl Proc {
-    /// `kill -9` and reap.
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-/// A scratch directory, removed after a passing test (kept after a failure, for its logs and
-/// database). Declared before the processes, so they are gone when it is removed.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mynah-kill9-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("kill9: logs and database kept in {}", self.0.display());
-        } else {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local address").port()
-}
-
-fn log_file(dir: &Path, name: &str) -> File {
-    fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(name))
-        .expect("log file")
 }
 
 const SANDBOX_TOML: &str = r#"
@@ -200,7 +146,7 @@ fn start_sandbox(dir: &Path, port: u16, gw_port: u16) -> Proc {
         .stderr(log_file(dir, "sandbox.log"))
         .spawn()
         .expect("start the sandbox");
-    Proc { child: Some(child) }
+    Proc::new(child)
 }
 
 fn start_gateway(dir: &Path, port: u16, sb_port: u16) -> Proc {
@@ -229,7 +175,7 @@ fn start_gateway(dir: &Path, port: u16, sb_port: u16) -> Proc {
         .stderr(log_file(dir, "gateway.log"))
         .spawn()
         .expect("start the gateway");
-    Proc { child: Some(child) }
+    Proc::new(child)
 }
 
 /// A keep-alive HTTP/1.1 client to one address; reconnects after any error.
@@ -481,7 +427,7 @@ fn has_event(events: &[mynah_gateway::store::Event], kind: &str) -> bool {
 async fn scenario(policy: &'static str) {
     let started = Instant::now();
     let at_most_once = policy == "at_most_once";
-    let scratch = Scratch::new(policy);
+    let scratch = Scratch::new("kill9", policy);
     let dir = scratch.0.clone();
     fs::write(dir.join("sandbox.toml"), SANDBOX_TOML).expect("sandbox config");
     fs::write(dir.join("gateway.toml"), gateway_toml(policy)).expect("gateway config");

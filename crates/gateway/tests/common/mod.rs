@@ -1,6 +1,6 @@
 //! End-to-end harness: a real sandbox and a real gateway on loopback ports, wired as
-//! `mynah serve` wires them (the sandbox's webhooks go to the gateway's intake; the gateway's
-//! upstream is the sandbox), and a small app client.
+//! `mynah serve` wires them (the gateway's intake is subscribed to every sandbox webhook; the
+//! gateway's upstream is the sandbox), and a small app client.
 #![allow(dead_code)]
 
 use mynah_gateway::Gateway;
@@ -69,15 +69,25 @@ impl Pair {
         Pair::start_with_clock(sb_cfg, gw_cfg, Arc::new(Clock::System)).await
     }
 
-    pub async fn start_with_clock(
+    pub async fn start_with_clock(sb_cfg: SbConfig, gw_cfg: GwConfig, clock: Arc<Clock>) -> Pair {
+        Pair::start_wired(sb_cfg, gw_cfg, clock, true).await
+    }
+
+    /// Both planes, the gateway's upstream the sandbox; the sandbox's webhooks go to the gateway
+    /// only when `wired`.
+    pub async fn start_wired(
         mut sb_cfg: SbConfig,
         mut gw_cfg: GwConfig,
         clock: Arc<Clock>,
+        wired: bool,
     ) -> Pair {
         let stop = CancellationToken::new();
         let gw_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gw_base = format!("http://{}", gw_listener.local_addr().unwrap());
-        sb_cfg.webhooks.default_url = format!("{gw_base}/webhooks");
+        if wired {
+            sb_cfg.webhooks.subscribers = vec![format!("{gw_base}/webhooks")];
+        }
+        gw_cfg.listen = gw_listener.local_addr().unwrap().to_string();
         let sandbox = Sandbox::open(sb_cfg).await.expect("sandbox opens");
         let sb_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sb_base = format!("http://{}", sb_listener.local_addr().unwrap());

@@ -1,0 +1,99 @@
+//! Helpers of the tests that run the real `mynah` binary: child processes that never outlive a
+//! test, scratch directories, free ports, log files.
+#![allow(dead_code)]
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// A child process, killed (SIGKILL) and reaped when dropped: a failing test leaves nothing
+/// running.
+pub struct Proc {
+    child: Option<Child>,
+}
+
+impl Proc {
+    /// Takes charge of `child`.
+    pub fn new(child: Child) -> Proc {
+        Proc { child: Some(child) }
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM (how service managers stop it), then wait up to 30 s for it to exit.
+    pub fn terminate(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        panic!("the process did not stop within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A scratch directory, removed after a passing test (kept after a failure, for its logs and
+/// database). Declared before the processes, so they are gone when it is removed.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// `mynah-{suite}-{name}-{pid}` in the temp directory, empty.
+    pub fn new(suite: &str, name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("mynah-{suite}-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch directory");
+        Scratch(dir)
+    }
+
+    /// A path inside.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("logs and data kept in {}", self.0.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local address").port()
+}
+
+/// A log file in `dir`, appended to.
+pub fn log_file(dir: &Path, name: &str) -> File {
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(name))
+        .expect("log file")
+}
