@@ -393,8 +393,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM"))
     {
         println!(
-            "memory    peak {} (benchmark process: sandbox, receiver and load generator)",
-            line.trim_start_matches("VmHWM:").trim()
+            "memory    peak {} (benchmark process: {})",
+            line.trim_start_matches("VmHWM:").trim(),
+            if args.url.is_some() {
+                "the load generator only"
+            } else {
+                "sandbox, receiver and load generator"
+            }
         );
     }
     shutdown.cancel();

@@ -6,6 +6,7 @@
 //!   dropped as duplicates.
 //! - `--gateway-config` takes the README's gateway configuration.
 //! - A burst of 240 messages stays under every limit of the number: no `throttled` event.
+//! - `--log-format json` writes one JSON object per line; `--log-level warn` drops the info lines.
 #![cfg(unix)]
 
 mod common;
@@ -213,7 +214,7 @@ async fn a_registered_webhook_and_another_gateway_port_leave_the_planes_wired() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_reset_new_sends_get_new_ids_and_their_statuses_apply() {
     let dir = Scratch::new("serve", "reset");
-    let s = serve(&dir.0, &[]).await;
+    let s = serve(&dir.0, &["--log-format", "json"]).await;
     let user = "4915112345603";
     s.opt_in(user).await;
     let first = s.send(user, GW_KEY).await;
@@ -230,6 +231,19 @@ async fn after_a_reset_new_sends_get_new_ids_and_their_statuses_apply() {
         .filter_map(|e| e["type"].as_str())
         .collect();
     assert!(kinds.contains(&"status.delivered"), "{kinds:?}");
+    // --log-format json: every line of the log is a JSON object.
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "gateway listening; its upstream is the sandbox"),
+        "{log}"
+    );
+    assert!(lines.iter().all(|l| l["level"].is_string()), "{log}");
 }
 
 /// The TOML block of the README that configures the gateway.
@@ -251,7 +265,16 @@ async fn serve_takes_the_readme_gateway_configuration() {
     let file = dir.join("gateway.toml");
     std::fs::write(&file, &text).unwrap();
     let key: toml_key::Key = toml_key::gateway_key(&text);
-    let s = serve(&dir.0, &["--gateway-config", file.to_str().unwrap()]).await;
+    let s = serve(
+        &dir.0,
+        &[
+            "--gateway-config",
+            file.to_str().unwrap(),
+            "--log-level",
+            "warn",
+        ],
+    )
+    .await;
     // The file's key is the one that works.
     let body = json!({ "to": "4915112345604", "type": "template",
         "template": { "name": "hello_world", "language": { "code": "en_US" } } });
@@ -286,6 +309,9 @@ async fn serve_takes_the_readme_gateway_configuration() {
     }
     let banner = std::fs::read_to_string(dir.join("serve.out")).unwrap();
     assert!(banner.contains("gateway.toml"), "{banner}");
+    // --log-level warn: the start lines (info) are not there.
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(!log.contains("INFO"), "{log}");
 }
 
 /// Reads `gateway_key` from the TOML text (the test has no TOML parser of its own).
