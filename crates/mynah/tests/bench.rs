@@ -4,28 +4,20 @@
 
 mod common;
 
-use common::{Proc, Scratch, free_port, log_file};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use common::{Scratch, free_port, spawn_mynah, wait_port};
+use std::process::Command;
 
 #[test]
 fn bench_against_a_limited_sandbox_counts_and_obeys_429() {
     let dir = Scratch::new("bench", "url");
     let port = free_port();
-    let sandbox = Command::new(env!("CARGO_BIN_EXE_mynah"))
-        .args(["sandbox", "--ephemeral", "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdin(Stdio::null())
-        .stdout(log_file(&dir.0, "sandbox.out"))
-        .stderr(log_file(&dir.0, "sandbox.log"))
-        .spawn()
-        .expect("mynah sandbox starts");
-    let _sandbox = Proc::new(sandbox);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the sandbox never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let listen = format!("127.0.0.1:{port}");
+    let _sandbox = spawn_mynah(
+        &dir.0,
+        "sandbox",
+        ["sandbox", "--ephemeral", "--listen", listen.as_str()],
+    );
+    wait_port(port);
     let out = Command::new(env!("CARGO_BIN_EXE_mynah"))
         .args(["bench", "--connections", "8", "--duration", "2", "--url"])
         .arg(format!("http://127.0.0.1:{port}"))

@@ -7,9 +7,8 @@
 
 mod common;
 
-use common::{Proc, Scratch, free_port, log_file};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use common::{Scratch, free_port, serve_args, spawn_mynah, wait_port};
+use std::process::Command;
 
 /// `curl` for the examples: their own flags, plus the status code; a 2xx prints the body, anything
 /// else is retried for up to 5 s, then fails the script with the answer.
@@ -46,22 +45,9 @@ fn every_shell_example_of_the_readme_works_against_a_fresh_serve() {
     assert!(blocks.len() >= 3, "the README's curl examples were found");
     let dir = Scratch::new("readme", "examples");
     let (sb_port, gw_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_mynah"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{sb_port}"))
-        .arg("--gateway-listen")
-        .arg(format!("127.0.0.1:{gw_port}"))
-        .stdin(Stdio::null())
-        .stdout(log_file(&dir.0, "serve.out"))
-        .stderr(log_file(&dir.0, "serve.log"))
-        .spawn()
-        .expect("mynah serve starts");
-    let _serve = Proc::new(child);
-    wait_ready(gw_port);
-    wait_ready(sb_port);
+    let _serve = spawn_mynah(&dir.0, "serve", serve_args(&dir.0, sb_port, gw_port));
+    wait_port(gw_port);
+    wait_port(sb_port);
     // The examples name the default ports; this serve has its own.
     let script = blocks
         .iter()
@@ -86,13 +72,4 @@ fn every_shell_example_of_the_readme_works_against_a_fresh_serve() {
     // What they show happened: the message went out, the user's reply is in the conversation.
     assert!(stdout.contains("\"wamid\":\"wamid."), "{stdout}");
     assert!(stdout.contains("Where is my order?"), "{stdout}");
-}
-
-/// Waits until something answers HTTP on the port.
-fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "port {port} never opened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

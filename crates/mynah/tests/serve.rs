@@ -11,10 +11,9 @@
 
 mod common;
 
-use common::{Proc, Scratch, free_port, log_file};
+use common::{Proc, Scratch, free_port, serve_args, spawn_mynah};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,23 +30,11 @@ struct Serve {
 /// Starts `mynah serve` with its data in `dir` and waits until both planes answer.
 async fn serve(dir: &Path, extra: &[&str]) -> Serve {
     let (sb_port, gw_port) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_mynah"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{sb_port}"))
-        .arg("--gateway-listen")
-        .arg(format!("127.0.0.1:{gw_port}"))
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(log_file(dir, "serve.out"))
-        .stderr(log_file(dir, "serve.log"))
-        .spawn()
-        .expect("mynah serve starts");
+    let mut args = serve_args(dir, sb_port, gw_port);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let proc = spawn_mynah(dir, "serve", args);
     let s = Serve {
-        proc: Proc::new(child),
+        proc,
         sb: format!("http://127.0.0.1:{sb_port}"),
         gw: format!("http://127.0.0.1:{gw_port}"),
     };

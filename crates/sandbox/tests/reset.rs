@@ -9,8 +9,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 
-const BOUNDARY: &str = "mynah-reset-boundary";
-
 /// The ids one pass of the script drew.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Drawn {
@@ -31,30 +29,6 @@ impl Drawn {
     }
 }
 
-async fn upload(h: &Harness) -> String {
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\npixel\r\n--{BOUNDARY}--\r\n")
-            .as_bytes(),
-    );
-    let r = h
-        .http
-        .post(format!("{}/media", h.base))
-        .header("D360-API-KEY", KEY)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{v}");
-    v["id"].as_str().unwrap().to_string()
-}
-
 /// A send, a template creation (named after `tag`: names must be unique in an account), an
 /// upload and a refused request.
 async fn script(h: &Harness, tag: &str) -> Drawn {
@@ -70,7 +44,7 @@ async fn script(h: &Harness, tag: &str) -> Drawn {
         .await;
     assert_eq!(s, 200, "{b}");
     let template_id = b["id"].as_str().unwrap().to_string();
-    let media_id = upload(h).await;
+    let media_id = h.upload_png(b"pixel").await;
     let (s, b) = h.send_360(json!({ "messaging_product": "whatsapp" })).await;
     assert_eq!(s, 400, "{b}");
     let trace_id = b["error"]["fbtrace_id"].as_str().unwrap().to_string();

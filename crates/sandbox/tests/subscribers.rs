@@ -17,20 +17,6 @@ fn roomy(own_url: &str, subscribers: &[&str]) -> Config {
     cfg
 }
 
-async fn send(h: &Harness, to: &str) -> String {
-    let (s, b) = h.send_360(text(to, "hello")).await;
-    assert_eq!(s, 200, "{b}");
-    b["messages"][0]["id"].as_str().unwrap().to_string()
-}
-
-async fn attempts(h: &Harness, query: &str) -> Vec<Value> {
-    let (s, b) = h
-        .control_get(&format!("/webhooks/attempts?{query}&limit=10000"))
-        .await;
-    assert_eq!(s, 200, "{b}");
-    b["attempts"].as_array().unwrap().clone()
-}
-
 async fn pending(h: &Harness) -> u64 {
     h.control_get("/health").await.1["pending_webhooks"]
         .as_u64()
@@ -67,7 +53,7 @@ async fn subscribers_get_every_event_beside_the_numbers_own_url() {
     let own = Receiver::start().await;
     let sub = Receiver::start().await;
     let h = Harness::start(roomy(&own.url, &[&sub.url])).await;
-    let w = send(&h, "4915100000001").await;
+    let w = h.send_text("4915100000001", "hello").await;
     h.advance(10.0).await;
     for url in [&own.url, &sub.url] {
         wait_url(&h, url, &format!("wamid={w}&status=read"), 1).await;
@@ -83,18 +69,18 @@ async fn subscribers_get_every_event_beside_the_numbers_own_url() {
         assert!(signature_ok(&r, SECRET));
     }
     // The attempt records say where each copy went, and the `url` filter picks them.
-    let to_sub = attempts(&h, &format!("url={}", enc(&sub.url))).await;
+    let to_sub = h.attempts(&format!("url={}", enc(&sub.url))).await;
     assert_eq!(to_sub.len(), 3);
     assert!(to_sub.iter().all(|a| a["subscriber"] == 0), "{to_sub:#?}");
-    let to_own = attempts(&h, &format!("url={}", enc(&own.url))).await;
+    let to_own = h.attempts(&format!("url={}", enc(&own.url))).await;
     assert_eq!(to_own.len(), 3);
     assert!(to_own.iter().all(|a| a.get("subscriber").is_none()));
-    assert_eq!(attempts(&h, "").await.len(), 6);
+    assert_eq!(h.attempts("").await.len(), 6);
 
     // The URL a user registers through the API only moves the own copy.
     let own2 = Receiver::start().await;
     h.set_webhook(&own2.url).await;
-    let w2 = send(&h, "4915100000002").await;
+    let w2 = h.send_text("4915100000002", "hello").await;
     h.advance(10.0).await;
     wait_url(&h, &own2.url, &format!("wamid={w2}&status=read"), 1).await;
     wait_url(&h, &sub.url, &format!("wamid={w2}&status=read"), 1).await;
@@ -129,7 +115,7 @@ async fn account_events_reach_each_subscriber_once() {
     h.drain().await;
     let field = "field=message_template_status_update";
     for url in [&own.url, &other.url, &sub.url] {
-        let got = attempts(&h, &format!("{field}&url={}", enc(url))).await;
+        let got = h.attempts(&format!("{field}&url={}", enc(url))).await;
         assert_eq!(got.len(), 1, "{url}: {got:#?}");
         assert_eq!(got[0]["outcome"], "delivered");
     }
@@ -150,14 +136,16 @@ async fn a_dead_own_url_never_delays_the_subscriber_and_vice_versa() {
         wait_url(&h, &sub.url, &format!("wamid={w}&status=read"), 1).await;
     }
     // Every copy to the subscriber went through at its first attempt, while the own URL failed.
-    let to_sub = attempts(&h, &format!("url={}", enc(&sub.url))).await;
+    let to_sub = h.attempts(&format!("url={}", enc(&sub.url))).await;
     assert_eq!(to_sub.len(), 9, "{to_sub:#?}");
     assert!(
         to_sub
             .iter()
             .all(|a| a["attempt"] == 1 && a["outcome"] == "delivered")
     );
-    let failed = attempts(&h, &format!("url={}&delivered=false", enc(&own.url))).await;
+    let failed = h
+        .attempts(&format!("url={}&delivered=false", enc(&own.url)))
+        .await;
     assert!(!failed.is_empty());
     assert!(failed.iter().all(|a| a["outcome"] == "retrying"));
     assert!(own.statuses().is_empty());
@@ -180,7 +168,7 @@ async fn a_dead_own_url_never_delays_the_subscriber_and_vice_versa() {
     for w in &ws {
         wait_url(&h, &own.url, &format!("wamid={w}&status=read"), 1).await;
     }
-    let to_own = attempts(&h, &format!("url={}", enc(&own.url))).await;
+    let to_own = h.attempts(&format!("url={}", enc(&own.url))).await;
     assert_eq!(to_own.len(), 9);
     assert!(to_own.iter().all(|a| a["attempt"] == 1));
     let refused = wait_url(&h, &dead, "delivered=false", 1).await;
@@ -198,7 +186,7 @@ async fn a_dead_own_url_never_delays_the_subscriber_and_vice_versa() {
 async fn sends(h: &Harness, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     for i in 0..n {
-        out.push(send(h, &format!("49151000001{i:02}")).await);
+        out.push(h.send_text(&format!("49151000001{i:02}"), "hello").await);
     }
     out
 }
@@ -207,18 +195,18 @@ async fn sends(h: &Harness, n: usize) -> Vec<String> {
 async fn a_number_without_a_url_sends_only_to_the_subscribers() {
     let sub = Receiver::start().await;
     let h = Harness::start(roomy("", &[&sub.url])).await;
-    let w = send(&h, "4915100000001").await;
+    let w = h.send_text("4915100000001", "hello").await;
     h.advance(10.0).await;
     wait_url(&h, &sub.url, &format!("wamid={w}&status=read"), 1).await;
     h.drain().await;
-    let all = attempts(&h, "").await;
+    let all = h.attempts("").await;
     assert_eq!(all.len(), 3, "no 'no webhook URL' attempts: {all:#?}");
     assert!(all.iter().all(|a| a["url"] == json!(sub.url)));
     h.shutdown().await;
 
     // Without subscribers, the attempt that says so is still recorded.
     let h = Harness::start(roomy("", &[])).await;
-    let w = send(&h, "4915100000001").await;
+    let w = h.send_text("4915100000001", "hello").await;
     h.advance(10.0).await;
     let dropped = h
         .wait(&format!("wamid={w}&status=sent&delivered=false"), 1)
@@ -245,7 +233,7 @@ async fn pending_subscriber_copies_survive_a_restart_and_follow_the_list() {
     let mut cfg = roomy(&own.url, &[&sub0.url, &sub1.url]);
     cfg.data_dir = Some(dir.clone());
     let h = Harness::start(cfg.clone()).await;
-    let w = send(&h, "4915100000001").await;
+    let w = h.send_text("4915100000001", "hello").await;
     h.advance(10.0).await;
     wait_url(&h, &own.url, &format!("wamid={w}&status=read"), 1).await;
     for url in [&sub0.url, &sub1.url] {
@@ -264,7 +252,8 @@ async fn pending_subscriber_copies_survive_a_restart_and_follow_the_list() {
     let moved = Receiver::start().await;
     cfg.webhooks.subscribers = vec![moved.url.clone()];
     let h = Harness::start(cfg).await;
-    let dropped = attempts(&h, &format!("url={}&delivered=false", enc(&sub1.url)))
+    let dropped = h
+        .attempts(&format!("url={}&delivered=false", enc(&sub1.url)))
         .await
         .into_iter()
         .filter(|a| a["outcome"] == "dropped")

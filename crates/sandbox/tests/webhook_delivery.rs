@@ -148,20 +148,6 @@ async fn inbound(h: &Harness, from: &str, body: &str) -> String {
     b["id"].as_str().unwrap().to_string()
 }
 
-async fn send(h: &Harness, to: &str, body: &str) -> String {
-    let (s, b) = h.send_360(text(to, body)).await;
-    assert_eq!(s, 200, "{b}");
-    b["messages"][0]["id"].as_str().unwrap().to_string()
-}
-
-async fn attempts(h: &Harness, query: &str) -> Vec<Value> {
-    let (s, b) = h
-        .control_get(&format!("/webhooks/attempts?{query}&limit=10000"))
-        .await;
-    assert_eq!(s, 200, "{b}");
-    b["attempts"].as_array().unwrap().clone()
-}
-
 async fn now_ms(h: &Harness) -> i64 {
     let (s, b) = h.control_get("/clock").await;
     assert_eq!(s, 200, "{b}");
@@ -192,7 +178,7 @@ async fn advance_to(h: &Harness, at: i64) {
 /// outcome is `delivered` (true: accepted by the receiver, false: refused).
 async fn wait_until(h: &Harness, delivered: bool, cond: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     loop {
-        let all = attempts(h, "").await;
+        let all = h.attempts("").await;
         if cond(&all) {
             return all;
         }
@@ -273,14 +259,14 @@ async fn receiver_failing_three_times_is_retried_with_exponential_backoff() {
     // Nothing happens before the retry is due.
     advance_to(&h, T0 + 34_999).await;
     assert_eq!(
-        attempts(&h, "").await.len(),
+        h.attempts("").await.len(),
         3,
         "no attempt before the backoff has passed"
     );
     advance_to(&h, T0 + 35_000).await;
     h.wait(&format!("wamid={wamid}"), 1).await;
 
-    let all = attempts(&h, &format!("wamid={wamid}")).await;
+    let all = h.attempts(&format!("wamid={wamid}")).await;
     assert_eq!(all.len(), 4, "{all:#?}");
     let body = all[0]["body"].as_str().unwrap().to_string();
     let signature = all[0]["signature"].as_str().unwrap().to_string();
@@ -361,8 +347,8 @@ async fn receiver_failing_three_times_is_retried_with_exponential_backoff() {
     assert_eq!(health(&h).await["pending_webhooks"], 0);
 
     // The filters see the same attempts.
-    assert_eq!(attempts(&h, "delivered=false").await.len(), 3);
-    assert_eq!(attempts(&h, "delivered=true").await.len(), 1);
+    assert_eq!(h.attempts("delivered=false").await.len(), 3);
+    assert_eq!(h.attempts("delivered=true").await.len(), 1);
     h.shutdown().await;
 }
 
@@ -374,7 +360,7 @@ async fn status_webhooks_are_retried_too_and_keep_their_timestamps() {
     cfg.latency.sent = mynah_sandbox::config::Latency::fixed(1_000);
     cfg.latency.delivered = mynah_sandbox::config::Latency::fixed(3_600_000);
     let h = Harness::start(cfg).await;
-    let wamid = send(&h, "+49 151 12345678", "hi").await;
+    let wamid = h.send_text("+49 151 12345678", "hi").await;
     advance_to(&h, T0 + 1_000).await;
     h.wait("delivered=false", 1).await;
     advance_to(&h, T0 + 6_000).await;
@@ -383,7 +369,7 @@ async fn status_webhooks_are_retried_too_and_keep_their_timestamps() {
     h.wait("delivered=false", 3).await;
     advance_to(&h, T0 + 36_000).await;
     h.wait(&format!("wamid={wamid}&status=sent"), 1).await;
-    let all = attempts(&h, "").await;
+    let all = h.attempts("").await;
     let ats: Vec<i64> = all.iter().map(|a| a["at"].as_i64().unwrap()).collect();
     assert_eq!(ats, vec![T0 + 1_000, T0 + 6_000, T0 + 16_000, T0 + 36_000]);
     let nexts: Vec<Value> = all.iter().map(|a| a["next_retry_at"].clone()).collect();
@@ -428,7 +414,7 @@ async fn receiver_never_answering_200_is_dropped_after_the_retry_window() {
         n += 1;
         assert!(n < 20, "never dropped");
     }
-    let all = attempts(&h, &format!("wamid={wamid}")).await;
+    let all = h.attempts(&format!("wamid={wamid}")).await;
     let summary: Vec<(i64, String, Value)> = all
         .iter()
         .map(|a| {
@@ -457,7 +443,7 @@ async fn receiver_never_answering_200_is_dropped_after_the_retry_window() {
 
     // Nothing more, ever.
     h.advance(86_400.0).await;
-    assert_eq!(attempts(&h, "").await.len(), 4);
+    assert_eq!(h.attempts("").await.len(), 4);
     assert!(rx.received().is_empty());
     h.shutdown().await;
 }
@@ -477,7 +463,7 @@ async fn one_advance_past_the_window_runs_every_retry_at_its_own_time() {
     // A bounded wait for the attempts the jump should have made (at once when they exist).
     h.control_get("/webhooks/wait?delivered=false&count=4&timeout_ms=2000")
         .await;
-    let all = attempts(&h, &format!("wamid={wamid}")).await;
+    let all = h.attempts(&format!("wamid={wamid}")).await;
     let summary: Vec<(i64, String)> = all
         .iter()
         .map(|a| {
@@ -512,7 +498,7 @@ async fn default_window_drops_after_seven_days_in_one_jump() {
     h.advance(8.0 * 86_400.0).await;
     h.control_get("/webhooks/wait?delivered=false&count=177&timeout_ms=2000")
         .await;
-    let all = attempts(&h, &format!("wamid={wamid}")).await;
+    let all = h.attempts(&format!("wamid={wamid}")).await;
     let last = all.last().unwrap();
     assert_eq!(
         last["outcome"],
@@ -559,7 +545,9 @@ async fn a_stuck_endpoint_does_not_stall_another_numbers_endpoint() {
         assert_eq!(s, 201, "{b}");
     }
 
-    let w1 = send(&h, "+49 151 12345678", "to the stuck endpoint").await;
+    let w1 = h
+        .send_text("+49 151 12345678", "to the stuck endpoint")
+        .await;
     let send_with = |key: &'static str, body: Value| {
         let req = h
             .http
@@ -602,18 +590,18 @@ async fn a_stuck_endpoint_does_not_stall_another_numbers_endpoint() {
         "only its own number's events: {got:?}"
     );
     assert!(
-        attempts(&h, &format!("wamid={w1}&delivered=true"))
+        h.attempts(&format!("wamid={w1}&delivered=true"))
             .await
             .is_empty(),
         "the stuck endpoint has not answered"
     );
     assert!(
-        attempts(&h, &format!("wamid={w3}&delivered=true"))
+        h.attempts(&format!("wamid={w3}&delivered=true"))
             .await
             .is_empty()
     );
     assert!(
-        !attempts(&h, &format!("wamid={w3}&delivered=false"))
+        !h.attempts(&format!("wamid={w3}&delivered=false"))
             .await
             .is_empty()
     );
@@ -644,7 +632,7 @@ async fn a_slow_event_does_not_stall_later_events_of_the_same_endpoint() {
     h.wait(&format!("wamid={b}"), 1).await;
     h.wait(&format!("wamid={c}"), 1).await;
     assert!(
-        attempts(&h, &format!("wamid={a}")).await.is_empty(),
+        h.attempts(&format!("wamid={a}")).await.is_empty(),
         "the first is still in flight"
     );
     rx.release();
@@ -656,7 +644,8 @@ async fn a_slow_event_does_not_stall_later_events_of_the_same_endpoint() {
         .collect();
     assert_eq!(ids.len(), 3);
     assert_eq!(ids[0], json!(a), "the held one arrived first");
-    let answered: Vec<Value> = attempts(&h, "")
+    let answered: Vec<Value> = h
+        .attempts("")
         .await
         .iter()
         .map(|x| x["events"][0]["wamid"].clone())
@@ -675,7 +664,7 @@ async fn a_failed_event_waits_for_its_retry_while_later_events_move_on() {
     let b = inbound(&h, "+49 151 12345678", "second").await;
     h.wait(&format!("wamid={b}"), 1).await;
     assert!(
-        attempts(&h, &format!("wamid={a}&delivered=true"))
+        h.attempts(&format!("wamid={a}&delivered=true"))
             .await
             .is_empty()
     );
@@ -740,12 +729,8 @@ async fn batching_carries_several_statuses_per_post() {
     let mut wamids = Vec::new();
     for i in 0..40 {
         wamids.push(
-            send(
-                &h,
-                &format!("+49 151 100000{i:02}"),
-                &format!("message {i}"),
-            )
-            .await,
+            h.send_text(&format!("+49 151 100000{i:02}"), &format!("message {i}"))
+                .await,
         );
     }
     h.advance(10.0).await;
@@ -803,7 +788,7 @@ async fn batching_carries_several_statuses_per_post() {
         );
     }
     // Each attempt lists the events it carried.
-    let delivered = attempts(&h, "delivered=true").await;
+    let delivered = h.attempts("delivered=true").await;
     let carried: Vec<usize> = delivered
         .iter()
         .map(|a| a["events"].as_array().unwrap().len())
@@ -822,8 +807,8 @@ async fn chaos_duplicate_delivers_every_event_twice() {
     let mut cfg = roomy(&rx.url);
     cfg.webhooks.chaos.duplicate = 1.0;
     let h = Harness::start(cfg).await;
-    let w1 = send(&h, "+49 151 12345678", "one").await;
-    let w2 = send(&h, "+49 151 87654321", "two").await;
+    let w1 = h.send_text("+49 151 12345678", "one").await;
+    let w2 = h.send_text("+49 151 87654321", "two").await;
     h.advance(10.0).await;
     h.drain().await;
     let got = per_wamid(&rx.statuses());
@@ -857,7 +842,7 @@ async fn reorder_run(seed: u64) -> BTreeMap<String, Vec<String>> {
     cfg.webhooks.chaos.reorder_hold_ms = 10_000;
     let h = Harness::start(cfg).await;
     for i in 0..10 {
-        send(&h, &format!("+49 151 200000{i:02}"), "hi").await;
+        h.send_text(&format!("+49 151 200000{i:02}"), "hi").await;
     }
     h.advance(60.0).await;
     h.drain().await;
@@ -914,7 +899,7 @@ async fn chaos_delay_holds_events_back_on_the_sandbox_clock() {
     let wamid = inbound(&h, "+49 151 12345678", "hello").await;
     h.advance(59.0).await;
     assert!(
-        attempts(&h, "").await.is_empty(),
+        h.attempts("").await.is_empty(),
         "held back for 60 s of sandbox time"
     );
     assert_eq!(health(&h).await["pending_webhooks"], 1);
@@ -926,37 +911,6 @@ async fn chaos_delay_holds_events_back_on_the_sandbox_clock() {
 
 // ---------------------------------------------------------------------------------------------
 // (g) Restart with deliveries pending.
-
-const BOUNDARY: &str = "mynah-test-boundary-7MA4YWxkTrZu0gW";
-
-async fn upload(h: &Harness, bytes: &[u8]) -> String {
-    let mut body = Vec::new();
-    body.extend_from_slice(
-        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n").as_bytes(),
-    );
-    body.extend_from_slice(
-        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"pixel.png\"\r\nContent-Type: image/png\r\n\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(bytes);
-    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
-    let r = h
-        .http
-        .post(format!("{}/media", h.base))
-        .header("D360-API-KEY", KEY)
-        .header(
-            "content-type",
-            format!("multipart/form-data; boundary={BOUNDARY}"),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{v}");
-    v["id"].as_str().unwrap().to_string()
-}
 
 async fn download(h: &Harness, media_id: &str) -> (String, Vec<u8>) {
     let r = h
@@ -1021,9 +975,9 @@ async fn pending_deliveries_messages_users_and_media_survive_a_restart() {
         .await;
     assert_eq!(s, 200, "{b}");
     let pixel = b"\x89PNG\r\n\x1a\nnot really a picture".to_vec();
-    let media_id = upload(&h, &pixel).await;
-    let w1 = send(&h, "+49 151 00000001", "one").await;
-    let w2 = send(&h, "+49 151 00000002", "two").await;
+    let media_id = h.upload_png(&pixel).await;
+    let w1 = h.send_text("+49 151 00000001", "one").await;
+    let w2 = h.send_text("+49 151 00000002", "two").await;
     let (s, b) = h
         .send_360(json!({ "messaging_product": "whatsapp", "to": "4915100000003", "type": "image", "image": { "id": media_id, "caption": "pixel" } }))
         .await;
@@ -1045,11 +999,11 @@ async fn pending_deliveries_messages_users_and_media_survive_a_restart() {
     expected.insert((w4.clone(), "text".into()));
     // Every event has failed at least once, and none got through.
     wait_until(&h, false, |all| keys_where(all, "retrying") == expected).await;
-    assert!(keys_where(&attempts(&h, "").await, "delivered").is_empty());
+    assert!(keys_where(&h.attempts("").await, "delivered").is_empty());
     assert_eq!(health(&h).await["pending_webhooks"], json!(expected.len()));
     // Which deliveries carried each event, and how many attempts they had.
     let mut deliveries_before: BTreeMap<(String, String), (BTreeSet<u64>, u64)> = BTreeMap::new();
-    for a in attempts(&h, "").await {
+    for a in h.attempts("").await {
         for k in event_keys(&a) {
             let e = deliveries_before.entry(k).or_default();
             e.0.insert(a["delivery_id"].as_u64().unwrap());
@@ -1058,7 +1012,7 @@ async fn pending_deliveries_messages_users_and_media_survive_a_restart() {
     }
     let messages_before = h.control_get("/messages").await.1;
     let clock_before = now_ms(&h).await;
-    let history_before = attempts(&h, "").await;
+    let history_before = h.attempts("").await;
     let last_seq_before = history_before
         .last()
         .map(|a| a["seq"].as_u64().unwrap())
@@ -1080,7 +1034,7 @@ async fn pending_deliveries_messages_users_and_media_survive_a_restart() {
     );
     // The attempt history is back too, and its sequence goes on.
     assert_eq!(
-        attempts(&h, "").await,
+        h.attempts("").await,
         history_before,
         "attempt history survives"
     );
@@ -1141,7 +1095,7 @@ async fn pending_deliveries_messages_users_and_media_survive_a_restart() {
     assert_eq!(sha.len(), 64);
     // And the sandbox carries on: a new message after the restart gets a fresh wamid and its
     // lifecycle.
-    let w5 = send(&h, "+49 151 00000005", "after the restart").await;
+    let w5 = h.send_text("+49 151 00000005", "after the restart").await;
     assert!(![&w1, &w2, &w3, &w4].contains(&&w5));
     h.advance(10.0).await;
     h.wait(&format!("wamid={w5}&status=read"), 1).await;

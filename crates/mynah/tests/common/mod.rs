@@ -97,3 +97,43 @@ pub fn log_file(dir: &Path, name: &str) -> File {
         .open(dir.join(name))
         .expect("log file")
 }
+
+/// Starts the `mynah` binary with `args`; its standard output goes to `{name}.out` and its log
+/// (standard error) to `{name}.log` in `dir`.
+pub fn spawn_mynah<I, S>(dir: &Path, name: &str, args: I) -> Proc
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_mynah"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file(dir, &format!("{name}.out")))
+        .stderr(log_file(dir, &format!("{name}.log")))
+        .spawn()
+        .expect("mynah starts");
+    Proc::new(child)
+}
+
+/// Waits (at most 30 s) until something accepts connections on the port.
+pub fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listened on port {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The arguments of `mynah serve` with its data in `dir/data` and both planes on these ports.
+pub fn serve_args(dir: &Path, sb_port: u16, gw_port: u16) -> Vec<String> {
+    vec![
+        "serve".to_string(),
+        "--data-dir".to_string(),
+        dir.join("data").display().to_string(),
+        "--listen".to_string(),
+        format!("127.0.0.1:{sb_port}"),
+        "--gateway-listen".to_string(),
+        format!("127.0.0.1:{gw_port}"),
+    ]
+}

@@ -295,6 +295,52 @@ impl Harness {
     }
 
     /// Sets the webhook URL through the 360dialog endpoint.
+    /// Sends a text through the 360dialog dialect; returns its wamid.
+    pub async fn send_text(&self, to: &str, body: &str) -> String {
+        let (s, b) = self.send_360(text(to, body)).await;
+        assert_eq!(s, 200, "{b}");
+        b["messages"][0]["id"].as_str().unwrap().to_string()
+    }
+
+    /// Recorded webhook attempts matching `query` (the control API's filters).
+    pub async fn attempts(&self, query: &str) -> Vec<Value> {
+        let (s, b) = self
+            .control_get(&format!("/webhooks/attempts?{query}&limit=10000"))
+            .await;
+        assert_eq!(s, 200, "{b}");
+        b["attempts"].as_array().unwrap().clone()
+    }
+
+    /// Uploads a PNG through the 360dialog media endpoint; returns its media id.
+    pub async fn upload_png(&self, bytes: &[u8]) -> String {
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n").as_bytes(),
+        );
+        body.extend_from_slice(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"pixel.png\"\r\nContent-Type: image/png\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        let r = self
+            .http
+            .post(format!("{}/media", self.base))
+            .header("D360-API-KEY", KEY)
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
     pub async fn set_webhook(&self, url: &str) {
         let (s, b) = self
             .post_360("/v1/configs/webhook", &json!({ "url": url }))
@@ -311,6 +357,8 @@ async fn split(r: reqwest::Response) -> (u16, Value) {
 }
 
 /// A text message body.
+const BOUNDARY: &str = "mynah-test-boundary-7MA4YWxkTrZu0gW";
+
 pub fn text(to: &str, body: &str) -> Value {
     json!({ "messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "text", "text": { "body": body } })
 }
