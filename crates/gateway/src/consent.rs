@@ -58,17 +58,60 @@ pub fn build(
                 input.status
             )
         })?;
+    let at = check_at(input.at.unwrap_or(now), now)?;
+    let source = input.source.clone().unwrap_or_else(|| "api".to_string());
+    if source.len() > MAX_SOURCE_LEN {
+        return Err(format!("source is longer than {MAX_SOURCE_LEN} bytes"));
+    }
+    let evidence = input.evidence.as_ref().map(|e| match e {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    if evidence
+        .as_ref()
+        .is_some_and(|e| e.len() > MAX_EVIDENCE_LEN)
+    {
+        return Err(format!("evidence is longer than {MAX_EVIDENCE_LEN} bytes"));
+    }
     Ok(Consent {
         wa_id: wa.as_str().to_string(),
         category,
         status,
-        source: input.source.clone().unwrap_or_else(|| "api".to_string()),
-        evidence: input.evidence.as_ref().map(|e| match e {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        }),
-        at: input.at.unwrap_or(now),
+        source,
+        evidence,
+        at,
+        recorded_at: now,
     })
+}
+
+/// The earliest consent time accepted: 2009-01-01 (a time before it is a unit mistake, seconds
+/// for milliseconds).
+pub const EARLIEST_AT: Millis = 1_230_768_000_000;
+
+/// How far in the future a consent time may be (clocks differ a little).
+pub const CLOCK_SKEW_MS: Millis = 5 * 60_000;
+
+/// Longest `source` and `evidence` kept, in bytes.
+pub const MAX_SOURCE_LEN: usize = 256;
+/// See [`MAX_SOURCE_LEN`].
+pub const MAX_EVIDENCE_LEN: usize = 16 * 1024;
+
+/// Checks a consent time from a client: not in the future beyond [`CLOCK_SKEW_MS`], not before
+/// [`EARLIEST_AT`].
+pub fn check_at(at: Millis, now: Millis) -> Result<Millis, String> {
+    if at > now.saturating_add(CLOCK_SKEW_MS) {
+        return Err(format!(
+            "at {at} is {} s in the future; a consent is recorded when it is given (unix ms, at most {} s ahead of the gateway's clock)",
+            (at - now) / 1_000,
+            CLOCK_SKEW_MS / 1_000
+        ));
+    }
+    if at < EARLIEST_AT {
+        return Err(format!(
+            "at {at} is before 2009-01-01: give unix milliseconds (not seconds)"
+        ));
+    }
+    Ok(at)
 }
 
 /// Parses a JSON array of consents.
@@ -188,6 +231,7 @@ pub async fn withdraw_marketing<S: Store + Clone>(
         source: source.to_string(),
         evidence: None,
         at,
+        recorded_at: gw.now(),
     };
     match gw.store.put_consents(vec![change]).await {
         Ok(_) => tracing::info!(wa_id, source, "marketing consent withdrawn"),
@@ -199,26 +243,55 @@ pub async fn withdraw_marketing<S: Store + Clone>(
 mod tests {
     use super::*;
 
+    const NOW: Millis = 1_750_000_000_000;
+
+    #[test]
+    fn consent_times_are_bounded_and_texts_too() {
+        assert_eq!(check_at(NOW + CLOCK_SKEW_MS, NOW), Ok(NOW + CLOCK_SKEW_MS));
+        assert!(check_at(NOW + CLOCK_SKEW_MS + 1, NOW).is_err());
+        assert!(check_at(EARLIEST_AT - 1, NOW).is_err());
+        assert!(check_at(i64::MAX, NOW).is_err() && check_at(i64::MIN, NOW).is_err());
+        let long = ConsentInput {
+            wa_id: None,
+            category: None,
+            status: "opted_in".into(),
+            source: Some("x".repeat(MAX_SOURCE_LEN + 1)),
+            evidence: None,
+            at: None,
+        };
+        assert!(build("4915112345678", "marketing", &long, NOW).is_err());
+    }
+
     #[test]
     fn csv_rows_and_errors() {
-        let csv = b"wa_id,category,status,source,evidence,at\n+49 151 1234 5678,marketing,opted_in,form,\"checkbox, page 2\",1000\n4915112345679,newsletter,opted_in,,,\n";
-        let (ok, errors) = parse_csv(csv, 5).unwrap();
+        let csv = b"wa_id,category,status,source,evidence,at\n+49 151 1234 5678,marketing,opted_in,form,\"checkbox, page 2\",1700000000000\n4915112345679,newsletter,opted_in,,,\n4915112345670,marketing,opted_in,,,1800000000000\n4915112345671,marketing,opted_in,,,1700000000\n";
+        let (ok, errors) = parse_csv(csv, NOW).unwrap();
         assert_eq!(ok.len(), 1);
         assert_eq!(ok[0].wa_id, "4915112345678");
         assert_eq!(ok[0].evidence.as_deref(), Some("checkbox, page 2"));
-        assert_eq!(ok[0].at, 1000);
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].line, 3);
+        assert_eq!((ok[0].at, ok[0].recorded_at), (1_700_000_000_000, NOW));
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [3, 4, 5]);
+        assert!(
+            errors[1].message.contains("in the future"),
+            "{:?}",
+            errors[1]
+        );
+        assert!(
+            errors[2].message.contains("milliseconds"),
+            "{:?}",
+            errors[2]
+        );
         assert!(parse_csv(b"phone,status\n", 0).is_err());
     }
 
     #[test]
     fn json_rows() {
         let body = br#"[{"wa_id":"4915112345678","category":"utility","status":"opted_out"},{"status":"opted_in"}]"#;
-        let (ok, errors) = parse_json(body, 7).unwrap();
+        let (ok, errors) = parse_json(body, NOW).unwrap();
         assert_eq!(ok.len(), 1);
         assert_eq!(ok[0].status, ConsentStatus::OptedOut);
-        assert_eq!(ok[0].at, 7);
+        assert_eq!(ok[0].at, NOW);
         assert_eq!(errors[0].line, 2);
     }
 }

@@ -118,9 +118,23 @@ pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationTo
         }
         let mut rows = rows.into_iter();
         while let Some(row) = rows.next() {
+            // Past its time-to-live a message is never sent.
+            if gw.now() >= row.deadline {
+                expire_unsent(&gw, &row, "its time-to-live ended before its turn came").await;
+                continue;
+            }
             // The pair limiter first: a recipient that must wait does not take a number token.
             let pair_wait = lock(&gw.pairs).try_take(&row.to, gw.now()).err();
             if let Some(at) = pair_wait {
+                if at >= row.deadline {
+                    expire_unsent(
+                        &gw,
+                        &row,
+                        "its time-to-live ends before the recipient may get another message (about one per 6 s)",
+                    )
+                    .await;
+                    continue;
+                }
                 let now = gw.now();
                 let change = Change {
                     state: Some(MessageState::Queued),
@@ -154,6 +168,16 @@ pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationTo
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
+            // The wait for a token may have taken it past its time-to-live.
+            if gw.now() >= row.deadline {
+                expire_unsent(
+                    &gw,
+                    &row,
+                    "its time-to-live ended while it waited for the number's rate",
+                )
+                .await;
+                continue;
+            }
             let gw = gw.clone();
             tasks.spawn(async move {
                 send_one(&gw, row, permit).await;
@@ -163,6 +187,22 @@ pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationTo
     // Let in-flight sends record their outcome.
     tasks.close();
     tasks.wait().await;
+}
+
+/// A claimed message whose time-to-live ended before it was sent: `expired`, never sent.
+async fn expire_unsent<S: Store + Clone>(gw: &Gateway<S>, row: &MessageRecord, why: &str) {
+    let now = gw.now();
+    let change = Change {
+        state: Some(MessageState::Expired),
+        clear_lease: true,
+        ..Change::new(&row.id, now)
+    }
+    .with_event(NewEvent::new(
+        "expired",
+        now,
+        json!({ "deadline": row.deadline, "sent": false, "reason": why }),
+    ));
+    apply(gw, vec![change]).await;
 }
 
 /// Waits for a token of the number's bucket; false when shutting down.
@@ -451,5 +491,16 @@ pub async fn sweep_once<S: Store + Clone>(gw: &Gateway<S>) -> usize {
         }
         gw.changed();
     }
-    due.len()
+    // Messages held back by a paused template whose time-to-live ended: never sent.
+    let parked = match gw.store.expire_parked(now, SWEEP_BATCH).await {
+        Ok(ids) => ids.len(),
+        Err(e) => {
+            tracing::error!(error = %e, "expiring held-back messages failed");
+            0
+        }
+    };
+    if parked > 0 {
+        gw.changed();
+    }
+    due.len().max(parked)
 }

@@ -48,6 +48,9 @@ pub const ENVELOPE_FIELDS: &[&str] = &[
     "phone_number_id",
 ];
 
+/// The longest `ttl_seconds`: 30 days, the longest the platform keeps an undelivered message.
+pub const MAX_TTL_SECONDS: i64 = 30 * 24 * 3_600;
+
 /// The longest `Idempotency-Key` accepted.
 pub const MAX_KEY_LEN: usize = 255;
 
@@ -170,14 +173,20 @@ fn take_envelope(obj: &mut Map<String, Value>) -> Result<Envelope, AppError> {
     if let Some(v) = obj.remove("ttl_seconds") {
         let n = v
             .as_i64()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| bad("ttl_seconds", "a positive integer"))?;
+            .filter(|n| (1..=MAX_TTL_SECONDS).contains(n))
+            .ok_or_else(|| {
+                bad(
+                    "ttl_seconds",
+                    &format!("a whole number of seconds from 1 to {MAX_TTL_SECONDS} (30 days, the longest the platform keeps a message)"),
+                )
+            })?;
         env.ttl_seconds = Some(n);
     }
     if let Some(v) = obj.remove("not_before") {
         env.not_before = Some(
             v.as_i64()
-                .ok_or_else(|| bad("not_before", "unix milliseconds (an integer)"))?,
+                .filter(|t| *t >= crate::consent::EARLIEST_AT)
+                .ok_or_else(|| bad("not_before", "unix milliseconds (an integer after 2009)"))?,
         );
     }
     if let Some(v) = obj.remove("lane") {
@@ -399,7 +408,21 @@ async fn admit<S: Store + Clone>(
         None if category == Category::Authentication => gw.cfg.auth_ttl_ms,
         None => gw.cfg.default_ttl_ms,
     };
+    // The time-to-live runs from now: a message that may not go before its time-to-live ends
+    // would only ever expire.
+    let deadline = now.saturating_add(ttl_ms);
     let not_before = env.not_before.unwrap_or(now);
+    if not_before >= deadline {
+        return Err(AppError::new(
+            Code::InvalidEnvelope,
+            format!(
+                "not_before ({}) is at or after the end of the message's time-to-live ({}, {} s from now): raise ttl_seconds or send it sooner",
+                crate::events::rfc3339(not_before),
+                crate::events::rfc3339(deadline),
+                ttl_ms / 1_000
+            ),
+        ));
+    }
     let msg = NewMessage {
         id,
         idempotency_key,
@@ -417,7 +440,7 @@ async fn admit<S: Store + Clone>(
         state,
         reason,
         not_before,
-        deadline: not_before.max(now).saturating_add(ttl_ms),
+        deadline,
         created_at: now,
     };
     let answer = match gw.store.enqueue(vec![msg.clone()]).await?.pop() {

@@ -56,15 +56,33 @@ async fn sse_frames(resp: &mut reqwest::Response, kind: &str, n: usize) -> Vec<V
         .collect()
 }
 
+/// A user writes through the sandbox; returns once the gateway has the message (webhooks may
+/// arrive in any order, as on the platform, so the test goes one message at a time).
 async fn user_sends(p: &Pair, message: Value) -> String {
     let (s, b) = p.control(reqwest::Method::POST, "/inbound", &message).await;
     assert_eq!(s, 200, "{b}");
-    b["messages"][0]["id"]
+    let id = b["id"]
         .as_str()
-        .or_else(|| b["id"].as_str())
-        .or_else(|| b["wamid"].as_str())
-        .map(str::to_string)
-        .unwrap_or_else(|| panic!("the sandbox names the inbound message: {b}"))
+        .expect("the sandbox names the message")
+        .to_string();
+    let from = message["from"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, c) = p
+            .get(&format!("/v1/contacts/{from}/messages?limit=100"))
+            .await;
+        let known = c["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["id"] == id.as_str()));
+        if known {
+            return id;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id} never arrived: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,6 +163,12 @@ async fn inbound_messages_reach_apps_and_the_conversation_and_a_reply_goes_out()
         .map(|f| f["detail"]["type"].as_str().unwrap())
         .collect();
     assert_eq!(
+        kinds.len(),
+        6,
+        "{}",
+        serde_json::to_string_pretty(&frames).unwrap()
+    );
+    assert_eq!(
         kinds,
         [
             "text",
@@ -153,7 +177,9 @@ async fn inbound_messages_reach_apps_and_the_conversation_and_a_reply_goes_out()
             "location",
             "interactive",
             "reaction"
-        ]
+        ],
+        "{}",
+        serde_json::to_string_pretty(&frames).unwrap()
     );
     for f in &frames {
         assert_eq!(f["type"], "message.received");

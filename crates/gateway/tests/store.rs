@@ -866,43 +866,61 @@ async fn dedupe_keys_under_concurrency<S: Store + Clone>(s: S) {
 }
 
 async fn consents_keep_history_and_latest<S: Store + Clone>(s: S) {
-    let c = |category, status, at: Millis, source: &str| Consent {
+    // `at` is when the person gave it, `recorded_at` when the gateway learned it (here: `seq`).
+    let c = |category, status, at: Millis, seq: Millis, source: &str| Consent {
         wa_id: "15550001111".into(),
         category,
         status,
         source: source.into(),
         evidence: None,
         at,
+        recorded_at: 1_000 + seq,
     };
     let m = Category::Marketing;
+    use ConsentStatus::{OptedIn, OptedOut};
     assert_eq!(
-        s.put_consents(vec![c(m, ConsentStatus::OptedIn, 100, "api")])
+        s.put_consents(vec![c(m, OptedIn, 100, 1, "api")])
             .await
             .unwrap(),
         vec![true]
     );
-    let later = c(m, ConsentStatus::OptedOut, 300, "webhook:131050");
+    // An opt-out takes; an opt-in recorded after it that claims an earlier time is history
+    // only; another category is its own.
+    let out = c(m, OptedOut, 300, 2, "webhook:131050");
     let older = Consent {
         evidence: Some("form 7".into()),
-        ..c(m, ConsentStatus::OptedIn, 200, "import")
+        ..c(m, OptedIn, 200, 3, "import")
     };
-    let utility = c(Category::Utility, ConsentStatus::OptedIn, 50, "api");
+    let utility = c(Category::Utility, OptedIn, 50, 4, "api");
     assert_eq!(
-        s.put_consents(vec![later.clone(), older.clone(), utility.clone()])
+        s.put_consents(vec![out.clone(), older.clone(), utility.clone()])
             .await
             .unwrap(),
         vec![true, false, true]
     );
     let current = s.consents("15550001111").await.unwrap();
-    assert_eq!(current, vec![later.clone(), utility.clone()]);
+    assert_eq!(current, vec![out.clone(), utility.clone()]);
+    // The history is in the order recorded.
     let history = s.consent_history("15550001111").await.unwrap();
-    let times: Vec<_> = history.iter().map(|h| h.at).collect();
-    assert_eq!(times, [50, 100, 200, 300]);
+    let seqs: Vec<_> = history.iter().map(|h| h.recorded_at).collect();
+    assert_eq!(seqs, [1_001, 1_002, 1_003, 1_004]);
     assert_eq!(history[2], older);
-    // A change at the same time as the current one wins (last word).
-    let tie = c(m, ConsentStatus::OptedIn, 300, "inbound:START");
-    assert_eq!(s.put_consents(vec![tie.clone()]).await.unwrap(), vec![true]);
-    assert_eq!(s.consents("15550001111").await.unwrap()[0], tie);
+    // A later opt-in at or after the opt-out's time takes (the person came back).
+    let back = c(m, OptedIn, 300, 5, "inbound:START");
+    assert_eq!(
+        s.put_consents(vec![back.clone()]).await.unwrap(),
+        vec![true]
+    );
+    assert_eq!(s.consents("15550001111").await.unwrap()[0], back);
+    // A date cannot pin consent: an opt-in claiming a far later time is overridden by the next
+    // opt-out recorded, whatever time that one gives.
+    let pinned = c(m, OptedIn, 9_000_000, 6, "api");
+    let stop = c(m, OptedOut, 400, 7, "inbound:STOP");
+    assert_eq!(
+        s.put_consents(vec![pinned, stop.clone()]).await.unwrap(),
+        vec![true, true]
+    );
+    assert_eq!(s.consents("15550001111").await.unwrap()[0], stop);
     assert!(s.consents("other").await.unwrap().is_empty());
 }
 
@@ -1031,6 +1049,7 @@ async fn write_everything<S: Store>(s: &S) {
     .unwrap();
     s.remember_keys(vec!["k".into()], T0).await.unwrap();
     s.put_consents(vec![Consent {
+        recorded_at: 1,
         wa_id: "w".into(),
         category: Category::Marketing,
         status: ConsentStatus::OptedIn,
@@ -1454,6 +1473,42 @@ async fn cancel_only_what_is_queued<S: Store + Clone>(s: S) {
     assert_eq!(events[1].state, MessageState::Cancelled);
 }
 
+async fn parked_messages_expire_at_their_deadline<S: Store + Clone>(s: S) {
+    let early = NewMessage {
+        deadline: T0 + 1_000,
+        ..of_template("p1", "promo", "en")
+    };
+    let late = NewMessage {
+        deadline: T0 + 9_000,
+        ..of_template("p2", "promo", "en")
+    };
+    let free = NewMessage {
+        deadline: T0 + 1_000,
+        ..msg("p3")
+    };
+    enqueue_all(&s, vec![early, late, free]).await;
+    assert_eq!(s.park_template("promo", None, T0).await.unwrap(), 2);
+    assert!(s.expire_parked(T0 + 999, 10).await.unwrap().is_empty());
+    assert_eq!(s.expire_parked(T0 + 1_000, 10).await.unwrap(), ["p1"]);
+    let p1 = s.get("p1").await.unwrap().unwrap();
+    assert_eq!(p1.state, MessageState::Expired);
+    let last = s.events("p1").await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.state),
+        ("expired", MessageState::Expired)
+    );
+    // Not parked: left to the dispatcher; the later one waits for its own deadline.
+    assert_eq!(
+        s.get("p3").await.unwrap().unwrap().state,
+        MessageState::Queued
+    );
+    assert_eq!(s.expire_parked(T0 + 20_000, 10).await.unwrap(), ["p2"]);
+    assert_eq!(
+        s.unpark_template("promo", None, T0 + 20_001).await.unwrap(),
+        0
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every check against every backend.
 
@@ -1507,4 +1562,5 @@ conformance!(
     inbound_messages_are_recorded_once,
     conversation_pages_newest_first,
     cancel_only_what_is_queued,
+    parked_messages_expire_at_their_deadline,
 );

@@ -614,8 +614,11 @@ pub struct Consent {
     pub source: String,
     /// Proof (JSON or text).
     pub evidence: Option<String>,
-    /// When the contact gave or withdrew it.
+    /// When the contact gave or withdrew it (as the recorder says).
     pub at: Millis,
+    /// When the gateway recorded it: the order of recording decides which change is current.
+    #[serde(default)]
+    pub recorded_at: Millis,
 }
 
 /// A consent change to record (same shape as [`Consent`]).
@@ -740,6 +743,15 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<MessageRecord>, StoreError>> + Send;
 
+    /// Expires up to `limit` parked messages (queued, held back by a paused template) whose
+    /// deadline is ≤ `now`, oldest deadline first, each with an `expired` event; returns their
+    /// ids. (Messages that are not parked are expired by the dispatcher when it claims them.)
+    fn expire_parked(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Parks a status whose wamid is not known yet.
     fn park_orphan(
         &self,
@@ -780,9 +792,10 @@ pub trait Store: Send + Sync + 'static {
         at: Millis,
     ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
-    /// Records consent changes: every change goes to the history; the current value per
-    /// (wa_id, category) changes only if the change is not older than it. `true` per change that
-    /// became current.
+    /// Records consent changes in order: every change goes to the history; the current value per
+    /// (wa_id, category) is the last recorded change, except an opt-in whose `at` is earlier than
+    /// the opt-out in force (history only: it was given before it was withdrawn). An opt-out
+    /// always becomes current. `true` per change that became current.
     fn put_consents(
         &self,
         changes: Vec<ConsentChange>,
@@ -794,7 +807,7 @@ pub trait Store: Send + Sync + 'static {
         wa_id: &str,
     ) -> impl Future<Output = Result<Vec<Consent>, StoreError>> + Send;
 
-    /// Every consent change of a contact, by time (then arrival).
+    /// Every consent change of a contact, in the order recorded.
     fn consent_history(
         &self,
         wa_id: &str,

@@ -391,7 +391,7 @@ CREATE TABLE cursors (
 ";
 
 /// Version 2: template parameter formats, request hashes for idempotency conflicts, inbound
-/// messages (the conversation), and cancelled messages.
+/// messages (the conversation), cancelled messages, and when each consent change was recorded.
 const SCHEMA_V2: &str = "
 ALTER TABLE templates ADD COLUMN parameter_format TEXT;
 ALTER TABLE messages ADD COLUMN request_hash TEXT;
@@ -408,6 +408,13 @@ CREATE TABLE inbound_messages (
     received_at INTEGER NOT NULL
 );
 CREATE INDEX inbound_messages_contact ON inbound_messages (wa_id, received_at, seq);
+ALTER TABLE consents ADD COLUMN recorded_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE consent_history ADD COLUMN recorded_at INTEGER NOT NULL DEFAULT 0;
+UPDATE consents SET recorded_at = at;
+UPDATE consent_history SET recorded_at = at;
+CREATE INDEX consent_history_recorded ON consent_history (wa_id, seq);
+CREATE INDEX messages_parked_deadline ON messages (deadline)
+    WHERE state = 'queued' AND parked_reason IS NOT NULL;
 ";
 
 /// Brings the schema to the latest version, one transaction per step.
@@ -1019,6 +1026,38 @@ const OVERDUE: &str = concat!(
      ORDER BY deadline, seq LIMIT ?2"
 );
 
+const EXPIRE_PARKED: &str = "UPDATE messages SET state = 'expired', updated_at = ?1 \
+     WHERE seq IN (SELECT seq FROM messages WHERE state = 'queued' AND parked_reason IS NOT NULL \
+     AND deadline <= ?1 ORDER BY deadline LIMIT ?2) RETURNING id, deadline, parked_reason";
+
+fn expire_parked(
+    conn: &Connection,
+    &(now, limit): &(Millis, usize),
+) -> Result<Vec<String>, StoreError> {
+    let expired: Vec<(String, Millis, Option<String>)> = {
+        let mut st = conn.prepare_cached(EXPIRE_PARKED)?;
+        let rows = st.query_map(params![now, i64_of(limit)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, deadline, parked) in &expired {
+        let detail = serde_json::json!({
+            "deadline": deadline,
+            "sent": false,
+            "reason": "its time-to-live ended while it was held back",
+            "parked": parked,
+        });
+        insert_event(
+            conn,
+            id,
+            &NewEvent::new("expired", now, detail),
+            MessageState::Expired,
+        )?;
+    }
+    Ok(expired.into_iter().map(|(id, _, _)| id).collect())
+}
+
 fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<MessageRecord>, StoreError> {
     let mut sql = String::from(concat!("SELECT ", columns!(), " FROM messages WHERE 1 = 1"));
     let mut args: Vec<Value> = Vec::new();
@@ -1318,23 +1357,32 @@ fn cancel(
 
 fn put_consents(conn: &Connection, changes: &[ConsentChange]) -> Result<Vec<bool>, StoreError> {
     let mut history = conn.prepare_cached(
-        "INSERT INTO consent_history (wa_id, category, status, source, evidence, at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO consent_history (wa_id, category, status, source, evidence, at, recorded_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
+    // Recorded order decides, except that an opt-in claiming a time before the opt-out in force
+    // is history only (the person opted in before they opted out). An opt-out always takes.
     let mut current = conn.prepare_cached(
-        "INSERT INTO consents (wa_id, category, status, source, evidence, at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (wa_id, category) DO UPDATE SET \
+        "INSERT INTO consents (wa_id, category, status, source, evidence, at, recorded_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (wa_id, category) DO UPDATE SET \
          status = excluded.status, source = excluded.source, evidence = excluded.evidence, \
-         at = excluded.at WHERE excluded.at >= consents.at",
+         at = excluded.at, recorded_at = excluded.recorded_at \
+         WHERE excluded.status = 'opted_out' OR consents.status = 'opted_in' \
+         OR excluded.at >= consents.at",
     )?;
     let mut out = Vec::with_capacity(changes.len());
     for c in changes {
-        history.execute(params![
-            c.wa_id, c.category, c.status, c.source, c.evidence, c.at
-        ])?;
-        let became = current.execute(params![
-            c.wa_id, c.category, c.status, c.source, c.evidence, c.at
-        ])?;
+        let row = params![
+            c.wa_id,
+            c.category,
+            c.status,
+            c.source,
+            c.evidence,
+            c.at,
+            c.recorded_at
+        ];
+        history.execute(row)?;
+        let became = current.execute(row)?;
         out.push(became == 1);
     }
     Ok(out)
@@ -1348,6 +1396,7 @@ fn consent(r: &Row<'_>) -> rusqlite::Result<Consent> {
         source: r.get(3)?,
         evidence: r.get(4)?,
         at: r.get(5)?,
+        recorded_at: r.get(6)?,
     })
 }
 
@@ -1357,10 +1406,10 @@ fn consents_where(conn: &Connection, sql: &str, wa_id: &str) -> Result<Vec<Conse
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-const CONSENTS: &str = "SELECT wa_id, category, status, source, evidence, at FROM consents \
-     WHERE wa_id = ?1 ORDER BY category";
-const CONSENT_HISTORY: &str = "SELECT wa_id, category, status, source, evidence, at \
-     FROM consent_history WHERE wa_id = ?1 ORDER BY at, seq";
+const CONSENTS: &str = "SELECT wa_id, category, status, source, evidence, at, recorded_at \
+     FROM consents WHERE wa_id = ?1 ORDER BY category";
+const CONSENT_HISTORY: &str = "SELECT wa_id, category, status, source, evidence, at, recorded_at \
+     FROM consent_history WHERE wa_id = ?1 ORDER BY seq";
 
 fn note_inbound(conn: &Connection, notes: &[(String, String, Millis)]) -> Result<(), StoreError> {
     let mut st = conn.prepare_cached(
@@ -1616,6 +1665,10 @@ impl Store for SqliteStore {
             records(c, OVERDUE, [now, limit])
         })
         .await
+    }
+
+    async fn expire_parked(&self, now: Millis, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.write((now, limit), expire_parked).await
     }
 
     async fn park_orphan(
