@@ -107,6 +107,8 @@ pub enum ErrorKind {
     Malformed,
     /// Not configured.
     Config,
+    /// A redirect, not followed.
+    Redirect,
 }
 
 impl ErrorKind {
@@ -119,6 +121,7 @@ impl ErrorKind {
             UpstreamError::Connect(_) => ErrorKind::Connect,
             UpstreamError::Malformed { .. } => ErrorKind::Malformed,
             UpstreamError::Config(_) => ErrorKind::Config,
+            UpstreamError::Redirect { .. } => ErrorKind::Redirect,
         }
     }
 }
@@ -660,7 +663,9 @@ fn fallback(e: &UpstreamError) -> (Action, Source) {
             (action, Source::HttpStatus(*http_status))
         }
         UpstreamError::Connect(_) => (Action::Retry, Source::Transport),
-        UpstreamError::Config(_) => (Action::Fail, Source::Transport),
+        UpstreamError::Config(_) | UpstreamError::Redirect { .. } => {
+            (Action::Fail, Source::Transport)
+        }
         UpstreamError::Timeout | UpstreamError::Connection(_) | UpstreamError::Malformed { .. } => {
             (Action::Unknown, Source::Transport)
         }

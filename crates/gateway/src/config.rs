@@ -24,6 +24,11 @@ pub struct Config {
     pub app_secret: String,
     /// 360dialog-style shared secret: `(header name, value)` incoming webhooks must carry.
     pub webhook_secret_header: Option<(String, String)>,
+    /// Accept webhooks that carry neither a signature nor the shared secret. `mynah gateway`
+    /// refuses to start without a way to authenticate them unless this is set
+    /// (`--unauthenticated-webhooks`): anyone who can reach the intake could forge statuses,
+    /// inbound messages and template changes.
+    pub unauthenticated_webhooks: bool,
     /// `hub.verify_token` the `GET` handshake expects.
     pub verify_token: String,
     /// The upstream: 360dialog or the Cloud API (or the sandbox in either dialect).
@@ -70,6 +75,7 @@ impl Default for Config {
             gateway_key: DEV_GATEWAY_KEY.to_string(),
             app_secret: String::new(),
             webhook_secret_header: None,
+            unauthenticated_webhooks: false,
             verify_token: "mynah-verify".to_string(),
             upstream: UpstreamConfig::d360("http://127.0.0.1:8360", "mynah-dev-key"),
             rate: None,
@@ -103,6 +109,35 @@ impl Default for Config {
 }
 
 impl Config {
+    /// How incoming webhooks are authenticated, in words (for the banner and errors).
+    pub fn webhook_auth(&self) -> String {
+        match (&self.app_secret, &self.webhook_secret_header) {
+            (s, _) if !s.is_empty() => {
+                "verified with the app secret (X-Hub-Signature-256)".to_string()
+            }
+            (_, Some((name, _))) => format!("verified by the shared-secret header {name}"),
+            _ => "NOT AUTHENTICATED: anyone who can reach this address can forge statuses, inbound messages and template changes".to_string(),
+        }
+    }
+
+    /// Refuses a configuration that would be unsafe on `listen`: webhooks nobody authenticates
+    /// (unless `unauthenticated_webhooks` says so), and the development gateway key on an
+    /// address other than loopback.
+    pub fn check_exposure(&self, listen: std::net::SocketAddr) -> Result<(), String> {
+        let authenticated = !self.app_secret.is_empty() || self.webhook_secret_header.is_some();
+        if !authenticated && !self.unauthenticated_webhooks {
+            return Err(
+                "incoming webhooks would not be authenticated: give the platform's app secret (--app-secret, MYNAH_APP_SECRET or app_secret) or a shared-secret header (webhook_secret_header), or pass --unauthenticated-webhooks to accept unsigned webhooks knowingly".to_string(),
+            );
+        }
+        if !listen.ip().is_loopback() && self.gateway_key == DEV_GATEWAY_KEY {
+            return Err(format!(
+                "the gateway listens on {listen}, beyond this machine, with the development key {DEV_GATEWAY_KEY:?}: choose a key of your own (--gateway-key, MYNAH_GATEWAY_KEY or gateway_key)"
+            ));
+        }
+        Ok(())
+    }
+
     /// The send rate in force: configured, or the dialect's preset.
     pub fn rate(&self) -> NumberLimitConfig {
         self.rate.clone().unwrap_or(match self.upstream.dialect {

@@ -371,6 +371,26 @@ async fn admit<S: Store + Clone>(
         }
         _ => (env.category.unwrap_or(Category::Service), None),
     };
+    let ttl_ms = match env.ttl_seconds {
+        Some(s) => s.saturating_mul(1_000),
+        None if category == Category::Authentication => gw.cfg.auth_ttl_ms,
+        None => gw.cfg.default_ttl_ms,
+    };
+    // The time-to-live runs from now: a message that may not go before its time-to-live ends
+    // would only ever expire.
+    let deadline = now.saturating_add(ttl_ms);
+    let not_before = env.not_before.unwrap_or(now);
+    if not_before >= deadline {
+        return Err(AppError::new(
+            Code::InvalidEnvelope,
+            format!(
+                "not_before ({}) is at or after the end of the message's time-to-live ({}, {} s from now): raise ttl_seconds or send it sooner",
+                crate::events::rfc3339(not_before),
+                crate::events::rfc3339(deadline),
+                ttl_ms / 1_000
+            ),
+        ));
+    }
     if template.is_some() && gw.cfg.gates.consent {
         check_consent(gw, &to, category).await?;
     }
@@ -401,26 +421,6 @@ async fn admit<S: Store + Clone>(
             WaId::from_digits(&to)
                 .region()
                 .unwrap_or_else(|| "US".to_string())
-        ));
-    }
-    let ttl_ms = match env.ttl_seconds {
-        Some(s) => s.saturating_mul(1_000),
-        None if category == Category::Authentication => gw.cfg.auth_ttl_ms,
-        None => gw.cfg.default_ttl_ms,
-    };
-    // The time-to-live runs from now: a message that may not go before its time-to-live ends
-    // would only ever expire.
-    let deadline = now.saturating_add(ttl_ms);
-    let not_before = env.not_before.unwrap_or(now);
-    if not_before >= deadline {
-        return Err(AppError::new(
-            Code::InvalidEnvelope,
-            format!(
-                "not_before ({}) is at or after the end of the message's time-to-live ({}, {} s from now): raise ttl_seconds or send it sooner",
-                crate::events::rfc3339(not_before),
-                crate::events::rfc3339(deadline),
-                ttl_ms / 1_000
-            ),
         ));
     }
     let msg = NewMessage {

@@ -48,6 +48,8 @@ error_table! {
     Unauthorized = "unauthorized", 401, "Missing or invalid gateway key (Authorization: Bearer …).";
     /// A webhook's signature or secret did not match.
     BadSignature = "bad_signature", 401, "The webhook signature does not match.";
+    /// The webhook URL handshake (`GET /webhooks?hub.mode=subscribe…`) did not match.
+    VerificationFailed = "verification_failed", 403, "The webhook verification handshake failed.";
     /// No such object.
     NotFound = "not_found", 404, "Not found.";
     /// Wrong method for the path.

@@ -50,6 +50,8 @@ pub struct Gateway<S> {
     /// When the template cache was last synced (gateway time), behind the lock that makes an
     /// on-demand sync single-flight.
     pub(crate) last_sync: tokio::sync::Mutex<Option<Millis>>,
+    /// Whether a template sync has succeeded since the start (readiness).
+    pub templates_synced: std::sync::atomic::AtomicBool,
     /// Category and status of the cached templates, in memory.
     pub template_heads: crate::template_heads::Heads,
 }
@@ -113,6 +115,7 @@ impl<S: Store + Clone> Gateway<S> {
             orphan_watch: Mutex::new(OrphanWatch::default()),
             health: crate::health::Health::default(),
             last_sync: tokio::sync::Mutex::new(None),
+            templates_synced: std::sync::atomic::AtomicBool::new(false),
             template_heads: crate::template_heads::Heads::default(),
         }))
     }

@@ -43,10 +43,57 @@ pub fn router<S: Store + Clone>(gw: Arc<Gateway<S>>) -> Router {
         .route("/webhooks", post(intake::<S>).get(verify::<S>))
         .route("/webhooks/{*source}", post(intake::<S>).get(verify::<S>))
         .route("/health", get(health::<S>))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz::<S>))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(gw)
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        Code::MethodNotAllowed,
+        "this route does not take that method; see GET /openapi.json",
+    )
+}
+
+/// Every error leaves in the app error shape: answers the framework makes itself (a body over
+/// the limit, a path or query it cannot read) come as plain text and are rewritten here.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let text = match axum::body::to_bytes(resp.into_body(), 4_096).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let code = match status.as_u16() {
+        404 => Code::NotFound,
+        405 => Code::MethodNotAllowed,
+        413 => Code::BodyTooLarge,
+        400 | 415 | 422 => Code::InvalidParameter,
+        401 => Code::Unauthorized,
+        403 => Code::VerificationFailed,
+        _ => Code::Unavailable,
+    };
+    let details = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string()
+    } else {
+        text
+    };
+    AppError::new(code, details).into_response()
 }
 
 async fn not_found() -> AppError {
@@ -57,13 +104,14 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-/// The gateway key check.
+/// The gateway key check (`Authorization: Bearer <key>`, the scheme in any case).
 fn authorize<S: Store + Clone>(gw: &Gateway<S>, headers: &HeaderMap) -> Result<(), AppError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim());
     match presented {
         Some(k) if crate::intake::secret_eq(k, &gw.cfg.gateway_key) => Ok(()),
         Some(_) => Err(AppError::new(
@@ -454,9 +502,10 @@ struct EventsQuery {
 async fn events<S: Store + Clone>(
     State(gw): Gw<S>,
     headers: HeaderMap,
-    Query(q): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, AppError> {
     authorize(&gw, &headers)?;
+    let Query(q) = query.map_err(|e| AppError::new(Code::InvalidParameter, e.body_text()))?;
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -532,8 +581,40 @@ async fn verify<S: Store + Clone>(State(gw): Gw<S>, Query(q): Query<Handshake>) 
             .is_some_and(|t| crate::intake::secret_eq(t, &gw.cfg.verify_token));
     match (ok, q.challenge) {
         (true, Some(c)) => ([(header::CONTENT_TYPE, "text/plain")], c).into_response(),
-        _ => (StatusCode::FORBIDDEN, "verification failed").into_response(),
+        _ => AppError::new(
+            Code::VerificationFailed,
+            "hub.mode must be subscribe and hub.verify_token must match the gateway's verify_token",
+        )
+        .into_response(),
     }
+}
+
+/// The process runs and answers.
+async fn livez() -> Response {
+    axum::Json(json!({ "status": "live" })).into_response()
+}
+
+/// Ready to take work: the store answers, the template cache was loaded from the upstream (when
+/// the template gate is on), and the upstream answers. 503 with what is missing otherwise.
+async fn readyz<S: Store + Clone>(State(gw): Gw<S>) -> Response {
+    let store = gw.store.cursor("readyz").await.is_ok();
+    let templates = !gw.cfg.gates.template
+        || gw
+            .templates_synced
+            .load(std::sync::atomic::Ordering::Acquire);
+    let report = gw.health.report();
+    let upstream = report.upstream.reachable && report.upstream.last_answer_at.is_some();
+    let ready = store && templates && upstream;
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "checks": { "store": store, "templates": templates, "upstream": upstream },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Liveness and the links to the platform: `status` is `degraded` while the upstream cannot be

@@ -107,6 +107,8 @@ async fn sync_locked<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String>
         .await
         .map_err(|e| e.to_string())?;
     gw.template_heads.remember(&records);
+    gw.templates_synced
+        .store(true, std::sync::atomic::Ordering::Release);
     Ok(n)
 }
 

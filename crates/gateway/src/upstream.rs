@@ -205,6 +205,14 @@ pub enum UpstreamError {
     /// The request could not be made as configured (e.g. a Cloud template listing without a
     /// `waba_id`): nothing was sent.
     Config(String),
+    /// The upstream answered with a redirect. It is never followed: the body and the
+    /// credentials stay with the configured host. The message was not accepted.
+    Redirect {
+        /// HTTP status (3xx).
+        http_status: u16,
+        /// Where it pointed (`Location`), if anywhere.
+        location: Option<String>,
+    },
 }
 
 impl UpstreamError {
@@ -229,7 +237,8 @@ impl UpstreamError {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             UpstreamError::Rejected { http_status, .. }
-            | UpstreamError::Malformed { http_status, .. } => Some(*http_status),
+            | UpstreamError::Malformed { http_status, .. }
+            | UpstreamError::Redirect { http_status, .. } => Some(*http_status),
             _ => None,
         }
     }
@@ -251,7 +260,8 @@ impl UpstreamError {
         )
     }
 
-    /// The kind's name: `rejected`, `timeout`, `connection`, `connect`, `malformed`, `config`.
+    /// The kind's name: `rejected`, `timeout`, `connection`, `connect`, `malformed`, `config`,
+    /// `redirect`.
     pub fn kind(&self) -> &'static str {
         match self {
             UpstreamError::Rejected { .. } => "rejected",
@@ -260,6 +270,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => "connect",
             UpstreamError::Malformed { .. } => "malformed",
             UpstreamError::Config(_) => "config",
+            UpstreamError::Redirect { .. } => "redirect",
         }
     }
 }
@@ -303,6 +314,14 @@ impl fmt::Display for UpstreamError {
                 "HTTP {http_status} with an unreadable answer ({reason}); the outcome is unknown"
             ),
             UpstreamError::Config(e) => write!(f, "not configured: {e}"),
+            UpstreamError::Redirect {
+                http_status,
+                location,
+            } => write!(
+                f,
+                "HTTP {http_status} redirect to {}: not followed (the message and the credentials stay with the configured upstream); fix upstream.base_url",
+                location.as_deref().unwrap_or("nowhere")
+            ),
         }
     }
 }
@@ -421,6 +440,15 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// A non-success answer as a rejection.
 fn rejected(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> UpstreamError {
+    if status.is_redirection() {
+        return UpstreamError::Redirect {
+            http_status: status.as_u16(),
+            location: headers
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+    }
     let parsed = reply::parse_error_reply(body);
     let (code, subcode, title, details) = match parsed {
         Some(r) => (r.code, r.subcode, r.title, r.details),
@@ -484,6 +512,8 @@ impl Upstream {
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms.max(1)))
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            // A redirect would carry the body and the credentials to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("mynah-gateway/", env!("CARGO_PKG_VERSION")));
         if !config.system_proxy {
             builder = builder.no_proxy();

@@ -1127,6 +1127,72 @@ async fn sqlite_file_survives_reopen() {
     assert_eq!(s.cursor("app").await.unwrap(), 3);
 }
 
+/// Opening what is not the gateway's database fails with a message naming the file and what to
+/// do; nothing is created or changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_or_foreign_files_are_refused_at_open() {
+    let db = FileDb::new();
+    let path = db.dir.join("gateway.db");
+    let refused = |what: &str| {
+        let path = path.clone();
+        let what = what.to_string();
+        async move {
+            let e = SqliteStore::open(Some(&path), SqliteOptions::default())
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{what}: opened"));
+            let msg = e.to_string();
+            assert!(matches!(e, StoreError::Unusable(_)), "{what}: {e:?}");
+            assert!(msg.contains(&path.display().to_string()), "{what}: {msg}");
+            msg
+        }
+    };
+    // An empty file where the database was expected.
+    std::fs::write(&path, b"").unwrap();
+    assert!(refused("empty").await.contains("empty"));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "left as it was");
+    // Another program's file.
+    std::fs::write(&path, b"name,phone\nAna,4915112345678\n").unwrap();
+    assert!(refused("text").await.contains("not an SQLite database"));
+    // Another program's SQLite database.
+    std::fs::remove_file(&path).unwrap();
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL);")
+            .unwrap();
+    }
+    assert!(refused("foreign").await.contains("another program"));
+    // The gateway's own database, damaged inside.
+    std::fs::remove_file(&path).unwrap();
+    {
+        // No checkpointer thread: once closed and dropped, nothing holds the file.
+        let s = db
+            .open_with(SqliteOptions {
+                checkpoint_every: None,
+                ..SqliteOptions::default()
+            })
+            .await;
+        let many: Vec<NewMessage> = (0..2_000).map(|i| msg(&format!("d{i}"))).collect();
+        enqueue_all(&s, many).await;
+        s.close().await;
+    }
+    {
+        // Everything into the main file.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+            .unwrap();
+    }
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() > 64 * 1024, "{} bytes", bytes.len());
+    let garbage_at = 4 * 4096;
+    for b in &mut bytes[garbage_at..garbage_at + 16 * 4096] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(refused("damaged").await.contains("damaged"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancellation_commits_queued_writes_then_closes() {
     let db = FileDb::new();

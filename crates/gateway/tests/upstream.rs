@@ -458,3 +458,50 @@ async fn transport_failures_say_what_is_known() {
     stop.cancel();
     assert_eq!(Dialect::D360.as_str(), "360dialog");
 }
+
+#[tokio::test]
+async fn redirects_are_never_followed() {
+    let classifier = Classifier::default();
+    // Where a redirect would lead: it counts what reaches it.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_url = format!("http://{}/messages", elsewhere.local_addr().unwrap());
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = elsewhere.accept().await {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    for status in [
+        "301 Moved Permanently",
+        "302 Found",
+        "307 Temporary Redirect",
+        "308 Permanent Redirect",
+    ] {
+        let answer = format!(
+            "HTTP/1.1 {status}\r\nlocation: {elsewhere_url}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        let (base, stop) = canned(Some(Box::leak(answer.into_bytes().into_boxed_slice()))).await;
+        let e = client(&base, 2_000)
+            .send(&text("1", "x"))
+            .await
+            .unwrap_err();
+        let UpstreamError::Redirect { location, .. } = &e else {
+            panic!("{status}: {e:?}");
+        };
+        assert_eq!(location.as_deref(), Some(elsewhere_url.as_str()));
+        assert!(!e.outcome_unknown() && !e.unreachable());
+        let rule = classifier.classify(&e);
+        assert_eq!(rule.action, Action::Fail, "permanent unless configured");
+        assert!(e.to_string().contains("not followed"), "{e}");
+        stop.cancel();
+    }
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing went elsewhere"
+    );
+}

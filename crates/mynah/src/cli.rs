@@ -203,6 +203,7 @@ impl ServeArgs {
         if let Some(k) = &self.gateway_key {
             cfg.gateway_key = k.clone();
         }
+        cfg.check_exposure(gw_addr)?;
         Ok(cfg)
     }
 }

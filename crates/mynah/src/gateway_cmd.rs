@@ -63,6 +63,10 @@ pub struct GatewayArgs {
     /// App secret that signs incoming webhooks (X-Hub-Signature-256).
     #[arg(long, env = "MYNAH_APP_SECRET")]
     pub app_secret: Option<String>,
+    /// Accept webhooks without a signature or shared secret (the gateway refuses to start
+    /// without a way to authenticate them otherwise).
+    #[arg(long)]
+    pub unauthenticated_webhooks: bool,
     /// The key apps present (`Authorization: Bearer …`).
     #[arg(long, env = "MYNAH_GATEWAY_KEY")]
     pub gateway_key: Option<String>,
@@ -117,7 +121,11 @@ impl GatewayArgs {
         if let Some(k) = &self.gateway_key {
             cfg.gateway_key = k.clone();
         }
+        if self.unauthenticated_webhooks {
+            cfg.unauthenticated_webhooks = true;
+        }
         check_credentials(&cfg.upstream)?;
+        cfg.check_exposure(self.listen)?;
         Ok(cfg)
     }
 }
@@ -204,7 +212,10 @@ pub fn banner(cfg: &Config, base: &str, file: Option<&Path>) {
         "  apps      POST {base}/v1/messages   Authorization: Bearer {}",
         cfg.gateway_key
     );
-    println!("  webhooks  POST {base}/webhooks (the platform's webhook URL)");
+    println!(
+        "  webhooks  POST {base}/webhooks (the platform's webhook URL), {}",
+        cfg.webhook_auth()
+    );
     println!("  api doc   {base}/openapi.json");
 }
 
@@ -220,9 +231,28 @@ mod tests {
     }
 
     fn config(argv: &[&str]) -> Result<Config, String> {
+        let mut all = vec!["gateway", "--app-secret", "s"];
+        all.extend_from_slice(argv);
+        Cmd::parse_from(all).args.to_config()
+    }
+
+    fn bare(argv: &[&str]) -> Result<Config, String> {
         let mut all = vec!["gateway"];
         all.extend_from_slice(argv);
         Cmd::parse_from(all).args.to_config()
+    }
+
+    #[test]
+    fn unauthenticated_webhooks_and_the_development_key_abroad_are_refused() {
+        let e = bare(&["--ephemeral"]).unwrap_err();
+        assert!(e.contains("--unauthenticated-webhooks"), "{e}");
+        let open = bare(&["--ephemeral", "--unauthenticated-webhooks"]).unwrap();
+        assert!(open.webhook_auth().contains("NOT AUTHENTICATED"));
+        assert!(config(&[]).unwrap().webhook_auth().contains("app secret"));
+        let e = config(&["--listen", "0.0.0.0:8361"]).unwrap_err();
+        assert!(e.contains("development key"), "{e}");
+        assert!(config(&["--listen", "0.0.0.0:8361", "--gateway-key", "k9"]).is_ok());
+        assert!(config(&["--listen", "[::1]:8361"]).is_ok());
     }
 
     #[test]

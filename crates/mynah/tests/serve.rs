@@ -41,7 +41,7 @@ async fn serve(dir: &Path, extra: &[&str]) -> Serve {
     let deadline = Instant::now() + Duration::from_secs(30);
     for url in [
         format!("{}/_mynah/health", s.sb),
-        format!("{}/health", s.gw),
+        format!("{}/readyz", s.gw),
     ] {
         loop {
             if let Ok(r) = client().get(&url).send().await

@@ -55,6 +55,9 @@ pub enum StoreError {
     Corrupt(String),
     /// The database failed.
     Backend(String),
+    /// The database file cannot be used (damaged, empty, another program's); the message names
+    /// the file and what to do.
+    Unusable(String),
 }
 
 impl fmt::Display for StoreError {
@@ -64,6 +67,7 @@ impl fmt::Display for StoreError {
             StoreError::Invalid(m) => write!(f, "invalid store input: {m}"),
             StoreError::Corrupt(m) => write!(f, "corrupt stored value: {m}"),
             StoreError::Backend(m) => write!(f, "storage error: {m}"),
+            StoreError::Unusable(m) => f.write_str(m),
         }
     }
 }

@@ -203,11 +203,17 @@ fn open_connections(
     path: Option<&Path>,
     opts: &SqliteOptions,
 ) -> Result<(Connection, Option<Readers>), StoreError> {
+    if let Some(p) = path {
+        check_file(p)?;
+    }
     let mut writer = match path {
         Some(p) => Connection::open(p)?,
         None => Connection::open_in_memory()?,
     };
     configure(&writer, opts)?;
+    if let Some(p) = path {
+        check_database(&writer, p)?;
+    }
     if path.is_some() {
         let mode: String =
             writer.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
@@ -227,6 +233,98 @@ fn open_connections(
         None => None,
     };
     Ok((writer, readers))
+}
+
+/// Databases up to this size get a full `quick_check` at open (a larger one is checked page by
+/// page as it is read).
+const QUICK_CHECK_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Refuses a file that is not an SQLite database before SQLite sees it: an empty file would
+/// otherwise become a fresh database, a foreign file an error at some later query.
+fn check_file(p: &Path) -> Result<(), StoreError> {
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(StoreError::Unusable(format!(
+                "{} cannot be read: {e}",
+                p.display()
+            )));
+        }
+    };
+    if !meta.is_file() {
+        return Err(StoreError::Unusable(format!(
+            "{} is not a file; point --data-dir at a directory where gateway.db can live",
+            p.display()
+        )));
+    }
+    if meta.len() == 0 {
+        return Err(StoreError::Unusable(format!(
+            "{} is empty where the gateway's database was expected (was it cut short?); if it never held anything, delete it and start again, otherwise restore it from a backup",
+            p.display()
+        )));
+    }
+    let mut head = [0u8; 16];
+    let read = std::fs::File::open(p)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|e| StoreError::Unusable(format!("{} cannot be read: {e}", p.display())))?;
+    if read < 16 || &head != b"SQLite format 3\0" {
+        return Err(StoreError::Unusable(format!(
+            "{} is not an SQLite database, so not the gateway's: move it away or point --data-dir elsewhere",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a database that is damaged or belongs to another program.
+fn check_database(conn: &Connection, p: &Path) -> Result<(), StoreError> {
+    let unusable = |why: String| StoreError::Unusable(format!("{}: {why}", p.display()));
+    let damaged = |e: rusqlite::Error| {
+        unusable(format!(
+            "the database is damaged ({e}); restore it from a backup or move it away"
+        ))
+    };
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(damaged)?;
+    let tables: Vec<String> = {
+        let mut st = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .map_err(damaged)?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(damaged)?;
+        rows.collect::<Result<_, _>>().map_err(damaged)?
+    };
+    if version == 0 && !tables.is_empty() {
+        return Err(unusable(format!(
+            "this SQLite database belongs to another program (tables {}); the gateway keeps its own gateway.db: move it away or point --data-dir elsewhere",
+            tables.join(", ")
+        )));
+    }
+    if version > 0 {
+        let missing: Vec<&str> = ["messages", "events", "inbox", "consents", "templates"]
+            .into_iter()
+            .filter(|t| !tables.iter().any(|have| have == t))
+            .collect();
+        if !missing.is_empty() {
+            return Err(unusable(format!(
+                "the gateway's tables {} are missing: the file is damaged or another program's; restore it from a backup or move it away",
+                missing.join(", ")
+            )));
+        }
+    }
+    let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    if size <= QUICK_CHECK_MAX_BYTES {
+        let verdict: String = conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .map_err(damaged)?;
+        if verdict != "ok" {
+            return Err(unusable(format!(
+                "the database is damaged (quick_check: {verdict}); restore it from a backup or move it away"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A WAL-mode writer stops checkpointing by itself beyond this many pages (a backstop, should
