@@ -314,7 +314,16 @@ async fn conversation<S: Store + Clone>(
         })?),
         None => None,
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = match q.limit {
+        None => 50,
+        Some(l @ 1..=500) => l,
+        Some(l) => {
+            return Err(AppError::new(
+                Code::InvalidParameter,
+                format!("limit {l} is not from 1 to 500"),
+            ));
+        }
+    };
     let items = gw.store.conversation(&wa, before, limit).await?;
     let next = (items.len() == limit)
         .then(|| items.last().map(|i| i.cursor().encode()))
@@ -357,7 +366,11 @@ async fn list<S: Store + Clone>(
             ),
             None => None,
         },
-        limit: q.limit.unwrap_or(100).clamp(1, 1_000),
+        limit: match q.limit {
+            None => 100,
+            Some(l @ 1..=1_000) => l,
+            Some(l) => return Err(bad(&format!("limit {l} is not from 1 to 1000"))),
+        },
         after_id: q.after.clone(),
         newest_first: false,
     };
