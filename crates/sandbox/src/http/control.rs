@@ -41,6 +41,7 @@ async fn body<T: DeserializeOwned>(sb: &Sandbox, req: Request) -> Result<T, ApiE
     let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
         .await
         .map_err(|e| bad(e).with_http(413))?;
+    super::check_utf8(&bytes).map_err(bad)?;
     parse(&bytes)
 }
 
@@ -92,6 +93,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
                 .await
                 .map_err(|e| bad(e).with_http(413))?;
+            super::check_utf8(&bytes).map_err(bad)?;
             let opts: ResetOptions = if bytes.iter().all(u8::is_ascii_whitespace) {
                 ResetOptions::default()
             } else {

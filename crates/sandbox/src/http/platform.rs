@@ -314,9 +314,11 @@ async fn json_body(sb: &Sandbox, parts: &Parts, body: Body) -> Result<Bytes, Api
         )
         .with_http(415));
     }
-    read_body(body, sb.config.limits.max_body_bytes)
+    let bytes = read_body(body, sb.config.limits.max_body_bytes)
         .await
-        .map_err(|e| ApiError::invalid_param(e).with_http(413))
+        .map_err(|e| ApiError::invalid_param(e).with_http(413))?;
+    super::check_utf8(&bytes).map_err(ApiError::invalid_param)?;
+    Ok(bytes)
 }
 
 async fn messages(
