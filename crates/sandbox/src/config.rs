@@ -1261,6 +1261,24 @@ mod tests {
         assert!(Config::from_toml("nonsense = 1").is_err());
     }
 
+    /// The README's example configuration parses and is in range.
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("## Configuration file")
+            .nth(1)
+            .expect("the README has a configuration section");
+        let block = section
+            .split("```toml")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("with a TOML example");
+        let cfg = Config::from_toml(block).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.media, MediaConfig::default());
+    }
+
     #[test]
     fn toml_sets_webhook_subscribers() {
         let c = Config::from_toml(
