@@ -41,6 +41,8 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     /// Request limits.
     pub limits: LimitsConfig,
+    /// Media: size limits per type and the total stored.
+    pub media: MediaConfig,
     /// Message lifecycle timing.
     pub latency: LatencyConfig,
     /// Webhook delivery.
@@ -249,6 +251,67 @@ impl RulesConfig {
     }
 }
 
+impl RulesConfig {
+    /// Checks every number of the rules; errors name the field under `prefix` (`rules` in the
+    /// config file, nothing for `PATCH /_mynah/rules`).
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        use crate::bounds::{MAX_BURST, MAX_DURATION, duration, positive_duration, range, real};
+        let f = |name: &str| {
+            if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            }
+        };
+        real(&f("holdout_percent"), self.holdout_percent, 0.0, 100.0)?;
+        if let Some(m) = &self.marketing_limit {
+            positive_duration(&f("marketing_limit.window_ms"), m.window_ms)?;
+        }
+        if let Some(p) = &self.pair_rate {
+            positive_duration(&f("pair_rate.every_ms"), p.every_ms)?;
+            range(&f("pair_rate.burst"), p.burst, 1, MAX_BURST)?;
+            // The limiter refills the whole burst in every_ms × burst; keep that finite.
+            let refill = p.every_ms.checked_mul(i64::from(p.burst));
+            if refill.is_none_or(|r| r > MAX_DURATION) {
+                return Err(format!(
+                    "{} = {} × {} = {} ms is out of range: the burst must refill within 10 years ({MAX_DURATION} ms)",
+                    f("pair_rate.every_ms × burst"),
+                    p.every_ms,
+                    p.burst,
+                    i128::from(p.every_ms) * i128::from(p.burst)
+                ));
+            }
+        }
+        if let Some(mps) = self.throughput_mps {
+            range(&f("throughput_mps"), mps, 1, u32::MAX)?;
+        }
+        if let Some(m) = &self.messaging_limit {
+            positive_duration(&f("messaging_limit.window_ms"), m.window_ms)?;
+            if mynah_wire::error::ErrorCode::from_code(m.code).is_none() {
+                return Err(format!(
+                    "{} = {} is not a code of the error table (GET /_mynah/errors)",
+                    f("messaging_limit.code"),
+                    m.code
+                ));
+            }
+        }
+        let q = &self.quality;
+        positive_duration(&f("quality.window_ms"), q.window_ms)?;
+        real(&f("quality.yellow_at"), q.yellow_at, 0.0, 1.0)?;
+        real(&f("quality.red_at"), q.red_at, 0.0, 1.0)?;
+        duration(&f("quality.downgrade_after_ms"), q.downgrade_after_ms)?;
+        duration(&f("quality.upgrade_after_ms"), q.upgrade_after_ms)?;
+        if let Some(p) = &self.pacing {
+            duration(&f("pacing.max_hold_ms"), p.max_hold_ms)?;
+            duration(
+                &f("pacing.utility_after_pause_ms"),
+                p.utility_after_pause_ms,
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for RulesConfig {
     fn default() -> Self {
         RulesConfig {
@@ -305,6 +368,7 @@ impl Default for Config {
             token: DEV_TOKEN.to_string(),
             accounts: Vec::new(),
             limits: LimitsConfig::default(),
+            media: MediaConfig::default(),
             latency: LatencyConfig::default(),
             webhooks: WebhookConfig::default(),
             users: UsersConfig::default(),
@@ -322,6 +386,84 @@ impl Config {
     /// Parses a TOML config file's text.
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every number (and webhook URL and header) of the configuration against its range;
+    /// the error names the key (`rules.pair_rate.every_ms = … is out of range …`).
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::bounds::{duration, instant, latency, positive_duration, probability, range};
+        instant("clock.start_ms", self.clock.start_ms)?;
+        self.limits.validate("limits")?;
+        self.media.validate("media")?;
+        for (name, l) in [
+            ("sent", &self.latency.sent),
+            ("delivered", &self.latency.delivered),
+            ("read", &self.latency.read),
+            ("played", &self.latency.played),
+            ("reply", &self.latency.reply),
+        ] {
+            latency(&format!("latency.{name}"), l)?;
+        }
+        let w = &self.webhooks;
+        range("webhooks.timeout_ms", w.timeout_ms, 1, 3_600_000)?;
+        positive_duration("webhooks.initial_backoff_ms", w.initial_backoff_ms)?;
+        positive_duration("webhooks.max_backoff_ms", w.max_backoff_ms)?;
+        duration("webhooks.retry_window_ms", w.retry_window_ms)?;
+        range("webhooks.batch_size", w.batch_size, 1, 10_000)?;
+        range("webhooks.max_in_flight", w.max_in_flight, 1, 100_000)?;
+        probability("webhooks.chaos.duplicate", w.chaos.duplicate)?;
+        probability("webhooks.chaos.reorder", w.chaos.reorder)?;
+        probability("webhooks.chaos.delay", w.chaos.delay)?;
+        duration("webhooks.chaos.reorder_hold_ms", w.chaos.reorder_hold_ms)?;
+        if let Some(l) = &w.chaos.delay_ms {
+            latency("webhooks.chaos.delay_ms", l)?;
+        }
+        let none = BTreeMap::new();
+        crate::webhooks::check_target("webhooks.default_url", &w.default_url, &none)?;
+        for (i, url) in w.subscribers.iter().enumerate() {
+            if url.is_empty() {
+                return Err(format!(
+                    "webhooks.subscribers[{i}] is empty: give an http:// URL"
+                ));
+            }
+            crate::webhooks::check_target(&format!("webhooks.subscribers[{i}]"), url, &none)?;
+        }
+        self.users.default.validate("users.default")?;
+        for (i, u) in self.users.users.iter().enumerate() {
+            u.behaviour.validate(&format!("users.users[{i}]"))?;
+        }
+        range("graph.min_version", self.graph.min_version, 1, 99)?;
+        range(
+            "graph.dialect_360_version",
+            self.graph.dialect_360_version,
+            1,
+            99,
+        )?;
+        duration(
+            "template_review.review_delay_ms",
+            self.template_review.review_delay_ms,
+        )?;
+        range(
+            "retention.max_messages",
+            self.retention.max_messages,
+            1,
+            usize::MAX,
+        )?;
+        self.rules.validate("rules")?;
+        for (a, account) in self.accounts.iter().enumerate() {
+            for (n, number) in account.numbers.iter().enumerate() {
+                let field = format!("accounts[{a}].numbers[{n}]");
+                crate::webhooks::check_target(
+                    &format!("{field}.webhook_url"),
+                    &number.webhook_url,
+                    &number.webhook_headers,
+                )?;
+            }
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            f.validate().map_err(|e| format!("faults[{i}]: {e}"))?;
+        }
+        Ok(())
     }
 
     /// The accounts to create: the configured ones, or the development account.
@@ -438,10 +580,8 @@ pub struct LimitsConfig {
     pub throttle_status: u16,
     /// Pending work (queued webhook events) above which requests get 503.
     pub max_pending: usize,
-    /// Largest JSON body accepted, bytes.
+    /// Largest JSON body accepted, bytes (media uploads have their own limits: `[media]`).
     pub max_body_bytes: usize,
-    /// Largest media upload accepted, bytes.
-    pub max_media_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -455,12 +595,45 @@ impl Default for LimitsConfig {
             throttle_status: 429,
             max_pending: 250_000,
             max_body_bytes: 1024 * 1024,
-            max_media_bytes: 100 * 1024 * 1024,
         }
     }
 }
 
 impl LimitsConfig {
+    /// Checks the limits; errors name the field under `prefix`.
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        use crate::bounds::{MAX_BURST, range};
+        for (name, v) in [
+            ("messages_per_second", self.messages_per_second),
+            ("other_per_second", self.other_per_second),
+        ] {
+            if let Some(v) = v {
+                range(&format!("{prefix}.{name}"), v, 1, u32::MAX)?;
+            }
+        }
+        for (name, v) in [
+            ("messages_burst", self.messages_burst),
+            ("other_burst", self.other_burst),
+        ] {
+            if let Some(v) = v {
+                range(&format!("{prefix}.{name}"), v, 1, MAX_BURST)?;
+            }
+        }
+        range(
+            &format!("{prefix}.throttle_status"),
+            self.throttle_status,
+            400,
+            599,
+        )?;
+        range(
+            &format!("{prefix}.max_body_bytes"),
+            self.max_body_bytes,
+            1_024,
+            1 << 30,
+        )?;
+        Ok(())
+    }
+
     /// (rate, burst) for `/messages`.
     pub fn messages(&self) -> (u32, u32) {
         let (r, b) = match self.profile {
@@ -485,6 +658,150 @@ impl LimitsConfig {
             self.other_per_second.unwrap_or(r),
             self.other_burst.unwrap_or(b),
         )
+    }
+}
+
+/// Media the sandbox stores: the platform's size limit of each kind (Meta Cloud API media
+/// reference: "Supported media types") and a quota over everything stored, so uploads cannot
+/// fill the memory. Sizes in bytes; MB and KB of the platform's table are read as MiB and KiB.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Every stored media object together (uploads and simulated inbound media), bytes (1 GiB).
+    pub max_total_bytes: u64,
+    /// `image/jpeg`, `image/png` (5 MB).
+    pub image_max_bytes: u64,
+    /// `video/3gpp`, `video/mp4` (16 MB).
+    pub video_max_bytes: u64,
+    /// `audio/aac`, `audio/amr`, `audio/mpeg`, `audio/mp4`, `audio/ogg` (16 MB).
+    pub audio_max_bytes: u64,
+    /// `text/plain`, `application/pdf`, the Microsoft Office types (100 MB).
+    pub document_max_bytes: u64,
+    /// A static `image/webp` sticker (100 KB).
+    pub sticker_max_bytes: u64,
+    /// An animated `image/webp` sticker (500 KB).
+    pub animated_sticker_max_bytes: u64,
+}
+
+const MIB: u64 = 1024 * 1024;
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            max_total_bytes: 1024 * MIB,
+            image_max_bytes: 5 * MIB,
+            video_max_bytes: 16 * MIB,
+            audio_max_bytes: 16 * MIB,
+            document_max_bytes: 100 * MIB,
+            sticker_max_bytes: 100 * 1024,
+            animated_sticker_max_bytes: 500 * 1024,
+        }
+    }
+}
+
+/// A kind of media, as the platform's size limits group the types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaKind {
+    /// JPEG, PNG.
+    Image,
+    /// 3GPP, MP4.
+    Video,
+    /// AAC, AMR, MP3, MP4 audio, OGG.
+    Audio,
+    /// Text, PDF, Office.
+    Document,
+    /// WebP.
+    Sticker,
+}
+
+impl MediaKind {
+    /// The kind of a MIME type (lower case, without parameters); `None` when the platform does
+    /// not take it.
+    pub fn of(mime: &str) -> Option<MediaKind> {
+        Some(match mime {
+            "image/jpeg" | "image/png" => MediaKind::Image,
+            "video/3gpp" | "video/mp4" => MediaKind::Video,
+            "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" => {
+                MediaKind::Audio
+            }
+            "text/plain"
+            | "application/pdf"
+            | "application/vnd.ms-excel"
+            | "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            | "application/msword"
+            | "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            | "application/vnd.ms-powerpoint"
+            | "application/vnd.openxmlformats-officedocument.presentationml.presentation" => {
+                MediaKind::Document
+            }
+            "image/webp" => MediaKind::Sticker,
+            _ => return None,
+        })
+    }
+
+    /// Its name in errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Video => "video",
+            MediaKind::Audio => "audio",
+            MediaKind::Document => "document",
+            MediaKind::Sticker => "sticker",
+        }
+    }
+}
+
+impl MediaConfig {
+    /// The size limit of a kind; stickers have two (`animated`).
+    pub fn limit(&self, kind: MediaKind, animated: bool) -> u64 {
+        match kind {
+            MediaKind::Image => self.image_max_bytes,
+            MediaKind::Video => self.video_max_bytes,
+            MediaKind::Audio => self.audio_max_bytes,
+            MediaKind::Document => self.document_max_bytes,
+            MediaKind::Sticker if animated => self.animated_sticker_max_bytes,
+            MediaKind::Sticker => self.sticker_max_bytes,
+        }
+    }
+
+    /// The largest file any kind may be.
+    pub fn largest(&self) -> u64 {
+        [
+            self.image_max_bytes,
+            self.video_max_bytes,
+            self.audio_max_bytes,
+            self.document_max_bytes,
+            self.sticker_max_bytes,
+            self.animated_sticker_max_bytes,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+
+    /// Checks the limits; errors name the field under `prefix`.
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        use crate::bounds::range;
+        range(
+            &format!("{prefix}.max_total_bytes"),
+            self.max_total_bytes,
+            0,
+            64 * 1024 * MIB,
+        )?;
+        for (name, v) in [
+            ("image_max_bytes", self.image_max_bytes),
+            ("video_max_bytes", self.video_max_bytes),
+            ("audio_max_bytes", self.audio_max_bytes),
+            ("document_max_bytes", self.document_max_bytes),
+            ("sticker_max_bytes", self.sticker_max_bytes),
+            (
+                "animated_sticker_max_bytes",
+                self.animated_sticker_max_bytes,
+            ),
+        ] {
+            range(&format!("{prefix}.{name}"), v, 1, 4 * 1024 * MIB)?;
+        }
+        Ok(())
     }
 }
 
@@ -706,6 +1023,40 @@ pub struct Reactions {
     pub reply: f64,
 }
 
+impl Behaviour {
+    /// Checks the behaviour's numbers; errors name the field under `prefix`.
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        if let Some(t) = self.offline_until {
+            crate::bounds::instant(&format!("{prefix}.offline_until"), t)?;
+        }
+        if let Some(r) = &self.reactions {
+            r.validate(&format!("{prefix}.reactions"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Reactions {
+    /// Every weight finite and not negative; errors name the weight under `prefix`.
+    pub fn validate(&self, prefix: &str) -> Result<(), String> {
+        for (name, w) in [
+            ("block", self.block),
+            ("report", self.report),
+            ("ignore", self.ignore),
+            ("read", self.read),
+            ("reply", self.reply),
+        ] {
+            crate::bounds::real(
+                &format!("{prefix}.{name}"),
+                w,
+                0.0,
+                crate::bounds::MAX_WEIGHT,
+            )?;
+        }
+        Ok(())
+    }
+}
+
 impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {
@@ -908,6 +1259,24 @@ mod tests {
         assert_eq!(c.effective_accounts()[0].numbers[0].api_key, "k11");
         assert!(!c.users.users[0].behaviour.reads);
         assert!(Config::from_toml("nonsense = 1").is_err());
+    }
+
+    /// The README's example configuration parses and is in range.
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let section = readme
+            .split("## Configuration file")
+            .nth(1)
+            .expect("the README has a configuration section");
+        let block = section
+            .split("```toml")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("with a TOML example");
+        let cfg = Config::from_toml(block).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.media, MediaConfig::default());
     }
 
     #[test]

@@ -88,6 +88,51 @@ pub struct FaultRule {
     pub fired: u64,
 }
 
+/// The longest wall-clock wait a rule may add (`latency_ms`, `answer_delay_ms`): one hour.
+pub const MAX_WAIT_MS: u64 = 3_600_000;
+
+impl FaultRule {
+    /// Checks the rule's numbers; errors name the field (`match.probability = 1.5 is out of
+    /// range …`).
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::bounds::{instant, probability, range};
+        let m = &self.matches;
+        if let Some(n) = m.nth {
+            range("match.nth", n, 1, u64::MAX)?;
+        }
+        if let Some(t) = m.from_ms {
+            instant("match.from_ms", t)?;
+        }
+        if let Some(t) = m.until_ms {
+            instant("match.until_ms", t)?;
+        }
+        if let (Some(from), Some(until)) = (m.from_ms, m.until_ms)
+            && from >= until
+        {
+            return Err(format!(
+                "match.from_ms = {from} is not before match.until_ms = {until}: the rule would never match"
+            ));
+        }
+        if let Some(p) = m.probability {
+            probability("match.probability", p)?;
+        }
+        let a = &self.action;
+        if let Some(ms) = a.latency_ms {
+            range("action.latency_ms", ms, 0, MAX_WAIT_MS)?;
+        }
+        if let Some(ms) = a.answer_delay_ms {
+            range("action.answer_delay_ms", ms, 0, MAX_WAIT_MS)?;
+        }
+        if let Some(h) = a.http_status {
+            range("action.http_status", h, 100, 599)?;
+        }
+        if let Some(t) = self.times {
+            range("times", t, 1, u64::MAX)?;
+        }
+        Ok(())
+    }
+}
+
 /// A send, as the rules see it.
 pub struct Request<'a> {
     /// Dialect name.
@@ -158,6 +203,7 @@ impl Faults {
 
     /// Adds a rule (checked: its codes must be in the table); returns it with its id.
     pub fn add(&mut self, mut rule: FaultRule) -> Result<FaultRule, String> {
+        rule.validate()?;
         let a = &rule.action;
         if a.code.is_none()
             && a.async_code.is_none()
@@ -174,11 +220,6 @@ impl Faults {
         }
         if let Some(c) = a.async_code {
             error(c, &a.details, None)?;
-        }
-        if let Some(h) = a.http_status
-            && !(100..=599).contains(&h)
-        {
-            return Err(format!("http_status {h} is not an HTTP status"));
         }
         if rule.id.is_empty() {
             rule.id = format!("fault-{}", self.next_id);

@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+pub mod bounds;
 pub mod clock;
 pub mod config;
 pub mod engine;

@@ -31,6 +31,8 @@ pub struct Sandbox {
     pub limits: Limits,
     /// Fault rules.
     pub faults: Mutex<Faults>,
+    /// Media bytes of uploads being received (counted against `media.max_total_bytes`).
+    pub media_incoming: std::sync::atomic::AtomicU64,
     world: Mutex<World>,
     advancing: tokio::sync::Mutex<()>,
     /// Error responses so far (since this start): the trace id's sequence number.
@@ -53,6 +55,9 @@ impl Sandbox {
     /// Opens the sandbox: reads back the journal (or starts empty when ephemeral), creates the
     /// configured accounts on first start, restores pending timers and webhook deliveries.
     pub async fn open(config: Config) -> Result<Arc<Sandbox>, String> {
+        config
+            .validate()
+            .map_err(|e| format!("invalid configuration: {e}"))?;
         let clock = Arc::new(match config.clock.mode {
             ClockMode::System => Clock::System,
             ClockMode::Manual => Clock::manual(config.clock.start_ms),
@@ -106,6 +111,7 @@ impl Sandbox {
             journal,
             limits,
             faults: Mutex::new(faults),
+            media_incoming: std::sync::atomic::AtomicU64::new(0),
             world: Mutex::new(world),
             advancing: tokio::sync::Mutex::new(()),
             trace_seq: AtomicU64::new(0),
@@ -256,6 +262,15 @@ impl Sandbox {
         }
         let _one_at_a_time = self.advancing.lock().await;
         let target = self.clock.now().saturating_add(ms);
+        if target > crate::bounds::MAX_TIME {
+            return Err(ApiError::with_details(
+                ErrorCode::MynahBadRequest,
+                format!(
+                    "ms = {ms} would move the clock past its end ({} ms, 2200-01-01); reset it (POST /_mynah/reset) to go on",
+                    crate::bounds::MAX_TIME
+                ),
+            ));
+        }
         let patience =
             std::time::Duration::from_millis(self.config.webhooks.timeout_ms.saturating_add(500));
         loop {

@@ -163,29 +163,56 @@ impl Journal {
 
     /// Opens (or creates) `dir/sandbox.db`, reads it back, and starts the writer task.
     /// `keep_attempts` bounds how many webhook attempts are read back.
+    ///
+    /// A file that is there but is not a sandbox journal — empty, not SQLite, another
+    /// program's database, or damaged (SQLite's `quick_check`) — is refused before anything is
+    /// written to it, with an error that names it and says what to do.
     pub async fn open_sqlite(
         dir: &Path,
         keep_attempts: usize,
     ) -> Result<(Journal, Snapshot), String> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(format!(
+                "the data directory {} is not a directory; point --data-dir (data_dir) at a directory",
+                dir.display()
+            ));
+        }
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let path = dir.join(DB_FILE);
+        let existing = match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => {
+                check_header(&path, m.len())?;
+                inspect(&path).await?
+            }
+            Ok(_) => {
+                return Err(refusal(&path, "it is not a regular file"));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Existing::Fresh,
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
         let opts = SqliteConnectOptions::new()
-            .filename(dir.join("sandbox.db"))
+            .filename(&path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal);
+        let opened = |e: sqlx::Error| format!("cannot open {}: {e}", path.display());
         let mut conn = SqliteConnection::connect_with(&opts)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(opened)?;
         for ddl in SCHEMA {
-            sqlx::query(ddl)
+            sqlx::query(ddl).execute(&mut conn).await.map_err(opened)?;
+        }
+        if existing != Existing::Mynah {
+            // A new journal, or one written before journals were marked: marked now.
+            sqlx::query(&format!("PRAGMA application_id = {APPLICATION_ID}"))
                 .execute(&mut conn)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(opened)?;
         }
         let snapshot = load(&mut conn, keep_attempts)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| refusal(&path, &format!("it could not be read back ({e})")))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
         tokio::spawn(writer(conn, rx, backlog.clone()));
@@ -260,6 +287,149 @@ impl Journal {
     pub fn is_memory(&self) -> bool {
         self.tx.is_none()
     }
+}
+
+/// The journal's file name inside the data directory.
+pub const DB_FILE: &str = "sandbox.db";
+
+/// `PRAGMA application_id` of a sandbox journal ("MYNS"), so that another program's SQLite
+/// database is never taken for one.
+const APPLICATION_ID: i32 = 0x4d59_4e53;
+
+/// The columns of each table (see `SCHEMA`).
+const COLUMNS: &[(&str, &str)] = &[
+    ("entities", "kind, id, data"),
+    ("media_blobs", "id, bytes"),
+    ("webhook_attempts", "seq, data"),
+];
+
+/// What an existing file turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existing {
+    /// No file yet.
+    Fresh,
+    /// A sandbox journal, marked.
+    Mynah,
+    /// A journal of an earlier version (unmarked, with the journal's tables only), or an
+    /// SQLite file with no tables at all.
+    Unmarked,
+}
+
+/// The error for a file that is not a usable journal: it names the file and what to do.
+fn refusal(path: &Path, why: &str) -> String {
+    format!(
+        "{} is not a usable Mynah sandbox journal: {why}. Nothing was changed. Move the file away \
+         (or restore it from a backup), or point --data-dir (data_dir) at another directory.",
+        path.display()
+    )
+}
+
+/// The file's first bytes must be SQLite's header.
+fn check_header(path: &Path, len: u64) -> Result<(), String> {
+    use std::io::Read;
+    if len == 0 {
+        return Err(refusal(
+            path,
+            "it is empty (0 bytes) where the database was expected",
+        ));
+    }
+    let mut head = [0u8; 16];
+    let mut f =
+        std::fs::File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let n = f
+        .read(&mut head)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if len < 100 || n < 16 || &head != b"SQLite format 3\0" {
+        return Err(refusal(
+            path,
+            "it is not an SQLite database (its first bytes are not SQLite's header)",
+        ));
+    }
+    Ok(())
+}
+
+/// Looks at an existing SQLite file without writing to it: SQLite's `quick_check`, then whose
+/// it is (the application id, its tables).
+async fn inspect(path: &Path) -> Result<Existing, String> {
+    let damaged = |e: sqlx::Error| refusal(path, &format!("SQLite cannot read it ({e})"));
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .create_if_missing(false);
+    let mut conn = SqliteConnection::connect_with(&opts)
+        .await
+        .map_err(damaged)?;
+    let checked: Vec<String> = sqlx::query_scalar("PRAGMA quick_check(5)")
+        .fetch_all(&mut conn)
+        .await
+        .map_err(damaged)?;
+    if checked != ["ok"] {
+        return Err(refusal(
+            path,
+            &format!(
+                "it is damaged (SQLite's quick_check: {})",
+                checked
+                    .join("; ")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+        ));
+    }
+    let app: i32 = sqlx::query_scalar("PRAGMA application_id")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(damaged)?;
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(damaged)?;
+    // The journal's tables that are there have the journal's columns.
+    let mut wrong = None;
+    for (table, columns) in COLUMNS {
+        if tables.iter().any(|t| t == table)
+            && sqlx::query(&format!("SELECT {columns} FROM {table} LIMIT 0"))
+                .fetch_all(&mut conn)
+                .await
+                .is_err()
+        {
+            wrong = Some(*table);
+            break;
+        }
+    }
+    let _ = conn.close().await;
+    if let Some(table) = wrong {
+        return Err(refusal(
+            path,
+            &format!("its table {table} is not the journal's (other columns)"),
+        ));
+    }
+    if app == APPLICATION_ID {
+        return Ok(Existing::Mynah);
+    }
+    if app != 0 {
+        return Err(refusal(
+            path,
+            &format!("it is another program's SQLite database (application_id {app})"),
+        ));
+    }
+    let foreign: Vec<&String> = tables
+        .iter()
+        .filter(|t| !COLUMNS.iter().any(|(name, _)| name == t))
+        .collect();
+    if !foreign.is_empty() {
+        let names: Vec<&str> = foreign.iter().take(5).map(|t| t.as_str()).collect();
+        return Err(refusal(
+            path,
+            &format!(
+                "it is another program's SQLite database (it has the tables {})",
+                names.join(", ")
+            ),
+        ));
+    }
+    Ok(Existing::Unmarked)
 }
 
 const SCHEMA: &[&str] = &[

@@ -284,6 +284,92 @@ fn key_hash(key: &str) -> u64 {
     foldhash::fast::FixedState::default().hash_one(key)
 }
 
+/// Headers a receiver's configuration may not set: they frame the request or carry the
+/// signature, and a wrong value would break every delivery (compared without case).
+pub const RESERVED_HEADERS: &[&str] = &[
+    "content-length",
+    "content-type",
+    "host",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "x-hub-signature",
+    "x-hub-signature-256",
+];
+
+/// Most custom headers one receiver may have.
+pub const MAX_HEADERS: usize = 64;
+/// Longest custom header value, bytes.
+pub const MAX_HEADER_VALUE: usize = 8 * 1024;
+/// How much of a receiver's answer body is read; past it the connection is closed.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// What a configured webhook target is worth, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetCheck {
+    /// An `http://` URL (or none): deliveries go out.
+    Ok,
+    /// An `https://` URL: accepted and kept, but the sandbox does not speak TLS, so every
+    /// delivery to it is recorded as a failed attempt. The text says so.
+    NoTls(String),
+}
+
+/// Checks a webhook URL and its custom headers where they are configured (platform routes,
+/// control API, config file); the error names `field` or the header. An empty URL means none.
+pub fn check_target(
+    field: &str,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<TargetCheck, String> {
+    if headers.len() > MAX_HEADERS {
+        return Err(format!(
+            "{field}: {} custom headers are more than the {MAX_HEADERS} a receiver may have",
+            headers.len()
+        ));
+    }
+    for (name, value) in headers {
+        if HeaderName::try_from(name.as_str()).is_err() {
+            return Err(format!("header {name:?} is not a valid HTTP header name"));
+        }
+        if RESERVED_HEADERS
+            .iter()
+            .any(|r| name.eq_ignore_ascii_case(r))
+        {
+            return Err(format!(
+                "header {name:?} cannot be set: the sandbox sets it on every delivery (reserved: {})",
+                RESERVED_HEADERS.join(", ")
+            ));
+        }
+        if value.len() > MAX_HEADER_VALUE || HeaderValue::try_from(value.as_str()).is_err() {
+            return Err(format!(
+                "header {name:?} has a value that is not a valid HTTP header value (visible ASCII, at most {MAX_HEADER_VALUE} bytes, no line breaks)"
+            ));
+        }
+    }
+    if url.is_empty() {
+        return Ok(TargetCheck::Ok);
+    }
+    let parsed = url.parse::<hyper::Uri>().map_err(|e| {
+        format!("{field} {url:?} is not a valid URL ({e}): give an http:// URL with a host")
+    })?;
+    let scheme = parsed.scheme_str().map(str::to_ascii_lowercase);
+    let host = parsed.host().filter(|h| !h.is_empty());
+    match (scheme.as_deref(), host) {
+        (Some("http"), Some(_)) => Ok(TargetCheck::Ok),
+        (Some("https"), Some(_)) => Ok(TargetCheck::NoTls(format!(
+            "{field} {url:?} is https://: the sandbox does not speak TLS, so deliveries to it are recorded as failed attempts; use an http:// URL"
+        ))),
+        (Some("http" | "https"), None) => Err(format!("{field} {url:?} has no host")),
+        _ => Err(format!(
+            "{field} {url:?} must be an http:// or https:// URL with a host"
+        )),
+    }
+}
+
 /// A webhook destination, parsed once, with its idle keep-alive connections.
 struct Target {
     raw: String,
@@ -301,14 +387,17 @@ type Conn = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 impl From<WebhookTarget> for Target {
     fn from(t: WebhookTarget) -> Target {
-        let url = t
-            .url
-            .parse::<hyper::Uri>()
-            .ok()
-            .filter(|u| u.scheme_str() == Some("http") && u.host().is_some());
+        let url = t.url.parse::<hyper::Uri>().ok().filter(|u| {
+            u.scheme_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("http"))
+                && u.host().is_some_and(|h| !h.is_empty())
+        });
+        // Configuration refuses reserved and invalid headers; a journal written before that
+        // check may still hold some, and they never go out.
         let headers = t
             .headers
             .iter()
+            .filter(|(k, _)| !RESERVED_HEADERS.iter().any(|r| k.eq_ignore_ascii_case(r)))
             .filter_map(|(k, v)| {
                 Some((
                     HeaderName::try_from(k.as_str()).ok()?,
@@ -356,6 +445,23 @@ async fn connect(authority: &str) -> Result<Conn, String> {
         let _ = conn.await;
     });
     Ok(send)
+}
+
+/// Reads an answer body to its end, keeping nothing; false when it fails or passes
+/// [`MAX_ANSWER_BYTES`] (the rest is not read).
+async fn drain(mut body: hyper::body::Incoming) -> bool {
+    use http_body_util::BodyExt;
+    let mut read = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return false };
+        if let Some(data) = frame.data_ref() {
+            read = read.saturating_add(data.len());
+            if read > MAX_ANSWER_BYTES {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Lets a shared body go out without a copy.
@@ -963,15 +1069,20 @@ impl Hub {
         );
     }
 
-    /// One POST over a kept-alive connection of the target (or a new one), within the timeout.
+    /// One POST over a kept-alive connection of the target (or a new one), within the timeout:
+    /// the answer's status must come within `webhooks.timeout_ms`, and its body is read (up to
+    /// [`MAX_ANSWER_BYTES`]) only for what is left of that time.
     async fn post(
         &self,
         target: &Target,
         body: Arc<str>,
         signature: &str,
     ) -> (Option<u16>, Option<String>) {
-        let timeout = Duration::from_millis(self.cfg.timeout_ms);
-        match tokio::time::timeout(timeout, self.exchange(target, body, signature)).await {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.cfg.timeout_ms.max(1));
+        match tokio::time::timeout_at(deadline, self.exchange(target, body, signature, deadline))
+            .await
+        {
             Ok(Ok(code)) => (
                 Some(code),
                 (code != 200).then(|| format!("receiver answered HTTP {code}")),
@@ -992,6 +1103,7 @@ impl Hub {
         target: &Target,
         body: Arc<str>,
         signature: &str,
+        deadline: tokio::time::Instant,
     ) -> Result<u16, String> {
         let build = || {
             let mut req = hyper::Request::post(target.path.as_str())
@@ -1028,10 +1140,12 @@ impl Hub {
             Err(e) => return Err(e.to_string()),
         };
         let code = resp.status().as_u16();
-        // Read the answer to the end so the connection can be reused.
-        let complete = http_body_util::BodyExt::collect(resp.into_body())
+        // The status decides. The body is read (so the connection can be reused) up to a small
+        // bound and within the deadline; a longer or slower answer is dropped with its
+        // connection.
+        let complete = tokio::time::timeout_at(deadline, drain(resp.into_body()))
             .await
-            .is_ok();
+            .unwrap_or(false);
         if complete && !conn.is_closed() {
             target
                 .idle

@@ -133,7 +133,7 @@ error_table! {
     UserStoppedMarketing = 131050, 400, Graph, Async, Never, "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.", "The recipient has chosen to stop receiving marketing messages from your business.";
     UnsupportedMessageType = 131051, 400, Graph, Both, Fix, "Unsupported message type", "Message type is not currently supported.";
     MediaDownloadError = 131052, 400, Graph, Async, Fix, "Media download error", "Unable to download the media sent by the user.";
-    MediaUploadError = 131053, 400, Graph, Async, Fix, "Media upload error", "Unable to upload the media used in the message.";
+    MediaUploadError = 131053, 400, Graph, Both, Fix, "Media upload error", "Unable to upload the media used in the message.";
     MethodNotAllowed = 131055, 400, Graph, Sync, Fix, "Method not allowed", "The method is not allowed for this endpoint.";
     MaintenanceMode = 131057, 500, Graph, Sync, Backoff, "Account in maintenance mode", "The business account is in maintenance mode, for example during a throughput upgrade.";
     TemplateParamCountMismatch = 132000, 400, Graph, Sync, Fix, "Number of parameters does not match the expected number of params", "The number of variable parameter values does not match the number of variables defined in the template.";

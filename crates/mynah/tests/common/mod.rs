@@ -19,6 +19,14 @@ impl Proc {
         Proc { child: Some(child) }
     }
 
+    /// Whether it exited successfully, once it has exited (then it is reaped); `None` while it
+    /// runs.
+    pub fn try_wait(&mut self) -> Option<bool> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status.success())
+    }
+
     /// `kill -9` and reap.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

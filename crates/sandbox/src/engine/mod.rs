@@ -136,6 +136,24 @@ pub struct BehaviourPatch {
     pub reactions: Option<Option<crate::config::Reactions>>,
 }
 
+impl BehaviourPatch {
+    /// Checks the patch's numbers; errors name the field.
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::bounds::{MAX_DURATION, instant, range};
+        if let Some(Some(t)) = self.offline_until {
+            instant("offline_until", t)?;
+        }
+        if let Some(s) = self.offline_for_seconds {
+            range("offline_for_seconds", s, 0, MAX_DURATION / 1_000)
+                .map_err(|e| format!("{e} (seconds, at most 10 years)"))?;
+        }
+        if let Some(Some(r)) = &self.reactions {
+            r.validate("reactions")?;
+        }
+        Ok(())
+    }
+}
+
 fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -159,8 +177,11 @@ pub struct World {
     /// Messages by wamid.
     pub messages: HashMap<String, Message>,
     order: VecDeque<String>,
-    /// Media by id.
+    /// Media by id. Change it through `store_media` and `delete_media`, which keep
+    /// `media_bytes`.
     pub media: HashMap<String, Media>,
+    /// Bytes of every stored media object (the `media.max_total_bytes` quota).
+    media_bytes: u64,
     /// Message templates of every account.
     pub templates: Registry,
     ids: Ids,
@@ -233,6 +254,7 @@ impl World {
             messages: HashMap::new(),
             order: VecDeque::new(),
             media: HashMap::new(),
+            media_bytes: 0,
             templates: Registry::default(),
             ids: Ids::new(seed, 1),
             template_ids: Ids::new(seed, 4),
@@ -281,6 +303,7 @@ impl World {
         for (_, json) in snapshot.take(Kind::Media) {
             if let Ok(mut m) = serde_json::from_str::<Media>(&json) {
                 m.bytes = snapshot.blobs.remove(&m.id).unwrap_or_default();
+                w.media_bytes = w.media_bytes.saturating_add(m.file_size);
                 w.media.insert(m.id.clone(), m);
             }
         }
@@ -1300,7 +1323,7 @@ impl World {
             b.offline_until = v;
         }
         if let Some(s) = patch.offline_for_seconds {
-            b.offline_until = Some(now + s.max(0) * 1_000);
+            b.offline_until = Some(now.saturating_add(s.max(0).saturating_mul(1_000)));
         }
         if let Some(v) = patch.reads {
             b.reads = v;
@@ -1420,11 +1443,30 @@ impl World {
             id: id.clone(),
             bytes,
         });
-        self.media.insert(id, media.clone());
+        self.media_bytes = self.media_bytes.saturating_add(media.file_size);
+        if let Some(old) = self.media.insert(id, media.clone()) {
+            self.media_bytes = self.media_bytes.saturating_sub(old.file_size);
+        }
         media
     }
 
-    /// Stores an upload; media ids live 30 days.
+    /// Bytes of every stored media object.
+    pub fn media_bytes(&self) -> u64 {
+        self.media_bytes
+    }
+
+    /// Bytes of the stored media objects not expired at `now` (expired ones make room for an
+    /// upload that needs it).
+    pub fn live_media_bytes(&self, now: Millis) -> u64 {
+        self.media
+            .values()
+            .filter(|m| m.expires_at > now)
+            .map(|m| m.file_size)
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// Stores an upload; media ids live 30 days. Refused (131053) when it would take the stored
+    /// media past `media.max_total_bytes`, once expired media are gone.
     pub fn upload_media(
         &mut self,
         pnid: &str,
@@ -1432,11 +1474,34 @@ impl World {
         filename: Option<String>,
         bytes: Bytes,
         now: Millis,
-    ) -> (Media, Effects) {
+    ) -> Result<(Media, Effects), ApiError> {
         let mut fx = self.fx();
+        let size = bytes.len() as u64;
+        let quota = self.cfg.media.max_total_bytes;
+        if self.media_bytes.saturating_add(size) > quota {
+            self.purge_expired_media(now, &mut fx);
+        }
+        if self.media_bytes.saturating_add(size) > quota {
+            return Err(media_full(self.media_bytes, size, quota));
+        }
         let m = self.store_media(pnid, mime, filename, bytes, now, 30 * DAY, &mut fx);
         self.note_rng(&mut fx);
-        (m, fx)
+        Ok((m, fx))
+    }
+
+    /// Forgets media past their expiry (nothing can fetch or send them any more).
+    fn purge_expired_media(&mut self, now: Millis, fx: &mut Effects) {
+        let expired: Vec<String> = self
+            .media
+            .values()
+            .filter(|m| m.expires_at <= now)
+            .map(|m| m.id.clone())
+            .collect();
+        for id in expired {
+            if let Some(more) = self.delete_media(&id) {
+                fx.extend(more);
+            }
+        }
     }
 
     /// The download URL of a media id (valid 5 minutes).
@@ -1469,7 +1534,7 @@ impl World {
         let want = hex::encode(
             &Sha256::digest(format!("{mid}:{exp}:{}", self.cfg.app_secret).as_bytes())[..12],
         );
-        if want != hash || exp * 1_000 < now {
+        if want != hash || exp.saturating_mul(1_000) < now {
             return Err(not_found());
         }
         self.media
@@ -1480,7 +1545,8 @@ impl World {
 
     /// Deletes media.
     pub fn delete_media(&mut self, id: &str) -> Option<Effects> {
-        self.media.remove(id)?;
+        let gone = self.media.remove(id)?;
+        self.media_bytes = self.media_bytes.saturating_sub(gone.file_size);
         let mut fx = self.fx();
         fx.writes.push(Write::Delete {
             kind: Kind::Media,
@@ -1510,6 +1576,16 @@ impl World {
         fx.extend(first);
         fx
     }
+}
+
+/// The error of a full media store (131053, naming the quota).
+pub fn media_full(used: u64, size: u64, quota: u64) -> ApiError {
+    ApiError::with_details(
+        ErrorCode::MediaUploadError,
+        format!(
+            "The sandbox's media storage is full: {used} of {quota} bytes (media.max_total_bytes) are in use and this file needs {size} more. Delete media (DELETE /{{media_id}}), reset the sandbox (POST /_mynah/reset) or raise media.max_total_bytes."
+        ),
+    )
 }
 
 fn msg_kind<'a>(messages: &'a HashMap<String, Message>, wamid: &str) -> &'a str {

@@ -41,7 +41,33 @@ async fn body<T: DeserializeOwned>(sb: &Sandbox, req: Request) -> Result<T, ApiE
     let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
         .await
         .map_err(|e| bad(e).with_http(413))?;
-    serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON body: {e}")))
+    super::check_utf8(&bytes).map_err(bad)?;
+    parse(&bytes)
+}
+
+/// Parses a JSON body; an error names the field it is about (`pair_rate.every_ms: invalid
+/// value: integer …`).
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| invalid(&e))?;
+    de.end()
+        .map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+    Ok(value)
+}
+
+/// The error of a body that did not parse, naming the field when there is one.
+fn invalid<E: std::fmt::Display>(e: &serde_path_to_error::Error<E>) -> ApiError {
+    let path = e.path().to_string();
+    if path.is_empty() || path == "." {
+        bad(format!("invalid JSON body: {}", e.inner()))
+    } else {
+        bad(format!("invalid JSON body: {path}: {}", e.inner()))
+    }
+}
+
+/// A value out of range, naming the field: 400.
+fn out_of_range(e: String) -> ApiError {
+    bad(e)
 }
 
 fn query<T: DeserializeOwned + Default>(req: &Request) -> Result<T, ApiError> {
@@ -67,6 +93,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
                 .await
                 .map_err(|e| bad(e).with_http(413))?;
+            super::check_utf8(&bytes).map_err(bad)?;
             let opts: ResetOptions = if bytes.iter().all(u8::is_ascii_whitespace) {
                 ResetOptions::default()
             } else {
@@ -86,14 +113,20 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
         (Method::GET, ["clock"]) => Ok(clock(sb)),
         (Method::POST, ["clock", "advance"]) => {
             let a: Advance = body(sb, req).await?;
-            let ms = a.ms.unwrap_or(0)
-                + a.seconds
-                    .map(|s| (s * 1_000.0).round() as Millis)
-                    .unwrap_or(0);
             if a.ms.is_none() && a.seconds.is_none() {
                 return Err(bad("give {\"seconds\": N} or {\"ms\": N}"));
             }
-            sb.advance(ms).await?;
+            let ms = match a.ms {
+                Some(ms) => crate::bounds::duration("ms", ms).map_err(out_of_range)?,
+                None => 0,
+            };
+            let from_seconds = match a.seconds {
+                Some(s) => crate::bounds::seconds_to_ms("seconds", s).map_err(out_of_range)?,
+                None => 0,
+            };
+            let total = ms.saturating_add(from_seconds);
+            crate::bounds::duration("ms + seconds", total).map_err(out_of_range)?;
+            sb.advance(total).await?;
             Ok(clock(sb))
         }
         (Method::GET, ["messages"]) => {
@@ -154,6 +187,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
         (Method::PUT | Method::PATCH | Method::POST, ["users", wa_id]) => {
             let wa_id = wa_id.to_string();
             let patch: BehaviourPatch = body(sb, req).await?;
+            patch.validate().map_err(out_of_range)?;
             let now = sb.clock.now();
             let (user, fx) = sb.world().set_behaviour(&wa_id, patch, now)?;
             sb.apply_durable(fx).await?;
@@ -166,6 +200,16 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
         }
         (Method::POST, ["numbers"]) => {
             let n: NewNumber = body(sb, req).await?;
+            let headers = n.webhook_headers.clone().unwrap_or_default();
+            let check = match &n.webhook_url {
+                Some(url) => crate::webhooks::check_target("webhook_url", url, &headers),
+                None => crate::webhooks::check_target(
+                    "webhook_url (webhooks.default_url)",
+                    &sb.config.webhooks.default_url,
+                    &headers,
+                ),
+            }
+            .map_err(bad)?;
             let number = Number {
                 phone_number_id: n.phone_number_id,
                 display_phone_number: n.display_phone_number,
@@ -190,7 +234,19 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             sb.hub
                 .set_target(&number.phone_number_id, number.webhook.clone());
             sb.apply_durable(fx).await?;
-            Ok(super::json_status(StatusCode::CREATED, &number))
+            let mut answer = serde_json::to_value(&number)
+                .map_err(|e| ApiError::with_details(ErrorCode::MynahInternal, e.to_string()))?;
+            if let (crate::webhooks::TargetCheck::NoTls(why), Some(obj)) =
+                (&check, answer.as_object_mut())
+            {
+                obj.insert("warnings".into(), serde_json::json!([why]));
+            }
+            let resp = super::json_status(StatusCode::CREATED, &answer);
+            Ok(super::platform::warn_target(
+                resp,
+                &number.phone_number_id,
+                &check,
+            ))
         }
         (Method::GET, ["webhooks", "attempts"]) => {
             let q: WaitQuery = query(&req)?;
@@ -254,13 +310,15 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 Some(serde_json::Value::Number(n)) => Some(
                     n.as_u64()
                         .and_then(|n| u32::try_from(n).ok())
-                        .ok_or_else(|| bad(format!("{n} is not a tier")))?,
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| bad(format!("tier = {n} is out of range: a tier is a whole number of users from 1 to {} or a name (TIER_250, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED)", u32::MAX)))?,
                 ),
                 Some(serde_json::Value::String(s)) => Some(
                     crate::engine::parse_tier(s)
-                        .ok_or_else(|| bad(format!("{s:?} is not a tier (TIER_250, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED)")))?,
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| bad(format!("tier = {s:?} is not a tier (TIER_250, TIER_2K, TIER_10K, TIER_100K, TIER_UNLIMITED, or a number of users from 1)")))?,
                 ),
-                Some(other) => return Err(bad(format!("{other} is not a tier"))),
+                Some(other) => return Err(bad(format!("tier = {other} is not a tier"))),
             };
             let now = sb.clock.now();
             let (n, fx) = sb
@@ -298,8 +356,12 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             if let Some(obj) = current.as_object_mut() {
                 obj.extend(patch);
             }
-            let rules: crate::config::RulesConfig =
-                serde_json::from_value(current).map_err(|e| bad(format!("invalid rules: {e}")))?;
+            let rules: crate::config::RulesConfig = serde_path_to_error::deserialize(current)
+                .map_err(|e| {
+                    let path = e.path().to_string();
+                    bad(format!("invalid rules: {path}: {}", e.inner()))
+                })?;
+            rules.validate("").map_err(out_of_range)?;
             sb.set_rules(rules.clone());
             Ok(json(&rules))
         }

@@ -159,6 +159,17 @@ pub fn is_json(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
+/// JSON is UTF-8: a body that is not is refused whole, also where its bad bytes sit in a field
+/// nobody reads (serde skips those without looking).
+pub fn check_utf8(bytes: &[u8]) -> Result<(), String> {
+    std::str::from_utf8(bytes).map(|_| ()).map_err(|e| {
+        format!(
+            "The request body is not valid UTF-8 (at byte {}); JSON bodies are UTF-8.",
+            e.valid_up_to()
+        )
+    })
+}
+
 /// Reads a body up to `limit` bytes; `None` when it is larger.
 pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, String> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {

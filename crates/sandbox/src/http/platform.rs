@@ -3,6 +3,7 @@
 
 use super::endpoint::{self, Endpoint, Parsed};
 use super::{error_response, is_json, json, read_body, with_retry_after};
+use crate::config::MediaKind;
 use crate::engine::TemplateEdit;
 use crate::faults::DropWhen;
 use crate::model::{Dialect, Number, WebhookTarget};
@@ -10,7 +11,7 @@ use crate::ratelimit::Bucket;
 use crate::sandbox::Sandbox;
 use crate::templates::{Template, TemplateStatus};
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart, Request};
+use axum::extract::Request;
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;
@@ -313,9 +314,11 @@ async fn json_body(sb: &Sandbox, parts: &Parts, body: Body) -> Result<Bytes, Api
         )
         .with_http(415));
     }
-    read_body(body, sb.config.limits.max_body_bytes)
+    let bytes = read_body(body, sb.config.limits.max_body_bytes)
         .await
-        .map_err(|e| ApiError::invalid_param(e).with_http(413))
+        .map_err(|e| ApiError::invalid_param(e).with_http(413))?;
+    super::check_utf8(&bytes).map_err(ApiError::invalid_param)?;
+    Ok(bytes)
 }
 
 async fn messages(
@@ -423,26 +426,95 @@ async fn messages(
     }
 }
 
-/// Media kinds the platform takes, and their size limits (spec §8.3).
-fn media_limit(mime: &str) -> Option<u64> {
-    const MB: u64 = 1024 * 1024;
-    Some(match mime {
-        "audio/aac" | "audio/amr" | "audio/mpeg" | "audio/mp4" | "audio/ogg" => 16 * MB,
-        "text/plain"
-        | "application/vnd.ms-excel"
-        | "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        | "application/msword"
-        | "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-        | "application/vnd.ms-powerpoint"
-        | "application/vnd.openxmlformats-officedocument.presentationml.presentation"
-        | "application/pdf" => 100 * MB,
-        "image/jpeg" | "image/png" => 5 * MB,
-        "image/webp" => 500 * 1024,
-        "video/3gpp" | "video/mp4" => 16 * MB,
-        _ => return None,
-    })
+/// Media bytes being received by uploads in progress, counted against `media.max_total_bytes`
+/// with what is stored; released when the upload ends either way.
+struct Receiving<'a> {
+    sb: &'a Sandbox,
+    bytes: u64,
 }
 
+impl Receiving<'_> {
+    /// Counts `n` more bytes; false when stored and incoming media together pass the quota.
+    fn grow(&mut self, n: u64, stored: u64) -> bool {
+        self.bytes = self.bytes.saturating_add(n);
+        let incoming = self
+            .sb
+            .media_incoming
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(n);
+        stored.saturating_add(incoming) <= self.sb.config.media.max_total_bytes
+    }
+}
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        self.sb
+            .media_incoming
+            .fetch_sub(self.bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An animated WebP: a `VP8X` header with the animation flag (WebP container specification).
+fn animated_webp(head: &[u8]) -> bool {
+    head.len() >= 21
+        && &head[0..4] == b"RIFF"
+        && &head[8..12] == b"WEBP"
+        && &head[12..16] == b"VP8X"
+        && head[20] & 0x02 != 0
+}
+
+/// A MIME type as the limits compare it: lower case, without parameters.
+fn essence(mime: &str) -> String {
+    mime.split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn unsupported_type(mime: &str) -> ApiError {
+    ApiError::with_details(
+        ErrorCode::MediaUploadError,
+        format!(
+            "Param type: {mime:?} is not a supported media type. Supported: image/jpeg, image/png, image/webp (stickers), video/mp4, video/3gpp, audio/aac, audio/amr, audio/mpeg, audio/mp4, audio/ogg, text/plain, application/pdf and the Microsoft Office types."
+        ),
+    )
+}
+
+fn too_large(kind: Option<(MediaKind, bool)>, mime: Option<&str>, limit: u64) -> ApiError {
+    let mib = limit as f64 / (1024.0 * 1024.0);
+    let details = match kind {
+        Some((kind, animated)) => {
+            let key = match (kind, animated) {
+                (MediaKind::Sticker, true) => "animated_sticker_max_bytes".to_string(),
+                (kind, _) => format!("{}_max_bytes", kind.as_str()),
+            };
+            let what = match (kind, animated) {
+                (MediaKind::Sticker, true) => "an animated sticker".to_string(),
+                (MediaKind::Sticker, false) => "a static sticker".to_string(),
+                (kind, _) => format!("{} media", kind.as_str()),
+            };
+            format!(
+                "The file is too large: {what} ({}) may be at most {limit} bytes ({mib:.2} MiB, media.{key}).",
+                mime.unwrap_or("")
+            )
+        }
+        None => format!(
+            "The file is too large: no media type may be more than {limit} bytes ({mib:.2} MiB)."
+        ),
+    };
+    ApiError::with_details(ErrorCode::MediaUploadError, details)
+}
+
+/// How long a refused upload's remaining body is read (and dropped), so the client gets the
+/// answer instead of a reset connection; and how long a pause in it ends that early.
+const DRAIN_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `POST /media` and `POST /{version}/{phone_number_id}/media`: a multipart body, streamed. The
+/// file part is counted as it comes and refused as soon as it passes the limit of its type (the
+/// `type` field, or the part's own `Content-Type` until that field comes; the largest limit of
+/// all while neither is known) or the media quota; nothing past the limit is kept.
 async fn upload(
     sb: &Arc<Sandbox>,
     parts: Parts,
@@ -450,38 +522,140 @@ async fn upload(
     pnid: &str,
     dialect: Dialect,
 ) -> Result<Response, ApiError> {
-    let limited = Body::new(http_body_util::Limited::new(
-        body,
-        sb.config.limits.max_media_bytes,
-    ));
-    let req = Request::from_parts(parts, limited);
-    let mut multipart = Multipart::from_request(req, &()).await.map_err(|e| {
-        ApiError::invalid_param(format!("Media uploads are multipart/form-data with the fields file, type and messaging_product: {e}"))
+    let media = &sb.config.media;
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multer::parse_boundary(content_type).map_err(|_| {
+        ApiError::invalid_param(
+            "Media uploads are multipart/form-data (with a boundary) with the fields file, type and messaging_product.",
+        )
+        .with_http(415)
     })?;
+    // The file's limit, plus room for the other fields and the part headers.
+    let whole = media.largest().saturating_add(1024 * 1024);
+    let constraints =
+        multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole));
+    let mut multipart =
+        multer::Multipart::with_constraints(body.into_data_stream(), boundary, constraints);
+    let malformed = |e: multer::Error| {
+        if matches!(e, multer::Error::StreamSizeExceeded { .. }) {
+            too_large(None, None, media.largest())
+        } else {
+            ApiError::invalid_param(format!("Malformed multipart body: {e}"))
+        }
+    };
+    let stored_at_start = sb.world().live_media_bytes(sb.clock.now());
+    let mut receiving = Receiving {
+        sb: sb.as_ref(),
+        bytes: 0,
+    };
     let (mut file, mut file_type, mut declared, mut product, mut filename) =
-        (None, None, None, None, None);
-    loop {
-        let field = multipart
-            .next_field()
-            .await
-            .map_err(|e| ApiError::invalid_param(format!("Malformed multipart body: {e}")))?;
-        let Some(field) = field else { break };
+        (None::<Bytes>, None::<String>, None::<String>, None, None);
+    let refusal = 'parts: loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break 'parts None,
+            Err(e) => return Err(malformed(e)),
+        };
+        let mut field = field;
         match field.name().unwrap_or("") {
             "file" => {
-                file_type = field.content_type().map(str::to_string);
+                if file.is_some() {
+                    break 'parts Some(ApiError::invalid_param(
+                        "Param file: give one file per upload.",
+                    ));
+                }
+                file_type = field.content_type().map(|m| essence(m.essence_str()));
                 filename = field.file_name().map(str::to_string);
-                let data = field.bytes().await.map_err(|e| {
-                    ApiError::with_details(
-                        ErrorCode::MediaUploadError,
-                        format!("Could not read the file: {e}"),
-                    )
-                })?;
-                file = Some(data);
+                if let Some(d) = &declared
+                    && MediaKind::of(d).is_none()
+                {
+                    break 'parts Some(unsupported_type(d));
+                }
+                // The type known so far decides the limit: the `type` field, else the part's.
+                let known = declared
+                    .as_deref()
+                    .or(file_type.as_deref())
+                    .and_then(|m| MediaKind::of(m).map(|k| (k, m.to_string())));
+                let mut buf = bytes::BytesMut::new();
+                loop {
+                    let chunk = match field.chunk().await {
+                        Ok(Some(c)) => c,
+                        Ok(None) => break,
+                        Err(e) => return Err(malformed(e)),
+                    };
+                    buf.extend_from_slice(&chunk);
+                    let (limit, kind) = match &known {
+                        Some((MediaKind::Sticker, _)) if buf.len() < 21 => (
+                            media.limit(MediaKind::Sticker, true),
+                            Some((MediaKind::Sticker, true)),
+                        ),
+                        Some((MediaKind::Sticker, _)) => {
+                            let animated = animated_webp(&buf);
+                            (
+                                media.limit(MediaKind::Sticker, animated),
+                                Some((MediaKind::Sticker, animated)),
+                            )
+                        }
+                        Some((k, _)) => (media.limit(*k, false), Some((*k, false))),
+                        None => (media.largest(), None),
+                    };
+                    if buf.len() as u64 > limit {
+                        break 'parts Some(too_large(
+                            kind,
+                            known.as_ref().map(|(_, m)| m.as_str()),
+                            limit,
+                        ));
+                    }
+                    if !receiving.grow(chunk.len() as u64, stored_at_start) {
+                        let used = stored_at_start
+                            .saturating_add(
+                                sb.media_incoming.load(std::sync::atomic::Ordering::Relaxed),
+                            )
+                            .saturating_sub(receiving.bytes);
+                        break 'parts Some(crate::engine::media_full(
+                            used,
+                            receiving.bytes,
+                            media.max_total_bytes,
+                        ));
+                    }
+                }
+                file = Some(buf.freeze());
             }
-            "type" => declared = field.text().await.ok(),
-            "messaging_product" => product = field.text().await.ok(),
+            "type" => match small_text(&mut field).await {
+                Ok(t) => {
+                    let t = essence(&t);
+                    if file.is_none() && MediaKind::of(&t).is_none() {
+                        break 'parts Some(unsupported_type(&t));
+                    }
+                    declared = Some(t);
+                }
+                Err(e) => break 'parts Some(e),
+            },
+            "messaging_product" => match small_text(&mut field).await {
+                Ok(t) => product = Some(t),
+                Err(e) => break 'parts Some(e),
+            },
+            // Other fields are skipped (the whole stream stays bounded).
             _ => {}
         }
+    };
+    if let Some(err) = refusal {
+        // Read what is left of the body (nothing of it is kept), so the answer reaches the
+        // client; a body that goes on past the stream bound or the time limit is cut.
+        drop(receiving);
+        let drain = async {
+            while let Ok(Ok(Some(mut field))) =
+                tokio::time::timeout(DRAIN_IDLE, multipart.next_field()).await
+            {
+                while let Ok(Ok(Some(_))) = tokio::time::timeout(DRAIN_IDLE, field.chunk()).await {}
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_FOR, drain).await;
+        return Err(err);
     }
     if dialect == Dialect::Cloud && product.is_none() {
         return Err(ApiError::missing("messaging_product"));
@@ -497,28 +671,46 @@ async fn upload(
     let mime = declared
         .or(file_type)
         .ok_or_else(|| ApiError::missing("type"))?;
-    let mime = mime.split(';').next().unwrap_or("").trim().to_lowercase();
-    let limit = media_limit(&mime).ok_or_else(|| {
-        ApiError::with_details(
-            ErrorCode::MediaUploadError,
-            format!("Param type: {mime} is not a supported media type."),
-        )
-        .with_http(400)
-    })?;
+    let kind = MediaKind::of(&mime).ok_or_else(|| unsupported_type(&mime))?;
+    let animated = kind == MediaKind::Sticker && animated_webp(&file);
+    let limit = media.limit(kind, animated);
     if file.len() as u64 > limit {
-        return Err(ApiError::with_details(
-            ErrorCode::MediaUploadError,
-            format!(
-                "The file is {} bytes; {mime} media may be at most {limit} bytes.",
-                file.len()
-            ),
-        )
-        .with_http(400));
+        return Err(too_large(Some((kind, animated)), Some(&mime), limit));
     }
     let now = sb.clock.now();
-    let (media, fx) = sb.world().upload_media(pnid, &mime, filename, file, now);
+    let uploaded = sb.world().upload_media(pnid, &mime, filename, file, now);
+    drop(receiving);
+    let (stored, fx) = uploaded?;
     sb.apply_durable(fx).await?;
-    Ok(json(&MediaUploaded { id: media.id }))
+    Ok(json(&MediaUploaded { id: stored.id }))
+}
+
+/// A short text field of a multipart body (at most 1 KiB).
+async fn small_text(field: &mut multer::Field<'_>) -> Result<String, ApiError> {
+    const MAX: usize = 1024;
+    let name = field.name().unwrap_or("").to_string();
+    let mut buf = Vec::new();
+    loop {
+        match field.chunk().await {
+            Ok(Some(c)) => {
+                buf.extend_from_slice(&c);
+                if buf.len() > MAX {
+                    return Err(ApiError::invalid_param(format!(
+                        "Param {name} is longer than {MAX} bytes."
+                    )));
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(ApiError::invalid_param(format!(
+                    "Malformed multipart body: {e}"
+                )));
+            }
+        }
+    }
+    String::from_utf8(buf)
+        .map(|s| s.trim().to_string())
+        .map_err(|_| ApiError::invalid_param(format!("Param {name} is not UTF-8 text.")))
 }
 
 #[derive(Deserialize)]
@@ -528,14 +720,31 @@ struct SetWebhook {
     headers: std::collections::BTreeMap<String, String>,
 }
 
-fn check_url(url: &str) -> Result<(), ApiError> {
-    if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_value(format!(
-            "Param url must be an http:// or https:// URL, got {url:?}."
-        )))
+/// Checks a webhook URL and its headers at configuration: refused with code 100 naming the
+/// parameter or the header.
+fn check_target(
+    param: &str,
+    url: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<crate::webhooks::TargetCheck, ApiError> {
+    crate::webhooks::check_target(&format!("Param {param}"), url, headers)
+        .map_err(ApiError::invalid_param)
+}
+
+/// An accepted configuration the sandbox cannot deliver to (an `https://` URL) says so: in the
+/// log, and in an `X-Mynah-Warning` header of the answer (the body keeps the platform's shape).
+pub(super) fn warn_target(
+    mut resp: Response,
+    pnid: &str,
+    check: &crate::webhooks::TargetCheck,
+) -> Response {
+    if let crate::webhooks::TargetCheck::NoTls(why) = check {
+        tracing::warn!(phone_number_id = %pnid, "{why}");
+        if let Ok(v) = HeaderValue::from_str(why) {
+            resp.headers_mut().insert("x-mynah-warning", v);
+        }
     }
+    resp
 }
 
 async fn set_360_webhook(
@@ -551,16 +760,17 @@ async fn set_360_webhook(
         ))
     })?;
     let url = req.url.ok_or_else(|| ApiError::missing("url"))?;
-    check_url(&url)?;
+    let check = check_target("url", &url, &req.headers)?;
     let target = WebhookTarget {
         url,
         headers: req.headers,
     };
     sb.set_webhook(pnid, target.clone()).await?;
-    Ok(json(&WebhookConfig {
+    let resp = json(&WebhookConfig {
         url: target.url,
         headers: target.headers,
-    }))
+    });
+    Ok(warn_target(resp, pnid, &check))
 }
 
 #[derive(Deserialize)]
@@ -607,11 +817,19 @@ async fn node(
                     .webhook_configuration
                     .ok_or_else(|| ApiError::missing("webhook_configuration"))?;
                 let url = cfg.override_callback_uri.unwrap_or_default();
-                check_url(&url)?;
                 let headers = number.webhook.headers.clone();
+                let check = check_target(
+                    "webhook_configuration.override_callback_uri",
+                    &url,
+                    &headers,
+                )?;
                 sb.set_webhook(&number.phone_number_id, WebhookTarget { url, headers })
                     .await?;
-                Ok(json(&Success::TRUE))
+                Ok(warn_target(
+                    json(&Success::TRUE),
+                    &number.phone_number_id,
+                    &check,
+                ))
             }
             _ => Err(unsupported_object(&method, id)),
         };
