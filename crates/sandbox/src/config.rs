@@ -59,6 +59,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Fault rules present from the start.
     pub faults: Vec<crate::faults::FaultRule>,
+    /// The HTTP server's limits: header read timeout, idle timeout, connection cap.
+    pub server: mynah_serve::ServerConfig,
 }
 
 /// The platform's delivery rules (seed page "Sending Template Messages", spec §5–§7), each one
@@ -314,6 +316,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             rules: RulesConfig::default(),
             faults: Vec::new(),
+            server: mynah_serve::ServerConfig::default(),
         }
     }
 }
@@ -921,5 +924,38 @@ mod tests {
         .unwrap();
         assert_eq!(c.webhooks.subscribers.len(), 2);
         assert!(Config::default().webhooks.subscribers.is_empty());
+    }
+
+    /// The README's sandbox configuration example parses, `[server]` included.
+    #[test]
+    fn the_readme_example_is_valid() {
+        let block = include_str!("../../../README.md")
+            .split("```toml")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .find(|b| b.contains("[template_review]"))
+            .expect("the README has a sandbox example");
+        let c = Config::from_toml(block).unwrap();
+        assert_eq!(c.server, mynah_serve::ServerConfig::default());
+        assert_eq!(c.seed, 42);
+    }
+
+    #[test]
+    fn toml_sets_the_server_limits() {
+        let c = Config::from_toml(
+            r#"
+            [server]
+            header_read_timeout_ms = 1000
+            idle_timeout_ms = 2000
+            max_connections = 200
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.server, mynah_serve::ServerConfig::new(1_000, 2_000, 200));
+        assert_eq!(
+            Config::default().server,
+            mynah_serve::ServerConfig::default()
+        );
+        assert!(Config::from_toml("[server]\nmax_connections = 0").is_err());
     }
 }
