@@ -321,9 +321,9 @@ impl Shared {
     ///
     /// The evicted connection hands its permit over: one is added at once and the evicted
     /// connection's is forgotten when it closes, so the new connection is served without waiting
-    /// for the other's task to run and give its permit back (a round trip per accept, which
-    /// halved the accept rate at the cap when tried). At most [`MAX_HANDED_OVER`] evicted
-    /// connections may still be closing; past that, the loop waits until one has closed.
+    /// for the other's task to run and give its permit back (a round trip per accept). At most
+    /// [`MAX_HANDED_OVER`] evicted connections may still be closing; past that, the loop waits
+    /// until one has closed.
     async fn make_room(&self, shutdown: &CancellationToken) -> Option<OwnedSemaphorePermit> {
         self.warn_pressure(
             "connection cap reached: idle connections give way to new ones, new connections wait",
