@@ -418,7 +418,7 @@ where
                 Phase::Doomed | Phase::HandedOver => continue,
             };
             if let Some((timeout, end)) = deadline {
-                let at = shared.at(state.since_us()) + timeout;
+                let at = shared.deadline(state.since_us(), timeout);
                 if armed != Some(at) {
                     timer.as_mut().reset(at);
                     armed = Some(at);

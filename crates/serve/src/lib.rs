@@ -225,9 +225,13 @@ impl Shared {
         u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
-    /// The instant `us` microseconds after `epoch`.
-    pub(crate) fn at(&self, us: u64) -> Instant {
-        self.epoch + Duration::from_micros(us)
+    /// When a phase that began `since_us` after `epoch` runs out after `timeout`. A timeout too
+    /// large for the clock (`u64::MAX` ms in a configuration file) is a year from now.
+    pub(crate) fn deadline(&self, since_us: u64, timeout: Duration) -> Instant {
+        self.epoch
+            .checked_add(Duration::from_micros(since_us))
+            .and_then(|t| t.checked_add(timeout))
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 86_400))
     }
 
     fn register(&self) -> (u64, Arc<ConnState>) {

@@ -392,3 +392,11 @@ async fn shutdown_closes_idle_connections_and_lets_requests_in_flight_finish() {
         "still accepting"
     );
 }
+
+#[tokio::test]
+async fn timeouts_too_large_for_the_clock_are_a_year() {
+    let srv = start(ServerConfig::new(u64::MAX, u64::MAX, 4)).await;
+    let mut s = connect(srv.addr).await;
+    assert_eq!(get_on(&mut s, "/ok").await, "HTTP/1.1 200 OK ok");
+    assert_eq!(get_on(&mut s, "/ok").await, "HTTP/1.1 200 OK ok");
+}
