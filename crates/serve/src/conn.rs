@@ -4,7 +4,7 @@
 //! Every phase change happens while the driver polls the hyper connection (the socket is read
 //! and flushed, the service called, the response body dropped inside that poll), so the driver
 //! re-reads the phase after each poll and arms its one timer accordingly. The only change from
-//! outside is an eviction (`Doomed` or `HandedOver`), set by the accept loop when an idle
+//! outside is an eviction (`Evicted` or `HandedOver`), set by the accept loop when an idle
 //! connection must give way, with a wake-up.
 
 use crate::Shared;
@@ -44,9 +44,11 @@ pub(crate) enum Phase {
     Idle = 4,
     /// Closing: timed out, evicted or shut down. Final; no request starts any more.
     Doomed = 5,
-    /// Closing, evicted to make room, its permit handed to the connection it made room for:
-    /// the permit is forgotten when it closes. Final, as `Doomed`.
-    HandedOver = 6,
+    /// Closing, evicted to make room (after an accept error). Final, as `Doomed`.
+    Evicted = 6,
+    /// Closing, evicted to make room at the cap, its permit handed to the connection it made
+    /// room for: the permit is forgotten when it closes. Final, as `Doomed`.
+    HandedOver = 7,
 }
 
 impl Phase {
@@ -58,13 +60,14 @@ impl Phase {
             3 => Phase::Draining,
             4 => Phase::Idle,
             5 => Phase::Doomed,
+            6 => Phase::Evicted,
             _ => Phase::HandedOver,
         }
     }
 
     /// Closing, one way or the other.
     pub(crate) fn closing(self) -> bool {
-        matches!(self, Phase::Doomed | Phase::HandedOver)
+        matches!(self, Phase::Doomed | Phase::Evicted | Phase::HandedOver)
     }
 }
 
@@ -114,7 +117,7 @@ impl ConnState {
         let to = if hand_over {
             Phase::HandedOver
         } else {
-            Phase::Doomed
+            Phase::Evicted
         };
         matches!(from, Phase::Fresh | Phase::Idle) && self.close_from(from, to)
     }
@@ -146,7 +149,7 @@ impl ConnState {
                     }
                 }
                 Phase::Head | Phase::Busy | Phase::Draining => return true,
-                Phase::Doomed | Phase::HandedOver => return false,
+                Phase::Doomed | Phase::Evicted | Phase::HandedOver => return false,
             }
         }
     }
@@ -316,13 +319,22 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.shared.unregister(self.id);
-        if self.state.phase() == Phase::HandedOver {
-            if let Some(p) = self.permit.take() {
-                p.forget();
+        // The permit goes (back, or for good) before an eviction's close is counted, so the
+        // accept loop that wakes on it finds the room it waited for.
+        match self.state.phase() {
+            Phase::HandedOver => {
+                if let Some(p) = self.permit.take() {
+                    p.forget();
+                }
+                self.shared.eviction_closed();
             }
-            self.shared.handed_over_closed();
+            Phase::Evicted => {
+                drop(self.permit.take());
+                self.shared.eviction_closed();
+            }
+            _ => {}
         }
+        self.shared.unregister(self.id);
     }
 }
 
@@ -415,7 +427,7 @@ where
                 }
                 Phase::Draining | Phase::Idle => Some((shared.idle_timeout, End::IdleTimeout)),
                 Phase::Busy => None,
-                Phase::Doomed | Phase::HandedOver => continue,
+                Phase::Doomed | Phase::Evicted | Phase::HandedOver => continue,
             };
             if let Some((timeout, end)) = deadline {
                 let at = shared.deadline(state.since_us(), timeout);

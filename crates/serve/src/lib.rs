@@ -18,8 +18,8 @@
 //!   excess (one accepted socket waits); [`bind`] makes that backlog 1,024 rather than 128. An
 //!   answer still being written never gives way.
 //! - **Accept errors.** Running out of descriptors (`EMFILE`, `ENFILE`) closes up to 32 idle
-//!   connections and pauses the loop until a connection closes or a short backoff passes (5 ms
-//!   doubling to 500 ms), so it never spins.
+//!   connections (none while earlier ones are still closing) and pauses the loop until a
+//!   connection closes or a short backoff passes (5 ms doubling to 500 ms), so it never spins.
 //! - **Graceful shutdown.** When the token fires the loop stops accepting (and closes its
 //!   listener), idle connections close at once, requests in flight finish, and [`serve`] returns
 //!   when every connection has closed.
@@ -183,20 +183,17 @@ pub(crate) struct Shared {
     room: Notify,
     /// A connection closed (what the loop waits for after an accept error).
     closed: Notify,
-    /// Connections evicted to make room that have not closed yet: each handed its permit to
-    /// the connection it made room for (see [`Shared::make_room`]).
-    handed_over: AtomicUsize,
+    /// Connections evicted to make room that have not closed yet (at the cap, each handed its
+    /// permit to the connection it made room for: see [`Shared::make_room`]).
+    evicting: AtomicUsize,
     /// When the last warning about pressure was logged (ms since `epoch`, `u64::MAX`: never).
     last_warning_ms: AtomicU64,
     evicted: AtomicU64,
 }
 
-/// At most this many evicted connections may still be closing while their successors are
-/// served: how far the open connections can exceed the cap for a moment.
-pub(crate) const MAX_HANDED_OVER: usize = 32;
-
-/// Idle connections closed at once when an accept fails for want of descriptors.
-const EVICT_ON_ACCEPT_ERROR: usize = 32;
+/// At most this many evicted connections may still be closing: how far the open connections
+/// can exceed the cap for a moment, and how many an accept error closes at once.
+pub(crate) const MAX_EVICTING: usize = 32;
 
 /// Warnings about pressure (the cap reached, accept errors) are logged at most this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -214,7 +211,7 @@ impl Shared {
             starved: AtomicBool::new(false),
             room: Notify::new(),
             closed: Notify::new(),
-            handed_over: AtomicUsize::new(0),
+            evicting: AtomicUsize::new(0),
             last_warning_ms: AtomicU64::new(u64::MAX),
             evicted: AtomicU64::new(0),
         }
@@ -281,16 +278,12 @@ impl Shared {
                 return false;
             };
             // Counted before the eviction, so its close never finds the count at zero.
-            if hand_over {
-                self.handed_over.fetch_add(1, Ordering::AcqRel);
-            }
+            self.evicting.fetch_add(1, Ordering::AcqRel);
             if c.evict(phase, hand_over) {
                 self.evicted.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
-            if hand_over {
-                self.handed_over.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.evicting.fetch_sub(1, Ordering::AcqRel);
             // It started a request meanwhile: look again.
         }
         false
@@ -326,7 +319,7 @@ impl Shared {
     /// The evicted connection hands its permit over: one is added at once and the evicted
     /// connection's is forgotten when it closes, so the new connection is served without waiting
     /// for the other's task to run and give its permit back (a round trip per accept). At most
-    /// [`MAX_HANDED_OVER`] evicted connections may still be closing; past that, the loop waits
+    /// [`MAX_EVICTING`] evicted connections may still be closing; past that, the loop waits
     /// until one has closed.
     async fn make_room(&self, shutdown: &CancellationToken) -> Option<OwnedSemaphorePermit> {
         self.warn_pressure(
@@ -337,7 +330,7 @@ impl Shared {
             if let Ok(p) = self.permits.clone().try_acquire_owned() {
                 break Some(p);
             }
-            if self.handed_over.load(Ordering::Acquire) < MAX_HANDED_OVER && self.evict_idle(true) {
+            if self.evicting.load(Ordering::Acquire) < MAX_EVICTING && self.evict_idle(true) {
                 self.permits.add_permits(1);
                 continue;
             }
@@ -353,9 +346,9 @@ impl Shared {
         permit
     }
 
-    /// An evicted connection that handed its permit over closed.
-    pub(crate) fn handed_over_closed(&self) {
-        self.handed_over.fetch_sub(1, Ordering::AcqRel);
+    /// An evicted connection closed.
+    pub(crate) fn eviction_closed(&self) {
+        self.evicting.fetch_sub(1, Ordering::AcqRel);
         if self.starved.load(Ordering::Acquire) {
             self.room.notify_one();
         }
@@ -419,18 +412,21 @@ pub(crate) async fn run<L: Accept>(
             }
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
-                // Most likely out of descriptors: an idle connection gives way, and the loop
-                // waits for a connection to close or a short pause, whichever comes first.
+                // Most likely out of descriptors: idle connections give way (a batch, unless
+                // earlier ones are still closing), and the loop waits for a connection to close
+                // or a short pause, whichever comes first.
                 shared.warn_pressure(&format!(
-                    "accept failed ({e}): closing an idle connection and pausing"
+                    "accept failed ({e}): closing idle connections and pausing"
                 ));
                 let closed = shared.closed.notified();
-                let mut evicted = false;
-                for _ in 0..EVICT_ON_ACCEPT_ERROR {
-                    if !shared.evict_idle(false) {
-                        break;
+                let mut evicted = shared.evicting.load(Ordering::Acquire) > 0;
+                if !evicted {
+                    for _ in 0..MAX_EVICTING {
+                        if !shared.evict_idle(false) {
+                            break;
+                        }
+                        evicted = true;
                     }
-                    evicted = true;
                 }
                 let pause = backoff.next();
                 tokio::select! {
