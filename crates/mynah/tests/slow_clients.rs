@@ -91,9 +91,10 @@ async fn attack(plane: &str, addr: SocketAddr, path: &str) {
     let kept = tokio::spawn(async move { closed(&mut kept).await });
 
     // Slowloris: each sends its request head a byte every 100 ms, for ever.
-    let slowloris: Vec<JoinHandle<(Duration, usize)>> = (0..SLOWLORIS)
-        .map(|_| tokio::spawn(trickle(addr)))
-        .collect();
+    let mut slowloris = Vec::with_capacity(SLOWLORIS);
+    for _ in 0..SLOWLORIS {
+        slowloris.push(trickle(addr).await);
+    }
 
     // 2,000 connections that never send anything.
     let opened = Instant::now();
@@ -237,40 +238,45 @@ async fn closed(s: &mut TcpStream) -> Instant {
     .expect("the server closes the connection in time")
 }
 
-/// A slowloris connection: its head a byte every 100 ms until the server closes it. How long it
-/// lived from the connect, and how many bytes it sent.
-async fn trickle(addr: SocketAddr) -> (Duration, usize) {
+/// A slowloris connection: its head a byte every 100 ms until the server closes it. Returns
+/// once the first byte is sent (so the server sees a request begin before anything else
+/// happens); the task gives how long it lived from the connect, and how many bytes it sent.
+async fn trickle(addr: SocketAddr) -> JoinHandle<(Duration, usize)> {
     let s = TcpStream::connect(addr).await.unwrap();
     let t0 = Instant::now();
     let (mut rd, mut wr) = s.into_split();
-    let sent = Arc::new(AtomicUsize::new(0));
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: test\r\nX-Slow: {}",
+        "a".repeat(1_000)
+    )
+    .into_bytes();
+    wr.write_all(&head[..1]).await.unwrap();
+    let sent = Arc::new(AtomicUsize::new(1));
     let counter = sent.clone();
     let sending = tokio::spawn(async move {
-        let head = format!(
-            "GET / HTTP/1.1\r\nHost: test\r\nX-Slow: {}",
-            "a".repeat(1_000)
-        );
-        for b in head.bytes() {
-            if wr.write_all(&[b]).await.is_err() {
+        for b in &head[1..] {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if wr.write_all(&[*b]).await.is_err() {
                 break;
             }
             counter.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let mut chunk = [0u8; 256];
-    let end = tokio::time::timeout(BOUND, async {
-        loop {
-            match rd.read(&mut chunk).await {
-                Ok(0) | Err(_) => return Instant::now(),
-                Ok(_) => {}
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 256];
+        let end = tokio::time::timeout(BOUND, async {
+            loop {
+                match rd.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return Instant::now(),
+                    Ok(_) => {}
+                }
             }
-        }
+        })
+        .await
+        .expect("the slowloris is closed in time");
+        sending.abort();
+        (end - t0, sent.load(Ordering::Relaxed))
     })
-    .await
-    .expect("the slowloris is closed in time");
-    sending.abort();
-    (end - t0, sent.load(Ordering::Relaxed))
 }
 
 /// Opens `n` connections (64 connects at a time) that send nothing; each is watched until the
