@@ -65,6 +65,8 @@ pub struct Config {
     pub retention: Retention,
     /// Seed of the retry jitter.
     pub seed: u64,
+    /// The HTTP server's limits: header read timeout, idle timeout, connection cap.
+    pub server: mynah_serve::ServerConfig,
 }
 
 impl Default for Config {
@@ -104,6 +106,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             retention: Retention::default(),
             seed: 1,
+            server: mynah_serve::ServerConfig::default(),
         }
     }
 }
@@ -274,6 +277,7 @@ mod tests {
         assert!(cfg.gates.window_fallback.is_some() && cfg.gates.template_parameters);
         assert_eq!(cfg.app_webhooks.len(), 1);
         assert_eq!(cfg.retention.dedupe_keys_ms, 14 * crate::clock::DAY);
+        assert_eq!(cfg.server, mynah_serve::ServerConfig::default());
         let overrides: crate::classify::Overrides =
             cfg.classifier.clone().unwrap().try_into().unwrap();
         assert_eq!(overrides.rule.len(), 1);

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Serves `gw` on `listener` and runs its background tasks until `shutdown` fires; every task
-/// stops on the token, and the store's queued writes are committed before this returns.
+/// Serves `gw` on `listener` (within the configuration's `[server]` limits, through
+/// `mynah_serve`) and runs its background tasks until `shutdown` fires; every task stops on the
+/// token, and the store's queued writes are committed before this returns.
 pub async fn run<S: Store + Clone>(
     listener: TcpListener,
     gw: Arc<Gateway<S>>,
@@ -35,18 +36,19 @@ pub async fn run<S: Store + Clone>(
     let app = crate::http::router(gw.clone());
     let stop = shutdown.clone();
     let streams = gw.shutdown.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
+    tokio::join!(
+        mynah_serve::serve(listener, app, &gw.cfg.server, shutdown.clone()),
+        async move {
             stop.cancelled().await;
             // Event streams never end by themselves.
             streams.cancel();
-        })
-        .await;
+        }
+    );
     shutdown.cancel();
     for t in tasks {
         let _ = t.await;
     }
-    served
+    Ok(())
 }
 
 /// Looks every second for sends that no webhook followed (the log says so once).

@@ -510,7 +510,9 @@ impl Upstream {
         let mut builder = Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms.max(1)))
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms.max(1)))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Idle connections are dropped before a server's idle timeout (the sandbox's is 60 s
+            // by default) would close them under a request.
+            .pool_idle_timeout(Duration::from_secs(50))
             .tcp_nodelay(true)
             // A redirect would carry the body and the credentials to another host.
             .redirect(reqwest::redirect::Policy::none())

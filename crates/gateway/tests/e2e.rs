@@ -317,3 +317,35 @@ async fn a_shared_secret_header_guards_the_intake() {
     assert_eq!(post(Some("s3cret")).await.unwrap().status(), 200);
     p.shutdown().await;
 }
+
+/// `GET /v1/events` is a long-lived answer: the server's idle timeout (200 ms here) closes idle
+/// kept-alive connections, never a stream still being sent, however quiet it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_outlives_the_idle_timeout() {
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg.server = mynah_serve::ServerConfig::new(200, 200, 64);
+    let p = Pair::start(sandbox_config(), cfg).await;
+    let mut resp = p
+        .http
+        .get(format!("{}/v1/events", p.gw_base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The app listens quietly for three idle timeouts (the scenario, not a wait for a timer).
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let id = p.send(template("hello_world", "4915112345691")).await;
+    let mut text = String::new();
+    while !text.contains(&id) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(10), resp.chunk())
+            .await
+            .expect("an event in time")
+            .unwrap()
+            .expect("the stream stays open");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: enqueued"), "{text}");
+    p.shutdown().await;
+}

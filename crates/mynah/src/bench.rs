@@ -183,8 +183,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             }
             // Keep the newest messages only, so a long run measures throughput, not memory growth.
             cfg.retention.max_messages = args.keep_messages;
+            // The load generator's connections never compete for the connection cap.
+            cfg.server.max_connections = cfg
+                .server
+                .max_connections
+                .max(std::num::NonZeroUsize::MIN.saturating_add(args.connections));
             let sb = Sandbox::open(cfg).await?;
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            let listener = mynah_serve::bind(([127, 0, 0, 1], 0).into())
                 .await
                 .map_err(|e| e.to_string())?;
             let base = format!(

@@ -219,7 +219,7 @@ struct Rig {
 impl Rig {
     async fn start(args: &BenchGatewayArgs, webhooks: bool) -> Result<Rig, String> {
         let shutdown = CancellationToken::new();
-        let gw_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let gw_listener = mynah_serve::bind(([127, 0, 0, 1], 0).into())
             .await
             .map_err(|e| e.to_string())?;
         let gw_authority = gw_listener
@@ -250,8 +250,13 @@ impl Rig {
         sb_cfg.webhooks.max_in_flight = if args.batch_size > 1 { 2 } else { 64 };
         sb_cfg.webhooks.keep_attempts = 10_000;
         sb_cfg.retention.max_messages = 20_000;
+        // Neither plane's connection cap comes into play: the load generator's connections, the
+        // dispatcher's and the webhooks' all fit.
+        let cap = std::num::NonZeroUsize::MIN
+            .saturating_add(args.connections + args.dispatch_concurrency + 128);
+        sb_cfg.server.max_connections = sb_cfg.server.max_connections.max(cap);
         let sb = Sandbox::open(sb_cfg).await?;
-        let sb_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let sb_listener = mynah_serve::bind(([127, 0, 0, 1], 0).into())
             .await
             .map_err(|e| e.to_string())?;
         let sb_base = format!(
@@ -311,6 +316,7 @@ impl Rig {
         cfg.gates.consent = false;
         cfg.gates.window = false;
         cfg.dispatch.concurrency = args.dispatch_concurrency.max(1);
+        cfg.server.max_connections = cfg.server.max_connections.max(cap);
         let gw = Gateway::new(cfg, store.clone(), Arc::new(Clock::System))?;
         // The template cache, before the first enqueue.
         mynah_gateway::templates::sync(&gw)

@@ -276,7 +276,7 @@ async fn serve_sandbox(args: SandboxArgs) -> Result<(), String> {
     let started = Instant::now();
     let cfg = args.to_config()?;
     let sandbox = Sandbox::open(cfg).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = mynah_serve::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -297,7 +297,7 @@ async fn serve_sandbox(args: SandboxArgs) -> Result<(), String> {
 
 async fn serve_gateway(args: crate::gateway_cmd::GatewayArgs) -> Result<(), String> {
     let cfg = args.to_config()?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = mynah_serve::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let base = format!(
@@ -317,7 +317,7 @@ async fn serve_gateway(args: crate::gateway_cmd::GatewayArgs) -> Result<(), Stri
 async fn serve_both(args: ServeArgs) -> Result<(), String> {
     let started = Instant::now();
     let mut sb_cfg = args.sandbox.to_config()?;
-    let gw_listener = tokio::net::TcpListener::bind(args.gateway_listen)
+    let gw_listener = mynah_serve::bind(args.gateway_listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.gateway_listen))?;
     let gw_addr = gw_listener.local_addr().map_err(|e| e.to_string())?;
@@ -325,7 +325,7 @@ async fn serve_both(args: ServeArgs) -> Result<(), String> {
     let intake = format!("{gw_base}/webhooks");
     sb_cfg.webhooks.subscribers.push(intake.clone());
     let sandbox = Sandbox::open(sb_cfg).await?;
-    let sb_listener = tokio::net::TcpListener::bind(args.sandbox.listen)
+    let sb_listener = mynah_serve::bind(args.sandbox.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.sandbox.listen))?;
     let sb_base = format!(

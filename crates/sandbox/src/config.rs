@@ -61,6 +61,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Fault rules present from the start.
     pub faults: Vec<crate::faults::FaultRule>,
+    /// The HTTP server's limits: header read timeout, idle timeout, connection cap.
+    pub server: mynah_serve::ServerConfig,
 }
 
 /// The platform's delivery rules (seed page "Sending Template Messages", spec §5–§7), each one
@@ -378,6 +380,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             rules: RulesConfig::default(),
             faults: Vec::new(),
+            server: mynah_serve::ServerConfig::default(),
         }
     }
 }
@@ -1261,7 +1264,7 @@ mod tests {
         assert!(Config::from_toml("nonsense = 1").is_err());
     }
 
-    /// The README's example configuration parses and is in range.
+    /// The README's example configuration parses and is in range, `[server]` included.
     #[test]
     fn the_readme_example_is_valid() {
         let readme = include_str!("../../../README.md");
@@ -1277,6 +1280,8 @@ mod tests {
         let cfg = Config::from_toml(block).unwrap();
         cfg.validate().unwrap();
         assert_eq!(cfg.media, MediaConfig::default());
+        assert_eq!(cfg.server, mynah_serve::ServerConfig::default());
+        assert_eq!(cfg.seed, 42);
     }
 
     #[test]
@@ -1290,5 +1295,24 @@ mod tests {
         .unwrap();
         assert_eq!(c.webhooks.subscribers.len(), 2);
         assert!(Config::default().webhooks.subscribers.is_empty());
+    }
+
+    #[test]
+    fn toml_sets_the_server_limits() {
+        let c = Config::from_toml(
+            r#"
+            [server]
+            header_read_timeout_ms = 1000
+            idle_timeout_ms = 2000
+            max_connections = 200
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.server, mynah_serve::ServerConfig::new(1_000, 2_000, 200));
+        assert_eq!(
+            Config::default().server,
+            mynah_serve::ServerConfig::default()
+        );
+        assert!(Config::from_toml("[server]\nmax_connections = 0").is_err());
     }
 }

@@ -27,6 +27,11 @@ impl Proc {
         Some(status.success())
     }
 
+    /// The process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `kill -9` and reap.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -121,6 +126,28 @@ where
         .stderr(log_file(dir, &format!("{name}.log")))
         .spawn()
         .expect("mynah starts");
+    Proc::new(child)
+}
+
+/// Starts the `mynah` binary with `args` as [`spawn_mynah`] does, under an open-files limit of
+/// `nofile` (soft and hard), set by `bash`'s `ulimit -n` before it `exec`s the binary: the
+/// child's pid is the binary's.
+pub fn spawn_mynah_with_open_files<I, S>(dir: &Path, name: &str, nofile: u32, args: I) -> Proc
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let child = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_mynah"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file(dir, &format!("{name}.out")))
+        .stderr(log_file(dir, &format!("{name}.log")))
+        .spawn()
+        .expect("bash starts mynah");
     Proc::new(child)
 }
 

@@ -40,7 +40,9 @@ async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
     resp
 }
 
-/// Serves `sb` on `listener` until `shutdown` fires, with its timer driver.
+/// Serves `sb` on `listener` until `shutdown` fires, with its timer driver, within the
+/// configuration's `[server]` limits (`mynah_serve`: header read and idle timeouts, a cap on
+/// connections). The requests in flight finish before it returns.
 pub async fn run(
     listener: TcpListener,
     sb: Arc<Sandbox>,
@@ -48,10 +50,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let driver = sb.spawn_driver(shutdown.clone());
     let app = router(sb.clone());
-    let stop = shutdown.clone();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
+    mynah_serve::serve(listener, app, &sb.config.server, shutdown.clone()).await;
     shutdown.cancel();
     let _ = driver.await;
     sb.limits.flush_episodes();
@@ -59,7 +58,7 @@ pub async fn run(
     if let Err(e) = sb.journal.flush().await {
         tracing::error!(error = %e, "journal flush at shutdown failed");
     }
-    served
+    Ok(())
 }
 
 /// An answer that never comes: its body fails at once, so the server closes the connection
