@@ -41,6 +41,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(created, listed, "created and listed differ");
             round_trip(&created, true);
         }
-        Err(_) => assert!(listed.validate().is_err(), "validate() and parse_create disagree"),
+        Err(_) => assert!(
+            listed.validate().is_err(),
+            "validate() and parse_create disagree"
+        ),
     }
 });
