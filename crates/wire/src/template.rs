@@ -42,6 +42,7 @@ use crate::message::{
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 // ---------------------------------------------------------------------------------------------
@@ -1113,13 +1114,15 @@ fn is_named_var(name: &str) -> bool {
 fn distinct_vars(text: &str, format: ParameterFormat) -> Vec<&str> {
     let (pieces, _) = scan(text);
     let mut out: Vec<&str> = Vec::new();
+    // A listed definition has no length limit: linear in the number of variables.
+    let mut seen: HashSet<&str> = HashSet::new();
     for p in pieces {
         if let Piece::Var(name) = p {
             let ok = match format {
                 ParameterFormat::Positional => positional_number(name).is_some(),
                 ParameterFormat::Named => is_named_var(name),
             };
-            if ok && !out.contains(&name) {
+            if ok && seen.insert(name) {
                 out.push(name);
             }
         }
@@ -1140,21 +1143,48 @@ fn param_text(v: &ParameterValue) -> Option<&str> {
     }
 }
 
-fn lookup<'p>(name: &str, params: &'p [Parameter], format: ParameterFormat) -> Option<&'p str> {
-    let p = match format {
-        ParameterFormat::Positional => params.get(positional_number(name)?.checked_sub(1)?),
-        ParameterFormat::Named => params.iter().find(|p| p.name.as_deref() == Some(name)),
-    }?;
-    param_text(&p.value)
+/// Which parameter fills a variable: positional by number, named by `parameter_name` (the first
+/// parameter giving the name). Named ones are indexed once, so a lookup does not scan the
+/// parameters (a listed text has no length limit).
+struct Lookup<'p> {
+    format: ParameterFormat,
+    named: HashMap<&'p str, usize>,
+}
+
+impl<'p> Lookup<'p> {
+    fn new(params: &'p [Parameter], format: ParameterFormat) -> Lookup<'p> {
+        let mut named = HashMap::new();
+        if format == ParameterFormat::Named {
+            for (i, p) in params.iter().enumerate() {
+                if let Some(name) = p.name.as_deref() {
+                    named.entry(name).or_insert(i);
+                }
+            }
+        }
+        Lookup { format, named }
+    }
+
+    /// The index of the parameter for a variable.
+    fn index(&self, name: &str) -> Option<usize> {
+        match self.format {
+            ParameterFormat::Positional => positional_number(name)?.checked_sub(1),
+            ParameterFormat::Named => self.named.get(name).copied(),
+        }
+    }
 }
 
 fn render(text: &str, params: &[Parameter], format: ParameterFormat) -> String {
     let (pieces, _) = scan(text);
+    let lookup = Lookup::new(params, format);
     let mut out = String::with_capacity(text.len());
     for p in pieces {
         match p {
             Piece::Lit(s) => out.push_str(s),
-            Piece::Var(name) => match lookup(name, params, format) {
+            Piece::Var(name) => match lookup
+                .index(name)
+                .and_then(|i| params.get(i))
+                .and_then(|p| param_text(&p.value))
+            {
                 Some(v) => out.push_str(v),
                 None => {
                     out.push_str("{{");
@@ -1165,6 +1195,27 @@ fn render(text: &str, params: &[Parameter], format: ParameterFormat) -> String {
         }
     }
     out
+}
+
+/// The length in characters of what [`render`] returns, counted without building it: a long
+/// listed text repeating a variable with a long value would allocate their product.
+fn rendered_chars(text: &str, params: &[Parameter], format: ParameterFormat) -> usize {
+    let lens: Vec<Option<usize>> = params
+        .iter()
+        .map(|p| param_text(&p.value).map(chars))
+        .collect();
+    let lookup = Lookup::new(params, format);
+    let (pieces, _) = scan(text);
+    pieces
+        .into_iter()
+        .map(|p| match p {
+            Piece::Lit(s) => chars(s),
+            Piece::Var(name) => lookup
+                .index(name)
+                .and_then(|i| lens.get(i).copied().flatten())
+                .unwrap_or_else(|| chars(name) + 4),
+        })
+        .fold(0usize, usize::saturating_add)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2105,6 +2156,8 @@ fn check_names(
             }
         }
         ParameterFormat::Named => {
+            let known: HashSet<&str> = vars.iter().copied().collect();
+            let mut given: HashSet<&str> = HashSet::new();
             for (i, p) in params.iter().enumerate() {
                 let Some(name) = p.name.as_deref() else {
                     return Err(format_mismatch(format!(
@@ -2113,17 +2166,13 @@ fn check_names(
                         braces(vars)
                     )));
                 };
-                if !vars.contains(&name) {
+                if !known.contains(name) {
                     return Err(format_mismatch(format!(
                         "{label}: parameter_name {name:?} is not a parameter of the template (expected {})",
                         braces(vars)
                     )));
                 }
-                if params
-                    .iter()
-                    .take(i)
-                    .any(|q| q.name.as_deref() == Some(name))
-                {
+                if !given.insert(name) {
                     return Err(format_mismatch(format!(
                         "{label}: parameter_name {name:?} is given more than once"
                     )));
@@ -2184,7 +2233,7 @@ fn check_body(
         }
     }
     if let Some(text) = text {
-        let rendered = chars(&render(text, params, format));
+        let rendered = rendered_chars(text, params, format);
         if rendered > max {
             return Err(too_long_param(format!(
                 "{label}: the text with its parameters is {rendered} characters long; at most {max} are allowed {alone}"

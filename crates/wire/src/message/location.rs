@@ -49,3 +49,50 @@ impl RawLocation {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::message::{BodyFlavor, Content, Request, parse_request};
+
+    fn location(body: &str) -> (f64, f64) {
+        match parse_request(body.as_bytes(), BodyFlavor::Cloud) {
+            Ok(Request::Send(m)) => match m.content {
+                Content::Location(l) => (l.latitude, l.longitude),
+                other => panic!("not a location: {other:?}"),
+            },
+            other => panic!("did not parse: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn coordinates_parse_to_the_nearest_double() {
+        // Shortest forms of doubles that serde_json's default parser read one unit in the last
+        // place off: a number and the same number as a string gave different coordinates, and
+        // the body the gateway forwards carried other digits than the one it was sent.
+        let body = |lat: &str, long: &str| {
+            format!(
+                r#"{{"messaging_product":"whatsapp","to":"4915112345678","type":"location","location":{{"latitude":{lat},"longitude":{long}}}}}"#
+            )
+        };
+        let want = (10.938711676632721, -57.179661383605676);
+        assert_eq!(
+            location(&body("10.938711676632721", "-57.179661383605676")),
+            want
+        );
+        assert_eq!(
+            location(&body(r#""10.938711676632721""#, r#""-57.179661383605676""#)),
+            want
+        );
+        let Ok(Request::Send(m)) = parse_request(
+            body("10.938711676632721", "-57.179661383605676").as_bytes(),
+            BodyFlavor::Cloud,
+        ) else {
+            panic!("did not parse");
+        };
+        let again = serde_json::to_string(&m).unwrap();
+        assert!(
+            again.contains(r#""latitude":10.938711676632721,"longitude":-57.179661383605676"#),
+            "{again}"
+        );
+    }
+}
