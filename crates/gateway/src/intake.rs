@@ -129,6 +129,7 @@ fn inbound_record(m: &RawInbound, now: Millis) -> Option<InboundRecord> {
         body: m.message.to_string(),
         timestamp: m.timestamp_secs().map_or(now, |s| s.saturating_mul(1_000)),
         received_at: now,
+        person: None,
     })
 }
 
