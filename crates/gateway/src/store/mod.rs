@@ -590,7 +590,7 @@ pub enum ConversationItem {
     /// Sent (or to be sent) by the business through the gateway.
     Outbound(Box<MessageRecord>),
     /// Sent by the user.
-    Inbound(InboundRecord),
+    Inbound(Box<InboundRecord>),
 }
 
 impl ConversationItem {

@@ -1464,7 +1464,7 @@ fn conversation(
         inbound_row,
     )?;
     for r in rows {
-        items.push(ConversationItem::Inbound(r?));
+        items.push(ConversationItem::Inbound(Box::new(r?)));
     }
     items.sort_by_key(|i| {
         let c = i.cursor();
