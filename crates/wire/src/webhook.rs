@@ -77,6 +77,8 @@ impl<'de> Deserialize<'de> for Change {
 pub enum ChangeValue {
     /// `field: user_preferences` (tried first: it also carries `metadata`).
     UserPreferences(UserPreferencesValue),
+    /// `field: user_id_update` (a user's business-scoped user id changed).
+    UserIdUpdate(UserIdUpdateValue),
     /// `field: messages` (inbound messages, statuses, or errors).
     Messages(Box<MessagesValue>),
     /// `field: message_template_status_update`.
@@ -106,6 +108,7 @@ impl ChangeValue {
         let typed = match field {
             "messages" => parse(&value).map(|v| ChangeValue::Messages(Box::new(v))),
             "user_preferences" => parse(&value).map(ChangeValue::UserPreferences),
+            "user_id_update" => parse(&value).map(ChangeValue::UserIdUpdate),
             "message_template_status_update" => parse(&value).map(ChangeValue::TemplateStatus),
             "message_template_quality_update" => parse(&value).map(ChangeValue::TemplateQuality),
             "phone_number_quality_update" => parse(&value).map(ChangeValue::PhoneNumberQuality),
@@ -149,20 +152,33 @@ pub struct Metadata {
     pub phone_number_id: String,
 }
 
-/// `contacts[]`: a user's profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `contacts[]`: a user's profile and ids (2026 note §1.4, §1.5). Each id is left out, not
+/// empty, when the platform does not send it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Contact {
-    /// The profile.
-    pub profile: Profile,
-    /// The user's `wa_id`.
-    pub wa_id: String,
+    /// The profile (absent on failed statuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    /// The user's `wa_id`: only when the phone number may be shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// The business-scoped user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The parent BSUID (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<String>,
 }
 
 /// `profile`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Profile {
     /// The user's WhatsApp name.
+    #[serde(default)]
     pub name: String,
+    /// The user's username (without `@`), when they have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
 }
 
 /// The status of an outbound message.
@@ -209,8 +225,16 @@ pub struct Status {
     pub status: StatusKind,
     /// Unix seconds, as a string.
     pub timestamp: String,
-    /// The user's `wa_id`.
-    pub recipient_id: String,
+    /// The user's `wa_id`: only when the phone number may be shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_id: Option<String>,
+    /// The user's business-scoped user id (left out of failed statuses of phone-addressed
+    /// messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_user_id: Option<String>,
+    /// The user's parent BSUID (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_parent_user_id: Option<String>,
     /// Echo of the send's `biz_opaque_callback_data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub biz_opaque_callback_data: Option<String>,
@@ -272,7 +296,7 @@ impl OnPremStatus {
     pub fn from_status(s: &Status) -> OnPremStatus {
         OnPremStatus {
             id: s.id.clone(),
-            recipient_id: s.recipient_id.clone(),
+            recipient_id: s.recipient_id.clone().unwrap_or_default(),
             status: s.status,
             timestamp: s.timestamp.clone(),
             conversation: s.conversation.clone(),
@@ -330,8 +354,15 @@ pub struct InboundMessage {
     /// Reply, forward or product-enquiry context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<InboundContext>,
-    /// The user's `wa_id`.
-    pub from: String,
+    /// The user's `wa_id`: only when the phone number may be shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The user's business-scoped user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_user_id: Option<String>,
+    /// The user's parent BSUID (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_parent_user_id: Option<String>,
     /// The message's wamid.
     pub id: String,
     /// Unix seconds, as a string.
@@ -575,8 +606,15 @@ pub struct UserPreferencesValue {
 /// One `user_preferences[]` item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserPreference {
-    /// The user.
-    pub wa_id: String,
+    /// The user's phone number: only when it may be shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// The user's business-scoped user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The user's parent BSUID (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<String>,
     /// Human-readable detail.
     pub detail: String,
     /// `marketing_messages`.
@@ -585,6 +623,68 @@ pub struct UserPreference {
     pub value: String,
     /// Unix seconds (an integer here).
     pub timestamp: i64,
+}
+
+/// `value` of a `user_id_update` change (2026 note §1.8): a user changed phone number, and with
+/// it their business-scoped user id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserIdUpdateValue {
+    /// Always `whatsapp`.
+    pub messaging_product: String,
+    /// The business number.
+    pub metadata: Metadata,
+    /// The user (profile, and `wa_id` when the phone may be shared).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<Contact>,
+    /// The changes.
+    pub user_id_update: Vec<UserIdUpdate>,
+}
+
+/// One `user_id_update[]` item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserIdUpdate {
+    /// The user's (new) phone number: only when it may be shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// `User id for <NAME> has been updated.`
+    pub detail: String,
+    /// The business-scoped user id before and after.
+    pub user_id: IdChange,
+    /// The parent BSUID before and after (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<IdChange>,
+    /// Unix seconds, as a string.
+    pub timestamp: String,
+}
+
+/// `{"previous", "current"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdChange {
+    /// The id before.
+    pub previous: String,
+    /// The id now.
+    pub current: String,
+}
+
+/// The `system` object of a `system` inbound message that reports a user's new phone number or
+/// business-scoped user id (2026 note §1.8): `user_changed_number` carries the new `wa_id`,
+/// `user_changed_user_id` no phone number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemChange {
+    /// `User <NAME> changed from <OLD> to <NEW>`.
+    pub body: String,
+    /// The new phone number (`user_changed_number` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// The new business-scoped user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The new parent BSUID (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<String>,
+    /// `user_changed_number` or `user_changed_user_id`.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// `value` of a `message_template_status_update` change.
@@ -1136,7 +1236,9 @@ mod tests {
             id: "wamid.A".into(),
             status: StatusKind::Sent,
             timestamp: "1".into(),
-            recipient_id: "491".into(),
+            recipient_id: Some("491".into()),
+            recipient_user_id: Some("DE.1502576394655843".into()),
+            recipient_parent_user_id: None,
             biz_opaque_callback_data: None,
             conversation: None,
             pricing: Some(Pricing {
