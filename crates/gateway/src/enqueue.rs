@@ -8,7 +8,6 @@ use crate::error::{AppError, Code};
 use crate::gateway::Gateway;
 use crate::model::{Category, ConsentStatus, Lane, MessageState};
 use crate::store::{Enqueued, MessageRecord, NewMessage, Store, TemplateRef};
-use mynah_wire::WaId;
 use mynah_wire::message::{BodyFlavor, Content, Request, parse_request};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -259,6 +258,16 @@ async fn admit<S: Store + Clone>(
     let env = take_envelope(obj)?;
     obj.entry("messaging_product")
         .or_insert_with(|| Value::String("whatsapp".into()));
+    // A business-scoped user id belongs in `recipient`: in `to` the platform takes it for a
+    // phone number (and drops the message).
+    if !obj.contains_key("recipient")
+        && let Some(Value::String(to)) = obj.get("to")
+        && mynah_wire::UserId::well_formed(to.trim())
+    {
+        let id = to.trim().to_string();
+        obj.remove("to");
+        obj.insert("recipient".into(), Value::String(id));
+    }
     let id = new_id(now);
     // Statuses echo biz_opaque_callback_data: it carries our id, so a status can be matched even
     // before (or without) the send response. The app's own value moves into the metadata.
@@ -413,15 +422,18 @@ async fn admit<S: Store + Clone>(
     if category == Category::Marketing
         && template.is_some()
         && gw.cfg.gates.us_marketing
-        && send.to.is_us()
+        && crate::people::is_us(gw, &to).await?
     {
         state = MessageState::Suppressed;
-        reason = Some(format!(
-            "marketing templates are not delivered to United States numbers (+1 with a US area code; {}): the platform would fail it with 131049",
-            WaId::from_digits(&to)
-                .region()
-                .unwrap_or_else(|| "US".to_string())
-        ));
+        reason = Some(match send.to.phone() {
+            Some(phone) => format!(
+                "marketing templates are not delivered to United States numbers (+1 with a US area code; {}): the platform would fail it with 131049",
+                phone.region().unwrap_or_else(|| "US".to_string())
+            ),
+            None => format!(
+                "marketing templates are not delivered to users in the United States ({to} is one): the platform would fail it with 131049"
+            ),
+        });
     }
     let msg = NewMessage {
         id,

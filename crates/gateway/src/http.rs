@@ -30,6 +30,7 @@ pub fn router<S: Store + Clone>(gw: Arc<Gateway<S>>) -> Router {
         .route("/v1/messages", post(send::<S>).get(list::<S>))
         .route("/v1/messages/{id}", get(one::<S>))
         .route("/v1/messages/{id}/cancel", post(cancel::<S>))
+        .route("/v1/contacts/{wa_id}", get(contact::<S>))
         .route("/v1/contacts/{wa_id}/messages", get(conversation::<S>))
         .route("/v1/contacts/{wa_id}/consents", get(consents::<S>))
         .route(
@@ -289,6 +290,7 @@ fn inbound_view(m: &InboundRecord) -> Value {
         "type": m.kind,
         "state": MessageState::Received,
         "from": m.wa_id,
+        "person": m.person,
         "profile": { "name": m.profile_name },
         "context": message.get("context"),
         "message": message,
@@ -427,10 +429,27 @@ async fn get_consent<S: Store + Clone>(
     }
 }
 
-fn normalise(wa_id: &str) -> Result<String, AppError> {
-    mynah_wire::WaId::parse(wa_id)
-        .map(|w| w.as_str().to_string())
-        .map_err(|e| AppError::new(Code::InvalidParameter, e.details.to_string()))
+fn normalise(id: &str) -> Result<String, AppError> {
+    crate::people::parse_contact_id(id)
+}
+
+/// Who a contact is: their ids, identity history, consents and window.
+async fn contact<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let id = normalise(&id)?;
+    match crate::people::contact(&gw, &id).await? {
+        Some(view) => Ok(axum::Json(view).into_response()),
+        None => Err(AppError::new(
+            Code::NotFound,
+            format!(
+                "nobody is known by {id}: a business-scoped user id is learned from the platform's webhooks or a send"
+            ),
+        )),
+    }
 }
 
 async fn consents<S: Store + Clone>(

@@ -578,6 +578,7 @@ fn openapi_documents_every_route() {
         ("/v1/messages", "get"),
         ("/v1/messages/{id}", "get"),
         ("/v1/messages/{id}/cancel", "post"),
+        ("/v1/contacts/{wa_id}", "get"),
         ("/v1/contacts/{wa_id}/messages", "get"),
         ("/v1/contacts/{wa_id}/consents/{category}", "put"),
         ("/v1/contacts/{wa_id}/consents/{category}", "get"),
@@ -598,7 +599,9 @@ fn openapi_documents_every_route() {
             "{method} {path} missing"
         );
     }
-    for schema in ["Message", "Event", "Consent", "Template", "Error"] {
+    for schema in [
+        "Message", "Event", "Consent", "Contact", "Template", "Error",
+    ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
             "schema {schema} missing"
