@@ -534,7 +534,12 @@ impl InboundRecord {
             "wamid": self.id,
             "phone_number_id": self.phone_number_id,
             "from": self.wa_id,
-            "contact": { "wa_id": self.wa_id, "profile": { "name": self.profile_name } },
+            "contact": {
+                "wa_id": (IdKind::of(&self.wa_id) == Some(IdKind::Phone)).then_some(&self.wa_id),
+                "user_id": (IdKind::of(&self.wa_id) == Some(IdKind::UserId)).then_some(&self.wa_id),
+                "person": self.person,
+                "profile": { "name": self.profile_name },
+            },
             "type": self.kind,
             "timestamp": self.timestamp,
             "context": message.get("context"),
