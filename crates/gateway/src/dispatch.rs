@@ -533,6 +533,15 @@ pub async fn sweep_once<S: Store + Clone>(gw: &Gateway<S>) -> usize {
         }
         gw.changed();
     }
+    // Messages that waited for the one before them in their sequence until its timeout.
+    match gw.store.sequence_timeouts(now, SWEEP_BATCH).await {
+        Ok(ids) if !ids.is_empty() => {
+            gw.changed();
+            gw.wake_dispatch.notify_one();
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "applying sequence timeouts failed"),
+    }
     // Messages held back by a paused template whose time-to-live ended: never sent.
     let parked = match gw.store.expire_parked(now, SWEEP_BATCH).await {
         Ok(ids) => ids.len(),

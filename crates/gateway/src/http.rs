@@ -152,6 +152,7 @@ fn view(r: &MessageRecord, events: Option<&[Event]>) -> Value {
         "state": r.state,
         "wamid": r.wamid,
         "to": r.to,
+        "person": r.person,
         "phone_number_id": r.phone_number_id,
         "category": r.category,
         "template": r.template,
@@ -171,6 +172,19 @@ fn view(r: &MessageRecord, events: Option<&[Event]>) -> Value {
         "read_at": r.read_at,
         "failed_at": r.failed_at,
     });
+    if let (Some(step), Some(obj)) = (&r.sequence, v.as_object_mut()) {
+        obj.insert(
+            "sequence".into(),
+            json!({
+                "key": step.key,
+                "after": r.sequence_prev,
+                "wait": step.wait,
+                "timeout_ms": step.timeout_ms,
+                "on_timeout": step.on_timeout,
+                "on_failure": step.on_failure,
+            }),
+        );
+    }
     if let (Some(events), Some(obj)) = (events, v.as_object_mut()) {
         let list: Vec<Value> = events
             .iter()

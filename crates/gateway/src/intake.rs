@@ -284,6 +284,8 @@ async fn process<S: Store + Clone>(
     }
     gw.store.finish_inbox(outcomes).await?;
     gw.changed();
+    // A delivery may have let the next message of a sequence go.
+    gw.wake_dispatch.notify_one();
     Ok(())
 }
 

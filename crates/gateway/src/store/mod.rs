@@ -99,6 +99,9 @@ pub struct NewMessage {
     pub to: String,
     /// The recipient's person key, when known (their consents, window and pair limit).
     pub person: Option<String>,
+    /// Its place in an ordered sequence: it waits for the message before it (the latest one
+    /// accepted with the same key for the same person).
+    pub sequence: Option<crate::model::SequenceStep>,
     /// Message category.
     pub category: Category,
     /// Template, for template messages.
@@ -178,6 +181,10 @@ pub struct MessageRecord {
     pub to: String,
     /// The recipient's person key at enqueue, when known.
     pub person: Option<String>,
+    /// Its place in an ordered sequence.
+    pub sequence: Option<crate::model::SequenceStep>,
+    /// The message of its sequence it waits for (the one accepted before it).
+    pub sequence_prev: Option<String>,
     /// Category.
     pub category: Category,
     /// Template.
@@ -884,6 +891,15 @@ pub trait Store: Send + Sync + 'static {
     /// deadline is ≤ `now`, oldest deadline first, each with an `expired` event; returns their
     /// ids. (Messages that are not parked are expired by the dispatcher when it claims them.)
     fn expire_parked(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Applies the timeout policy to up to `limit` messages that have waited for the message
+    /// before them in their sequence until their sequence timeout (≤ `now`): released (sent
+    /// anyway) or failed with the rest of their sequence, each with its event; returns their ids.
+    fn sequence_timeouts(
         &self,
         now: Millis,
         limit: usize,
