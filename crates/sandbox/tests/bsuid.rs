@@ -822,3 +822,28 @@ async fn graph_versions_through_v26_and_messaging_account_id() {
     );
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn ids_usernames_and_the_contact_book_survive_a_restart() {
+    let rx = Receiver::start().await;
+    let dir = temp_dir("bsuid-restart");
+    let mut cfg = config(&rx.url);
+    cfg.data_dir = Some(dir.clone());
+    let h = Harness::start(cfg.clone()).await;
+    set_username(&h, USER, "anna.k").await;
+    let (s, b) = h.send_360(template_to("to", USER, "hello_world")).await;
+    assert_eq!(s, 200, "{b}");
+    let bsuid = bsuid_of(&h, USER).await;
+    let (_, before) = h.control_get("/portfolios").await;
+    h.shutdown().await;
+    let h = Harness::start(cfg).await;
+    let (_, u) = h.control_get(&format!("/users/{bsuid}")).await;
+    assert_eq!(u["wa_id"], USER, "found by BSUID after the restart: {u}");
+    assert_eq!(u["username"], "anna.k");
+    let (_, after) = h.control_get("/portfolios").await;
+    assert_eq!(before, after, "the contact book is journalled");
+    let (s, b) = cloud(&h, "messages", &text_to(&bsuid, "still you?")).await;
+    assert_eq!(s, 200, "{b}");
+    h.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
