@@ -97,8 +97,18 @@ pub fn identity_update(u: RawIdentityUpdate, now: Millis) -> IdentityUpdate {
     }
 }
 
+/// The ids a sighting names.
+fn ids_of(s: &Sighting) -> Vec<&str> {
+    [&s.wa_id, &s.user_id, &s.parent_user_id]
+        .into_iter()
+        .filter_map(|x| x.as_deref())
+        .collect()
+}
+
 /// Learns what a batch of webhook bodies says about people: the changes of ids first (in
-/// order), then the links, then the inbound senders. Returns each sender's person key.
+/// order), then the links, then the inbound senders. Returns each sender's person key. When a
+/// person's key changes (an id linked to another person, two people found to be one), the pair
+/// limiter's state follows it.
 pub async fn learn<S: Store + Clone>(
     gw: &Gateway<S>,
     bodies: &[&[u8]],
@@ -110,19 +120,43 @@ pub async fn learn<S: Store + Clone>(
     for body in bodies {
         for u in mynah_wire::webhook::raw_identity_updates(body) {
             let update = identity_update(u, now);
+            let mut before = Vec::new();
+            for id in [&update.user_id, &update.wa_id, &update.parent_user_id]
+                .into_iter()
+                .flatten()
+            {
+                before.push(gw.store.resolve(id).await?);
+            }
             let key = gw.store.change_identity(update.clone()).await?;
+            for old in before.into_iter().flatten() {
+                lock(&gw.pairs).rekey(&old, &key);
+            }
             tracing::info!(person = %key, source = %update.source, "contact's ids changed");
             changed = true;
         }
         links.extend(linking_sightings(body, now));
     }
-    let links = {
+    // Senders that name two ids are links too.
+    let (links, sender_links) = {
         let mut memo = lock(&gw.links);
         if changed {
             memo.clear();
         }
-        memo.fresh(links)
+        let sender_links: Vec<Sighting> = senders
+            .iter()
+            .filter(|s| ids_of(s).len() >= 2)
+            .cloned()
+            .collect();
+        (memo.fresh(links), memo.fresh(sender_links))
     };
+    let mut before: Vec<(String, String)> = Vec::new();
+    for s in links.iter().chain(&sender_links) {
+        for id in ids_of(s) {
+            if let Some(old) = gw.store.resolve(id).await? {
+                before.push((id.to_string(), old));
+            }
+        }
+    }
     let n = links.len();
     let mut all = links;
     all.extend(senders);
@@ -130,6 +164,13 @@ pub async fn learn<S: Store + Clone>(
         return Ok(Vec::new());
     }
     let mut keys = gw.store.learn(all).await?;
+    for (id, old) in before {
+        if let Some(new) = gw.store.resolve(&id).await?
+            && new != old
+        {
+            lock(&gw.pairs).rekey(&old, &new);
+        }
+    }
     Ok(keys.split_off(n))
 }
 

@@ -1,53 +1,14 @@
-//! People known by phone, business-scoped user id (BSUID) or both, end to end on real sockets:
-//! the platform's signed webhooks teach the gateway who is who, every gate works for a person
-//! known only by BSUID, a change of BSUID keeps their consent, and a message the platform will
-//! not take by BSUID (131062) goes to the person's phone.
+//! People known by phone, business-scoped user id (BSUID) or both, end to end through a real
+//! sandbox: its signed webhooks teach the gateway who is who, every gate works for a person
+//! known only by BSUID, a number change (and with it a new BSUID) keeps their consent, and a
+//! message the platform will not take by BSUID (131062) goes to the person's phone.
 
 mod common;
 
 use common::*;
-use mynah_sandbox::config::DEV_APP_SECRET;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
-
-/// Posts a signed webhook to the gateway's intake, as the platform would.
-async fn post_webhook(p: &Pair, value: Value) {
-    let body = json!({
-        "object": "whatsapp_business_account",
-        "entry": [{ "id": "waba", "changes": [value] }]
-    })
-    .to_string();
-    let r = p
-        .http
-        .post(format!("{}/webhooks", p.gw_base))
-        .header("content-type", "application/json")
-        .header(
-            "X-Hub-Signature-256",
-            mynah_sandbox::webhooks::sign(DEV_APP_SECRET, body.as_bytes()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
-fn metadata() -> Value {
-    json!({ "display_phone_number": "15550000000", "phone_number_id": DEV_PHONE_NUMBER_ID })
-}
-
-/// An inbound text from a user whose phone the platform withholds (a username, no recent
-/// exchange): only the BSUID names them.
-fn inbound_by_user_id(wamid: &str, user_id: &str, text: &str) -> Value {
-    json!({ "field": "messages", "value": {
-        "messaging_product": "whatsapp",
-        "metadata": metadata(),
-        "contacts": [{ "profile": { "name": "Ana", "username": "ana.k" }, "user_id": user_id }],
-        "messages": [{ "from_user_id": user_id, "id": wamid, "timestamp": (now_ms() / 1_000).to_string(),
-                       "type": "text", "text": { "body": text } }]
-    } })
-}
 
 /// Polls `GET /v1/contacts/{id}` until `pred` holds (bounded).
 async fn until_contact(p: &Pair, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -64,14 +25,6 @@ async fn until_contact(p: &Pair, id: &str, what: &str, pred: impl Fn(&Value) -> 
     panic!("contact {id} never showed {what}: {last:#}");
 }
 
-/// A message that stays queued for the test's length (it is accepted by every gate, and the
-/// dispatcher leaves it for an hour).
-fn later(mut body: Value, now_ms: i64) -> Value {
-    body["not_before"] = json!(now_ms + 3_600_000);
-    body["ttl_seconds"] = json!(86_400);
-    body
-}
-
 fn by_user_id(mut body: Value, user_id: &str) -> Value {
     let o = body.as_object_mut().unwrap();
     o.remove("to");
@@ -79,89 +32,95 @@ fn by_user_id(mut body: Value, user_id: &str) -> Value {
     body
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+/// The user's BSUID at the sandbox (for the default portfolio).
+async fn bsuid_of(p: &Pair, wa_id: &str) -> String {
+    let (s, u) = p
+        .control(Method::PATCH, &format!("/users/{wa_id}"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{u}");
+    u["user_ids"]["default"].as_str().unwrap().to_string()
+}
+
+fn delivered(m: &Value) -> bool {
+    m["state"] == "delivered" || m["state"] == "read"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_person_known_only_by_bsuid_meets_every_gate_and_keeps_consent_across_a_bsuid_change() {
-    const ANA: &str = "DE.7000000000000001";
-    const ANA_NEW: &str = "DE.7000000000000002";
+async fn a_person_known_only_by_bsuid_meets_every_gate_and_keeps_consent_across_a_number_change() {
+    const PHONE: &str = "4915170000001";
+    const NEW_PHONE: &str = "4915170000009";
     let p = Pair::start(sandbox_config(), gateway_config()).await;
-    let (s, b) = p.get(&format!("/v1/contacts/{ANA}")).await;
+    // Ana has a username: her first message reaches the business without her phone.
+    let ana = bsuid_of(&p, PHONE).await;
+    let (s, b) = p
+        .control(
+            Method::PUT,
+            &format!("/users/{PHONE}/username"),
+            &json!({ "username": "ana.k" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = p.get(&format!("/v1/contacts/{ana}")).await;
     assert_eq!(s, 404, "nobody is known by it yet: {b}");
 
     // Before anything: no opt-in, no window.
-    let promo = by_user_id(template("spring_sale", "0"), ANA);
-    let (s, b) = p
-        .post("/v1/messages", &later(promo.clone(), now_ms()))
-        .await;
+    let promo = by_user_id(template("spring_sale", "0"), &ana);
+    let (s, b) = p.post("/v1/messages", &promo).await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
         (422, Some("consent_missing")),
         "{b}"
     );
-    let hello = by_user_id(text("0", "hello"), ANA);
-    let (s, b) = p
-        .post("/v1/messages", &later(hello.clone(), now_ms()))
-        .await;
+    let hello = by_user_id(text("0", "hello"), &ana);
+    let (s, b) = p.post("/v1/messages", &hello).await;
     assert_eq!(
         (s, b["error"]["code"].as_str()),
         (422, Some("window_closed")),
         "{b}"
     );
 
-    // Ana writes; the platform withholds her phone.
-    post_webhook(&p, inbound_by_user_id("wamid.ana1", ANA, "hi")).await;
-    let c = until_contact(&p, ANA, "an open window", |c| c["window"]["open"] == true).await;
-    assert_eq!(c["user_id"], ANA, "{c}");
+    p.inbound(PHONE, "hi").await;
+    let c = until_contact(&p, &ana, "an open window", |c| c["window"]["open"] == true).await;
+    assert_eq!(c["user_id"], ana.as_str(), "{c}");
     assert_eq!(c["username"], "ana.k", "{c}");
-    assert_eq!(c["profile_name"], "Ana", "{c}");
-    assert!(c["wa_id"].is_null(), "no phone: {c}");
+    assert!(c["wa_id"].is_null(), "the platform withheld her phone: {c}");
     let person = c["person"].as_str().unwrap().to_string();
     assert!(person.starts_with("ct_"), "{c}");
-
-    // The window is hers: a free-form reply by BSUID is accepted.
-    let (s, b) = p.post("/v1/messages", &later(hello, now_ms())).await;
-    assert_eq!((s, b["state"].as_str()), (202, Some("queued")), "{b}");
     // The conversation answers to the BSUID and to her person key.
-    for id in [ANA, person.as_str()] {
+    for id in [ana.as_str(), person.as_str()] {
         let (s, conv) = p.get(&format!("/v1/contacts/{id}/messages")).await;
         assert_eq!(s, 200, "{conv}");
         let items = conv["messages"].as_array().unwrap();
         assert!(
             items
                 .iter()
-                .any(|m| m["id"] == "wamid.ana1" && m["from"] == ANA),
+                .any(|m| m["direction"] == "inbound" && m["from"] == ana.as_str()),
             "{id}: {conv:#}"
         );
     }
 
-    // She opts in to marketing (recorded under her BSUID): the promotion is accepted.
-    p.opt_in(ANA, "marketing").await;
-    let (s, b) = p.post("/v1/messages", &later(promo, now_ms())).await;
-    assert_eq!((s, b["state"].as_str()), (202, Some("queued")), "{b}");
+    // The window is hers: a free-form reply by BSUID is delivered.
+    let id = p.send(hello).await;
+    p.until(&id, "delivered", delivered).await;
+    // She opts in (recorded under her BSUID): the promotion is delivered.
+    p.opt_in(&ana, "marketing").await;
+    let id = p.send(promo).await;
+    p.until(&id, "delivered", delivered).await;
 
-    // Her BSUID changes (user_id_update): the same person, her consent kept.
-    post_webhook(
-        &p,
-        json!({ "field": "user_id_update", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": metadata(),
-            "user_id_update": [{
-                "detail": "User id for Ana has been updated.",
-                "user_id": { "previous": ANA, "current": ANA_NEW },
-                "timestamp": "1750000100"
-            }]
-        } }),
-    )
-    .await;
-    let c = until_contact(&p, ANA_NEW, "the new BSUID", |_| true).await;
+    // She moves to a new number, and with it a new BSUID: the same person, her consent kept.
+    let (s, u) = p
+        .control(
+            Method::POST,
+            &format!("/users/{PHONE}/number"),
+            &json!({ "new_wa_id": NEW_PHONE }),
+        )
+        .await;
+    assert_eq!(s, 200, "{u}");
+    let ana_new = u["user_ids"]["default"].as_str().unwrap().to_string();
+    assert_ne!(ana_new, ana);
+    let c = until_contact(&p, &ana_new, "the new BSUID", |_| true).await;
     assert_eq!(c["person"], person.as_str(), "{c}");
-    assert_eq!(c["user_id"], ANA_NEW, "{c}");
+    assert_eq!(c["user_id"], ana_new.as_str(), "{c}");
     assert!(
         c["history"]
             .as_array()
@@ -170,28 +129,23 @@ async fn a_person_known_only_by_bsuid_meets_every_gate_and_keeps_consent_across_
             .any(|h| h["kind"] == "user_id_changed"),
         "{c:#}"
     );
-    let promo_new = by_user_id(template("spring_sale", "0"), ANA_NEW);
-    let (s, b) = p
-        .post("/v1/messages", &later(promo_new.clone(), now_ms()))
+    let id = p
+        .send(by_user_id(template("spring_sale", "0"), &ana_new))
         .await;
-    assert_eq!(
-        (s, b["state"].as_str()),
-        (202, Some("queued")),
-        "consent carried over: {b}"
-    );
+    p.until(&id, "delivered", delivered).await;
 
-    // She replies STOP from her new BSUID: marketing is refused under either id.
-    post_webhook(&p, inbound_by_user_id("wamid.ana2", ANA_NEW, "STOP")).await;
-    until_contact(&p, ANA_NEW, "the opt-out", |c| {
+    // She replies STOP: marketing is refused under any of her ids.
+    p.inbound(NEW_PHONE, "STOP").await;
+    until_contact(&p, &ana_new, "the opt-out", |c| {
         c["consents"].as_array().is_some_and(|cs| {
             cs.iter()
                 .any(|x| x["category"] == "marketing" && x["status"] == "opted_out")
         })
     })
     .await;
-    for id in [ANA_NEW, ANA] {
+    for id in [ana_new.as_str(), ana.as_str()] {
         let body = by_user_id(template("spring_sale", "0"), id);
-        let (s, b) = p.post("/v1/messages", &later(body, now_ms())).await;
+        let (s, b) = p.post("/v1/messages", &body).await;
         assert_eq!(
             (s, b["error"]["code"].as_str()),
             (422, Some("consent_missing")),
@@ -201,64 +155,63 @@ async fn a_person_known_only_by_bsuid_meets_every_gate_and_keeps_consent_across_
     p.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_refused_for_a_bsuid_goes_to_the_persons_phone() {
-    const PHONE: &str = "4915100000777";
-    const BEN: &str = "DE.7100000000000001";
-    let p = Pair::start(sandbox_config(), gateway_config()).await;
-    // A webhook names Ben by phone and BSUID together: one person.
-    post_webhook(
-        &p,
-        json!({ "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": metadata(),
-            "contacts": [{ "profile": { "name": "Ben" }, "wa_id": PHONE, "user_id": BEN }],
-            "messages": [{ "from": PHONE, "from_user_id": BEN, "id": "wamid.ben1",
-                           "timestamp": "1750000000", "type": "text", "text": { "body": "code?" } }]
-        } }),
-    )
-    .await;
-    let c = until_contact(&p, BEN, "his phone", |c| c["wa_id"] == PHONE).await;
-    let (s, by_phone) = p.get(&format!("/v1/contacts/{PHONE}")).await;
-    assert_eq!((s, &by_phone["person"]), (200, &c["person"]), "{by_phone}");
-    p.opt_in(PHONE, "authentication").await;
-    // The platform refuses copy-code authentication templates by BSUID (131062).
-    let (s, b) = p
-        .control(
-            Method::POST,
-            "/faults",
-            &json!({ "match": { "to": BEN }, "action": { "code": 131062 } }),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    let otp = json!({ "recipient": BEN, "type": "template", "template": {
+fn otp_by_user_id(user_id: &str) -> Value {
+    json!({ "recipient": user_id, "type": "template", "template": {
         "name": "verification_code", "language": { "code": "en_US" }, "components": [
             { "type": "body", "parameters": [ { "type": "text", "text": "482913" } ] },
             { "type": "button", "sub_type": "url", "index": "0",
-              "parameters": [ { "type": "text", "text": "482913" } ] } ] } });
-    let id = p.send(otp).await;
-    let m = p
-        .until(&id, "delivered", |m| {
-            m["state"] == "delivered" || m["state"] == "read"
-        })
-        .await;
-    let events = event_types(&m);
-    assert!(events.iter().any(|e| e == "resend_by_phone"), "{m:#}");
+              "parameters": [ { "type": "text", "text": "482913" } ] } ] } })
+}
+
+/// A user writes; the webhook names them by phone and BSUID together, and the gateway links
+/// them. Returns their BSUID.
+async fn linked_user(p: &Pair, phone: &str) -> String {
+    let user_id = bsuid_of(p, phone).await;
+    p.inbound(phone, "my code?").await;
+    let c = until_contact(p, &user_id, "the phone", |c| c["wa_id"] == phone).await;
+    let (s, by_phone) = p.get(&format!("/v1/contacts/{phone}")).await;
+    assert_eq!((s, &by_phone["person"]), (200, &c["person"]), "{by_phone}");
+    user_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_refused_for_a_bsuid_goes_to_the_persons_phone() {
+    const PHONE: &str = "4915170000002";
+    let p = Pair::start(sandbox_config(), gateway_config()).await;
+    let ben = linked_user(&p, PHONE).await;
+    p.opt_in(&ben, "authentication").await;
+    // The platform refuses copy-code authentication templates by BSUID (131062).
+    let id = p.send(otp_by_user_id(&ben)).await;
+    let m = p.until(&id, "delivered", delivered).await;
     let resend = m["events"]
         .as_array()
         .unwrap()
         .iter()
         .find(|e| e["type"] == "resend_by_phone")
-        .unwrap();
+        .unwrap_or_else(|| panic!("{m:#}"));
     assert_eq!(resend["detail"]["to"], PHONE, "{resend}");
     assert_eq!(resend["detail"]["error"]["code"], 131062, "{resend}");
+    let (_, at_sandbox) = p
+        .control(Method::GET, &format!("/messages?wa_id={PHONE}"), &json!({}))
+        .await;
+    let outbound: Vec<&Value> = at_sandbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "outbound")
+        .collect();
+    assert_eq!(
+        outbound.len(),
+        1,
+        "one copy reached the user: {at_sandbox:#}"
+    );
+    assert_eq!(outbound[0]["body"]["to"], PHONE, "{at_sandbox:#}");
     p.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fallback_to_the_phone_can_be_turned_off() {
-    const PHONE: &str = "4915100000778";
-    const CAT: &str = "DE.7200000000000001";
+    const PHONE: &str = "4915170000003";
     let mut cfg = gateway_config();
     cfg.classifier = Some(
         toml::from_str(
@@ -271,32 +224,9 @@ async fn the_fallback_to_the_phone_can_be_turned_off() {
         .unwrap(),
     );
     let p = Pair::start(sandbox_config(), cfg).await;
-    post_webhook(
-        &p,
-        json!({ "field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": metadata(),
-            "contacts": [{ "profile": { "name": "Cat" }, "wa_id": PHONE, "user_id": CAT }],
-            "statuses": []
-        } }),
-    )
-    .await;
-    until_contact(&p, CAT, "her phone", |c| c["wa_id"] == PHONE).await;
-    p.opt_in(CAT, "authentication").await;
-    let (s, b) = p
-        .control(
-            Method::POST,
-            "/faults",
-            &json!({ "match": { "to": CAT }, "action": { "code": 131062 } }),
-        )
-        .await;
-    assert_eq!(s, 201, "{b}");
-    let otp = json!({ "recipient": CAT, "type": "template", "template": {
-        "name": "verification_code", "language": { "code": "en_US" }, "components": [
-            { "type": "body", "parameters": [ { "type": "text", "text": "1" } ] },
-            { "type": "button", "sub_type": "url", "index": "0",
-              "parameters": [ { "type": "text", "text": "1" } ] } ] } });
-    let id = p.send(otp).await;
+    let cat = linked_user(&p, PHONE).await;
+    p.opt_in(&cat, "authentication").await;
+    let id = p.send(otp_by_user_id(&cat)).await;
     let m = p.until_state(&id, "failed").await;
     assert_eq!(m["last_error"]["code"], 131062, "{m}");
     assert!(
