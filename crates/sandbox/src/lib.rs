@@ -24,6 +24,7 @@ pub mod faults;
 pub mod http;
 pub mod ids;
 pub mod magic;
+pub mod metrics;
 pub mod model;
 pub mod ratelimit;
 pub mod sandbox;

@@ -521,6 +521,11 @@ pub struct Hub {
     sched: Arc<Scheduler>,
     journal: Journal,
     attempted: Notify,
+    /// Delivery attempts by outcome (for the metrics).
+    pub outcomes: prometheus_client::metrics::family::Family<
+        crate::metrics::DeliveryLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -588,6 +593,7 @@ impl Hub {
             sched,
             journal,
             attempted: Notify::new(),
+            outcomes: Default::default(),
         })
     }
 
@@ -1180,6 +1186,15 @@ impl Hub {
         } else {
             Outcome::Dropped
         };
+        self.outcomes
+            .get_or_create(&crate::metrics::DeliveryLabels {
+                outcome: match outcome {
+                    Outcome::Delivered => "delivered",
+                    Outcome::Retrying => "retrying",
+                    Outcome::Dropped => "failed",
+                },
+            })
+            .inc();
         let persist = !self.journal.is_memory();
         let mut writes = Vec::new();
         let pnid = d.phone_number_id.clone();
