@@ -36,6 +36,8 @@ pub struct Gateway<S> {
     pub(crate) rng: Mutex<ChaCha8Rng>,
     /// Wakes the dispatcher (new or released work).
     pub wake_dispatch: Notify,
+    /// Wakes the campaign runner (a campaign started, paused, resumed or cancelled).
+    pub wake_campaigns: Notify,
     /// Wakes the webhook processor (new inbox rows).
     pub wake_inbox: Notify,
     /// Wakes event followers (SSE, app webhooks) after committed changes.
@@ -112,6 +114,7 @@ impl<S: Store + Clone> Gateway<S> {
             rng: Mutex::new(rng),
             wake_dispatch: Notify::new(),
             wake_inbox: Notify::new(),
+            wake_campaigns: Notify::new(),
             wake_events: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
             orphan_watch: Mutex::new(OrphanWatch::default()),
