@@ -317,3 +317,135 @@ async fn a_csv_audience_is_streamed_in_with_per_row_errors() {
     assert_eq!(reasons["invalid_number"], 1, "{v:#}");
     p.shutdown().await;
 }
+
+/// The sandbox's id of a template.
+async fn template_id(p: &Pair, name: &str) -> String {
+    let (s, b) = p.control(Method::GET, "/templates", &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let list = b["templates"]
+        .as_array()
+        .or(b["data"].as_array())
+        .or(b.as_array())
+        .cloned()
+        .unwrap();
+    list.iter()
+        .find(|t| t["def"]["name"] == name || t["name"] == name)
+        .and_then(|t| t["id"].as_str())
+        .unwrap_or_else(|| panic!("no template {name}: {b:#}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pacing_holds_the_release_a_drop_pauses_the_campaign_and_it_resumes_when_active() {
+    let mut sb = sandbox_config();
+    // A new marketing template: the first two go, later ones are held until a verdict.
+    sb.rules.pacing = Some(mynah_sandbox::config::PacingConfig {
+        threshold: 2,
+        verdict: mynah_sandbox::config::PacingVerdict::Wait,
+        ..Default::default()
+    });
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg.rate = Some(mynah_gateway::ratelimit::NumberLimitConfig {
+        rate: 8.0,
+        burst: 1,
+        min_rate: 1.0,
+        ..cfg.rate()
+    });
+    let p = Pair::start(sb, cfg).await;
+    let audience: Vec<Value> = (0..8)
+        .map(|i| json!({ "to": format!("49151730{i:05}") }))
+        .collect();
+    let (s, c) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "paced", "template": { "name": "spring_sale", "language": "en_US" },
+                     "rate_share": 0.25, "audience": audience }),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    // Not GREEN: paced.
+    let tid = template_id(&p, "spring_sale").await;
+    let (s, b) = p
+        .control(
+            Method::POST,
+            &format!("/templates/{tid}/quality"),
+            &json!({ "score": "YELLOW" }),
+        )
+        .await;
+    assert!(s == 200 || s == 202, "{s} {b}");
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{id}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // The platform holds the third: the campaign stops releasing.
+    let held = until_campaign(&p, &id, "a message held", |c| {
+        c["counts"]["held"].as_i64().unwrap_or(0) >= 1
+    })
+    .await;
+    let released = held["counts"]["released"].as_i64().unwrap();
+    assert!(released < 8, "{held:#}");
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (_, c) = p.get(&format!("/v1/campaigns/{id}")).await;
+        assert_eq!(c["counts"]["released"], released, "held: no release: {c:#}");
+    }
+    // The drop verdict: the template pauses (the held fail with 132015, and the gateway parks
+    // them until the template is active again), and so does the campaign.
+    let (s, b) = p
+        .control(
+            Method::POST,
+            &format!("/templates/{tid}/pacing"),
+            &json!({ "verdict": "drop" }),
+        )
+        .await;
+    assert!(s == 200 || s == 202, "{s} {b}");
+    let paused = until_campaign(&p, &id, "paused for its template", |c| {
+        c["state"] == "paused" && c["counts"]["parked"].as_i64().unwrap_or(0) >= 1
+    })
+    .await;
+    let reason = paused["reason"].as_str().unwrap();
+    assert!(reason.contains("spring_sale"), "{paused:#}");
+    let released = paused["counts"]["released"].as_i64().unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (_, c) = p.get(&format!("/v1/campaigns/{id}")).await;
+        assert_eq!(c["counts"]["released"], released, "paused: {c:#}");
+        assert_eq!(c["state"], "paused");
+    }
+    // Active again: the campaign resumes by itself and finishes.
+    let (s, b) = p
+        .control(
+            Method::POST,
+            &format!("/templates/{tid}/status"),
+            &json!({ "status": "APPROVED" }),
+        )
+        .await;
+    assert!(s == 200 || s == 202, "{s} {b}");
+    until_campaign(&p, &id, "resumed", |c| c["state"] == "running").await;
+    // The resumed template is paced again: a release verdict lets the held go (GREEN).
+    until_campaign(&p, &id, "held again", |c| {
+        c["counts"]["held"].as_i64().unwrap_or(0) >= 1
+            || c["counts"]["pending"].as_i64().unwrap_or(0) == 0
+    })
+    .await;
+    let (s, b) = p
+        .control(
+            Method::POST,
+            &format!("/templates/{tid}/pacing"),
+            &json!({ "verdict": "release" }),
+        )
+        .await;
+    assert!(s == 200 || s == 202 || s == 409, "{s} {b}");
+    let done = until_campaign(&p, &id, "finished", |c| c["state"] == "finished").await;
+    assert_eq!(done["counts"]["pending"], 0, "{done:#}");
+    assert_eq!(done["counts"]["released"], 8, "{done:#}");
+    let done = until_campaign(&p, &id, "all delivered", |c| {
+        c["counts"]["delivered"].as_i64().unwrap_or(0) + c["counts"]["read"].as_i64().unwrap_or(0)
+            == 8
+    })
+    .await;
+    assert_eq!(done["counts"]["failed"], 0, "{done:#}");
+    p.shutdown().await;
+}
