@@ -100,6 +100,24 @@ impl<S: Store + Clone> Gateway<S> {
                 .map_err(|e| format!("classifier: {e}"))?;
             classifier = classifier.with_overrides(overrides)?;
         }
+        let c = &cfg.campaigns;
+        if !(c.rate_share > 0.0 && c.rate_share <= 1.0) {
+            return Err("campaigns.rate_share must be more than 0 and at most 1".into());
+        }
+        if c.batch == 0 || c.batch > 100_000 || c.frequency_cap_ms < 0 {
+            return Err(
+                "campaigns.batch must be 1 to 100000 and frequency_cap_ms not negative".into(),
+            );
+        }
+        if let Some((k, _)) = c
+            .rate_card
+            .iter()
+            .find(|(_, p)| !(p.is_finite() && **p >= 0.0))
+        {
+            return Err(format!(
+                "campaigns.rate_card.{k} must be a price of 0 or more"
+            ));
+        }
         let limiter = NumberLimiter::try_new(cfg.rate())?;
         let pairs = PairLimiter::try_new(cfg.pair.clone())?;
         let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
