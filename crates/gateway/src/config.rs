@@ -67,6 +67,8 @@ pub struct Config {
     pub sequences: Sequences,
     /// Where `GET /metrics` is served besides the API (behind the key there).
     pub metrics: MetricsConfig,
+    /// Defaults of campaigns.
+    pub campaigns: Campaigns,
     /// Seed of the retry jitter.
     pub seed: u64,
     /// The HTTP server's limits: header read timeout, idle timeout, connection cap.
@@ -111,6 +113,7 @@ impl Default for Config {
             retention: Retention::default(),
             sequences: Sequences::default(),
             metrics: MetricsConfig::default(),
+            campaigns: Campaigns::default(),
             seed: 1,
             server: mynah_serve::ServerConfig::default(),
         }
@@ -338,5 +341,34 @@ mod tests {
             .find(|b| b.contains("restart_policy"))
             .expect("the README has a gateway example")
             .to_string()
+    }
+}
+
+/// Defaults of campaigns (`[campaigns]`); a campaign may override the first three.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Campaigns {
+    /// The campaign's share of the number's rate (0 < share ≤ 1), so that transactional
+    /// messages keep flowing.
+    pub rate_share: f64,
+    /// A recipient contacted by another campaign within this many ms is skipped (0: no cap).
+    pub frequency_cap_ms: Millis,
+    /// A campaign paused because its template was paused resumes when it is active again.
+    pub auto_resume: bool,
+    /// Price per message sent, by category (`marketing = 0.0625`), for the cost.
+    pub rate_card: std::collections::BTreeMap<String, f64>,
+    /// Pending recipients the runner releases per batch, at most.
+    pub batch: usize,
+}
+
+impl Default for Campaigns {
+    fn default() -> Self {
+        Campaigns {
+            rate_share: 0.5,
+            frequency_cap_ms: 0,
+            auto_resume: true,
+            rate_card: std::collections::BTreeMap::new(),
+            batch: 500,
+        }
     }
 }

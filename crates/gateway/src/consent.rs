@@ -196,7 +196,7 @@ pub fn parse_csv(body: &[u8], now: Millis) -> Result<(Vec<Consent>, Vec<RowError
 }
 
 /// Splits one CSV line (RFC 4180 quoting, no embedded newlines).
-fn split_csv(line: &str) -> Vec<String> {
+pub(crate) fn split_csv(line: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;

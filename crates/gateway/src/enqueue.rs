@@ -333,12 +333,58 @@ fn replay(first: &MessageRecord, key: &str, hash: &str) -> Result<Accepted, AppE
     }
 }
 
+/// A message that passed validation and the gates, ready for the outbox.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The outbox row.
+    pub message: NewMessage,
+    /// Its template (name, language) is paused: park its messages once the row is stored.
+    pub park: Option<(String, String)>,
+}
+
 async fn admit<S: Store + Clone>(
     gw: &Gateway<S>,
     value: &mut Value,
     idempotency_key: Option<String>,
     hash: &str,
 ) -> Result<Accepted, AppError> {
+    let now = gw.now();
+    let Prepared { message: msg, park } = prepare(gw, value, idempotency_key, hash).await?;
+    let answer = match gw.store.enqueue(vec![msg.clone()]).await?.pop() {
+        Some(Enqueued::Existing(first)) => {
+            let key = first.idempotency_key.clone().unwrap_or_default();
+            return replay(&first, &key, hash);
+        }
+        Some(Enqueued::Inserted { id }) => Accepted {
+            id,
+            state: msg.state,
+            wamid: None,
+            reason: msg.reason.clone(),
+        },
+        None => {
+            return Err(AppError::new(
+                Code::Unavailable,
+                "the store returned nothing",
+            ));
+        }
+    };
+    if let Some((name, language)) = park {
+        gw.store.park_template(&name, Some(&language), now).await?;
+    }
+    gw.changed();
+    gw.wake_dispatch.notify_one();
+    Ok(answer)
+}
+
+/// Validates a message body (a JSON object: the platform's fields and the envelope's) and runs
+/// the gates, without storing anything: the outbox row `POST /v1/messages` would write (its
+/// state `suppressed` when a gate stopped it), or the error it would answer.
+pub async fn prepare<S: Store + Clone>(
+    gw: &Gateway<S>,
+    value: &mut Value,
+    idempotency_key: Option<String>,
+    hash: &str,
+) -> Result<Prepared, AppError> {
     let now = gw.now();
     let obj = value
         .as_object_mut()
@@ -546,30 +592,7 @@ async fn admit<S: Store + Clone>(
         deadline,
         created_at: now,
     };
-    let answer = match gw.store.enqueue(vec![msg.clone()]).await?.pop() {
-        Some(Enqueued::Existing(first)) => {
-            let key = first.idempotency_key.clone().unwrap_or_default();
-            return replay(&first, &key, hash);
-        }
-        Some(Enqueued::Inserted { id }) => Accepted {
-            id,
-            state: msg.state,
-            wamid: None,
-            reason: msg.reason.clone(),
-        },
-        None => {
-            return Err(AppError::new(
-                Code::Unavailable,
-                "the store returned nothing",
-            ));
-        }
-    };
-    if let Some((name, language)) = park {
-        gw.store.park_template(&name, Some(&language), now).await?;
-    }
-    gw.changed();
-    gw.wake_dispatch.notify_one();
-    Ok(answer)
+    Ok(Prepared { message: msg, park })
 }
 
 /// The consent gate: the recipient's current opt-in for `category`.

@@ -71,6 +71,10 @@ error_table! {
     IdempotencyConflict = "idempotency_conflict", 409, "This Idempotency-Key was used with a different request.";
     /// The message has been handed to the platform (or was never queued) and cannot be cancelled.
     NotCancellable = "not_cancellable", 409, "The message can no longer be cancelled.";
+    /// A campaign's definition is not valid.
+    InvalidCampaign = "invalid_campaign", 400, "The campaign is not valid.";
+    /// The campaign is not in a state that allows this.
+    CampaignState = "campaign_state", 409, "The campaign's state does not allow this.";
     /// Storage or upstream trouble; try again.
     Unavailable = "unavailable", 503, "The gateway cannot take the request right now.";
 }

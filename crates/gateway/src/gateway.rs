@@ -36,6 +36,8 @@ pub struct Gateway<S> {
     pub(crate) rng: Mutex<ChaCha8Rng>,
     /// Wakes the dispatcher (new or released work).
     pub wake_dispatch: Notify,
+    /// Wakes the campaign runner (a campaign started, paused, resumed or cancelled).
+    pub wake_campaigns: Notify,
     /// Wakes the webhook processor (new inbox rows).
     pub wake_inbox: Notify,
     /// Wakes event followers (SSE, app webhooks) after committed changes.
@@ -100,6 +102,24 @@ impl<S: Store + Clone> Gateway<S> {
                 .map_err(|e| format!("classifier: {e}"))?;
             classifier = classifier.with_overrides(overrides)?;
         }
+        let c = &cfg.campaigns;
+        if !(c.rate_share > 0.0 && c.rate_share <= 1.0) {
+            return Err("campaigns.rate_share must be more than 0 and at most 1".into());
+        }
+        if c.batch == 0 || c.batch > 100_000 || c.frequency_cap_ms < 0 {
+            return Err(
+                "campaigns.batch must be 1 to 100000 and frequency_cap_ms not negative".into(),
+            );
+        }
+        if let Some((k, _)) = c
+            .rate_card
+            .iter()
+            .find(|(_, p)| !(p.is_finite() && **p >= 0.0))
+        {
+            return Err(format!(
+                "campaigns.rate_card.{k} must be a price of 0 or more"
+            ));
+        }
         let limiter = NumberLimiter::try_new(cfg.rate())?;
         let pairs = PairLimiter::try_new(cfg.pair.clone())?;
         let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -114,6 +134,7 @@ impl<S: Store + Clone> Gateway<S> {
             rng: Mutex::new(rng),
             wake_dispatch: Notify::new(),
             wake_inbox: Notify::new(),
+            wake_campaigns: Notify::new(),
             wake_events: Arc::new(Notify::new()),
             shutdown: CancellationToken::new(),
             orphan_watch: Mutex::new(OrphanWatch::default()),

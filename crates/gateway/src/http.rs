@@ -41,6 +41,15 @@ pub fn router<S: Store + Clone>(gw: Arc<Gateway<S>>) -> Router {
         .route("/v1/templates", get(templates::<S>))
         .route("/v1/templates/sync", post(sync_templates::<S>))
         .route("/v1/events", get(events::<S>))
+        .route("/v1/campaigns", post(create_campaign::<S>))
+        .route("/v1/campaigns/{id}", get(campaign::<S>))
+        .route("/v1/campaigns/{id}/audience", post(campaign_audience::<S>))
+        .route(
+            "/v1/campaigns/{id}/recipients",
+            get(campaign_recipients::<S>),
+        )
+        .route("/v1/campaigns/{id}/recipients.csv", get(campaign_csv::<S>))
+        .route("/v1/campaigns/{id}/{action}", post(campaign_control::<S>))
         .route("/webhooks", post(intake::<S>).get(verify::<S>))
         .route("/webhooks/{*source}", post(intake::<S>).get(verify::<S>))
         .route("/health", get(health::<S>))
@@ -756,4 +765,84 @@ async fn health<S: Store + Clone>(State(gw): Gw<S>) -> Response {
         "now": gw.now(),
     }))
     .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Campaigns
+
+async fn create_campaign<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let v = crate::campaigns::create(&gw, &body).await?;
+    Ok((StatusCode::CREATED, axum::Json(v)).into_response())
+}
+
+async fn campaign<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    Ok(axum::Json(crate::campaigns::view(&gw, &id).await?).into_response())
+}
+
+async fn campaign_control<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    Ok(axum::Json(crate::campaigns::control(&gw, &id, &action).await?).into_response())
+}
+
+/// The audience as CSV, streamed: read in chunks and added in batches, whatever its size.
+async fn campaign_audience<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let stream = body.into_data_stream();
+    let v = crate::campaigns::import_csv(&gw, &id, stream).await?;
+    Ok(axum::Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+struct RecipientsQuery {
+    state: Option<String>,
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn campaign_recipients<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RecipientsQuery>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let v = crate::campaigns::recipients(
+        &gw,
+        &id,
+        q.state,
+        q.after.unwrap_or(0),
+        q.limit.unwrap_or(100),
+    )
+    .await?;
+    Ok(axum::Json(v).into_response())
+}
+
+async fn campaign_csv<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<RecipientsQuery>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let csv = crate::campaigns::recipients_csv(&gw, &id, q.state).await?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
 }

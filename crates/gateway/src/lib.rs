@@ -4,6 +4,7 @@
 //! It talks to its upstream (the sandbox, 360dialog or the Cloud API) over HTTP only, never by
 //! calling sandbox code.
 
+pub mod campaigns;
 pub mod classify;
 pub mod clock;
 pub mod config;

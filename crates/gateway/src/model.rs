@@ -60,6 +60,24 @@ macro_rules! string_enum {
 }
 
 string_enum! {
+    /// Where a campaign is: draft → scheduled → running → finished, paused or cancelled.
+    CampaignState {
+        /// Being built: its audience can still be added.
+        Draft => "draft",
+        /// Started, waiting for its `start_at`.
+        Scheduled => "scheduled",
+        /// Releasing its messages into the outbox.
+        Running => "running",
+        /// Stopped releasing (by hand, or for its template); resumable.
+        Paused => "paused",
+        /// Every recipient released and handed over (or skipped).
+        Finished => "finished",
+        /// Cancelled: its unsent messages were cancelled.
+        Cancelled => "cancelled",
+    }
+}
+
+string_enum! {
     /// Where an outbound message is in its life.
     ///
     /// Terminal states ([`MessageState::is_terminal`]) are read, failed, expired, suppressed,

@@ -21,6 +21,7 @@ pub async fn run<S: Store + Clone>(
     let tasks = vec![
         tokio::spawn(crate::dispatch::run(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::intake::run(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::campaigns::run(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::dispatch::sweep_expired(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::templates::run_sync(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::retention::run(gw.clone(), shutdown.clone())),

@@ -593,6 +593,15 @@ fn openapi_documents_every_route() {
         ("/webhooks/{source}", "post"),
         ("/health", "get"),
         ("/openapi.json", "get"),
+        ("/v1/campaigns", "post"),
+        ("/v1/campaigns/{id}", "get"),
+        ("/v1/campaigns/{id}/start", "post"),
+        ("/v1/campaigns/{id}/pause", "post"),
+        ("/v1/campaigns/{id}/resume", "post"),
+        ("/v1/campaigns/{id}/cancel", "post"),
+        ("/v1/campaigns/{id}/audience", "post"),
+        ("/v1/campaigns/{id}/recipients", "get"),
+        ("/v1/campaigns/{id}/recipients.csv", "get"),
     ];
     for (path, method) in routes {
         assert!(

@@ -4,14 +4,14 @@
 
 use mynah_gateway::clock::Millis;
 use mynah_gateway::model::{
-    Category, ConsentStatus, Effect, Lane, MessageState, Observation, PlatformStatus,
+    CampaignState, Category, ConsentStatus, Effect, Lane, MessageState, Observation, PlatformStatus,
 };
 use mynah_gateway::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use mynah_gateway::store::{
-    Change, Consent, ConversationCursor, ConversationItem, Enqueued, IdKind, IdentityUpdate,
-    InboundRecord, InboxItem, InboxOutcome, ListFilter, NewEvent, NewMessage,
-    PARKED_TEMPLATE_PAUSED, Prunable, Pruned, Sighting, StatusApplied, StatusUpdate, Store,
-    StoreError, TemplateRecord, TemplateRef, kind,
+    CampaignRecord, Change, Consent, ConversationCursor, ConversationItem, Enqueued, IdKind,
+    IdentityUpdate, InboundRecord, InboxItem, InboxOutcome, ListFilter, NewEvent, NewMessage,
+    NewRecipient, PARKED_TEMPLATE_PAUSED, Prunable, Pruned, Release, Sighting, StatusApplied,
+    StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
 };
 use serde_json::json;
 use std::collections::HashSet;
@@ -1934,6 +1934,210 @@ async fn a_person_is_one_whichever_id_names_them<S: Store + Clone>(s: S) {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Campaigns
+
+fn campaign_record(id: &str) -> CampaignRecord {
+    CampaignRecord {
+        id: id.into(),
+        name: "spring".into(),
+        state: CampaignState::Draft,
+        reason: None,
+        spec: "{}".into(),
+        created_at: T0,
+        updated_at: T0,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+fn recipient(to: &str) -> NewRecipient {
+    NewRecipient {
+        recipient: to.into(),
+        key: to.into(),
+        columns: "{}".into(),
+        body: Some("{}".into()),
+        skip: None,
+    }
+}
+
+fn release_of(row: i64, to: &str, id: &str) -> Release {
+    Release {
+        row,
+        message: Some(NewMessage {
+            to: to.into(),
+            lane: Lane::Bulk,
+            ..msg(id)
+        }),
+        skip: None,
+    }
+}
+
+async fn campaigns_build_release_and_count<S: Store + Clone>(s: S) {
+    s.create_campaign(campaign_record("cmp1")).await.unwrap();
+    let rows = s
+        .add_recipients(
+            "cmp1",
+            vec![
+                recipient("4915100000001"),
+                recipient("4915100000002"),
+                recipient("4915100000001"),
+                NewRecipient {
+                    skip: Some(("invalid_number".into(), "x".into())),
+                    ..recipient("12ab")
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let status: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    assert_eq!(status, ["pending", "pending", "skipped", "skipped"]);
+    assert_eq!(rows[2].reason.as_deref(), Some("duplicate"));
+    assert_eq!(rows.iter().map(|r| r.row).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    // A later batch numbers on and still sees the duplicate.
+    let more = s
+        .add_recipients(
+            "cmp1",
+            vec![recipient("4915100000002"), recipient("4915100000003")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(more[0].row, 5);
+    assert_eq!(more[0].reason.as_deref(), Some("duplicate"));
+    assert_eq!(more[1].status, "pending");
+    // Not running: nothing is released.
+    let pending = s.pending_recipients("cmp1", 10).await.unwrap();
+    assert_eq!(pending.iter().map(|r| r.row).collect::<Vec<_>>(), [1, 2, 6]);
+    let n = s
+        .release_recipients("cmp1", vec![release_of(1, "4915100000001", "m1")])
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+    assert!(s.get("m1").await.unwrap().is_none());
+    let started = s
+        .set_campaign_state(
+            "cmp1",
+            vec![CampaignState::Draft],
+            CampaignState::Running,
+            None,
+            T0 + 1,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(started.state, CampaignState::Running);
+    assert_eq!(started.started_at, Some(T0 + 1));
+    // A move from a state it is not in changes nothing.
+    assert!(
+        s.set_campaign_state(
+            "cmp1",
+            vec![CampaignState::Paused],
+            CampaignState::Running,
+            None,
+            T0
+        )
+        .await
+        .unwrap()
+        .is_none()
+    );
+    let n = s
+        .release_recipients(
+            "cmp1",
+            vec![
+                release_of(1, "4915100000001", "m1"),
+                release_of(2, "4915100000002", "m2"),
+                Release {
+                    row: 6,
+                    message: None,
+                    skip: Some(("no_consent".into(), "withdrawn".into())),
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    assert!(s.pending_recipients("cmp1", 10).await.unwrap().is_empty());
+    // The frequency cap sees messages of other campaigns only.
+    let hit = s
+        .contacted_by_campaigns(
+            vec!["4915100000001".into(), "4915100000009".into()],
+            "cmp2",
+            T0 - 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(hit, [true, false]);
+    let own = s
+        .contacted_by_campaigns(vec!["4915100000001".into()], "cmp1", T0 - 1)
+        .await
+        .unwrap();
+    assert_eq!(own, [false]);
+    // Pause parks the queued messages; resume releases them; cancel cancels them.
+    s.claim(T0 + 2, 1, T0 + 10_000).await.unwrap();
+    s.set_campaign_state(
+        "cmp1",
+        vec![CampaignState::Running],
+        CampaignState::Paused,
+        Some("hand".into()),
+        T0 + 3,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let m2 = s.get("m2").await.unwrap().unwrap();
+    assert_eq!(m2.parked_reason.as_deref(), Some("campaign:cmp1"));
+    assert!(s.claim(T0 + 4, 10, T0 + 10_000).await.unwrap().is_empty());
+    let counts = s.campaign_counts("cmp1").await.unwrap();
+    assert_eq!(counts.parked, 1);
+    assert_eq!(counts.messages.get("sending"), Some(&1));
+    assert_eq!(counts.recipients.get("released"), Some(&2));
+    assert_eq!(counts.skipped.get("duplicate"), Some(&2));
+    assert_eq!(counts.skipped.get("no_consent"), Some(&1));
+    s.set_campaign_state(
+        "cmp1",
+        vec![CampaignState::Paused],
+        CampaignState::Running,
+        None,
+        T0 + 5,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(s.get("m2").await.unwrap().unwrap().parked_reason, None);
+    let c = s
+        .set_campaign_state(
+            "cmp1",
+            vec![CampaignState::Running],
+            CampaignState::Cancelled,
+            None,
+            T0 + 6,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.finished_at, Some(T0 + 6));
+    assert_eq!(
+        s.get("m2").await.unwrap().unwrap().state,
+        MessageState::Cancelled
+    );
+    assert_eq!(
+        s.get("m1").await.unwrap().unwrap().state,
+        MessageState::Sending
+    );
+    let listed = s
+        .campaign_recipients("cmp1", Some("cancelled".into()), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.iter().map(|r| r.row).collect::<Vec<_>>(), [2]);
+    let page = s.campaign_recipients("cmp1", None, 2, 2).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.row).collect::<Vec<_>>(), [3, 4]);
+    let live = s
+        .campaigns_in(vec![CampaignState::Running, CampaignState::Cancelled])
+        .await
+        .unwrap();
+    assert_eq!(live.len(), 1);
+}
+
 macro_rules! conformance {
     ($($name:ident),+ $(,)?) => {
         mod sqlite_file {
@@ -1989,4 +2193,5 @@ conformance!(
     a_person_is_one_whichever_id_names_them,
     one_sighting_of_two_people_merges_them,
     identity_changes_keep_the_person,
+    campaigns_build_release_and_count,
 );

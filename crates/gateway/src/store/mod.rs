@@ -17,7 +17,8 @@ pub mod sqlite;
 
 use crate::clock::Millis;
 use crate::model::{
-    Category, ConsentStatus, Effect, Lane, MessageState, Observation, Progress, Transition,
+    CampaignState, Category, ConsentStatus, Effect, Lane, MessageState, Observation, Progress,
+    Transition,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -790,6 +791,109 @@ pub struct TemplateRecord {
     pub updated_at: Millis,
 }
 
+/// A stored campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignRecord {
+    /// Id (`cmp_…`).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Where it is.
+    pub state: CampaignState,
+    /// Why it is paused (or finished early, or cancelled).
+    pub reason: Option<String>,
+    /// What the app asked for (JSON: template, category, schedule, rate share …).
+    pub spec: String,
+    /// Created.
+    pub created_at: Millis,
+    /// Last change.
+    pub updated_at: Millis,
+    /// Started (running for the first time).
+    pub started_at: Option<Millis>,
+    /// Finished or cancelled.
+    pub finished_at: Option<Millis>,
+}
+
+/// `status` of a campaign recipient: waiting to be released.
+pub const RECIPIENT_PENDING: &str = "pending";
+/// `status` of a campaign recipient: its message is in the outbox.
+pub const RECIPIENT_RELEASED: &str = "released";
+/// `status` of a campaign recipient: skipped (with a reason).
+pub const RECIPIENT_SKIPPED: &str = "skipped";
+/// `status` of a campaign recipient: the campaign was cancelled before it was released.
+pub const RECIPIENT_CANCELLED: &str = "cancelled";
+
+/// A campaign recipient to add to its audience.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewRecipient {
+    /// The recipient as listed (phone digits or BSUID; the raw text when invalid).
+    pub recipient: String,
+    /// Who it is: the person key (or the phone, for a phone nobody is linked to). A key already
+    /// in the campaign's audience (not skipped) makes the row a `duplicate`.
+    pub key: String,
+    /// The row's columns (JSON object), as given.
+    pub columns: String,
+    /// The platform body to send (JSON), when eligible.
+    pub body: Option<String>,
+    /// Why it is skipped: (reason code, details).
+    pub skip: Option<(String, String)>,
+}
+
+/// A campaign recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientRecord {
+    /// Its row in the audience (1-based, in the order added).
+    pub row: i64,
+    /// The recipient as listed.
+    pub recipient: String,
+    /// Who it is.
+    pub key: String,
+    /// `pending`, `released`, `skipped`, `cancelled`.
+    pub status: String,
+    /// Why it was skipped (reason code).
+    pub reason: Option<String>,
+    /// Details of the reason.
+    pub detail: Option<String>,
+    /// The row's columns (JSON object).
+    pub columns: String,
+    /// The body to send (JSON).
+    pub body: Option<String>,
+    /// Its message, once released.
+    pub message_id: Option<String>,
+    /// Its message's state.
+    pub message_state: Option<MessageState>,
+    /// Its message's last error code.
+    pub error_code: Option<i64>,
+}
+
+/// What the runner does with one pending recipient ([`Store::release_recipients`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// The recipient's row.
+    pub row: i64,
+    /// Its message (into the outbox, carrying the campaign), or
+    pub message: Option<NewMessage>,
+    /// why it is skipped after all (reason code, details).
+    pub skip: Option<(String, String)>,
+}
+
+/// A campaign's counters.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CampaignCounts {
+    /// Recipients by status (`pending`, `released`, `skipped`, `cancelled`).
+    pub recipients: std::collections::BTreeMap<String, i64>,
+    /// Skipped recipients by reason.
+    pub skipped: std::collections::BTreeMap<String, i64>,
+    /// Released messages by state.
+    pub messages: std::collections::BTreeMap<String, i64>,
+    /// Failed messages by error code (`none` without one).
+    pub failed: std::collections::BTreeMap<String, i64>,
+    /// Released messages still queued and held back (parked).
+    pub parked: i64,
+    /// Sent messages (sent, delivered or read) by category, for the cost.
+    pub billable: std::collections::BTreeMap<String, i64>,
+}
+
 /// The gateway's storage. Every method is one atomic operation; writes are durable when the
 /// future resolves. See the module docs for the shared contract.
 pub trait Store: Send + Sync + 'static {
@@ -1106,4 +1210,86 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         value: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores a new campaign.
+    fn create_campaign(
+        &self,
+        campaign: CampaignRecord,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A campaign by id.
+    fn campaign(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<CampaignRecord>, StoreError>> + Send;
+
+    /// Campaigns in any of `states`, oldest first.
+    fn campaigns_in(
+        &self,
+        states: Vec<CampaignState>,
+    ) -> impl Future<Output = Result<Vec<CampaignRecord>, StoreError>> + Send;
+
+    /// Appends recipients to a campaign's audience (rows numbered on from the last); a recipient
+    /// whose key is already in the audience (not skipped) is skipped as `duplicate`. The rows
+    /// as stored, in input order.
+    fn add_recipients(
+        &self,
+        campaign: &str,
+        recipients: Vec<NewRecipient>,
+    ) -> impl Future<Output = Result<Vec<RecipientRecord>, StoreError>> + Send;
+
+    /// Per key: whether a message of another campaign than `except` went to that person (key)
+    /// since `since` (the frequency cap).
+    fn contacted_by_campaigns(
+        &self,
+        keys: Vec<String>,
+        except: &str,
+        since: Millis,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Up to `limit` pending recipients of a campaign, in row order.
+    fn pending_recipients(
+        &self,
+        campaign: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecipientRecord>, StoreError>> + Send;
+
+    /// Releases pending recipients in one transaction, only while the campaign is `running`:
+    /// each message is enqueued carrying the campaign (its row becomes `released`), or the row
+    /// is skipped with its reason. Returns how many messages were enqueued (0 when the campaign
+    /// is not running: nothing changes).
+    fn release_recipients(
+        &self,
+        campaign: &str,
+        releases: Vec<Release>,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Moves a campaign to `to` if it is in one of `from` (else `None`, nothing changes), with
+    /// what the move means for its messages, in the same transaction: `paused` parks its queued
+    /// messages (`campaign:<id>`, with a `parked` event each), `running` releases them,
+    /// `cancelled` cancels them (never sent) and its pending recipients.
+    fn set_campaign_state(
+        &self,
+        id: &str,
+        from: Vec<CampaignState>,
+        to: CampaignState,
+        reason: Option<String>,
+        at: Millis,
+    ) -> impl Future<Output = Result<Option<CampaignRecord>, StoreError>> + Send;
+
+    /// A campaign's counters.
+    fn campaign_counts(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<CampaignCounts, StoreError>> + Send;
+
+    /// A campaign's recipients after row `after`, at most `limit`, in row order; `state`
+    /// filters by the recipient's status or its message's state.
+    fn campaign_recipients(
+        &self,
+        id: &str,
+        state: Option<String>,
+        after: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecipientRecord>, StoreError>> + Send;
 }

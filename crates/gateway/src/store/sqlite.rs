@@ -28,15 +28,17 @@
 //! one blocking thread with cached statements costs a few µs per statement.
 
 use super::{
-    Change, Consent, ConsentChange, ConversationCursor, ConversationItem, Enqueued, Event, IdKind,
-    IdentityChange, IdentityUpdate, InboundRecord, InboxItem, InboxOutcome, InboxRow, ListFilter,
-    MessageRecord, NewEvent, NewMessage, PARKED_TEMPLATE_PAUSED, Person, Prunable, Pruned,
-    Sighting, StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
+    CampaignCounts, CampaignRecord, Change, Consent, ConsentChange, ConversationCursor,
+    ConversationItem, Enqueued, Event, IdKind, IdentityChange, IdentityUpdate, InboundRecord,
+    InboxItem, InboxOutcome, InboxRow, ListFilter, MessageRecord, NewEvent, NewMessage,
+    NewRecipient, PARKED_TEMPLATE_PAUSED, Person, Prunable, Pruned, RECIPIENT_CANCELLED,
+    RECIPIENT_PENDING, RECIPIENT_RELEASED, RECIPIENT_SKIPPED, RecipientRecord, Release, Sighting,
+    StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
 };
 use crate::clock::Millis;
 use crate::model::{
-    Category, ConsentStatus, Lane, MessageState, OnSequenceFailure, OnSequenceTimeout, Progress,
-    SequenceStep, observe,
+    CampaignState, Category, ConsentStatus, Lane, MessageState, OnSequenceFailure,
+    OnSequenceTimeout, Progress, SequenceStep, observe,
 };
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Value, ValueRef};
 use rusqlite::{
@@ -371,7 +373,7 @@ fn configure(conn: &Connection, opts: &SqliteOptions) -> Result<(), StoreError> 
 /// Partial indexes spell state sets with `OR`, not `IN (…)`: SQLite evaluates an `IN` list
 /// through an ephemeral table on every update of the row, which doubled the cost of a status
 /// update. Queries repeat the index's `WHERE` term verbatim so the planner can use the index.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE messages (
@@ -575,6 +577,41 @@ ALTER TABLE messages ADD COLUMN sequence_rule TEXT;
 ALTER TABLE messages ADD COLUMN sequence_prev TEXT;
 CREATE INDEX messages_sequence ON messages (person, sequence_key, seq) WHERE sequence_key IS NOT NULL;
 CREATE INDEX messages_sequence_prev ON messages (sequence_prev) WHERE sequence_prev IS NOT NULL;
+";
+
+/// Version 5: campaigns, their audiences, and the campaign each message belongs to.
+const SCHEMA_V5: &str = "
+ALTER TABLE messages ADD COLUMN campaign TEXT;
+CREATE INDEX messages_campaign ON messages (campaign, state) WHERE campaign IS NOT NULL;
+CREATE INDEX messages_campaign_person ON messages (person, created_at) WHERE campaign IS NOT NULL;
+CREATE TABLE campaigns (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    spec TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER
+);
+CREATE TABLE campaign_recipients (
+    campaign TEXT NOT NULL,
+    row INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT,
+    detail TEXT,
+    columns TEXT NOT NULL,
+    body TEXT,
+    message_id TEXT,
+    PRIMARY KEY (campaign, row)
+);
+CREATE INDEX campaign_recipients_key ON campaign_recipients (campaign, key)
+    WHERE status != 'skipped';
+CREATE INDEX campaign_recipients_pending ON campaign_recipients (campaign, row)
+    WHERE status = 'pending';
 ";
 
 /// Brings the schema to the latest version, one transaction per step.
@@ -797,7 +834,14 @@ macro_rules! sql_text {
     )+};
 }
 
-sql_text!(MessageState, Lane, Category, ConsentStatus, InboxOutcome);
+sql_text!(
+    MessageState,
+    Lane,
+    Category,
+    ConsentStatus,
+    InboxOutcome,
+    CampaignState
+);
 
 fn json_text(v: &serde_json::Value) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("event detail: {e}")))
@@ -2470,6 +2514,383 @@ fn set_cursor(conn: &Connection, (name, value): &(String, i64)) -> Result<(), St
 }
 
 // ---------------------------------------------------------------------------------------------
+// Campaigns
+
+const CAMPAIGN_COLUMNS: &str =
+    "id, name, state, reason, spec, created_at, updated_at, started_at, finished_at";
+
+fn campaign_row(r: &Row<'_>) -> rusqlite::Result<CampaignRecord> {
+    Ok(CampaignRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        state: r.get(2)?,
+        reason: r.get(3)?,
+        spec: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        started_at: r.get(7)?,
+        finished_at: r.get(8)?,
+    })
+}
+
+fn create_campaign(conn: &Connection, c: &CampaignRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO campaigns (id, name, state, reason, spec, created_at, updated_at, \
+         started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        c.id,
+        c.name,
+        c.state,
+        c.reason,
+        c.spec,
+        c.created_at,
+        c.updated_at,
+        c.started_at,
+        c.finished_at
+    ])?;
+    Ok(())
+}
+
+fn campaign(conn: &Connection, id: &str) -> Result<Option<CampaignRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?1"
+        ))?
+        .query_row([id], campaign_row)
+        .optional()?)
+}
+
+fn campaigns_in(
+    conn: &Connection,
+    states: &[CampaignState],
+) -> Result<Vec<CampaignRecord>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE state = ?1 ORDER BY created_at, id"
+    ))?;
+    let mut out = Vec::new();
+    for s in states {
+        let rows = st.query_map([s], campaign_row)?;
+        out.extend(rows.collect::<Result<Vec<_>, _>>()?);
+    }
+    out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(out)
+}
+
+const RECIPIENT_COLUMNS: &str = "r.row, r.recipient, r.key, r.status, r.reason, r.detail, \
+     r.columns, r.body, r.message_id, m.state, m.last_error_code";
+
+fn recipient_row(r: &Row<'_>) -> rusqlite::Result<RecipientRecord> {
+    Ok(RecipientRecord {
+        row: r.get(0)?,
+        recipient: r.get(1)?,
+        key: r.get(2)?,
+        status: r.get(3)?,
+        reason: r.get(4)?,
+        detail: r.get(5)?,
+        columns: r.get(6)?,
+        body: r.get(7)?,
+        message_id: r.get(8)?,
+        message_state: r.get(9)?,
+        error_code: r.get(10)?,
+    })
+}
+
+fn add_recipients(
+    conn: &Connection,
+    (id, recipients): &(String, Vec<NewRecipient>),
+) -> Result<Vec<RecipientRecord>, StoreError> {
+    let mut row: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(max(row), 0) FROM campaign_recipients WHERE campaign = ?1",
+        )?
+        .query_row([id], |r| r.get(0))?;
+    let mut seen = conn.prepare_cached(
+        "SELECT row FROM campaign_recipients WHERE campaign = ?1 AND key = ?2 \
+         AND status != 'skipped' LIMIT 1",
+    )?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO campaign_recipients (campaign, row, recipient, key, status, reason, detail, \
+         columns, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut out = Vec::with_capacity(recipients.len());
+    for n in recipients {
+        row += 1;
+        let mut skip = n.skip.clone();
+        if skip.is_none()
+            && let Some(first) = seen
+                .query_row(params![id, n.key], |r| r.get::<_, i64>(0))
+                .optional()?
+        {
+            skip = Some((
+                "duplicate".to_string(),
+                format!("{} is already in the audience (row {first})", n.recipient),
+            ));
+        }
+        let status = if skip.is_some() {
+            RECIPIENT_SKIPPED
+        } else {
+            RECIPIENT_PENDING
+        };
+        let (reason, detail) = match &skip {
+            Some((r, d)) => (Some(r.as_str()), Some(d.as_str())),
+            None => (None, None),
+        };
+        let body = if skip.is_some() { None } else { n.body.clone() };
+        insert.execute(params![
+            id,
+            row,
+            n.recipient,
+            n.key,
+            status,
+            reason,
+            detail,
+            n.columns,
+            body
+        ])?;
+        out.push(RecipientRecord {
+            row,
+            recipient: n.recipient.clone(),
+            key: n.key.clone(),
+            status: status.to_string(),
+            reason: reason.map(str::to_string),
+            detail: detail.map(str::to_string),
+            columns: n.columns.clone(),
+            body,
+            message_id: None,
+            message_state: None,
+            error_code: None,
+        });
+    }
+    Ok(out)
+}
+
+fn contacted_by_campaigns(
+    conn: &Connection,
+    (keys, except, since): &(Vec<String>, String, Millis),
+) -> Result<Vec<bool>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT 1 FROM messages WHERE person = ?1 AND campaign IS NOT NULL AND campaign != ?2 \
+         AND created_at >= ?3 LIMIT 1",
+    )?;
+    keys.iter()
+        .map(|k| Ok(st.exists(params![k, except, since])?))
+        .collect()
+}
+
+fn pending_recipients(
+    conn: &Connection,
+    (id, limit): &(String, usize),
+) -> Result<Vec<RecipientRecord>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients r LEFT JOIN messages m \
+         ON m.id = r.message_id WHERE r.campaign = ?1 AND r.status = 'pending' \
+         ORDER BY r.row LIMIT ?2"
+    ))?;
+    let rows = st.query_map(params![id, i64_of(*limit)], recipient_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn release_recipients(
+    conn: &Connection,
+    (id, releases): &(String, Vec<Release>),
+) -> Result<usize, StoreError> {
+    let running: bool = conn
+        .prepare_cached("SELECT 1 FROM campaigns WHERE id = ?1 AND state = 'running'")?
+        .exists([id])?;
+    if !running {
+        return Ok(0);
+    }
+    let mut released = 0;
+    for r in releases {
+        match (&r.message, &r.skip) {
+            (Some(m), _) => {
+                let id_now = match enqueue_one(conn, m)? {
+                    Enqueued::Inserted { id } => id,
+                    Enqueued::Existing(first) => first.id,
+                };
+                conn.prepare_cached("UPDATE messages SET campaign = ?1 WHERE id = ?2")?
+                    .execute(params![id, id_now])?;
+                conn.prepare_cached(
+                    "UPDATE campaign_recipients SET status = ?3, message_id = ?4 \
+                     WHERE campaign = ?1 AND row = ?2 AND status = 'pending'",
+                )?
+                .execute(params![id, r.row, RECIPIENT_RELEASED, id_now])?;
+                released += 1;
+            }
+            (None, Some((reason, detail))) => {
+                conn.prepare_cached(
+                    "UPDATE campaign_recipients SET status = ?3, reason = ?4, detail = ?5 \
+                     WHERE campaign = ?1 AND row = ?2 AND status = 'pending'",
+                )?
+                .execute(params![id, r.row, RECIPIENT_SKIPPED, reason, detail])?;
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(released)
+}
+
+/// The `parked_reason` of a paused campaign's queued messages.
+pub fn campaign_park(id: &str) -> String {
+    format!("campaign:{id}")
+}
+
+type CampaignMove = (
+    String,
+    Vec<CampaignState>,
+    CampaignState,
+    Option<String>,
+    Millis,
+);
+
+fn set_campaign_state(
+    conn: &Connection,
+    (id, from, to, reason, at): &CampaignMove,
+) -> Result<Option<CampaignRecord>, StoreError> {
+    let Some(now) = campaign(conn, id)? else {
+        return Ok(None);
+    };
+    if !from.contains(&now.state) {
+        return Ok(None);
+    }
+    let started = matches!(to, CampaignState::Running) && now.started_at.is_none();
+    let ended = matches!(to, CampaignState::Finished | CampaignState::Cancelled);
+    conn.prepare_cached(
+        "UPDATE campaigns SET state = ?2, reason = ?3, updated_at = ?4, \
+         started_at = CASE WHEN ?5 THEN ?4 ELSE started_at END, \
+         finished_at = CASE WHEN ?6 THEN ?4 ELSE finished_at END WHERE id = ?1",
+    )?
+    .execute(params![id, to, reason, at, started, ended])?;
+    let park = campaign_park(id);
+    let moved: Vec<String> = match to {
+        CampaignState::Paused => {
+            let mut st = conn.prepare_cached(
+                "UPDATE messages SET parked_reason = ?2, updated_at = ?3 WHERE campaign = ?1 \
+                 AND state = 'queued' AND parked_reason IS NULL RETURNING id",
+            )?;
+            let rows = st.query_map(params![id, park, at], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        }
+        CampaignState::Running => {
+            let mut st = conn.prepare_cached(
+                "UPDATE messages SET parked_reason = NULL, updated_at = ?3 WHERE campaign = ?1 \
+                 AND state = 'queued' AND parked_reason = ?2 RETURNING id",
+            )?;
+            let rows = st.query_map(params![id, park, at], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        }
+        CampaignState::Cancelled => {
+            let ids: Vec<String> = {
+                let mut st = conn.prepare_cached(
+                    "SELECT id FROM messages WHERE campaign = ?1 AND state = 'queued'",
+                )?;
+                let rows = st.query_map([id], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for m in &ids {
+                cancel(conn, &(m.clone(), *at))?;
+            }
+            conn.prepare_cached(
+                "UPDATE campaign_recipients SET status = ?2 WHERE campaign = ?1 \
+                 AND status = 'pending'",
+            )?
+            .execute(params![id, RECIPIENT_CANCELLED])?;
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
+    let kind = match to {
+        CampaignState::Paused => Some(kind::PARKED),
+        CampaignState::Running => Some(kind::UNPARKED),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        for m in &moved {
+            let detail = serde_json::json!({ "reason": park, "campaign": id });
+            insert_event(
+                conn,
+                m,
+                &NewEvent::new(kind, *at, detail),
+                MessageState::Queued,
+            )?;
+        }
+    }
+    campaign(conn, id)
+}
+
+fn campaign_counts(conn: &Connection, id: &str) -> Result<CampaignCounts, StoreError> {
+    let mut c = CampaignCounts::default();
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT status, coalesce(reason, ''), count(*) FROM campaign_recipients \
+             WHERE campaign = ?1 GROUP BY status, reason",
+        )?;
+        let rows = st.query_map([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (status, reason, n) = row?;
+            *c.recipients.entry(status.clone()).or_default() += n;
+            if status == RECIPIENT_SKIPPED {
+                *c.skipped.entry(reason).or_default() += n;
+            }
+        }
+    }
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT state, category, last_error_code, parked_reason IS NOT NULL, count(*) \
+             FROM messages WHERE campaign = ?1 \
+             GROUP BY state, category, last_error_code, parked_reason IS NOT NULL",
+        )?;
+        let rows = st.query_map([id], |r| {
+            Ok((
+                r.get::<_, MessageState>(0)?,
+                r.get::<_, Category>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (state, category, code, parked, n) = row?;
+            *c.messages.entry(state.as_str().to_string()).or_default() += n;
+            if state == MessageState::Failed {
+                let code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
+                *c.failed.entry(code).or_default() += n;
+            }
+            if state == MessageState::Queued && parked {
+                c.parked += n;
+            }
+            if matches!(
+                state,
+                MessageState::Sent | MessageState::Delivered | MessageState::Read
+            ) {
+                *c.billable.entry(category.as_str().to_string()).or_default() += n;
+            }
+        }
+    }
+    Ok(c)
+}
+
+fn campaign_recipients(
+    conn: &Connection,
+    (id, state, after, limit): &(String, Option<String>, i64, usize),
+) -> Result<Vec<RecipientRecord>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients r LEFT JOIN messages m \
+         ON m.id = r.message_id WHERE r.campaign = ?1 AND r.row > ?2 \
+         AND (?3 IS NULL OR r.status = ?3 OR m.state = ?3) ORDER BY r.row LIMIT ?4"
+    ))?;
+    let rows = st.query_map(params![id, after, state, i64_of(*limit)], recipient_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
 // The trait
 
 impl Store for SqliteStore {
@@ -2756,6 +3177,91 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Pruned, StoreError> {
         self.write((what, before, limit.max(1)), prune).await
+    }
+
+    async fn create_campaign(&self, campaign: CampaignRecord) -> Result<(), StoreError> {
+        self.write(campaign, create_campaign).await
+    }
+
+    async fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>, StoreError> {
+        self.read(id.to_owned(), |c, id| campaign(c, id)).await
+    }
+
+    async fn campaigns_in(
+        &self,
+        states: Vec<CampaignState>,
+    ) -> Result<Vec<CampaignRecord>, StoreError> {
+        self.read(states, |c, s| campaigns_in(c, s)).await
+    }
+
+    async fn add_recipients(
+        &self,
+        campaign: &str,
+        recipients: Vec<NewRecipient>,
+    ) -> Result<Vec<RecipientRecord>, StoreError> {
+        self.write((campaign.to_owned(), recipients), add_recipients)
+            .await
+    }
+
+    async fn contacted_by_campaigns(
+        &self,
+        keys: Vec<String>,
+        except: &str,
+        since: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.read((keys, except.to_owned(), since), contacted_by_campaigns)
+            .await
+    }
+
+    async fn pending_recipients(
+        &self,
+        campaign: &str,
+        limit: usize,
+    ) -> Result<Vec<RecipientRecord>, StoreError> {
+        self.read((campaign.to_owned(), limit), pending_recipients)
+            .await
+    }
+
+    async fn release_recipients(
+        &self,
+        campaign: &str,
+        releases: Vec<Release>,
+    ) -> Result<usize, StoreError> {
+        for r in &releases {
+            if let Some(m) = &r.message {
+                m.validate()?;
+            }
+        }
+        self.write((campaign.to_owned(), releases), release_recipients)
+            .await
+    }
+
+    async fn set_campaign_state(
+        &self,
+        id: &str,
+        from: Vec<CampaignState>,
+        to: CampaignState,
+        reason: Option<String>,
+        at: Millis,
+    ) -> Result<Option<CampaignRecord>, StoreError> {
+        self.write((id.to_owned(), from, to, reason, at), set_campaign_state)
+            .await
+    }
+
+    async fn campaign_counts(&self, id: &str) -> Result<CampaignCounts, StoreError> {
+        self.read(id.to_owned(), |c, id| campaign_counts(c, id))
+            .await
+    }
+
+    async fn campaign_recipients(
+        &self,
+        id: &str,
+        state: Option<String>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<RecipientRecord>, StoreError> {
+        self.read((id.to_owned(), state, after, limit), campaign_recipients)
+            .await
     }
 }
 

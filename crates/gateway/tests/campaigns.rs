@@ -1,0 +1,499 @@
+//! Campaigns end to end through a real sandbox: the audience checked row by row (skipped with
+//! reasons and counts), every eligible recipient gets exactly one message through the normal
+//! outbox, a recipient by BSUID, pause/resume/cancel, a CSV audience.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn bsuid(p: &Pair, wa_id: &str) -> String {
+    let (s, u) = p
+        .control(Method::PATCH, &format!("/users/{wa_id}"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{u}");
+    u["user_ids"]["default"].as_str().unwrap().to_string()
+}
+
+/// Polls a campaign until `pred` holds (bounded: 40 s).
+async fn until_campaign(p: &Pair, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut last = Value::Null;
+    while std::time::Instant::now() < deadline {
+        let (s, c) = p.get(&format!("/v1/campaigns/{id}")).await;
+        assert_eq!(s, 200, "{c}");
+        if pred(&c) {
+            return c;
+        }
+        last = c;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("campaign {id} never reached {what} within 40 s: {last:#}");
+}
+
+fn order_update(audience: Value) -> Value {
+    json!({
+        "name": "spring orders",
+        "template": { "name": "order_update", "language": "en_US", "components": [
+            { "type": "body", "parameters": [
+                { "type": "text", "text": "{{first_name}}" },
+                { "type": "text", "text": "{{amount}}" },
+                { "type": "text", "text": "tomorrow" } ] } ] },
+        "audience": audience,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audience_is_checked_and_every_eligible_recipient_gets_one_message() {
+    let p = Pair::start(sandbox_config(), gateway_config()).await;
+    let (ana, ben, cleo, dora, eve) = (
+        "4915170000001",
+        "4915170000002",
+        "4915170000003",
+        "4915170000004",
+        "4915170000005",
+    );
+    for who in [ana, ben, cleo, dora] {
+        p.opt_in(who, "utility").await;
+    }
+    let (s, b) = p
+        .put(
+            &format!("/v1/contacts/{ben}/consents/utility"),
+            &json!({ "status": "opted_out", "source": "test" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // Dora is addressed by her BSUID; her consent was recorded under her phone, which the
+    // gateway learns goes with the BSUID once a webhook names both.
+    let dora_id = bsuid(&p, dora).await;
+    let (s, b) = p
+        .put(
+            &format!("/v1/contacts/{dora_id}/consents/utility"),
+            &json!({ "status": "opted_in", "source": "test" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let audience = json!([
+        { "to": ana, "first_name": "Ana", "amount": "$10" },
+        { "to": format!("+{ana}"), "first_name": "Ana again", "amount": "$10" },
+        { "to": ben, "first_name": "Ben", "amount": "$20" },
+        { "to": cleo, "amount": "$30" },
+        { "recipient": dora_id, "first_name": "Dora", "amount": "$40" },
+        { "to": eve, "first_name": "Eve", "amount": "$50" },
+        { "to": "12ab", "first_name": "Nobody", "amount": "$0" },
+    ]);
+    let (s, c) = p.post("/v1/campaigns", &order_update(audience)).await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(c["state"], "draft");
+    let counts = &c["counts"];
+    assert_eq!(counts["audience"], 7, "{c:#}");
+    assert_eq!(counts["pending"], 2, "{c:#}");
+    assert_eq!(counts["skipped"], 5, "{c:#}");
+    let reasons = &counts["skipped_by_reason"];
+    for reason in [
+        "duplicate",
+        "opted_out",
+        "missing_column",
+        "no_consent",
+        "invalid_number",
+    ] {
+        assert_eq!(reasons[reason], 1, "{reason}: {c:#}");
+    }
+    // The skipped rows as CSV, each with its reason.
+    let csv = p
+        .http
+        .get(format!(
+            "{}/v1/campaigns/{id}/recipients.csv?state=skipped",
+            p.gw_base
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    assert!(
+        csv.contains("missing_column") && csv.contains("first_name"),
+        "{csv}"
+    );
+
+    // A marketing campaign skips the US number.
+    let us = "12125550100";
+    p.opt_in(us, "marketing").await;
+    p.opt_in(eve, "marketing").await;
+    let (s, m) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "sale", "template": { "name": "spring_sale", "language": "en_US" },
+                     "audience": [ { "to": us }, { "to": eve } ] }),
+        )
+        .await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(m["category"], "marketing");
+    assert_eq!(m["counts"]["skipped_by_reason"]["us_marketing"], 1, "{m:#}");
+    assert_eq!(m["counts"]["pending"], 1, "{m:#}");
+
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{id}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let done = until_campaign(&p, &id, "finished and delivered", |c| {
+        c["state"] == "finished"
+            && c["counts"]["delivered"].as_i64().unwrap_or(0)
+                + c["counts"]["read"].as_i64().unwrap_or(0)
+                == 2
+    })
+    .await;
+    assert_eq!(done["counts"]["released"], 2, "{done:#}");
+    assert!(done["finished_at"].is_i64());
+    // Exactly one message each, through the outbox, carrying the campaign.
+    let (_, list) = p.get(&format!("/v1/messages?to={ana}")).await;
+    let msgs = list["messages"]
+        .as_array()
+        .or(list["data"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(msgs.len(), 1, "{list:#}");
+    assert_eq!(msgs[0]["metadata"]["campaign"], id.as_str());
+    assert_eq!(msgs[0]["lane"], "bulk");
+    let (_, r) = p
+        .get(&format!("/v1/campaigns/{id}/recipients?state=released"))
+        .await;
+    assert_eq!(r["recipients"].as_array().unwrap().len(), 2, "{r:#}");
+    let (_, r) = p.get(&format!("/v1/campaigns/{id}/recipients")).await;
+    let rows = r["recipients"].as_array().unwrap();
+    let by_bsuid = rows
+        .iter()
+        .find(|x| x["recipient"] == dora_id.as_str())
+        .unwrap();
+    let mid = by_bsuid["message_id"].as_str().unwrap();
+    let m = p
+        .until(mid, "delivered", |m| {
+            m["state"] == "delivered" || m["state"] == "read"
+        })
+        .await;
+    assert!(m["person"].is_string(), "{m:#}");
+    // A finished campaign cannot be started again.
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{id}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["error"]["code"], "campaign_state");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_the_release_resume_continues_and_cancel_cancels_what_is_unsent() {
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    // One message a second for the campaign: slow enough to pause in the middle.
+    cfg.rate = Some(mynah_gateway::ratelimit::NumberLimitConfig {
+        rate: 2.0,
+        burst: 1,
+        min_rate: 1.0,
+        ..cfg.rate()
+    });
+    let p = Pair::start(sandbox_config(), cfg).await;
+    let audience: Vec<Value> = (0..40)
+        .map(|i| json!({ "to": format!("49151710{i:05}") }))
+        .collect();
+    let (s, c) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "slow", "template": { "name": "hello_world", "language": "en_US" },
+                     "rate_share": 0.5, "audience": audience }),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    assert_eq!(c["counts"]["pending"], 40, "{c:#}");
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{id}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["state"], "running");
+    until_campaign(&p, &id, "some released", |c| {
+        c["counts"]["released"].as_i64().unwrap_or(0) >= 1
+    })
+    .await;
+    let (s, paused) = p
+        .post(&format!("/v1/campaigns/{id}/pause"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{paused}");
+    assert_eq!(paused["state"], "paused");
+    let released = paused["counts"]["released"].as_i64().unwrap();
+    // Paused: nothing more is released (the runner looks every 200 ms).
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (_, c) = p.get(&format!("/v1/campaigns/{id}")).await;
+        assert_eq!(c["counts"]["released"], released, "{c:#}");
+        assert_eq!(
+            c["counts"]["queued"].as_i64().unwrap() - c["counts"]["parked"].as_i64().unwrap(),
+            0,
+            "queued messages are held: {c:#}"
+        );
+    }
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{id}/resume"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    until_campaign(&p, &id, "more released", |c| {
+        c["counts"]["released"].as_i64().unwrap_or(0) > released
+    })
+    .await;
+    let (s, cancelled) = p
+        .post(&format!("/v1/campaigns/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    assert!(
+        cancelled["counts"]["cancelled"].as_i64().unwrap() > 0,
+        "{cancelled:#}"
+    );
+    assert_eq!(cancelled["counts"]["pending"], 0);
+    // Never sent later: what was handed over settles, nothing else moves.
+    let settled = until_campaign(&p, &id, "settled", |c| {
+        c["counts"]["queued"] == 0 && c["counts"]["accepted"] == 0 && c["counts"]["sent"] == 0
+    })
+    .await;
+    let handed = settled["counts"]["delivered"].as_i64().unwrap()
+        + settled["counts"]["read"].as_i64().unwrap();
+    assert!(handed < 40, "{settled:#}");
+    assert_eq!(
+        handed + settled["counts"]["cancelled"].as_i64().unwrap(),
+        40,
+        "{settled:#}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, after) = p.get(&format!("/v1/campaigns/{id}")).await;
+    // (a delivered message may still be read: compare what was handed over, not its state)
+    for k in [
+        "released",
+        "cancelled",
+        "pending",
+        "queued",
+        "accepted",
+        "sent",
+    ] {
+        assert_eq!(
+            after["counts"][k], settled["counts"][k],
+            "nothing sent after cancel: {after:#}"
+        );
+    }
+    let handed_after =
+        after["counts"]["delivered"].as_i64().unwrap() + after["counts"]["read"].as_i64().unwrap();
+    assert_eq!(handed_after, handed, "{after:#}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_audience_is_streamed_in_with_per_row_errors() {
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg.campaigns.batch = 3;
+    let p = Pair::start(sandbox_config(), cfg).await;
+    let (s, c) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "csv", "template": { "name": "hello_world", "language": "en_US" } }),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let mut csv = String::from("phone,first_name\n");
+    for i in 0..10 {
+        csv.push_str(&format!("49151720{i:05},N{i}\n"));
+    }
+    csv.push_str("4915172000000,dup\n");
+    csv.push_str("4915172999999,too,many\n");
+    csv.push_str("not a number,x\n");
+    let r = p
+        .http
+        .post(format!("{}/v1/campaigns/{id}/audience", p.gw_base))
+        .bearer_auth(KEY)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["counts"]["pending"], 10, "{v:#}");
+    let reasons = &v["counts"]["skipped_by_reason"];
+    assert_eq!(reasons["duplicate"], 1, "{v:#}");
+    assert_eq!(reasons["bad_row"], 1, "{v:#}");
+    assert_eq!(reasons["invalid_number"], 1, "{v:#}");
+    p.shutdown().await;
+}
+
+/// The sandbox's id of a template.
+async fn template_id(p: &Pair, name: &str) -> String {
+    let (s, b) = p.control(Method::GET, "/templates", &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let list = b["templates"]
+        .as_array()
+        .or(b["data"].as_array())
+        .or(b.as_array())
+        .cloned()
+        .unwrap();
+    list.iter()
+        .find(|t| t["def"]["name"] == name || t["name"] == name)
+        .and_then(|t| t["id"].as_str())
+        .unwrap_or_else(|| panic!("no template {name}: {b:#}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pacing_holds_the_release_a_drop_pauses_the_campaign_and_it_resumes_when_active() {
+    let mut sb = sandbox_config();
+    // A new marketing template: the first two go, later ones are held until a verdict.
+    sb.rules.pacing = Some(mynah_sandbox::config::PacingConfig {
+        threshold: 2,
+        verdict: mynah_sandbox::config::PacingVerdict::Wait,
+        ..Default::default()
+    });
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg.rate = Some(mynah_gateway::ratelimit::NumberLimitConfig {
+        rate: 8.0,
+        burst: 1,
+        min_rate: 1.0,
+        ..cfg.rate()
+    });
+    let p = Pair::start(sb, cfg).await;
+    let audience: Vec<Value> = (0..8)
+        .map(|i| json!({ "to": format!("49151730{i:05}") }))
+        .collect();
+    let (s, c) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "paced", "template": { "name": "spring_sale", "language": "en_US" },
+                     "rate_share": 0.25, "audience": audience }),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    // Not GREEN: paced.
+    let tid = template_id(&p, "spring_sale").await;
+    let (s, b) = p
+        .control(
+            Method::POST,
+            &format!("/templates/{tid}/quality"),
+            &json!({ "score": "YELLOW" }),
+        )
+        .await;
+    assert!(s == 200 || s == 202, "{s} {b}");
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{id}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // The platform holds the third: the campaign stops releasing.
+    let held = until_campaign(&p, &id, "a message held", |c| {
+        c["counts"]["held"].as_i64().unwrap_or(0) >= 1
+    })
+    .await;
+    let released = held["counts"]["released"].as_i64().unwrap();
+    assert!(released < 8, "{held:#}");
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (_, c) = p.get(&format!("/v1/campaigns/{id}")).await;
+        assert_eq!(c["counts"]["released"], released, "held: no release: {c:#}");
+    }
+    // The drop verdict: the template pauses (the held fail with 132015, and the gateway parks
+    // them until the template is active again), and so does the campaign.
+    let (s, b) = p
+        .control(
+            Method::POST,
+            &format!("/templates/{tid}/pacing"),
+            &json!({ "verdict": "drop" }),
+        )
+        .await;
+    assert!(s == 200 || s == 202, "{s} {b}");
+    let paused = until_campaign(&p, &id, "paused for its template", |c| {
+        c["state"] == "paused" && c["counts"]["parked"].as_i64().unwrap_or(0) >= 1
+    })
+    .await;
+    let reason = paused["reason"].as_str().unwrap();
+    assert!(reason.contains("spring_sale"), "{paused:#}");
+    let released = paused["counts"]["released"].as_i64().unwrap();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (_, c) = p.get(&format!("/v1/campaigns/{id}")).await;
+        assert_eq!(c["counts"]["released"], released, "paused: {c:#}");
+        assert_eq!(c["state"], "paused");
+    }
+    // Active again: the campaign resumes by itself and finishes.
+    let (s, b) = p
+        .control(
+            Method::POST,
+            &format!("/templates/{tid}/status"),
+            &json!({ "status": "APPROVED" }),
+        )
+        .await;
+    assert!(s == 200 || s == 202, "{s} {b}");
+    until_campaign(&p, &id, "resumed", |c| c["state"] == "running").await;
+    // The resumed template is paced again: a release verdict lets the held go (GREEN).
+    until_campaign(&p, &id, "held again", |c| {
+        c["counts"]["held"].as_i64().unwrap_or(0) >= 1
+            || c["counts"]["pending"].as_i64().unwrap_or(0) == 0
+    })
+    .await;
+    let (s, b) = p
+        .control(
+            Method::POST,
+            &format!("/templates/{tid}/pacing"),
+            &json!({ "verdict": "release" }),
+        )
+        .await;
+    assert!(s == 200 || s == 202 || s == 409, "{s} {b}");
+    let done = until_campaign(&p, &id, "finished", |c| c["state"] == "finished").await;
+    assert_eq!(done["counts"]["pending"], 0, "{done:#}");
+    assert_eq!(done["counts"]["released"], 8, "{done:#}");
+    let done = until_campaign(&p, &id, "all delivered", |c| {
+        c["counts"]["delivered"].as_i64().unwrap_or(0) + c["counts"]["read"].as_i64().unwrap_or(0)
+            == 8
+    })
+    .await;
+    assert_eq!(done["counts"]["failed"], 0, "{done:#}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_another_campaign_contacted_within_the_cap_is_skipped() {
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    let p = Pair::start(sandbox_config(), cfg).await;
+    let (x, y) = ("4915174000001", "4915174000002");
+    let hello = |name: &str, audience: Value| {
+        json!({ "name": name, "template": { "name": "hello_world", "language": "en_US" },
+                "frequency_cap_seconds": 3600, "audience": audience })
+    };
+    let (s, a) = p
+        .post("/v1/campaigns", &hello("first", json!([{ "to": x }])))
+        .await;
+    assert_eq!(s, 201, "{a}");
+    let a = a["id"].as_str().unwrap().to_string();
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{a}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    until_campaign(&p, &a, "finished", |c| c["state"] == "finished").await;
+    let (s, c) = p
+        .post(
+            "/v1/campaigns",
+            &hello("second", json!([{ "to": x }, { "to": y }])),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(
+        c["counts"]["skipped_by_reason"]["frequency_cap"], 1,
+        "{c:#}"
+    );
+    assert_eq!(c["counts"]["pending"], 1, "{c:#}");
+    p.shutdown().await;
+}
