@@ -27,6 +27,8 @@ use mynah_wire::webhook::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// What an operation wants done once the lock is released.
 #[derive(Debug, Default)]
@@ -39,10 +41,17 @@ pub struct Effects {
     pub events: Vec<NewEvent>,
     /// Timers to set.
     pub timers: Vec<(Millis, Timer)>,
+    /// Whether the live feed has listeners: then `changed` is kept.
+    pub watch: bool,
+    /// Entities changed (kind, id), for the live feed; empty unless `watch`.
+    pub changed: Vec<(Kind, String)>,
 }
 
 impl Effects {
     fn put<T: Serialize>(&mut self, kind: Kind, id: &str, value: &T) {
+        if self.watch {
+            self.changed.push((kind, id.to_string()));
+        }
         if !self.persist {
             return;
         }
@@ -66,6 +75,7 @@ impl Effects {
         self.writes.extend(other.writes);
         self.events.extend(other.events);
         self.timers.extend(other.timers);
+        self.changed.extend(other.changed);
     }
 }
 
@@ -197,6 +207,13 @@ pub struct World {
     epoch: u64,
     /// Base URL of this sandbox, for media download URLs.
     pub base_url: String,
+    /// Listeners of the live feed: while there are any, effects note what they changed.
+    watch: Arc<AtomicUsize>,
+    /// Messages of each user, as positions in `order` (`order_base` is that of `order[0]`), in
+    /// arrival order: the control API pages a user's conversation without a scan.
+    by_user: HashMap<String, VecDeque<u64>>,
+    /// Position of `order[0]` in arrival order (messages leave `order` only at its front).
+    order_base: u64,
 }
 
 mod pacing;
@@ -263,6 +280,9 @@ impl World {
             template_draws: 0,
             epoch,
             base_url: String::new(),
+            watch: Arc::new(AtomicUsize::new(0)),
+            by_user: HashMap::new(),
+            order_base: 0,
         };
         let mut fx = w.fx();
         w.seed_from_config(&mut fx);
@@ -297,7 +317,7 @@ impl World {
             if let Some((_, due)) = m.next {
                 fx.timers.push((due.max(now), Timer::Message(m.id.clone())));
             }
-            w.order.push_back(m.id.clone());
+            w.push_order(&m);
             w.messages.insert(m.id.clone(), m);
         }
         for (_, json) in snapshot.take(Kind::Media) {
@@ -375,8 +395,110 @@ impl World {
     fn fx(&self) -> Effects {
         Effects {
             persist: self.persist,
+            watch: self.watch.load(Ordering::Relaxed) > 0,
             ..Effects::default()
         }
+    }
+
+    /// Shares the live feed's listener count (see [`Effects::changed`]).
+    pub fn set_watch(&mut self, listeners: Arc<AtomicUsize>) {
+        self.watch = listeners;
+    }
+
+    /// Appends a message to the arrival order and its user's index.
+    fn push_order(&mut self, m: &Message) {
+        let pos = self.order_base + self.order.len() as u64;
+        self.order.push_back(m.id.clone());
+        match self.by_user.get_mut(&m.wa_id) {
+            Some(list) => list.push_back(pos),
+            None => {
+                self.by_user.insert(m.wa_id.clone(), VecDeque::from([pos]));
+            }
+        }
+    }
+
+    /// Forgets the oldest message of the arrival order; returns its id.
+    fn pop_order(&mut self) -> Option<String> {
+        let id = self.order.pop_front()?;
+        let pos = self.order_base;
+        self.order_base += 1;
+        if let Some(m) = self.messages.get(&id)
+            && let Some(list) = self.by_user.get_mut(&m.wa_id)
+        {
+            if list.front() == Some(&pos) {
+                list.pop_front();
+            }
+            if list.is_empty() {
+                self.by_user.remove(&m.wa_id);
+            }
+        }
+        Some(id)
+    }
+
+    /// A message by its position in arrival order.
+    fn at_position(&self, pos: u64) -> Option<&Message> {
+        let i = usize::try_from(pos.checked_sub(self.order_base)?).ok()?;
+        self.order.get(i).and_then(|id| self.messages.get(id))
+    }
+
+    /// A page of messages, newest first, with their positions in arrival order: those of `wa_id`
+    /// (through its index) or all, before position `before`, that `keep` accepts, at most
+    /// `limit`. The positions are the control API's paging cursor.
+    pub fn page<F: Fn(&Message) -> bool>(
+        &self,
+        wa_id: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+        keep: F,
+    ) -> Vec<(u64, &Message)> {
+        let before = before.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return out;
+        }
+        match wa_id {
+            Some(w) => {
+                let Some(list) = self.by_user.get(w) else {
+                    return out;
+                };
+                let end = list.partition_point(|p| *p < before);
+                for pos in list.range(..end).rev() {
+                    if let Some(m) = self.at_position(*pos).filter(|m| keep(m)) {
+                        out.push((*pos, m));
+                        if out.len() == limit {
+                            break;
+                        }
+                    }
+                }
+            }
+            None => {
+                let end = usize::try_from(before.saturating_sub(self.order_base))
+                    .unwrap_or(usize::MAX)
+                    .min(self.order.len());
+                for i in (0..end).rev() {
+                    let pos = self.order_base + i as u64;
+                    if let Some(m) = self.at_position(pos).filter(|m| keep(m)) {
+                        out.push((pos, m));
+                        if out.len() == limit {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Unique users of a number's messaging limit in the rolling window now, and the limit;
+    /// `None` when the rule is off.
+    pub fn limit_use(&self, pnid: &str, now: Millis) -> Option<(usize, u32, Millis)> {
+        let limit = self.cfg.rules.messaging_limit?;
+        let used = self.reach.get(pnid).map_or(0, |(_, last)| {
+            last.values()
+                .filter(|t| now - **t < limit.window_ms)
+                .count()
+        });
+        Some((used, self.tier_of(pnid)?, limit.window_ms))
     }
 
     /// The delivery rules in force.
@@ -753,7 +875,7 @@ impl World {
             fx.timers
                 .push((now + sent_latency, Timer::Message(wamid.clone())));
         }
-        self.order.push_back(wamid.clone());
+        self.push_order(&msg);
         self.messages.insert(wamid.clone(), msg);
         if held && let Some(id) = &template_id {
             self.judge_pacing(id, now, &mut fx);
@@ -784,7 +906,7 @@ impl World {
             {
                 break;
             }
-            if let Some(id) = self.order.pop_front() {
+            if let Some(id) = self.pop_order() {
                 self.messages.remove(&id);
                 fx.write(Write::Delete {
                     kind: Kind::Message,
@@ -1219,7 +1341,7 @@ impl World {
             Some("customer service window open for 24 hours".into()),
         );
         fx.put(Kind::Message, &wamid, &msg);
-        self.order.push_back(wamid.clone());
+        self.push_order(&msg);
         self.messages.insert(wamid.clone(), msg);
         self.evict(&mut fx);
         fx.events.push(NewEvent {
@@ -1568,6 +1690,7 @@ impl World {
         let (mut fresh, first) =
             World::in_epoch(cfg, self.persist, &mut Snapshot::default(), now, epoch);
         fresh.base_url = base_url;
+        fresh.watch = self.watch.clone();
         *self = fresh;
         let mut fx = self.fx();
         fx.write(Write::Reset);

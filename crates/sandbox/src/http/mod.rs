@@ -5,6 +5,7 @@
 pub mod control;
 pub mod endpoint;
 pub mod platform;
+pub mod ui;
 
 use crate::model::Dialect;
 use crate::sandbox::Sandbox;
@@ -25,7 +26,14 @@ pub fn router(sb: Arc<Sandbox>) -> Router {
 }
 
 async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
-    let resp = if req.uri().path().starts_with("/_mynah") {
+    let path = req.uri().path();
+    if ui::is_console(path) {
+        return ui::handle(&req);
+    }
+    if path == "/" && req.method() == axum::http::Method::GET {
+        return ui::redirect_root();
+    }
+    let resp = if path.starts_with("/_mynah") {
         control::handle(sb, req).await
     } else {
         platform::handle(sb, req).await
