@@ -427,6 +427,7 @@ async fn admit<S: Store + Clone>(
         id,
         idempotency_key,
         request_hash: Some(hash.to_string()),
+        person: None,
         phone_number_id: pnid,
         to,
         category,

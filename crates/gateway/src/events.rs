@@ -976,6 +976,7 @@ mod tests {
             id: id.into(),
             idempotency_key: None,
             request_hash: None,
+            person: None,
             phone_number_id: "pn1".into(),
             to: "15550001111".into(),
             category: Category::Utility,

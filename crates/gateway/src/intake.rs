@@ -64,11 +64,13 @@ fn parse_body(body: &[u8], out: &mut Parsed) -> bool {
                     }
                     ChangeValue::UserPreferences(v) => {
                         for p in v.user_preferences {
-                            if p.value.eq_ignore_ascii_case("stop")
+                            let who = p.wa_id.or(p.user_id);
+                            if let Some(who) = who
+                                && p.value.eq_ignore_ascii_case("stop")
                                 && p.category.contains("marketing")
                             {
                                 out.opt_outs.push((
-                                    p.wa_id,
+                                    who,
                                     p.timestamp.saturating_mul(1_000),
                                     "platform:user_preferences".into(),
                                 ));
@@ -92,7 +94,9 @@ fn parse_body(body: &[u8], out: &mut Parsed) -> bool {
                 id: s.id,
                 status: s.status,
                 timestamp: s.timestamp,
-                recipient_id: s.recipient_id,
+                recipient_id: Some(s.recipient_id),
+                recipient_user_id: None,
+                recipient_parent_user_id: None,
                 biz_opaque_callback_data: None,
                 conversation: s.conversation,
                 pricing: s.pricing,
@@ -129,6 +133,7 @@ fn inbound_record(m: &RawInbound, now: Millis) -> Option<InboundRecord> {
         body: m.message.to_string(),
         timestamp: m.timestamp_secs().map_or(now, |s| s.saturating_mul(1_000)),
         received_at: now,
+        person: None,
     })
 }
 

@@ -50,6 +50,7 @@ fn msg(id: &str) -> NewMessage {
         id: id.to_string(),
         idempotency_key: None,
         request_hash: None,
+        person: None,
         phone_number_id: "pn1".into(),
         to: "15550001111".into(),
         category: Category::Utility,

@@ -472,3 +472,102 @@ async fn a_message_is_never_sent_after_its_ttl() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_redirect_fails_the_message_and_goes_nowhere() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that answers every request with a redirect to a host that counts visitors.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}/messages", elsewhere.local_addr().unwrap());
+    let visits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let v = visits.clone();
+    tokio::spawn(async move {
+        while let Ok((_s, _)) = elsewhere.accept().await {
+            v.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", upstream.local_addr().unwrap());
+    let answer = format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: {target}\r\ncontent-length: 0\r\n\r\n"
+    );
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = upstream.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65_536];
+                while let Ok(n) = sock.read(&mut buf).await {
+                    if n == 0 || sock.write_all(answer.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg.gates.template = false;
+    let mut up = mynah_gateway::upstream::UpstreamConfig::d360(&base, DEV_API_KEY);
+    up.system_proxy = false;
+    cfg.upstream = up;
+    let store = mynah_gateway::store::sqlite::SqliteStore::open(
+        None,
+        mynah_gateway::store::sqlite::SqliteOptions::default(),
+    )
+    .await
+    .unwrap();
+    let gw = mynah_gateway::Gateway::new(cfg, store.clone(), Arc::new(Clock::System)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw_base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (g, s) = (gw.clone(), stop.clone());
+    let task = tokio::spawn(async move { mynah_gateway::run(listener, g, s).await });
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let sent: Value = http
+        .post(format!("{gw_base}/v1/messages"))
+        .bearer_auth(KEY)
+        .json(&template("hello_world", "4915112345644"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sent["id"].as_str().unwrap();
+    let mut failed = Value::Null;
+    for _ in 0..2_000 {
+        let m: Value = http
+            .get(format!("{gw_base}/v1/messages/{id}"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if m["state"] == "failed" {
+            failed = m;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let event = failed["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("never failed: {failed}"))
+        .iter()
+        .find(|e| e["type"] == "failed")
+        .cloned()
+        .unwrap();
+    assert_eq!(event["detail"]["error"]["kind"], "redirect", "{event}");
+    assert!(
+        event["detail"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not followed"),
+        "{event}"
+    );
+    assert_eq!(visits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    stop.cancel();
+    let _ = task.await;
+    store.close().await;
+}

@@ -8,9 +8,10 @@ use mynah_gateway::model::{
 };
 use mynah_gateway::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use mynah_gateway::store::{
-    Change, Consent, ConversationCursor, ConversationItem, Enqueued, InboundRecord, InboxItem,
-    InboxOutcome, ListFilter, NewEvent, NewMessage, PARKED_TEMPLATE_PAUSED, Prunable, Pruned,
-    StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
+    Change, Consent, ConversationCursor, ConversationItem, Enqueued, IdKind, IdentityUpdate,
+    InboundRecord, InboxItem, InboxOutcome, ListFilter, NewEvent, NewMessage,
+    PARKED_TEMPLATE_PAUSED, Prunable, Pruned, Sighting, StatusApplied, StatusUpdate, Store,
+    StoreError, TemplateRecord, TemplateRef, kind,
 };
 use serde_json::json;
 use std::collections::HashSet;
@@ -70,6 +71,7 @@ fn msg(id: &str) -> NewMessage {
         id: id.to_string(),
         idempotency_key: None,
         request_hash: None,
+        person: None,
         phone_number_id: "pn1".into(),
         to: "15550001111".into(),
         category: Category::Utility,
@@ -225,6 +227,7 @@ async fn records_round_trip<S: Store + Clone>(s: S) {
         metadata: Some(r#"{"campaign":"c1"}"#.into()),
         idempotency_key: Some("idem".into()),
         request_hash: Some("h1".into()),
+        person: None,
         deadline: T0 + 60_000,
         created_at: T0 - 5,
         ..of_template("r1", "promo", "en_US")
@@ -1403,6 +1406,7 @@ fn inbound(id: &str, from: &str, at: Millis) -> InboundRecord {
         body: format!(r#"{{"from":"{from}","id":"{id}","type":"text","text":{{"body":"hi"}}}}"#),
         timestamp: at - 1_000,
         received_at: at,
+        person: None,
     }
 }
 
@@ -1575,6 +1579,259 @@ async fn parked_messages_expire_at_their_deadline<S: Store + Clone>(s: S) {
     );
 }
 
+async fn people_are_known_by_phone_bsuid_or_both<S: Store + Clone>(s: S) {
+    assert_eq!(s.resolve("4915100000001").await.unwrap(), None);
+    let a = s
+        .person_key("4915100000001", IdKind::Phone, T0)
+        .await
+        .unwrap();
+    assert!(a.starts_with("ct_"), "{a}");
+    assert_eq!(
+        s.person_key("4915100000001", IdKind::Phone, T0)
+            .await
+            .unwrap(),
+        a
+    );
+    assert_eq!(
+        s.resolve("4915100000001").await.unwrap().as_deref(),
+        Some(a.as_str())
+    );
+    assert_eq!(
+        s.resolve(&a).await.unwrap().as_deref(),
+        Some(a.as_str()),
+        "a key names itself"
+    );
+    // A webhook shows the phone with its BSUID and a profile: one person.
+    let seen = Sighting {
+        wa_id: Some("4915100000001".into()),
+        user_id: Some("DE.1000000000000001".into()),
+        profile_name: Some("Ana".into()),
+        at: T0 + 1,
+        ..Sighting::default()
+    };
+    assert_eq!(s.learn(vec![seen]).await.unwrap(), vec![Some(a.clone())]);
+    assert_eq!(
+        s.resolve("DE.1000000000000001").await.unwrap().as_deref(),
+        Some(a.as_str())
+    );
+    // Later only the BSUID, now with a username.
+    let later = Sighting {
+        user_id: Some("DE.1000000000000001".into()),
+        username: Some("ana.k".into()),
+        at: T0 + 2,
+        ..Sighting::default()
+    };
+    assert_eq!(
+        s.learn(vec![later, Sighting::default()]).await.unwrap(),
+        vec![Some(a.clone()), None]
+    );
+    let p = s.person("DE.1000000000000001").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            p.key.as_str(),
+            p.wa_id.as_deref(),
+            p.user_id.as_deref(),
+            p.username.as_deref(),
+            p.profile_name.as_deref()
+        ),
+        (
+            a.as_str(),
+            Some("4915100000001"),
+            Some("DE.1000000000000001"),
+            Some("ana.k"),
+            Some("Ana")
+        )
+    );
+    let ids = s.identifiers(&a).await.unwrap();
+    assert_eq!(
+        ids,
+        vec![
+            ("4915100000001".to_string(), IdKind::Phone),
+            ("DE.1000000000000001".to_string(), IdKind::UserId)
+        ]
+    );
+    // Someone known only by BSUID.
+    let b = s
+        .learn(vec![Sighting {
+            user_id: Some("DE.2000000000000002".into()),
+            at: T0 + 3,
+            ..Sighting::default()
+        }])
+        .await
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    assert_ne!(a, b);
+    assert_eq!(s.person("4915199999999").await.unwrap(), None);
+}
+
+async fn one_sighting_of_two_people_merges_them<S: Store + Clone>(s: S) {
+    let consent = |who: &str, status, recorded_at| Consent {
+        wa_id: who.into(),
+        category: Category::Marketing,
+        status,
+        source: "t".into(),
+        evidence: None,
+        at: recorded_at,
+        recorded_at,
+    };
+    // Known by phone (opted in first), and by BSUID only (opted out later, wrote in).
+    let by_phone = s
+        .person_key("4915100000003", IdKind::Phone, T0)
+        .await
+        .unwrap();
+    let by_bsuid = s
+        .person_key("DE.3000000000000003", IdKind::UserId, T0 + 1)
+        .await
+        .unwrap();
+    s.put_consents(vec![
+        consent(&by_phone, ConsentStatus::OptedIn, T0 + 10),
+        consent(&by_bsuid, ConsentStatus::OptedOut, T0 + 20),
+        Consent {
+            category: Category::Utility,
+            ..consent(&by_bsuid, ConsentStatus::OptedIn, T0 + 21)
+        },
+    ])
+    .await
+    .unwrap();
+    s.note_inbound(vec![("pn1".into(), by_bsuid.clone(), T0 + 30)])
+        .await
+        .unwrap();
+    // One webhook names both: the older person stays, the other's state moves in.
+    let merged = s
+        .learn(vec![Sighting {
+            wa_id: Some("4915100000003".into()),
+            user_id: Some("DE.3000000000000003".into()),
+            at: T0 + 40,
+            ..Sighting::default()
+        }])
+        .await
+        .unwrap();
+    assert_eq!(merged, vec![Some(by_phone.clone())]);
+    assert_eq!(
+        s.resolve("DE.3000000000000003").await.unwrap(),
+        Some(by_phone.clone())
+    );
+    assert_eq!(
+        s.resolve(&by_bsuid).await.unwrap(),
+        None,
+        "the other key is gone"
+    );
+    let current = s.consents(&by_phone).await.unwrap();
+    let statuses: Vec<_> = current.iter().map(|c| (c.category, c.status)).collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (Category::Marketing, ConsentStatus::OptedOut),
+            (Category::Utility, ConsentStatus::OptedIn)
+        ],
+        "the later-recorded consent wins"
+    );
+    assert!(s.consents(&by_bsuid).await.unwrap().is_empty());
+    assert_eq!(s.consent_history(&by_phone).await.unwrap().len(), 3);
+    assert_eq!(
+        s.last_inbound("pn1", &by_phone).await.unwrap(),
+        Some(T0 + 30)
+    );
+    let kinds: Vec<String> = s
+        .identity_history(&by_phone)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.kind)
+        .collect();
+    assert!(kinds.contains(&"merged".to_string()), "{kinds:?}");
+}
+
+async fn identity_changes_keep_the_person<S: Store + Clone>(s: S) {
+    let key = s
+        .learn(vec![Sighting {
+            wa_id: Some("4915100000004".into()),
+            user_id: Some("DE.4000000000000004".into()),
+            at: T0,
+            ..Sighting::default()
+        }])
+        .await
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    s.put_consents(vec![Consent {
+        wa_id: key.clone(),
+        category: Category::Marketing,
+        status: ConsentStatus::OptedIn,
+        source: "t".into(),
+        evidence: None,
+        at: T0,
+        recorded_at: T0,
+    }])
+    .await
+    .unwrap();
+    // The BSUID changes (user_id_update).
+    let after = s
+        .change_identity(IdentityUpdate {
+            previous_user_id: Some("DE.4000000000000004".into()),
+            user_id: Some("DE.4100000000000004".into()),
+            source: "webhook:user_id_update".into(),
+            at: T0 + 1,
+            ..IdentityUpdate::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after, key);
+    assert_eq!(
+        s.resolve("DE.4100000000000004").await.unwrap(),
+        Some(key.clone())
+    );
+    assert_eq!(
+        s.consents(&key).await.unwrap().len(),
+        1,
+        "consent carried over"
+    );
+    // A new phone: the old one no longer names this person (numbers are recycled).
+    s.change_identity(IdentityUpdate {
+        previous_user_id: Some("DE.4100000000000004".into()),
+        previous_wa_id: Some("4915100000004".into()),
+        wa_id: Some("4915100000044".into()),
+        user_id: Some("DE.4200000000000004".into()),
+        source: "webhook:system".into(),
+        at: T0 + 2,
+        ..IdentityUpdate::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.resolve("4915100000004").await.unwrap(), None);
+    assert_eq!(s.resolve("4915100000044").await.unwrap(), Some(key.clone()));
+    let p = s.person(&key).await.unwrap().unwrap();
+    assert_eq!(
+        (p.wa_id.as_deref(), p.user_id.as_deref()),
+        (Some("4915100000044"), Some("DE.4200000000000004"))
+    );
+    let kinds: Vec<String> = s
+        .identity_history(&key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.kind)
+        .collect();
+    assert!(
+        kinds.contains(&"user_id_changed".to_string())
+            && kinds.contains(&"number_changed".to_string()),
+        "{kinds:?}"
+    );
+    // Nobody known by the previous ids: the change creates the person.
+    let fresh = s
+        .change_identity(IdentityUpdate {
+            previous_user_id: Some("DE.5000000000000005".into()),
+            user_id: Some("DE.5100000000000005".into()),
+            source: "t".into(),
+            at: T0 + 3,
+            ..IdentityUpdate::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.resolve("DE.5100000000000005").await.unwrap(), Some(fresh));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Every check against every backend.
 
@@ -1629,4 +1886,7 @@ conformance!(
     conversation_pages_newest_first,
     cancel_only_what_is_queued,
     parked_messages_expire_at_their_deadline,
+    people_are_known_by_phone_bsuid_or_both,
+    one_sighting_of_two_people_merges_them,
+    identity_changes_keep_the_person,
 );

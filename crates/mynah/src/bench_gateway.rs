@@ -629,6 +629,7 @@ async fn seed(rig: &Rig, n: u64) -> Result<(), String> {
                 id: format!("msg_bench{k:08}"),
                 idempotency_key: None,
                 request_hash: None,
+                person: None,
                 phone_number_id: DEV_PHONE_NUMBER_ID.to_string(),
                 to: (FIRST_RECIPIENT + k).to_string(),
                 category: Category::Utility,

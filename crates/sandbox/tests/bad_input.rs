@@ -509,15 +509,15 @@ async fn invalid_messages_get_their_codes() {
             let h = &h;
             async move { raw(h, Method::POST, &path, &[cred, JSON], body(&v)).await }
         };
-        // Missing `to` → 131008 naming it.
+        // Neither `to` nor `recipient` → 100 naming `to` (since BSUIDs, 2026).
         let a = send(
             json!({ "messaging_product": "whatsapp", "type": "text", "text": { "body": "hi" } }),
         )
         .await;
-        let details = refused(&a, 400, 131008, &format!("{name}: no to"));
-        assert!(details.contains("to"), "{details}");
+        let details = refused(&a, 400, 100, &format!("{name}: no to"));
+        assert!(details.contains("parameter to is required"), "{details}");
         let a = send(json!({ "messaging_product": "whatsapp", "to": "", "type": "text", "text": { "body": "hi" } })).await;
-        refused(&a, 400, 131008, &format!("{name}: blank to"));
+        refused(&a, 400, 100, &format!("{name}: blank to"));
         // Missing messaging_product → 131008; a wrong one → 100.
         let a = send(json!({ "to": TO, "type": "text", "text": { "body": "hi" } })).await;
         let details = refused(&a, 400, 131008, &format!("{name}: no messaging_product"));

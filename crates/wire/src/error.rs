@@ -135,6 +135,8 @@ error_table! {
     MediaDownloadError = 131052, 400, Graph, Async, Fix, "Media download error", "Unable to download the media sent by the user.";
     MediaUploadError = 131053, 400, Graph, Both, Fix, "Media upload error", "Unable to upload the media used in the message.";
     MethodNotAllowed = 131055, 400, Graph, Sync, Fix, "Method not allowed", "The method is not allowed for this endpoint.";
+    BsuidNotSupported = 131062, 400, Graph, Sync, Alt, "Business-scoped User ID (BSUID) recipients are not supported for this message.", "You can only send this message to a phone number: authentication templates with one-tap, zero-tap or copy-code buttons (and marketing messages with a bid_spec) cannot be addressed by a business-scoped user id.";
+    MarketingDisabledOnCloudApi = 131063, 400, Graph, Sync, Fix, "Marketing templates disabled for Cloud API", "Marketing templates cannot be sent this way for this phone number: send them through the Marketing Messages API (or enable marketing messages on the Cloud API).";
     MaintenanceMode = 131057, 500, Graph, Sync, Backoff, "Account in maintenance mode", "The business account is in maintenance mode, for example during a throughput upgrade.";
     TemplateParamCountMismatch = 132000, 400, Graph, Sync, Fix, "Number of parameters does not match the expected number of params", "The number of variable parameter values does not match the number of variables defined in the template.";
     TemplateDoesNotExist = 132001, 404, Graph, Sync, Fix, "Template name does not exist in the translation", "The template does not exist in the specified language or has not been approved.";

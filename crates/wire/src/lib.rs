@@ -11,7 +11,9 @@ pub mod phone;
 pub mod reply;
 pub mod response;
 pub mod template;
+pub mod user_id;
 pub mod webhook;
 
 pub use error::{ApiError, ErrorCode};
 pub use phone::WaId;
+pub use user_id::UserId;

@@ -78,8 +78,11 @@ pub struct SendReply {
     pub wamid: String,
     /// `contacts[0].wa_id`, the recipient's WhatsApp id (absent in some older answers).
     pub wa_id: Option<String>,
-    /// `contacts[0].input`, the `to` as sent.
+    /// `contacts[0].input`, the `to` (or `recipient`) as sent.
     pub input: Option<String>,
+    /// `contacts[0].user_id`, the business-scoped user id a message addressed by one went to
+    /// (such answers carry no `wa_id`).
+    pub user_id: Option<String>,
     /// `messages[0].message_status`; absent (or a value this crate does not know) is `None`,
     /// which senders treat as `accepted` (spec §3.1).
     pub message_status: Option<MessageStatus>,
@@ -118,6 +121,7 @@ pub fn parse_send_reply(body: &[u8]) -> Result<SendReply, ReplyError> {
         wamid,
         wa_id: contact.and_then(|c| c.get("wa_id")).and_then(string),
         input: contact.and_then(|c| c.get("input")).and_then(string),
+        user_id: contact.and_then(|c| c.get("user_id")).and_then(string),
         message_status: message
             .get("message_status")
             .and_then(Value::as_str)

@@ -15,14 +15,37 @@ pub struct SendResponse {
 }
 
 impl SendResponse {
-    /// A response for one recipient and one message.
+    /// A response for one recipient addressed by phone number and one message.
     pub fn new(input: &str, wa_id: &str, wamid: &str, status: MessageStatus) -> SendResponse {
+        Self::with_contact(
+            ResponseContact {
+                input: input.to_string(),
+                wa_id: Some(wa_id.to_string()),
+                user_id: None,
+            },
+            wamid,
+            status,
+        )
+    }
+
+    /// A response for one recipient addressed by business-scoped user id (or parent BSUID):
+    /// `contacts[].user_id`, no `wa_id` (2026 note §1.6).
+    pub fn to_user(input: &str, user_id: &str, wamid: &str, status: MessageStatus) -> SendResponse {
+        Self::with_contact(
+            ResponseContact {
+                input: input.to_string(),
+                wa_id: None,
+                user_id: Some(user_id.to_string()),
+            },
+            wamid,
+            status,
+        )
+    }
+
+    fn with_contact(contact: ResponseContact, wamid: &str, status: MessageStatus) -> SendResponse {
         SendResponse {
             messaging_product: "whatsapp".to_string(),
-            contacts: vec![ResponseContact {
-                input: input.to_string(),
-                wa_id: wa_id.to_string(),
-            }],
+            contacts: vec![contact],
             messages: vec![ResponseMessage {
                 id: wamid.to_string(),
                 message_status: Some(status),
@@ -60,13 +83,18 @@ impl SendResponse {
     }
 }
 
-/// `contacts[]` of a send response.
+/// `contacts[]` of a send response: `wa_id` for a message addressed by phone number, `user_id`
+/// (never `wa_id`) for one addressed by business-scoped user id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResponseContact {
-    /// The `to` value as sent.
+    /// The `to` (or `recipient`) value as sent.
     pub input: String,
     /// The user's WhatsApp id.
-    pub wa_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// The business-scoped user id (or parent BSUID) the message was addressed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
 }
 
 /// `messages[]` of a send response.

@@ -77,6 +77,8 @@ impl<'de> Deserialize<'de> for Change {
 pub enum ChangeValue {
     /// `field: user_preferences` (tried first: it also carries `metadata`).
     UserPreferences(UserPreferencesValue),
+    /// `field: user_id_update` (a user's business-scoped user id changed).
+    UserIdUpdate(UserIdUpdateValue),
     /// `field: messages` (inbound messages, statuses, or errors).
     Messages(Box<MessagesValue>),
     /// `field: message_template_status_update`.
@@ -106,6 +108,7 @@ impl ChangeValue {
         let typed = match field {
             "messages" => parse(&value).map(|v| ChangeValue::Messages(Box::new(v))),
             "user_preferences" => parse(&value).map(ChangeValue::UserPreferences),
+            "user_id_update" => parse(&value).map(ChangeValue::UserIdUpdate),
             "message_template_status_update" => parse(&value).map(ChangeValue::TemplateStatus),
             "message_template_quality_update" => parse(&value).map(ChangeValue::TemplateQuality),
             "phone_number_quality_update" => parse(&value).map(ChangeValue::PhoneNumberQuality),
@@ -149,20 +152,33 @@ pub struct Metadata {
     pub phone_number_id: String,
 }
 
-/// `contacts[]`: a user's profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `contacts[]`: a user's profile and ids (2026 note §1.4, §1.5). Each id is left out, not
+/// empty, when the platform does not send it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Contact {
-    /// The profile.
-    pub profile: Profile,
-    /// The user's `wa_id`.
-    pub wa_id: String,
+    /// The profile (absent on failed statuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    /// The user's `wa_id`: only when the phone number may be shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// The business-scoped user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The parent BSUID (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<String>,
 }
 
 /// `profile`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Profile {
     /// The user's WhatsApp name.
+    #[serde(default)]
     pub name: String,
+    /// The user's username (without `@`), when they have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
 }
 
 /// The status of an outbound message.
@@ -209,8 +225,16 @@ pub struct Status {
     pub status: StatusKind,
     /// Unix seconds, as a string.
     pub timestamp: String,
-    /// The user's `wa_id`.
-    pub recipient_id: String,
+    /// The user's `wa_id`: only when the phone number may be shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_id: Option<String>,
+    /// The user's business-scoped user id (left out of failed statuses of phone-addressed
+    /// messages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_user_id: Option<String>,
+    /// The user's parent BSUID (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_parent_user_id: Option<String>,
     /// Echo of the send's `biz_opaque_callback_data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub biz_opaque_callback_data: Option<String>,
@@ -272,7 +296,7 @@ impl OnPremStatus {
     pub fn from_status(s: &Status) -> OnPremStatus {
         OnPremStatus {
             id: s.id.clone(),
-            recipient_id: s.recipient_id.clone(),
+            recipient_id: s.recipient_id.clone().unwrap_or_default(),
             status: s.status,
             timestamp: s.timestamp.clone(),
             conversation: s.conversation.clone(),
@@ -330,8 +354,15 @@ pub struct InboundMessage {
     /// Reply, forward or product-enquiry context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<InboundContext>,
-    /// The user's `wa_id`.
-    pub from: String,
+    /// The user's `wa_id`: only when the phone number may be shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The user's business-scoped user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_user_id: Option<String>,
+    /// The user's parent BSUID (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_parent_user_id: Option<String>,
     /// The message's wamid.
     pub id: String,
     /// Unix seconds, as a string.
@@ -575,8 +606,15 @@ pub struct UserPreferencesValue {
 /// One `user_preferences[]` item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserPreference {
-    /// The user.
-    pub wa_id: String,
+    /// The user's phone number: only when it may be shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// The user's business-scoped user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The user's parent BSUID (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<String>,
     /// Human-readable detail.
     pub detail: String,
     /// `marketing_messages`.
@@ -585,6 +623,68 @@ pub struct UserPreference {
     pub value: String,
     /// Unix seconds (an integer here).
     pub timestamp: i64,
+}
+
+/// `value` of a `user_id_update` change (2026 note §1.8): a user changed phone number, and with
+/// it their business-scoped user id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserIdUpdateValue {
+    /// Always `whatsapp`.
+    pub messaging_product: String,
+    /// The business number.
+    pub metadata: Metadata,
+    /// The user (profile, and `wa_id` when the phone may be shared).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<Contact>,
+    /// The changes.
+    pub user_id_update: Vec<UserIdUpdate>,
+}
+
+/// One `user_id_update[]` item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserIdUpdate {
+    /// The user's (new) phone number: only when it may be shared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// `User id for <NAME> has been updated.`
+    pub detail: String,
+    /// The business-scoped user id before and after.
+    pub user_id: IdChange,
+    /// The parent BSUID before and after (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<IdChange>,
+    /// Unix seconds, as a string.
+    pub timestamp: String,
+}
+
+/// `{"previous", "current"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdChange {
+    /// The id before.
+    pub previous: String,
+    /// The id now.
+    pub current: String,
+}
+
+/// The `system` object of a `system` inbound message that reports a user's new phone number or
+/// business-scoped user id (2026 note §1.8): `user_changed_number` carries the new `wa_id`,
+/// `user_changed_user_id` no phone number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemChange {
+    /// `User <NAME> changed from <OLD> to <NEW>`.
+    pub body: String,
+    /// The new phone number (`user_changed_number` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wa_id: Option<String>,
+    /// The new business-scoped user id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The new parent BSUID (portfolios enrolled in parent ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_user_id: Option<String>,
+    /// `user_changed_number` or `user_changed_user_id`.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// `value` of a `message_template_status_update` change.
@@ -709,6 +809,8 @@ pub struct RawInbound {
     pub phone_number_id: String,
     /// The sender's profile name from `contacts[]`.
     pub profile_name: Option<String>,
+    /// The sender's entry of `contacts[]`, untouched.
+    pub contact: Option<serde_json::Value>,
     /// The message object, untouched (every field, every type, known or not).
     pub message: serde_json::Value,
 }
@@ -725,9 +827,42 @@ impl RawInbound {
         self.str_at("/id")
     }
 
-    /// `from`: the user's `wa_id`.
+    /// `from`: the user's `wa_id` (absent when the platform withholds the phone).
     pub fn from(&self) -> Option<&str> {
         self.str_at("/from")
+    }
+
+    /// The sender's business-scoped user id (`from_user_id`, or the contact's `user_id`).
+    pub fn from_user_id(&self) -> Option<&str> {
+        self.str_at("/from_user_id").or_else(|| {
+            self.contact
+                .as_ref()?
+                .get("user_id")
+                .and_then(serde_json::Value::as_str)
+        })
+    }
+
+    /// The sender's parent BSUID, when the portfolio is enrolled.
+    pub fn from_parent_user_id(&self) -> Option<&str> {
+        self.str_at("/from_parent_user_id").or_else(|| {
+            self.contact
+                .as_ref()?
+                .get("parent_user_id")
+                .and_then(serde_json::Value::as_str)
+        })
+    }
+
+    /// The sender's username, when they have one.
+    pub fn username(&self) -> Option<&str> {
+        self.contact
+            .as_ref()?
+            .pointer("/profile/username")
+            .and_then(serde_json::Value::as_str)
+    }
+
+    /// Who sent it: the phone when given, else the BSUID.
+    pub fn sender(&self) -> Option<&str> {
+        self.from().or_else(|| self.from_user_id())
     }
 
     /// `type`.
@@ -784,12 +919,18 @@ pub fn raw_inbound(body: &[u8]) -> Vec<RawInbound> {
             let contacts = value.get("contacts").and_then(serde_json::Value::as_array);
             let messages = value.get("messages").and_then(serde_json::Value::as_array);
             for m in messages.into_iter().flatten() {
-                let from = m.get("from").and_then(serde_json::Value::as_str);
+                let str_of = |v: &serde_json::Value, k: &str| {
+                    v.get(k)
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string)
+                };
+                let from = str_of(m, "from");
+                let from_user = str_of(m, "from_user_id");
                 let contact = contacts.and_then(|cs| {
                     cs.iter()
                         .find(|c| {
-                            from.is_some()
-                                && c.get("wa_id").and_then(serde_json::Value::as_str) == from
+                            (from.is_some() && str_of(c, "wa_id") == from)
+                                || (from_user.is_some() && str_of(c, "user_id") == from_user)
                         })
                         .or_else(|| (cs.len() == 1).then(|| &cs[0]))
                 });
@@ -800,9 +941,180 @@ pub fn raw_inbound(body: &[u8]) -> Vec<RawInbound> {
                 out.push(RawInbound {
                     phone_number_id: pnid.to_string(),
                     profile_name,
+                    contact: contact.cloned(),
                     message: m.clone(),
                 });
             }
+        }
+    }
+    out
+}
+
+/// What a webhook said about one user's identifiers at once (a `contacts[]` entry, a status's
+/// recipient fields, a `user_preferences` item): the ones given belong to one person.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawIdentity {
+    /// Phone digits.
+    pub wa_id: Option<String>,
+    /// Business-scoped user id.
+    pub user_id: Option<String>,
+    /// Parent BSUID.
+    pub parent_user_id: Option<String>,
+    /// Username.
+    pub username: Option<String>,
+    /// Profile name.
+    pub profile_name: Option<String>,
+}
+
+/// A user's identifiers changed (`user_id_update`, or a `system` message
+/// `user_changed_number` / `user_changed_user_id`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawIdentityUpdate {
+    /// The BSUID before.
+    pub previous_user_id: Option<String>,
+    /// The phone before (a system message's `from`).
+    pub previous_wa_id: Option<String>,
+    /// The BSUID now.
+    pub user_id: Option<String>,
+    /// The parent BSUID now.
+    pub parent_user_id: Option<String>,
+    /// The phone now (`user_changed_number`, or the update's `wa_id`).
+    pub wa_id: Option<String>,
+    /// Where: `user_id_update` or `system:<type>`.
+    pub source: String,
+    /// Unix seconds, when given.
+    pub timestamp: Option<i64>,
+}
+
+fn s_at(v: &serde_json::Value, pointer: &str) -> Option<String> {
+    v.pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Every change value of a webhook body with its field.
+fn change_values(v: &serde_json::Value) -> Vec<(&str, &serde_json::Value)> {
+    let mut out = Vec::new();
+    let entries = v.get("entry").and_then(serde_json::Value::as_array);
+    for entry in entries.into_iter().flatten() {
+        let changes = entry.get("changes").and_then(serde_json::Value::as_array);
+        for change in changes.into_iter().flatten() {
+            if let (Some(field), Some(value)) = (
+                change.get("field").and_then(serde_json::Value::as_str),
+                change.get("value"),
+            ) {
+                out.push((field, value));
+            }
+        }
+    }
+    out
+}
+
+/// Every set of identifiers a webhook body names together: the `contacts[]` of messages and
+/// statuses, the recipient fields of statuses, `user_preferences` items. A body that is not a
+/// platform envelope yields none.
+pub fn raw_identities(body: &[u8]) -> Vec<RawIdentity> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (field, value) in change_values(&v) {
+        if field != "messages" && field != "user_preferences" {
+            continue;
+        }
+        let contacts = value.get("contacts").and_then(serde_json::Value::as_array);
+        for c in contacts.into_iter().flatten() {
+            out.push(RawIdentity {
+                wa_id: s_at(c, "/wa_id"),
+                user_id: s_at(c, "/user_id"),
+                parent_user_id: s_at(c, "/parent_user_id"),
+                username: s_at(c, "/profile/username"),
+                profile_name: s_at(c, "/profile/name"),
+            });
+        }
+        let statuses = value.get("statuses").and_then(serde_json::Value::as_array);
+        for st in statuses.into_iter().flatten() {
+            out.push(RawIdentity {
+                wa_id: s_at(st, "/recipient_id"),
+                user_id: s_at(st, "/recipient_user_id"),
+                parent_user_id: s_at(st, "/recipient_parent_user_id"),
+                ..RawIdentity::default()
+            });
+        }
+        let prefs = value
+            .get("user_preferences")
+            .and_then(serde_json::Value::as_array);
+        for p in prefs.into_iter().flatten() {
+            out.push(RawIdentity {
+                wa_id: s_at(p, "/wa_id"),
+                user_id: s_at(p, "/user_id"),
+                parent_user_id: s_at(p, "/parent_user_id"),
+                ..RawIdentity::default()
+            });
+        }
+    }
+    out.retain(|i| i.wa_id.is_some() || i.user_id.is_some() || i.parent_user_id.is_some());
+    out
+}
+
+/// Every change of a user's identifiers a webhook body reports.
+pub fn raw_identity_updates(body: &[u8]) -> Vec<RawIdentityUpdate> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (field, value) in change_values(&v) {
+        match field {
+            "user_id_update" => {
+                let items = value
+                    .get("user_id_update")
+                    .and_then(serde_json::Value::as_array);
+                for u in items.into_iter().flatten() {
+                    out.push(RawIdentityUpdate {
+                        previous_user_id: s_at(u, "/user_id/previous"),
+                        user_id: s_at(u, "/user_id/current"),
+                        parent_user_id: s_at(u, "/parent_user_id/current"),
+                        wa_id: s_at(u, "/wa_id"),
+                        previous_wa_id: None,
+                        source: "user_id_update".to_string(),
+                        timestamp: u
+                            .get("timestamp")
+                            .and_then(|t| t.as_i64().or_else(|| t.as_str()?.parse().ok())),
+                    });
+                }
+            }
+            "messages" => {
+                let messages = value.get("messages").and_then(serde_json::Value::as_array);
+                for m in messages.into_iter().flatten() {
+                    if m.get("type").and_then(serde_json::Value::as_str) != Some("system") {
+                        continue;
+                    }
+                    let kind = s_at(m, "/system/type").unwrap_or_default();
+                    let changed_number =
+                        kind == "user_changed_number" || kind == "customer_changed_number";
+                    if !changed_number && kind != "user_changed_user_id" {
+                        continue;
+                    }
+                    let previous_user_id = s_at(m, "/from_user_id");
+                    out.push(RawIdentityUpdate {
+                        previous_user_id,
+                        previous_wa_id: s_at(m, "/from"),
+                        user_id: s_at(m, "/system/user_id"),
+                        parent_user_id: s_at(m, "/system/parent_user_id"),
+                        wa_id: if changed_number {
+                            s_at(m, "/system/wa_id").or_else(|| s_at(m, "/system/new_wa_id"))
+                        } else {
+                            None
+                        },
+                        source: format!("system:{kind}"),
+                        timestamp: m
+                            .get("timestamp")
+                            .and_then(|t| t.as_i64().or_else(|| t.as_str()?.parse().ok())),
+                    });
+                }
+            }
+            _ => {}
         }
     }
     out
@@ -924,7 +1236,9 @@ mod tests {
             id: "wamid.A".into(),
             status: StatusKind::Sent,
             timestamp: "1".into(),
-            recipient_id: "491".into(),
+            recipient_id: Some("491".into()),
+            recipient_user_id: Some("DE.1502576394655843".into()),
+            recipient_parent_user_id: None,
             biz_opaque_callback_data: None,
             conversation: None,
             pricing: Some(Pricing {

@@ -1315,8 +1315,9 @@ fn envelope_cases() -> Vec<Case> {
             100,
             "messaging_product",
         ),
-        case("to missing", TEXT, vec![Remove("/to")], 131008, "to"),
-        case("to empty", TEXT, vec![Set("/to", json!(""))], 131008, "to"),
+        // 2026: `to` or `recipient`; with neither, 100 "The parameter to is required."
+        case("to missing", TEXT, vec![Remove("/to")], 100, "to"),
+        case("to empty", TEXT, vec![Set("/to", json!(""))], 100, "to"),
         case(
             "to not a number",
             TEXT,
@@ -2477,4 +2478,171 @@ fn deep_nesting_is_rejected_without_overflowing_the_stack() {
         })
         .expect("thread spawns");
     handle.join().expect("no stack overflow");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addressing by business-scoped user id (2026 note §1.6).
+
+fn send_as(body: Value, flavor: BodyFlavor) -> Result<SendMessage, ApiError> {
+    match parse_request(body.to_string().as_bytes(), flavor)? {
+        Request::Send(s) => Ok(*s),
+        Request::MarkRead(_) => panic!("a send"),
+    }
+}
+
+#[test]
+fn recipient_and_to() {
+    use mynah_wire::message::Recipient;
+    let text = |extra: Value| {
+        let mut b =
+            json!({ "messaging_product": "whatsapp", "type": "text", "text": { "body": "hi" } });
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    // recipient alone: a BSUID, echoed as input; serialises back as `recipient`.
+    let s = send_as(
+        text(json!({ "recipient": "DE.1502576394655843" })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap();
+    assert_eq!(s.to_input, "DE.1502576394655843");
+    assert!(matches!(&s.to, Recipient::User(u) if u.as_str() == "DE.1502576394655843"));
+    assert_eq!(s.to.phone(), None);
+    let back = serde_json::to_value(&s).unwrap();
+    assert_eq!(back["recipient"], "DE.1502576394655843");
+    assert!(back.get("to").is_none(), "{back}");
+    assert_eq!(send_as(back, BodyFlavor::Cloud).unwrap(), s);
+    // A parent BSUID too; recipient_type individual is fine.
+    let s = send_as(
+        text(json!({ "recipient": "DE.ENT.11815799212886844830", "recipient_type": "individual" })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap();
+    assert!(s.to.user_id().is_some_and(|u| u.is_parent()));
+    // Both: `to` wins, the response will be a phone send's.
+    let s = send_as(
+        text(json!({ "to": "+49 151 12345678", "recipient": "DE.1502576394655843" })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap();
+    assert_eq!(s.to_input, "+49 151 12345678");
+    assert_eq!(s.to.phone().map(|w| w.as_str()), Some("4915112345678"));
+    // Neither: 100 "The parameter to is required."
+    let e = send_as(text(json!({})), BodyFlavor::Cloud).unwrap_err();
+    assert_eq!(
+        (e.code.code(), e.details.as_ref()),
+        (100, "The parameter to is required.")
+    );
+    let e = send_as(
+        text(json!({ "to": " ", "recipient": "" })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap_err();
+    assert_eq!(e.code.code(), 100);
+    // A malformed BSUID: 100 naming recipient.
+    let e = send_as(
+        text(json!({ "recipient": "user.12345" })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap_err();
+    assert_eq!(e.code.code(), 100);
+    assert!(e.details.contains("recipient"), "{}", e.details);
+    // recipient_type other than individual/group: 100.
+    let e = send_as(
+        text(json!({ "recipient": "DE.1502576394655843", "recipient_type": "business_scoped_user_id" })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap_err();
+    assert_eq!(e.code.code(), 100);
+    assert!(e.details.contains("recipient_type"), "{}", e.details);
+    // A BSUID in `to`: kept apart, for the receiver to decide.
+    let s = send_as(
+        text(json!({ "to": "DE.1502576394655843" })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap();
+    assert!(matches!(&s.to, Recipient::UserInTo(_)));
+    assert_eq!(
+        send_as(serde_json::to_value(&s).unwrap(), BodyFlavor::Cloud).unwrap(),
+        s
+    );
+    // On-Premises reads `to` only: without it, 131008 as before.
+    let mut onprem = text(json!({ "recipient": "DE.1502576394655843" }));
+    onprem.as_object_mut().unwrap().remove("messaging_product");
+    let e = send_as(onprem, BodyFlavor::OnPrem).unwrap_err();
+    assert_eq!(e.code.code(), 131008);
+}
+
+#[test]
+fn messaging_account_ids() {
+    let body = |extra: Value| {
+        let mut b: Value = serde_json::from_str(TEXT).unwrap();
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let s = send_as(
+        body(json!({ "messaging_account_id": "102290129340398" })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap();
+    assert_eq!(s.messaging_account_id.as_deref(), Some("102290129340398"));
+    let s = send_as(
+        body(json!({ "paid_messaging_account_id": 7 })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap();
+    assert_eq!(
+        s.messaging_account_id.as_deref(),
+        Some("7"),
+        "the deprecated alias"
+    );
+    let s = send_as(
+        body(json!({ "messaging_account_id": "1", "paid_messaging_account_id": "2" })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap();
+    assert_eq!(
+        s.messaging_account_id.as_deref(),
+        Some("1"),
+        "messaging_account_id wins"
+    );
+    assert_eq!(
+        send_as(serde_json::to_value(&s).unwrap(), BodyFlavor::Cloud).unwrap(),
+        s
+    );
+    let e = send_as(
+        body(json!({ "messaging_account_id": "abc" })),
+        BodyFlavor::Cloud,
+    )
+    .unwrap_err();
+    assert_eq!(e.code.code(), 100);
+    assert!(e.details.contains("messaging_account_id"), "{}", e.details);
+}
+
+#[test]
+fn marketing_messages_bodies() {
+    use mynah_wire::message::{ProductPolicy, parse_marketing};
+    let t = json!({ "messaging_product": "whatsapp", "recipient": "DE.1502576394655843", "type": "template",
+        "template": { "name": "spring_sale", "language": { "code": "en_US" } },
+        "product_policy": "strict", "message_activity_sharing": true });
+    let m = parse_marketing(t.to_string().as_bytes()).unwrap();
+    assert_eq!(m.product_policy, ProductPolicy::Strict);
+    assert_eq!(m.message_activity_sharing, Some(true));
+    assert!(!m.bid_spec);
+    let e = parse_marketing(TEXT.as_bytes()).unwrap_err();
+    assert_eq!(e.code.code(), 100);
+    assert!(e.details.contains("template"), "{}", e.details);
+    let mut bad = t.clone();
+    bad["product_policy"] = json!("SOMETIMES");
+    assert_eq!(
+        parse_marketing(bad.to_string().as_bytes())
+            .unwrap_err()
+            .code
+            .code(),
+        100
+    );
 }

@@ -95,8 +95,10 @@ pub struct NewMessage {
     pub request_hash: Option<String>,
     /// Sending phone number id.
     pub phone_number_id: String,
-    /// Recipient `wa_id`.
+    /// The recipient as addressed: phone digits (`to`) or a BSUID (`recipient`).
     pub to: String,
+    /// The recipient's person key, when known (their consents, window and pair limit).
+    pub person: Option<String>,
     /// Message category.
     pub category: Category,
     /// Template, for template messages.
@@ -172,8 +174,10 @@ pub struct MessageRecord {
     pub request_hash: Option<String>,
     /// Sending phone number id.
     pub phone_number_id: String,
-    /// Recipient `wa_id`.
+    /// The recipient as addressed: phone digits or a BSUID.
     pub to: String,
+    /// The recipient's person key at enqueue, when known.
+    pub person: Option<String>,
     /// Category.
     pub category: Category,
     /// Template.
@@ -502,8 +506,10 @@ pub struct InboundRecord {
     pub id: String,
     /// The business number it was sent to.
     pub phone_number_id: String,
-    /// The user.
+    /// The user as the webhook named them: phone digits, or the BSUID when the phone is withheld.
     pub wa_id: String,
+    /// The user's person key (the window is noted under it; `None`: under `wa_id`).
+    pub person: Option<String>,
     /// The user's profile name, from the webhook's `contacts[]`.
     pub profile_name: Option<String>,
     /// The message type (`text`, `image`, `button`, `interactive`, …, as the platform names it).
@@ -584,7 +590,7 @@ pub enum ConversationItem {
     /// Sent (or to be sent) by the business through the gateway.
     Outbound(Box<MessageRecord>),
     /// Sent by the user.
-    Inbound(InboundRecord),
+    Inbound(Box<InboundRecord>),
 }
 
 impl ConversationItem {
@@ -603,6 +609,112 @@ impl ConversationItem {
             },
         }
     }
+}
+
+/// What an identifier is: a phone number (`wa_id`), a business-scoped user id (BSUID) or a
+/// parent BSUID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdKind {
+    /// Phone digits (`wa_id`).
+    Phone,
+    /// A business-scoped user id (`CC.digits`).
+    UserId,
+    /// A parent BSUID (`CC.ENT.digits`).
+    ParentUserId,
+}
+
+impl IdKind {
+    /// Storage form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdKind::Phone => "phone",
+            IdKind::UserId => "user_id",
+            IdKind::ParentUserId => "parent_user_id",
+        }
+    }
+
+    /// Parses the storage form.
+    pub fn parse(s: &str) -> Option<IdKind> {
+        [IdKind::Phone, IdKind::UserId, IdKind::ParentUserId]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// A person: known by phone, BSUID or both, with one key for all their state (consents,
+/// windows, conversation). The key is an opaque `ct_…` for people met since identities were
+/// kept, and the phone digits for people met before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// The key their state is stored under.
+    pub key: String,
+    /// Their phone (`wa_id`), when known.
+    pub wa_id: Option<String>,
+    /// Their business-scoped user id, when known (the current one).
+    pub user_id: Option<String>,
+    /// Their parent BSUID, when enrolled.
+    pub parent_user_id: Option<String>,
+    /// Their username, when they have one.
+    pub username: Option<String>,
+    /// Their profile name.
+    pub profile_name: Option<String>,
+    /// Last change.
+    pub updated_at: Millis,
+}
+
+/// What a webhook (or an app) said about a person at once: the identifiers seen together belong
+/// to one person.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sighting {
+    /// Phone digits.
+    pub wa_id: Option<String>,
+    /// BSUID.
+    pub user_id: Option<String>,
+    /// Parent BSUID.
+    pub parent_user_id: Option<String>,
+    /// Username.
+    pub username: Option<String>,
+    /// Profile name.
+    pub profile_name: Option<String>,
+    /// When.
+    pub at: Millis,
+}
+
+/// A user's identifiers changed on the platform (`user_id_update`, `user_changed_user_id`,
+/// `user_changed_number`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityUpdate {
+    /// The BSUID before (how the person is found).
+    pub previous_user_id: Option<String>,
+    /// The phone before (how the person is found when the BSUID is not given; unlinked unless
+    /// it is also the phone now, since numbers are given to other people later).
+    pub previous_wa_id: Option<String>,
+    /// The BSUID now.
+    pub user_id: Option<String>,
+    /// The parent BSUID now.
+    pub parent_user_id: Option<String>,
+    /// The phone now.
+    pub wa_id: Option<String>,
+    /// Where it was learned (`webhook:user_id_update`, `webhook:system` …).
+    pub source: String,
+    /// When.
+    pub at: Millis,
+}
+
+/// One change of a person's identity, in their history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdentityChange {
+    /// Order.
+    pub seq: i64,
+    /// The person.
+    pub person: String,
+    /// When.
+    pub at: Millis,
+    /// `linked`, `user_id_changed`, `number_changed`, `merged`, `profile`.
+    pub kind: String,
+    /// Details (JSON).
+    pub detail: serde_json::Value,
 }
 
 /// A consent (current value or history entry).
@@ -856,6 +968,53 @@ pub trait Store: Send + Sync + 'static {
         id: &str,
         at: Millis,
     ) -> impl Future<Output = Result<Option<MessageRecord>, StoreError>> + Send;
+
+    /// The key of the person an identifier names (phone digits, BSUID or parent BSUID), `None`
+    /// when nobody is known by it. Identifiers of a person are resolved through the store, so a
+    /// consent recorded under the phone applies to a send addressed by BSUID and back.
+    fn resolve(&self, id: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// The key of the person an identifier names, creating the person (a fresh `ct_…` key) when
+    /// unknown.
+    fn person_key(
+        &self,
+        id: &str,
+        kind: IdKind,
+        at: Millis,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Learns what sightings say, in order, one transaction: identifiers seen together belong to
+    /// one person (two people named by one sighting are merged into the older: their consents,
+    /// windows and identifiers move, the later-recorded consent per category wins); profile name
+    /// and username follow the latest sighting. The key per sighting (`None` for a sighting with
+    /// no identifier).
+    fn learn(
+        &self,
+        sightings: Vec<Sighting>,
+    ) -> impl Future<Output = Result<Vec<Option<String>>, StoreError>> + Send;
+
+    /// Applies a change of a user's identifiers: the person found by the previous BSUID (or
+    /// phone) takes the new ones, keeping every other state; a new phone unlinks the old one.
+    /// The person's key (created when nobody was known by the previous ids).
+    fn change_identity(
+        &self,
+        update: IdentityUpdate,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// The person an identifier (or a person key) names.
+    fn person(&self, id: &str) -> impl Future<Output = Result<Option<Person>, StoreError>> + Send;
+
+    /// Every identifier linked to a person, with its kind.
+    fn identifiers(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<(String, IdKind)>, StoreError>> + Send;
+
+    /// A person's identity history, in order.
+    fn identity_history(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Vec<IdentityChange>, StoreError>> + Send;
 
     /// Inserts or updates cached templates (an older `updated_at` never replaces a newer one).
     fn upsert_templates(

@@ -28,10 +28,10 @@
 //! one blocking thread with cached statements costs a few µs per statement.
 
 use super::{
-    Change, Consent, ConsentChange, ConversationCursor, ConversationItem, Enqueued, Event,
-    InboundRecord, InboxItem, InboxOutcome, InboxRow, ListFilter, MessageRecord, NewEvent,
-    NewMessage, PARKED_TEMPLATE_PAUSED, Prunable, Pruned, StatusApplied, StatusUpdate, Store,
-    StoreError, TemplateRecord, TemplateRef, kind,
+    Change, Consent, ConsentChange, ConversationCursor, ConversationItem, Enqueued, Event, IdKind,
+    IdentityChange, IdentityUpdate, InboundRecord, InboxItem, InboxOutcome, InboxRow, ListFilter,
+    MessageRecord, NewEvent, NewMessage, PARKED_TEMPLATE_PAUSED, Person, Prunable, Pruned,
+    Sighting, StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
 };
 use crate::clock::Millis;
 use crate::model::{Category, ConsentStatus, Lane, MessageState, Progress, observe};
@@ -489,10 +489,13 @@ CREATE TABLE cursors (
 ";
 
 /// Version 2: template parameter formats, request hashes for idempotency conflicts, inbound
-/// messages (the conversation), cancelled messages, and when each consent change was recorded.
+/// messages (the conversation), cancelled messages, when each consent change was recorded, and
+/// people known by phone, BSUID or both (every phone with state so far becomes a person keyed by
+/// that phone).
 const SCHEMA_V2: &str = "
 ALTER TABLE templates ADD COLUMN parameter_format TEXT;
 ALTER TABLE messages ADD COLUMN request_hash TEXT;
+ALTER TABLE messages ADD COLUMN person TEXT;
 CREATE TABLE inbound_messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -513,6 +516,38 @@ UPDATE consent_history SET recorded_at = at;
 CREATE INDEX consent_history_recorded ON consent_history (wa_id, seq);
 CREATE INDEX messages_parked_deadline ON messages (deadline)
     WHERE state = 'queued' AND parked_reason IS NOT NULL;
+
+CREATE TABLE people (
+    person TEXT PRIMARY KEY,
+    wa_id TEXT,
+    user_id TEXT,
+    parent_user_id TEXT,
+    username TEXT,
+    profile_name TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE identities (
+    id TEXT PRIMARY KEY,
+    person TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    since INTEGER NOT NULL
+);
+CREATE INDEX identities_person ON identities (person);
+CREATE TABLE identity_history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    person TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX identity_history_person ON identity_history (person, seq);
+INSERT OR IGNORE INTO people (person, wa_id, created_at, updated_at)
+    SELECT wa_id, wa_id, 0, 0 FROM consents
+    UNION SELECT wa_id, wa_id, 0, 0 FROM consent_history
+    UNION SELECT wa_id, wa_id, 0, 0 FROM inbound_windows;
+INSERT OR IGNORE INTO identities (id, person, kind, since)
+    SELECT person, person, 'phone', 0 FROM people;
 ";
 
 /// Brings the schema to the latest version, one transaction per step.
@@ -755,7 +790,7 @@ macro_rules! columns {
          template_language, lane, body, metadata, state, reason, parked_reason, wamid, attempts, \
          next_attempt_at, not_before, deadline, lease_until, last_error_code, last_error, \
          created_at, updated_at, accepted_at, sent_at, delivered_at, read_at, failed_at, \
-         request_hash"
+         request_hash, person"
     };
 }
 
@@ -795,6 +830,7 @@ fn record(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         read_at: r.get(27)?,
         failed_at: r.get(28)?,
         request_hash: r.get(29)?,
+        person: r.get(30)?,
     })
 }
 
@@ -833,8 +869,9 @@ const BY_WAMID: &str = concat!(
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (id, idempotency_key, phone_number_id, \
      recipient, category, template_name, template_language, lane, body, metadata, state, reason, \
-     next_attempt_at, not_before, deadline, created_at, updated_at, request_hash) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?15, ?16) \
+     next_attempt_at, not_before, deadline, created_at, updated_at, request_hash, person) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?15, ?16, \
+     ?17) \
      ON CONFLICT DO NOTHING";
 
 fn enqueue(conn: &Connection, messages: &[NewMessage]) -> Result<Vec<Enqueued>, StoreError> {
@@ -860,6 +897,7 @@ fn enqueue_one(conn: &Connection, m: &NewMessage) -> Result<Enqueued, StoreError
         m.deadline,
         m.created_at,
         m.request_hash,
+        m.person,
     ])?;
     if inserted == 1 {
         let detail = match &m.reason {
@@ -1347,7 +1385,11 @@ fn record_inbound(conn: &Connection, items: &[InboundRecord]) -> Result<Vec<bool
         ])?;
         note_inbound(
             conn,
-            &[(m.phone_number_id.clone(), m.wa_id.clone(), m.timestamp)],
+            &[(
+                m.phone_number_id.clone(),
+                m.person.clone().unwrap_or_else(|| m.wa_id.clone()),
+                m.timestamp,
+            )],
         )?;
         let replied: Option<String> = match &m.context_id {
             Some(w) => conn
@@ -1381,6 +1423,7 @@ fn inbound_row(r: &Row<'_>) -> rusqlite::Result<InboundRecord> {
         body: r.get(7)?,
         timestamp: r.get(8)?,
         received_at: r.get(9)?,
+        person: None,
     })
 }
 
@@ -1421,7 +1464,7 @@ fn conversation(
         inbound_row,
     )?;
     for r in rows {
-        items.push(ConversationItem::Inbound(r?));
+        items.push(ConversationItem::Inbound(Box::new(r?)));
     }
     items.sort_by_key(|i| {
         let c = i.cursor();
@@ -1448,6 +1491,362 @@ fn cancel(
         insert_event(conn, id, &event, MessageState::Cancelled)?;
     }
     one_record(conn, BY_ID, id)
+}
+
+// ---------------------------------------------------------------------------------------------
+// People and their identifiers
+
+/// A fresh person key.
+fn new_person_key() -> String {
+    format!("ct_{:016x}", rand::random::<u64>())
+}
+
+fn lookup(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    let found: Option<String> = conn
+        .prepare_cached("SELECT person FROM identities WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if found.is_some() {
+        return Ok(found);
+    }
+    Ok(conn
+        .prepare_cached("SELECT person FROM people WHERE person = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+fn history(
+    conn: &Connection,
+    person: &str,
+    at: Millis,
+    kind: &str,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO identity_history (person, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![person, at, kind, json_text(&detail)?])?;
+    Ok(())
+}
+
+fn create_person(conn: &Connection, at: Millis) -> Result<String, StoreError> {
+    let key = new_person_key();
+    conn.prepare_cached("INSERT INTO people (person, created_at, updated_at) VALUES (?1, ?2, ?2)")?
+        .execute(params![key, at])?;
+    Ok(key)
+}
+
+/// Links `id` to `person` (moving it from another person is the caller's merge).
+fn link(
+    conn: &Connection,
+    person: &str,
+    id: &str,
+    kind: IdKind,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let linked = conn
+        .prepare_cached(
+            "INSERT INTO identities (id, person, kind, since) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![id, person, kind.as_str(), at])?;
+    if linked == 1 {
+        let column = match kind {
+            IdKind::Phone => "wa_id",
+            IdKind::UserId => "user_id",
+            IdKind::ParentUserId => "parent_user_id",
+        };
+        conn.prepare_cached(&format!(
+            "UPDATE people SET {column} = ?2, updated_at = ?3 WHERE person = ?1"
+        ))?
+        .execute(params![person, id, at])?;
+        history(
+            conn,
+            person,
+            at,
+            "linked",
+            serde_json::json!({ "id": id, "kind": kind.as_str() }),
+        )?;
+    }
+    Ok(())
+}
+
+fn resolve(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    lookup(conn, id)
+}
+
+fn person_key(
+    conn: &Connection,
+    (id, kind, at): &(String, IdKind, Millis),
+) -> Result<String, StoreError> {
+    if let Some(p) = lookup(conn, id)? {
+        return Ok(p);
+    }
+    let key = create_person(conn, *at)?;
+    link(conn, &key, id, *kind, *at)?;
+    Ok(key)
+}
+
+/// Moves everything of `from` to `into`: identifiers, consents (the later-recorded current one
+/// per category wins), consent history, windows (the later time), the profile's gaps, history.
+fn merge(conn: &Connection, into: &str, from: &str, at: Millis) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE identities SET person = ?1 WHERE person = ?2")?
+        .execute(params![into, from])?;
+    // Current consents: the one recorded later wins per category.
+    conn.prepare_cached(
+        "DELETE FROM consents WHERE wa_id = ?1 AND EXISTS (SELECT 1 FROM consents o \
+         WHERE o.wa_id = ?2 AND o.category = consents.category \
+         AND o.recorded_at > consents.recorded_at)",
+    )?
+    .execute(params![into, from])?;
+    conn.prepare_cached("UPDATE OR IGNORE consents SET wa_id = ?1 WHERE wa_id = ?2")?
+        .execute(params![into, from])?;
+    conn.prepare_cached("DELETE FROM consents WHERE wa_id = ?1")?
+        .execute([from])?;
+    conn.prepare_cached("UPDATE consent_history SET wa_id = ?1 WHERE wa_id = ?2")?
+        .execute(params![into, from])?;
+    conn.prepare_cached(
+        "INSERT INTO inbound_windows (phone_number_id, wa_id, last_at) \
+         SELECT phone_number_id, ?1, last_at FROM inbound_windows WHERE wa_id = ?2 \
+         ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET last_at = excluded.last_at \
+         WHERE excluded.last_at > inbound_windows.last_at",
+    )?
+    .execute(params![into, from])?;
+    conn.prepare_cached("DELETE FROM inbound_windows WHERE wa_id = ?1")?
+        .execute([from])?;
+    conn.prepare_cached(
+        "UPDATE people SET \
+         wa_id = coalesce(wa_id, (SELECT wa_id FROM people WHERE person = ?2)), \
+         user_id = coalesce(user_id, (SELECT user_id FROM people WHERE person = ?2)), \
+         parent_user_id = coalesce(parent_user_id, (SELECT parent_user_id FROM people WHERE person = ?2)), \
+         username = coalesce(username, (SELECT username FROM people WHERE person = ?2)), \
+         profile_name = coalesce(profile_name, (SELECT profile_name FROM people WHERE person = ?2)), \
+         updated_at = ?3 WHERE person = ?1",
+    )?
+    .execute(params![into, from, at])?;
+    conn.prepare_cached("DELETE FROM people WHERE person = ?1")?
+        .execute([from])?;
+    conn.prepare_cached("UPDATE identity_history SET person = ?1 WHERE person = ?2")?
+        .execute(params![into, from])?;
+    history(
+        conn,
+        into,
+        at,
+        "merged",
+        serde_json::json!({ "from": from }),
+    )
+}
+
+/// The sighting's identifiers with their kinds.
+fn ids_of(s: &Sighting) -> Vec<(&str, IdKind)> {
+    [
+        (s.wa_id.as_deref(), IdKind::Phone),
+        (s.user_id.as_deref(), IdKind::UserId),
+        (s.parent_user_id.as_deref(), IdKind::ParentUserId),
+    ]
+    .into_iter()
+    .filter_map(|(id, k)| id.filter(|i| !i.is_empty()).map(|i| (i, k)))
+    .collect()
+}
+
+/// The oldest of several people (the one that survives a merge).
+fn oldest(conn: &Connection, people: &[String]) -> Result<String, StoreError> {
+    let mut best: Option<(Millis, String)> = None;
+    for p in people {
+        let created: Millis = conn
+            .prepare_cached("SELECT created_at FROM people WHERE person = ?1")?
+            .query_row([p], |r| r.get(0))
+            .optional()?
+            .unwrap_or(Millis::MAX);
+        if best.as_ref().is_none_or(|(c, k)| (created, p) < (*c, k)) {
+            best = Some((created, p.clone()));
+        }
+    }
+    best.map(|(_, p)| p)
+        .ok_or_else(|| StoreError::Invalid("no person to merge into".into()))
+}
+
+fn learn_one(conn: &Connection, s: &Sighting) -> Result<Option<String>, StoreError> {
+    let ids = ids_of(s);
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let mut people: Vec<String> = Vec::new();
+    for (id, _) in &ids {
+        if let Some(p) = lookup(conn, id)?
+            && !people.contains(&p)
+        {
+            people.push(p);
+        }
+    }
+    let person = match people.len() {
+        0 => create_person(conn, s.at)?,
+        1 => people.remove(0),
+        _ => {
+            let into = oldest(conn, &people)?;
+            for other in people.iter().filter(|p| **p != into) {
+                merge(conn, &into, other, s.at)?;
+            }
+            into
+        }
+    };
+    for (id, kind) in &ids {
+        link(conn, &person, id, *kind, s.at)?;
+    }
+    // The profile follows the latest sighting that carries it.
+    conn.prepare_cached(
+        "UPDATE people SET \
+         username = coalesce(?2, username), profile_name = coalesce(?3, profile_name), \
+         updated_at = max(updated_at, ?4) \
+         WHERE person = ?1 AND (coalesce(?2, username) IS NOT username \
+         OR coalesce(?3, profile_name) IS NOT profile_name)",
+    )?
+    .execute(params![person, s.username, s.profile_name, s.at])?;
+    Ok(Some(person))
+}
+
+fn learn(conn: &Connection, sightings: &[Sighting]) -> Result<Vec<Option<String>>, StoreError> {
+    sightings.iter().map(|s| learn_one(conn, s)).collect()
+}
+
+fn change_identity(conn: &Connection, u: &IdentityUpdate) -> Result<String, StoreError> {
+    let mut found = None;
+    for id in [
+        u.previous_user_id.as_deref(),
+        u.previous_wa_id.as_deref(),
+        u.user_id.as_deref(),
+        u.wa_id.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(p) = lookup(conn, id)? {
+            found = Some(p);
+            break;
+        }
+    }
+    let person = match found {
+        Some(p) => p,
+        None => create_person(conn, u.at)?,
+    };
+    // The user left the previous phone (a new one, or one the platform withholds): it is
+    // unlinked, since numbers are given to other people later.
+    if let Some(old) = &u.previous_wa_id
+        && u.wa_id.as_deref() != Some(old.as_str())
+    {
+        let unlinked = conn
+            .prepare_cached("DELETE FROM identities WHERE id = ?1 AND person = ?2")?
+            .execute(params![old, person])?;
+        if unlinked > 0 {
+            conn.prepare_cached(
+                "UPDATE people SET wa_id = NULL, updated_at = ?3 WHERE person = ?1 AND wa_id = ?2",
+            )?
+            .execute(params![person, old, u.at])?;
+            history(
+                conn,
+                &person,
+                u.at,
+                "number_changed",
+                serde_json::json!({ "previous": old, "current": u.wa_id, "source": u.source }),
+            )?;
+        }
+    }
+    let current: Option<String> = conn
+        .prepare_cached("SELECT user_id FROM people WHERE person = ?1")?
+        .query_row([&person], |r| r.get(0))
+        .optional()?
+        .flatten();
+    if let Some(new) = &u.user_id
+        && current.as_deref() != Some(new.as_str())
+    {
+        history(
+            conn,
+            &person,
+            u.at,
+            "user_id_changed",
+            serde_json::json!({ "previous": u.previous_user_id, "current": new, "source": u.source }),
+        )?;
+    }
+    for (id, kind) in [
+        (u.wa_id.as_deref(), IdKind::Phone),
+        (u.user_id.as_deref(), IdKind::UserId),
+        (u.parent_user_id.as_deref(), IdKind::ParentUserId),
+    ] {
+        let Some(id) = id else { continue };
+        match lookup(conn, id)? {
+            Some(other) if other != person => merge(conn, &person, &other, u.at)?,
+            _ => {}
+        }
+        link(conn, &person, id, kind, u.at)?;
+        let column = match kind {
+            IdKind::Phone => "wa_id",
+            IdKind::UserId => "user_id",
+            IdKind::ParentUserId => "parent_user_id",
+        };
+        conn.prepare_cached(&format!(
+            "UPDATE people SET {column} = ?2, updated_at = ?3 WHERE person = ?1"
+        ))?
+        .execute(params![person, id, u.at])?;
+    }
+    Ok(person)
+}
+
+const PERSON_COLUMNS: &str =
+    "person, wa_id, user_id, parent_user_id, username, profile_name, updated_at";
+
+fn person(conn: &Connection, id: &str) -> Result<Option<Person>, StoreError> {
+    let Some(key) = lookup(conn, id)? else {
+        return Ok(None);
+    };
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {PERSON_COLUMNS} FROM people WHERE person = ?1"
+        ))?
+        .query_row([key], |r| {
+            Ok(Person {
+                key: r.get(0)?,
+                wa_id: r.get(1)?,
+                user_id: r.get(2)?,
+                parent_user_id: r.get(3)?,
+                username: r.get(4)?,
+                profile_name: r.get(5)?,
+                updated_at: r.get(6)?,
+            })
+        })
+        .optional()?)
+}
+
+fn identifiers(conn: &Connection, key: &str) -> Result<Vec<(String, IdKind)>, StoreError> {
+    let mut st = conn
+        .prepare_cached("SELECT id, kind FROM identities WHERE person = ?1 ORDER BY since, id")?;
+    let rows = st.query_map([key], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, kind) = row?;
+        let kind = IdKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("identity kind {kind:?}")))?;
+        out.push((id, kind));
+    }
+    Ok(out)
+}
+
+fn identity_history(conn: &Connection, key: &str) -> Result<Vec<IdentityChange>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT seq, person, at, kind, detail FROM identity_history WHERE person = ?1 ORDER BY seq",
+    )?;
+    let rows = st.query_map([key], |r| {
+        let detail: String = r.get(4)?;
+        Ok(IdentityChange {
+            seq: r.get(0)?,
+            person: r.get(1)?,
+            at: r.get(2)?,
+            kind: r.get(3)?,
+            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1860,6 +2259,38 @@ impl Store for SqliteStore {
 
     async fn cancel(&self, id: &str, at: Millis) -> Result<Option<MessageRecord>, StoreError> {
         self.write((id.to_owned(), at), cancel).await
+    }
+
+    async fn resolve(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.read(id.to_owned(), |c, id| resolve(c, id)).await
+    }
+
+    async fn person_key(&self, id: &str, kind: IdKind, at: Millis) -> Result<String, StoreError> {
+        self.write((id.to_owned(), kind, at), person_key).await
+    }
+
+    async fn learn(&self, sightings: Vec<Sighting>) -> Result<Vec<Option<String>>, StoreError> {
+        if sightings.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(sightings, |c, s| learn(c, s)).await
+    }
+
+    async fn change_identity(&self, update: IdentityUpdate) -> Result<String, StoreError> {
+        self.write(update, change_identity).await
+    }
+
+    async fn person(&self, id: &str) -> Result<Option<Person>, StoreError> {
+        self.read(id.to_owned(), |c, id| person(c, id)).await
+    }
+
+    async fn identifiers(&self, key: &str) -> Result<Vec<(String, IdKind)>, StoreError> {
+        self.read(key.to_owned(), |c, k| identifiers(c, k)).await
+    }
+
+    async fn identity_history(&self, key: &str) -> Result<Vec<IdentityChange>, StoreError> {
+        self.read(key.to_owned(), |c, k| identity_history(c, k))
+            .await
     }
 
     async fn upsert_templates(&self, templates: Vec<TemplateRecord>) -> Result<(), StoreError> {

@@ -1153,7 +1153,9 @@ impl World {
             id: msg.id.clone(),
             status,
             timestamp: unix_seconds_string(now),
-            recipient_id: msg.wa_id.clone(),
+            recipient_id: Some(msg.wa_id.clone()),
+            recipient_user_id: None,
+            recipient_parent_user_id: None,
             biz_opaque_callback_data: msg.biz_opaque_callback_data.clone(),
             conversation,
             pricing: if priced { msg.pricing.clone() } else { None },
@@ -1173,10 +1175,13 @@ impl World {
             metadata: metadata(number),
             contacts: self.cfg.webhooks.status_contacts.then(|| {
                 vec![Contact {
-                    profile: Profile {
+                    profile: Some(Profile {
                         name: user.name.clone(),
-                    },
-                    wa_id: user.wa_id.clone(),
+                        username: None,
+                    }),
+                    wa_id: Some(user.wa_id.clone()),
+                    user_id: None,
+                    parent_user_id: None,
                 }]
             }),
             messages: None,
@@ -1286,7 +1291,9 @@ impl World {
         let message_type = body.type_str().to_string();
         let inbound = InboundMessage {
             context: req.context,
-            from: from.clone(),
+            from: Some(from.clone()),
+            from_user_id: None,
+            from_parent_user_id: None,
             id: wamid.clone(),
             timestamp: unix_seconds_string(now),
             body,
@@ -1298,8 +1305,13 @@ impl World {
             metadata: metadata(&number),
             contacts: (!is_system).then(|| {
                 vec![Contact {
-                    profile: Profile { name: profile_name },
-                    wa_id: from.clone(),
+                    profile: Some(Profile {
+                        name: profile_name,
+                        username: None,
+                    }),
+                    wa_id: Some(from.clone()),
+                    user_id: None,
+                    parent_user_id: None,
                 }]
             }),
             messages: Some(vec![inbound.clone()]),
@@ -1493,17 +1505,22 @@ impl World {
             .filter_map(|p| self.numbers.get(p))
             .map(|n| {
                 let contact = Contact {
-                    profile: Profile {
+                    profile: Some(Profile {
                         name: user.name.clone(),
-                    },
-                    wa_id: user.wa_id.clone(),
+                        username: None,
+                    }),
+                    wa_id: Some(user.wa_id.clone()),
+                    user_id: None,
+                    parent_user_id: None,
                 };
                 let value = mynah_wire::webhook::UserPreferencesValue {
                     messaging_product: "whatsapp".into(),
                     metadata: metadata(n),
                     contacts: vec![contact],
                     user_preferences: vec![mynah_wire::webhook::UserPreference {
-                        wa_id: user.wa_id.clone(),
+                        wa_id: Some(user.wa_id.clone()),
+                        user_id: None,
+                        parent_user_id: None,
                         detail: if stop {
                             "User requested to stop marketing messages".into()
                         } else {

@@ -65,6 +65,7 @@ pub mod limits {
 
 use crate::error::{ApiError, ErrorCode};
 use crate::phone::WaId;
+use crate::user_id::UserId;
 use contacts::RawContact;
 use interactive::RawInteractive;
 use location::RawLocation;
@@ -74,7 +75,9 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use template::RawTemplate;
 use text::RawText;
-use validate::{Flag, Path, StrNum, bad_enum, decode, missing, obj, objs, one_of, required};
+use validate::{
+    Flag, Path, StrNum, bad_enum, decode, invalid_param, missing, obj, objs, one_of, required,
+};
 
 /// Longest `biz_opaque_callback_data`.
 pub const MAX_BIZ_OPAQUE_CALLBACK_DATA: usize = 512;
@@ -133,18 +136,69 @@ pub enum TypingIndicator {
 /// A message to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendMessage {
-    /// `to` as sent, echoed as `contacts[0].input`.
+    /// What addressed the message, as sent (`to`, or `recipient` when there is no `to`), echoed
+    /// as `contacts[0].input`.
     pub to_input: String,
-    /// The normalised recipient; for group messages the group id as sent (trimmed).
-    pub to: WaId,
+    /// Who it is for: a phone number, a group, or a business-scoped user id.
+    pub to: Recipient,
     /// Individual (default) or group.
     pub recipient_type: RecipientType,
     /// Quoted reply.
     pub context: Option<ReplyContext>,
     /// Echoed in every status webhook of the message; ≤ 512 characters.
     pub biz_opaque_callback_data: Option<String>,
+    /// The Messaging Account the message is sent for (`messaging_account_id`, or its deprecated
+    /// alias `paid_messaging_account_id`; the first wins when both are given).
+    pub messaging_account_id: Option<String>,
     /// The typed payload.
     pub content: Content,
+}
+
+/// Who a message is addressed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// A phone number (`to`), normalised to its digits.
+    Phone(WaId),
+    /// A group id (`to` with `recipient_type: "group"`), trimmed.
+    Group(String),
+    /// A business-scoped user id or a parent BSUID (`recipient`).
+    User(UserId),
+    /// A business-scoped user id placed in `to`, where the platform expects a phone number.
+    /// What happens to it is the receiver's choice (the platform was seen to accept and drop it).
+    UserInTo(UserId),
+}
+
+impl Recipient {
+    /// The address as a string: the phone digits, the group id or the user id.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Recipient::Phone(w) => w.as_str(),
+            Recipient::Group(g) => g,
+            Recipient::User(u) | Recipient::UserInTo(u) => u.as_str(),
+        }
+    }
+
+    /// The phone number, when a phone number addressed the message.
+    pub fn phone(&self) -> Option<&WaId> {
+        match self {
+            Recipient::Phone(w) => Some(w),
+            _ => None,
+        }
+    }
+
+    /// The business-scoped user id, when one addressed the message (in `recipient` or `to`).
+    pub fn user_id(&self) -> Option<&UserId> {
+        match self {
+            Recipient::User(u) | Recipient::UserInTo(u) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// True for a United States phone number (`+1` with a US area code); false for any other
+    /// address.
+    pub fn is_us(&self) -> bool {
+        self.phone().is_some_and(WaId::is_us)
+    }
 }
 
 impl SendMessage {
@@ -152,10 +206,11 @@ impl SendMessage {
     pub fn new(to: WaId, content: Content) -> SendMessage {
         SendMessage {
             to_input: to.as_str().to_owned(),
-            to,
+            to: Recipient::Phone(to),
             recipient_type: RecipientType::Individual,
             context: None,
             biz_opaque_callback_data: None,
+            messaging_account_id: None,
             content,
         }
     }
@@ -198,12 +253,18 @@ impl Serialize for SendMessage {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("messaging_product", "whatsapp")?;
         m.serialize_entry("recipient_type", &self.recipient_type)?;
-        m.serialize_entry("to", &self.to_input)?;
+        match &self.to {
+            Recipient::User(_) => m.serialize_entry("recipient", &self.to_input)?,
+            _ => m.serialize_entry("to", &self.to_input)?,
+        }
         if let Some(c) = &self.context {
             m.serialize_entry("context", c)?;
         }
         if let Some(b) = &self.biz_opaque_callback_data {
             m.serialize_entry("biz_opaque_callback_data", b)?;
+        }
+        if let Some(a) = &self.messaging_account_id {
+            m.serialize_entry("messaging_account_id", a)?;
         }
         m.serialize_entry("type", self.content.message_type().as_str())?;
         self.content.serialize_entry(&mut m)?;
@@ -371,6 +432,9 @@ pub const REQUEST_FIELDS: &[&str] = &[
     "messaging_product",
     "recipient_type",
     "to",
+    "recipient",
+    "messaging_account_id",
+    "paid_messaging_account_id",
     "type",
     "status",
     "message_id",
@@ -400,6 +464,9 @@ struct RawEnvelope {
     messaging_product: Option<String>,
     recipient_type: Option<String>,
     to: Option<StrNum>,
+    recipient: Option<StrNum>,
+    messaging_account_id: Option<StrNum>,
+    paid_messaging_account_id: Option<StrNum>,
     #[serde(rename = "type")]
     kind: Option<String>,
     status: Option<String>,
@@ -464,6 +531,76 @@ pub fn parse_request(body: &[u8], flavor: BodyFlavor) -> Result<Request, ApiErro
     send(raw, flavor).map(|m| Request::Send(Box::new(m)))
 }
 
+/// `product_policy` of a Marketing Messages API send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProductPolicy {
+    /// Sent through the Cloud API when the number is not onboarded (the default).
+    #[default]
+    CloudApiFallback,
+    /// Only through the Marketing Messages API.
+    Strict,
+}
+
+/// A `POST /{phone_number_id}/marketing_messages` body (Marketing Messages API, 2026 note
+/// §4.1): a template message with the send path's own fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MarketingMessage {
+    /// The message (always a template).
+    pub message: SendMessage,
+    /// `product_policy`.
+    pub product_policy: ProductPolicy,
+    /// `message_activity_sharing`: whether read and click activity is shared with Meta.
+    pub message_activity_sharing: Option<bool>,
+    /// A `bid_spec` object was given (not addressable to a BSUID: 131062).
+    pub bid_spec: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(expecting = "a JSON object")]
+struct RawMarketingFields {
+    product_policy: Option<String>,
+    message_activity_sharing: Option<Flag>,
+    bid_spec: Option<serde_json::Value>,
+}
+
+/// Parses and validates a Marketing Messages API body: a send (never mark-as-read) of type
+/// `template`; other types are code 100.
+pub fn parse_marketing(body: &[u8]) -> Result<MarketingMessage, ApiError> {
+    let message = match parse_request(body, BodyFlavor::Cloud)? {
+        Request::Send(m) => *m,
+        Request::MarkRead(_) => {
+            return Err(ApiError::invalid_param(
+                "Param status is not supported by the Marketing Messages API: mark messages read through /messages.",
+            ));
+        }
+    };
+    if message.message_type() != MessageType::Template {
+        return Err(ApiError::invalid_param(format!(
+            "Param type must be template: the Marketing Messages API sends marketing templates only, got {:?}.",
+            message.message_type().as_str()
+        )));
+    }
+    let raw: RawMarketingFields = decode(body)?;
+    let product_policy = match &raw.product_policy {
+        Some(p) if !p.trim().is_empty() => one_of(
+            p,
+            &Path::root("product_policy"),
+            &[
+                ("CLOUD_API_FALLBACK", ProductPolicy::CloudApiFallback),
+                ("STRICT", ProductPolicy::Strict),
+            ],
+        )?,
+        _ => ProductPolicy::default(),
+    };
+    Ok(MarketingMessage {
+        message,
+        product_policy,
+        message_activity_sharing: raw.message_activity_sharing.map(|f| f.0),
+        bid_spec: raw.bid_spec.is_some_and(|v| !v.is_null()),
+    })
+}
+
 fn mark_read(raw: RawEnvelope) -> Result<MarkRead, ApiError> {
     if let Some(status) = &raw.status {
         one_of(status, &Path::root("status"), &[("read", ())])?;
@@ -495,12 +632,7 @@ fn send(raw: RawEnvelope, flavor: BodyFlavor) -> Result<SendMessage, ApiError> {
         None => RecipientType::Individual,
     };
 
-    let to_p = Path::root("to");
-    let to_input = required(raw.to.map(|s| s.0), &to_p, usize::MAX)?;
-    let to = match recipient_type {
-        RecipientType::Individual => WaId::parse(&to_input)?,
-        RecipientType::Group => WaId::from_digits(to_input.trim()),
-    };
+    let (to_input, to) = address(raw.to, raw.recipient, recipient_type, flavor)?;
 
     let context = match raw.context {
         Some(c) => Some(ReplyContext {
@@ -561,12 +693,63 @@ fn send(raw: RawEnvelope, flavor: BodyFlavor) -> Result<SendMessage, ApiError> {
         }
     };
 
+    let account_p = Path::root("messaging_account_id");
+    let messaging_account_id = match StrNum::non_blank(raw.messaging_account_id)
+        .or_else(|| StrNum::non_blank(raw.paid_messaging_account_id))
+    {
+        Some(id) => {
+            let id = id.trim().to_string();
+            if !id.bytes().all(|b| b.is_ascii_digit()) || id.len() > 64 {
+                return Err(invalid_param(&account_p, "must be a numeric id"));
+            }
+            Some(id)
+        }
+        None => None,
+    };
+
     Ok(SendMessage {
         to_input,
         to,
         recipient_type,
         context,
         biz_opaque_callback_data,
+        messaging_account_id,
         content,
     })
+}
+
+/// Who the message is for (2026 note §1.6): `to` (a phone number, or a group id) wins when both
+/// `to` and `recipient` are given; `recipient` is a business-scoped user id; with neither, code
+/// 100 "The parameter to is required." (On-Premises reads `to` only: missing, 131008).
+fn address(
+    to: Option<StrNum>,
+    recipient: Option<StrNum>,
+    recipient_type: RecipientType,
+    flavor: BodyFlavor,
+) -> Result<(String, Recipient), ApiError> {
+    let to_p = Path::root("to");
+    let recipient = match flavor {
+        BodyFlavor::Cloud => StrNum::non_blank(recipient),
+        BodyFlavor::OnPrem => None,
+    };
+    let Some(to_input) = StrNum::non_blank(to) else {
+        return match (recipient, recipient_type, flavor) {
+            (Some(r), RecipientType::Individual, _) => {
+                let id = UserId::parse(&r)?;
+                Ok((r, Recipient::User(id)))
+            }
+            (_, _, BodyFlavor::OnPrem) => Err(missing(&to_p)),
+            _ => Err(ApiError::invalid_param("The parameter to is required.")),
+        };
+    };
+    let to = match recipient_type {
+        RecipientType::Individual
+            if flavor == BodyFlavor::Cloud && UserId::well_formed(to_input.trim()) =>
+        {
+            Recipient::UserInTo(UserId::parse_param(&to_input, "to")?)
+        }
+        RecipientType::Individual => Recipient::Phone(WaId::parse(&to_input)?),
+        RecipientType::Group => Recipient::Group(to_input.trim().to_string()),
+    };
+    Ok((to_input, to))
 }
