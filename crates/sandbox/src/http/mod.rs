@@ -30,7 +30,13 @@ async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
     if ui::is_console(path) {
         return ui::handle(&req);
     }
-    if path == "/" && req.method() == axum::http::Method::GET {
+    // A browser at the root goes to the console; a platform client (with its credential) gets
+    // the platform's answer for an empty media id, as before.
+    if path == "/"
+        && req.method() == axum::http::Method::GET
+        && !req.headers().contains_key("d360-api-key")
+        && !req.headers().contains_key(header::AUTHORIZATION)
+    {
         return ui::redirect_root();
     }
     let resp = if path.starts_with("/_mynah") {
