@@ -91,7 +91,8 @@ export function templateParts(send, def, onButton) {
   const category = (def.category || "").toUpperCase();
   const comps = def.components || [];
   const find = (t) => comps.find((c) => (c.type || "").toUpperCase() === t);
-  parts.push(el("div", { class: "tag" }, `${category.toLowerCase()} template · ${def.name}`));
+  const kind = category.charAt(0) + category.slice(1).toLowerCase();
+  parts.push(el("div", { class: "tag" }, `${kind} template · ${def.name}`));
   const header = find("HEADER");
   if (header) {
     const format = (header.format || "TEXT").toUpperCase();

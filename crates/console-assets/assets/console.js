@@ -109,6 +109,10 @@ export function live(url, handlers, state = () => {}) {
       try { fn(data); } catch (e) { console.error(e); }
     });
   }
+  // A page left for another keeps no stream open (the browser's few connections per server
+  // would run out when it is kept in the back-forward cache); a page brought back reloads.
+  window.addEventListener("pagehide", () => { source.close(); state("closed"); });
+  window.addEventListener("pageshow", (ev) => { if (ev.persisted) location.reload(); });
   return source;
 }
 
@@ -156,7 +160,7 @@ export function showFieldErrors(form, error) {
   clearFieldErrors(form);
   const text = error.details || error.message || String(error);
   const code = error.code ? ` (${error.code})` : "";
-  const field = error.field && form.querySelector(`[data-path="${CSS.escape(error.field)}"]`);
+  const field = fieldFor(form, error.field);
   if (field) {
     const id = `err-${Math.random().toString(36).slice(2)}`;
     field.setAttribute("aria-invalid", "true");
@@ -168,6 +172,19 @@ export function showFieldErrors(form, error) {
     const box = form.querySelector(".form-error") || form.insertBefore(el("div", { class: "form-error", role: "alert" }), form.firstChild);
     box.textContent = text + code;
   }
+}
+
+/** The form's element for a field path, or for the nearest path above it that has one
+ *  (`components[1].example.body_text` falls back to `components[1]`). */
+function fieldFor(form, path) {
+  let p = path;
+  while (p) {
+    const found = form.querySelector(`[data-path="${CSS.escape(p)}"]`);
+    if (found) return found;
+    const cut = Math.max(p.lastIndexOf("."), p.lastIndexOf("["));
+    p = cut > 0 ? p.slice(0, cut) : "";
+  }
+  return null;
 }
 
 export function clearFieldErrors(form) {
