@@ -126,9 +126,11 @@ export function templateParts(send, def, onButton) {
           onclick: onButton ? () => onButton(i, b) : undefined,
         }, `↩ ${b.text}`);
       }
-      const icon = type === "URL" ? "🔗" : type === "PHONE_NUMBER" ? "📞" : type === "OTP" || type === "COPY_CODE" ? "⧉" : "•";
-      const label = type === "OTP" || type === "COPY_CODE" ? (b.text || "Copy code") : b.text;
-      return el("span", { class: "btn", title: b.url || b.phone_number || "" }, `${icon} ${label}`);
+      if (type === "OTP" || type === "COPY_CODE") {
+        return el("span", { class: "btn", "data-copy-code": "" }, b.text || "Copy code");
+      }
+      const icon = type === "URL" ? "🔗" : type === "PHONE_NUMBER" ? "📞" : "•";
+      return el("span", { class: "btn", title: b.url || b.phone_number || "" }, `${icon} ${b.text}`);
     })));
   }
   return parts;

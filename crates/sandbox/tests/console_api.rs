@@ -370,3 +370,46 @@ async fn a_number_shows_its_messaging_limit_use() {
     assert_eq!(s, 404);
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_change_from_another_site_is_refused() {
+    let h = Harness::start(config("")).await;
+    let host = h.base.trim_start_matches("http://").to_string();
+    let post = |origin: Option<String>, site: Option<&'static str>| {
+        let mut r = h
+            .http
+            .post(format!("{}/_mynah/clock/advance", h.base))
+            .json(&json!({ "seconds": 1 }));
+        if let Some(o) = origin {
+            r = r.header("Origin", o);
+        }
+        if let Some(s) = site {
+            r = r.header("Sec-Fetch-Site", s);
+        }
+        r.send()
+    };
+    let r = post(Some("http://evil.example".into()), None).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert!(body.to_string().contains("cross-site"), "{body}");
+    let r = post(None, Some("cross-site")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    // The console's own origin, and clients without one, may.
+    let r = post(Some(format!("http://{host}")), Some("same-origin"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post(None, None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // Reading stays open (the browser itself keeps other sites from reading the answers).
+    let r = h
+        .http
+        .get(format!("{}/_mynah/clock", h.base))
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+    h.shutdown().await;
+}

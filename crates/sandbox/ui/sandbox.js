@@ -93,7 +93,7 @@ function updateOtp(node) {
   node.dataset.otp = expired ? "expired" : "valid";
   node.textContent = expired ? `Code expired at ${hhmm(expires)}` : `Code valid for ${duration(left)} (until ${hhmm(expires)})`;
   const b = node.closest(".bubble");
-  if (b) for (const copy of $$(".btn", b)) if (copy.textContent.startsWith("⧉")) copy.classList.toggle("expired", expired);
+  if (b) for (const copy of $$("[data-copy-code]", b)) copy.classList.toggle("expired", expired);
 }
 
 /** Reads a number input; empty is undefined. */

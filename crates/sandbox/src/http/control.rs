@@ -20,10 +20,46 @@ use std::time::Duration;
 
 /// Handles one control request.
 pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
+    if let Err(e) = same_origin(&req) {
+        return error_response(Dialect::Cloud, &e, &sb.trace_id());
+    }
     match dispatch(&sb, req).await {
         Ok(resp) => resp,
         Err(e) => error_response(Dialect::Cloud, &e, &sb.trace_id()),
     }
+}
+
+/// A browser's change from another site is refused: a page elsewhere must not reset the
+/// sandbox or move its clock through the browser of someone who has it open. Clients that are
+/// not browsers send no `Origin`; the console's own requests come from the sandbox's origin.
+fn same_origin(req: &Request) -> Result<(), ApiError> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let headers = req.headers();
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
+    let origin = headers.get(axum::http::header::ORIGIN).map(|v| v.as_bytes());
+    let host = headers.get(axum::http::header::HOST).map(|v| v.as_bytes());
+    let foreign = match origin {
+        None => false,
+        Some(o) => {
+            let o = o
+                .strip_prefix(b"http://")
+                .or_else(|| o.strip_prefix(b"https://"))
+                .unwrap_or(o);
+            Some(o) != host
+        }
+    };
+    if cross_site || foreign {
+        return Err(bad(
+            "a cross-site request: the control API takes changes from its own console or from \
+             clients that send no Origin",
+        )
+        .with_http(403));
+    }
+    Ok(())
 }
 
 fn bad(details: impl Into<String>) -> ApiError {
