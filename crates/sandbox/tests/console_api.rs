@@ -388,7 +388,9 @@ async fn a_change_from_another_site_is_refused() {
         }
         r.send()
     };
-    let r = post(Some("http://evil.example".into()), None).await.unwrap();
+    let r = post(Some("http://evil.example".into()), None)
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert!(body.to_string().contains("cross-site"), "{body}");

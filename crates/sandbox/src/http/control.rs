@@ -40,7 +40,9 @@ fn same_origin(req: &Request) -> Result<(), ApiError> {
     let cross_site = headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site");
-    let origin = headers.get(axum::http::header::ORIGIN).map(|v| v.as_bytes());
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .map(|v| v.as_bytes());
     let host = headers.get(axum::http::header::HOST).map(|v| v.as_bytes());
     let foreign = match origin {
         None => false,
