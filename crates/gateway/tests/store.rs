@@ -1580,12 +1580,18 @@ async fn parked_messages_expire_at_their_deadline<S: Store + Clone>(s: S) {
 }
 
 async fn people_are_known_by_phone_bsuid_or_both<S: Store + Clone>(s: S) {
-    assert_eq!(s.resolve("4915100000001").await.unwrap(), None);
+    // A phone nobody is linked to names its implicit person, keyed by the phone; a BSUID
+    // nobody is known by names nobody.
+    assert_eq!(
+        s.resolve("4915100000001").await.unwrap().as_deref(),
+        Some("4915100000001")
+    );
+    assert_eq!(s.resolve("DE.9100000000000001").await.unwrap(), None);
     let a = s
         .person_key("4915100000001", IdKind::Phone, T0)
         .await
         .unwrap();
-    assert!(a.starts_with("ct_"), "{a}");
+    assert!(a.starts_with("ct_"), "stored people have opaque keys: {a}");
     assert_eq!(
         s.person_key("4915100000001", IdKind::Phone, T0)
             .await
@@ -1662,7 +1668,13 @@ async fn people_are_known_by_phone_bsuid_or_both<S: Store + Clone>(s: S) {
         .clone()
         .unwrap();
     assert_ne!(a, b);
-    assert_eq!(s.person("4915199999999").await.unwrap(), None);
+    // A phone nobody is linked to: its implicit person, nothing known but the phone.
+    let implicit = s.person("4915199999999").await.unwrap().unwrap();
+    assert_eq!(
+        (implicit.key.as_str(), implicit.user_id),
+        ("4915199999999", None)
+    );
+    assert_eq!(s.person("DE.9999999999999999").await.unwrap(), None);
 }
 
 async fn one_sighting_of_two_people_merges_them<S: Store + Clone>(s: S) {
@@ -1799,7 +1811,11 @@ async fn identity_changes_keep_the_person<S: Store + Clone>(s: S) {
     })
     .await
     .unwrap();
-    assert_eq!(s.resolve("4915100000004").await.unwrap(), None);
+    assert_eq!(
+        s.resolve("4915100000004").await.unwrap().as_deref(),
+        Some("4915100000004"),
+        "the old phone names only its own implicit person now"
+    );
     assert_eq!(s.resolve("4915100000044").await.unwrap(), Some(key.clone()));
     let p = s.person(&key).await.unwrap().unwrap();
     assert_eq!(
@@ -1834,6 +1850,87 @@ async fn identity_changes_keep_the_person<S: Store + Clone>(s: S) {
 
 // ---------------------------------------------------------------------------------------------
 // Every check against every backend.
+
+async fn a_person_is_one_whichever_id_names_them<S: Store + Clone>(s: S) {
+    let phone = "4915100000005";
+    let bsuid = "DE.5000000000000005";
+    // Sent to a phone nobody is linked to, then to a BSUID nobody is known by.
+    enqueue_all(
+        &s,
+        vec![
+            NewMessage {
+                to: phone.into(),
+                ..msg("by_phone")
+            },
+            NewMessage {
+                to: bsuid.into(),
+                created_at: T0 + 1,
+                ..msg("by_bsuid")
+            },
+        ],
+    )
+    .await;
+    let by_bsuid = s.get("by_bsuid").await.unwrap().unwrap();
+    let key = by_bsuid.person.clone().unwrap();
+    assert!(key.starts_with("ct_"), "{key}");
+    assert_eq!(
+        s.get("by_phone").await.unwrap().unwrap().person.as_deref(),
+        Some(phone),
+        "a send to an unlinked phone stores nothing about people"
+    );
+    // A consent recorded under the BSUID, a window noted by the phone's inbound message.
+    s.put_consents(vec![Consent {
+        wa_id: bsuid.into(),
+        category: Category::Marketing,
+        status: ConsentStatus::OptedIn,
+        source: "form".into(),
+        evidence: None,
+        at: T0,
+        recorded_at: T0 + 2,
+    }])
+    .await
+    .unwrap();
+    s.record_inbound(vec![inbound("hello", phone, T0 + 3)])
+        .await
+        .unwrap();
+    assert!(
+        s.consents(phone).await.unwrap().is_empty(),
+        "not linked yet"
+    );
+    // A webhook names both: one person, whose state answers to either id.
+    let learned = s
+        .learn(vec![Sighting {
+            wa_id: Some(phone.into()),
+            user_id: Some(bsuid.into()),
+            at: T0 + 4,
+            ..Sighting::default()
+        }])
+        .await
+        .unwrap();
+    let person = learned[0].clone().unwrap();
+    for id in [phone, bsuid, person.as_str()] {
+        let consents = s.consents(id).await.unwrap();
+        assert_eq!(consents.len(), 1, "{id}");
+        assert_eq!(consents[0].wa_id, id, "named as asked");
+        let window = s.last_inbound("pn1", id).await.unwrap();
+        assert!(window.is_some_and(|t| t > T0 - 1_000), "{id}: {window:?}");
+        let ids: Vec<String> = s
+            .conversation(id, None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|i| match i {
+                ConversationItem::Outbound(m) => m.id.clone(),
+                ConversationItem::Inbound(m) => m.id.clone(),
+            })
+            .collect();
+        assert_eq!(ids, ["hello", "by_bsuid", "by_phone"], "{id}");
+    }
+    assert_eq!(
+        s.get("by_phone").await.unwrap().unwrap().person.as_deref(),
+        Some(person.as_str())
+    );
+}
 
 macro_rules! conformance {
     ($($name:ident),+ $(,)?) => {
@@ -1887,6 +1984,7 @@ conformance!(
     cancel_only_what_is_queued,
     parked_messages_expire_at_their_deadline,
     people_are_known_by_phone_bsuid_or_both,
+    a_person_is_one_whichever_id_names_them,
     one_sighting_of_two_people_merges_them,
     identity_changes_keep_the_person,
 );

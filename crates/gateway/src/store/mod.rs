@@ -634,6 +634,22 @@ impl IdKind {
         }
     }
 
+    /// The kind of an identifier by its shape: phone digits, `CC.…` or `CC.ENT.…`; `None` for
+    /// anything else (a group id, a person key).
+    pub fn of(id: &str) -> Option<IdKind> {
+        if mynah_wire::UserId::well_formed(id) {
+            Some(if id.get(2..7) == Some(".ENT.") {
+                IdKind::ParentUserId
+            } else {
+                IdKind::UserId
+            })
+        } else if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
+            Some(IdKind::Phone)
+        } else {
+            None
+        }
+    }
+
     /// Parses the storage form.
     pub fn parse(s: &str) -> Option<IdKind> {
         [IdKind::Phone, IdKind::UserId, IdKind::ParentUserId]

@@ -368,7 +368,7 @@ fn configure(conn: &Connection, opts: &SqliteOptions) -> Result<(), StoreError> 
 /// Partial indexes spell state sets with `OR`, not `IN (…)`: SQLite evaluates an `IN` list
 /// through an ephemeral table on every update of the row, which doubled the cost of a status
 /// update. Queries repeat the index's `WHERE` term verbatim so the planner can use the index.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE messages (
@@ -489,13 +489,10 @@ CREATE TABLE cursors (
 ";
 
 /// Version 2: template parameter formats, request hashes for idempotency conflicts, inbound
-/// messages (the conversation), cancelled messages, when each consent change was recorded, and
-/// people known by phone, BSUID or both (every phone with state so far becomes a person keyed by
-/// that phone).
+/// messages (the conversation), cancelled messages, when each consent change was recorded.
 const SCHEMA_V2: &str = "
 ALTER TABLE templates ADD COLUMN parameter_format TEXT;
 ALTER TABLE messages ADD COLUMN request_hash TEXT;
-ALTER TABLE messages ADD COLUMN person TEXT;
 CREATE TABLE inbound_messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -516,7 +513,14 @@ UPDATE consent_history SET recorded_at = at;
 CREATE INDEX consent_history_recorded ON consent_history (wa_id, seq);
 CREATE INDEX messages_parked_deadline ON messages (deadline)
     WHERE state = 'queued' AND parked_reason IS NOT NULL;
+";
 
+/// Version 3: people known by phone, BSUID or both, each stored under an opaque `ct_…` key.
+/// Every phone with consents or a window so far becomes a person; sends and inbound messages
+/// name their person (a phone nobody is linked to is its own, implicit, key).
+const SCHEMA_V3: &str = "
+ALTER TABLE messages ADD COLUMN person TEXT;
+ALTER TABLE inbound_messages ADD COLUMN person TEXT;
 CREATE TABLE people (
     person TEXT PRIMARY KEY,
     wa_id TEXT,
@@ -542,12 +546,23 @@ CREATE TABLE identity_history (
     detail TEXT NOT NULL
 );
 CREATE INDEX identity_history_person ON identity_history (person, seq);
-INSERT OR IGNORE INTO people (person, wa_id, created_at, updated_at)
-    SELECT wa_id, wa_id, 0, 0 FROM consents
-    UNION SELECT wa_id, wa_id, 0, 0 FROM consent_history
-    UNION SELECT wa_id, wa_id, 0, 0 FROM inbound_windows;
-INSERT OR IGNORE INTO identities (id, person, kind, since)
-    SELECT person, person, 'phone', 0 FROM people;
+CREATE TEMP TABLE legacy (phone TEXT PRIMARY KEY, person TEXT NOT NULL);
+INSERT OR IGNORE INTO legacy (phone, person)
+    SELECT wa_id, 'ct_' || lower(hex(randomblob(8))) FROM (SELECT wa_id FROM consents
+    UNION SELECT wa_id FROM consent_history UNION SELECT wa_id FROM inbound_windows);
+INSERT INTO people (person, wa_id, created_at, updated_at) SELECT person, phone, 0, 0 FROM legacy;
+INSERT INTO identities (id, person, kind, since) SELECT phone, person, 'phone', 0 FROM legacy;
+UPDATE consents SET wa_id = (SELECT person FROM legacy WHERE phone = consents.wa_id)
+    WHERE wa_id IN (SELECT phone FROM legacy);
+UPDATE consent_history SET wa_id = (SELECT person FROM legacy WHERE phone = consent_history.wa_id)
+    WHERE wa_id IN (SELECT phone FROM legacy);
+UPDATE inbound_windows SET wa_id = (SELECT person FROM legacy WHERE phone = inbound_windows.wa_id)
+    WHERE wa_id IN (SELECT phone FROM legacy);
+UPDATE messages SET person = coalesce((SELECT person FROM legacy WHERE phone = messages.recipient), recipient);
+UPDATE inbound_messages SET person = coalesce((SELECT person FROM legacy WHERE phone = inbound_messages.wa_id), wa_id);
+DROP TABLE legacy;
+CREATE INDEX messages_person ON messages (person, created_at, seq);
+CREATE INDEX inbound_messages_person ON inbound_messages (person, received_at, seq);
 ";
 
 /// Brings the schema to the latest version, one transaction per step.
@@ -880,6 +895,15 @@ fn enqueue(conn: &Connection, messages: &[NewMessage]) -> Result<Vec<Enqueued>, 
 
 fn enqueue_one(conn: &Connection, m: &NewMessage) -> Result<Enqueued, StoreError> {
     let template = m.template.as_ref();
+    // A phone nobody is linked to keeps its implicit key (no row written on the send path); a
+    // BSUID nobody is known by gets a person.
+    let person = match &m.person {
+        Some(p) => Some(p.clone()),
+        None => match key_of(conn, &m.to, None)? {
+            Some(k) => Some(k),
+            None => key_of(conn, &m.to, Some(m.created_at))?,
+        },
+    };
     let inserted = conn.prepare_cached(INSERT_MESSAGE)?.execute(params![
         m.id,
         m.idempotency_key,
@@ -897,7 +921,7 @@ fn enqueue_one(conn: &Connection, m: &NewMessage) -> Result<Enqueued, StoreError
         m.deadline,
         m.created_at,
         m.request_hash,
-        m.person,
+        person,
     ])?;
     if inserted == 1 {
         let detail = match &m.reason {
@@ -1357,11 +1381,11 @@ fn remember_key(conn: &Connection, key: &str, at: Millis) -> Result<bool, StoreE
 // Inbound messages, the conversation, cancellation
 
 const INSERT_INBOUND: &str = "INSERT INTO inbound_messages (id, phone_number_id, wa_id, \
-     profile_name, type, context_id, body, timestamp, received_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING";
+     profile_name, type, context_id, body, timestamp, received_at, person) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING";
 
 const INBOUND_COLUMNS: &str = "seq, id, phone_number_id, wa_id, profile_name, type, context_id, \
-     body, timestamp, received_at";
+     body, timestamp, received_at, person";
 
 fn record_inbound(conn: &Connection, items: &[InboundRecord]) -> Result<Vec<bool>, StoreError> {
     let mut out = Vec::with_capacity(items.len());
@@ -1372,6 +1396,10 @@ fn record_inbound(conn: &Connection, items: &[InboundRecord]) -> Result<Vec<bool
             out.push(false);
             continue;
         }
+        let person = match &m.person {
+            Some(p) => Some(p.clone()),
+            None => key_of(conn, &m.wa_id, Some(m.received_at))?,
+        };
         conn.prepare_cached(INSERT_INBOUND)?.execute(params![
             m.id,
             m.phone_number_id,
@@ -1382,12 +1410,13 @@ fn record_inbound(conn: &Connection, items: &[InboundRecord]) -> Result<Vec<bool
             m.body,
             m.timestamp,
             m.received_at,
+            person,
         ])?;
         note_inbound(
             conn,
             &[(
                 m.phone_number_id.clone(),
-                m.person.clone().unwrap_or_else(|| m.wa_id.clone()),
+                person.unwrap_or_else(|| m.wa_id.clone()),
                 m.timestamp,
             )],
         )?;
@@ -1423,7 +1452,7 @@ fn inbound_row(r: &Row<'_>) -> rusqlite::Result<InboundRecord> {
         body: r.get(7)?,
         timestamp: r.get(8)?,
         received_at: r.get(9)?,
-        person: None,
+        person: r.get(10)?,
     })
 }
 
@@ -1440,10 +1469,14 @@ fn conversation(
         Some(c) => (c.at, c.outbound, c.seq),
         None => (Millis::MAX, true, i64::MAX),
     };
+    // Every identifier of the person: their key.
+    let Some(wa_id) = key_of(conn, wa_id, None)? else {
+        return Ok(Vec::new());
+    };
     let out_sql = concat!(
         "SELECT ",
         columns!(),
-        " FROM messages WHERE recipient = ?1 AND (created_at < ?2 OR (created_at = ?2 AND ?3 \
+        " FROM messages WHERE person = ?1 AND (created_at < ?2 OR (created_at = ?2 AND ?3 \
          AND seq < ?4)) ORDER BY created_at DESC, seq DESC LIMIT ?5"
     );
     let mut items: Vec<ConversationItem> = records(
@@ -1455,7 +1488,7 @@ fn conversation(
     .map(|r| ConversationItem::Outbound(Box::new(r)))
     .collect();
     let in_sql = format!(
-        "SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE wa_id = ?1 AND (received_at < ?2 \
+        "SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE person = ?1 AND (received_at < ?2 \
          OR (received_at = ?2 AND (?3 OR seq < ?4))) ORDER BY received_at DESC, seq DESC LIMIT ?5"
     );
     let mut st = conn.prepare_cached(&in_sql)?;
@@ -1498,10 +1531,30 @@ fn cancel(
 
 /// A fresh person key.
 fn new_person_key() -> String {
-    format!("ct_{:016x}", rand::random::<u64>())
+    format!("{PERSON_KEY_PREFIX}{:016x}", rand::random::<u64>())
 }
 
-fn lookup(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+/// How stored person keys that are not phones start.
+const PERSON_KEY_PREFIX: &str = "ct_";
+
+/// Whether a person is stored under `key`.
+fn has_person(conn: &Connection, key: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM people WHERE person = ?1")?
+        .query_row([key], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The key of the person `id` names: the person it is linked to; a `ct_` key as itself; a phone
+/// linked to nobody names its implicit person, keyed by the phone itself (only sends are stored
+/// under it). With `create`, an identifier linked to nobody gets a stored person (the implicit
+/// person's sends move to it).
+fn key_of(
+    conn: &Connection,
+    id: &str,
+    create: Option<Millis>,
+) -> Result<Option<String>, StoreError> {
     let found: Option<String> = conn
         .prepare_cached("SELECT person FROM identities WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
@@ -1509,10 +1562,36 @@ fn lookup(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
     if found.is_some() {
         return Ok(found);
     }
-    Ok(conn
-        .prepare_cached("SELECT person FROM people WHERE person = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?)
+    if id.starts_with(PERSON_KEY_PREFIX) {
+        return Ok(has_person(conn, id)?.then(|| id.to_string()));
+    }
+    let Some(kind) = IdKind::of(id) else {
+        // Neither a phone nor a BSUID (a group id): its own key, never stored as a person.
+        return Ok(Some(id.to_string()));
+    };
+    match create {
+        None => Ok((kind == IdKind::Phone).then(|| id.to_string())),
+        Some(at) => {
+            let key = create_person(conn, at)?;
+            link(conn, &key, id, kind, at)?;
+            if kind == IdKind::Phone {
+                adopt(conn, &key, id)?;
+            }
+            Ok(Some(key))
+        }
+    }
+}
+
+fn lookup(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    key_of(conn, id, None)
+}
+
+/// The stored person `id` is linked to (or names, for a `ct_` key); `None` for an implicit one.
+fn linked(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    match key_of(conn, id, None)? {
+        Some(k) if k.starts_with(PERSON_KEY_PREFIX) => Ok(Some(k)),
+        _ => Ok(None),
+    }
 }
 
 fn history(
@@ -1579,11 +1658,18 @@ fn person_key(
     conn: &Connection,
     (id, kind, at): &(String, IdKind, Millis),
 ) -> Result<String, StoreError> {
-    if let Some(p) = lookup(conn, id)? {
+    if let Some(p) = conn
+        .prepare_cached("SELECT person FROM identities WHERE id = ?1")?
+        .query_row([id], |r| r.get::<_, String>(0))
+        .optional()?
+    {
         return Ok(p);
     }
     let key = create_person(conn, *at)?;
     link(conn, &key, id, *kind, *at)?;
+    if *kind == IdKind::Phone {
+        adopt(conn, &key, id)?;
+    }
     Ok(key)
 }
 
@@ -1592,6 +1678,34 @@ fn person_key(
 fn merge(conn: &Connection, into: &str, from: &str, at: Millis) -> Result<(), StoreError> {
     conn.prepare_cached("UPDATE identities SET person = ?1 WHERE person = ?2")?
         .execute(params![into, from])?;
+    adopt(conn, into, from)?;
+    conn.prepare_cached(
+        "UPDATE people SET \
+         wa_id = coalesce(wa_id, (SELECT wa_id FROM people WHERE person = ?2)), \
+         user_id = coalesce(user_id, (SELECT user_id FROM people WHERE person = ?2)), \
+         parent_user_id = coalesce(parent_user_id, (SELECT parent_user_id FROM people WHERE person = ?2)), \
+         username = coalesce(username, (SELECT username FROM people WHERE person = ?2)), \
+         profile_name = coalesce(profile_name, (SELECT profile_name FROM people WHERE person = ?2)), \
+         updated_at = ?3 WHERE person = ?1",
+    )?
+    .execute(params![into, from, at])?;
+    conn.prepare_cached("DELETE FROM people WHERE person = ?1")?
+        .execute([from])?;
+    conn.prepare_cached("UPDATE identity_history SET person = ?1 WHERE person = ?2")?
+        .execute(params![into, from])?;
+    history(
+        conn,
+        into,
+        at,
+        "merged",
+        serde_json::json!({ "from": from }),
+    )
+}
+
+/// Moves the state stored under the key `from` (a merged person, or a phone's implicit person)
+/// to `into`: consents (the later-recorded current one per category wins), consent history,
+/// windows (the later time), sends and inbound messages.
+fn adopt(conn: &Connection, into: &str, from: &str) -> Result<(), StoreError> {
     // Current consents: the one recorded later wins per category.
     conn.prepare_cached(
         "DELETE FROM consents WHERE wa_id = ?1 AND EXISTS (SELECT 1 FROM consents o \
@@ -1614,27 +1728,11 @@ fn merge(conn: &Connection, into: &str, from: &str, at: Millis) -> Result<(), St
     .execute(params![into, from])?;
     conn.prepare_cached("DELETE FROM inbound_windows WHERE wa_id = ?1")?
         .execute([from])?;
-    conn.prepare_cached(
-        "UPDATE people SET \
-         wa_id = coalesce(wa_id, (SELECT wa_id FROM people WHERE person = ?2)), \
-         user_id = coalesce(user_id, (SELECT user_id FROM people WHERE person = ?2)), \
-         parent_user_id = coalesce(parent_user_id, (SELECT parent_user_id FROM people WHERE person = ?2)), \
-         username = coalesce(username, (SELECT username FROM people WHERE person = ?2)), \
-         profile_name = coalesce(profile_name, (SELECT profile_name FROM people WHERE person = ?2)), \
-         updated_at = ?3 WHERE person = ?1",
-    )?
-    .execute(params![into, from, at])?;
-    conn.prepare_cached("DELETE FROM people WHERE person = ?1")?
-        .execute([from])?;
-    conn.prepare_cached("UPDATE identity_history SET person = ?1 WHERE person = ?2")?
+    conn.prepare_cached("UPDATE messages SET person = ?1 WHERE person = ?2")?
         .execute(params![into, from])?;
-    history(
-        conn,
-        into,
-        at,
-        "merged",
-        serde_json::json!({ "from": from }),
-    )
+    conn.prepare_cached("UPDATE inbound_messages SET person = ?1 WHERE person = ?2")?
+        .execute(params![into, from])?;
+    Ok(())
 }
 
 /// The sighting's identifiers with their kinds.
@@ -1672,11 +1770,13 @@ fn learn_one(conn: &Connection, s: &Sighting) -> Result<Option<String>, StoreErr
         return Ok(None);
     }
     let mut people: Vec<String> = Vec::new();
-    for (id, _) in &ids {
-        if let Some(p) = lookup(conn, id)?
-            && !people.contains(&p)
-        {
-            people.push(p);
+    let mut implicit = Vec::new();
+    for (id, kind) in &ids {
+        match linked(conn, id)? {
+            Some(p) if !people.contains(&p) => people.push(p),
+            Some(_) => {}
+            None if *kind == IdKind::Phone => implicit.push(*id),
+            None => {}
         }
     }
     let person = match people.len() {
@@ -1692,6 +1792,9 @@ fn learn_one(conn: &Connection, s: &Sighting) -> Result<Option<String>, StoreErr
     };
     for (id, kind) in &ids {
         link(conn, &person, id, *kind, s.at)?;
+    }
+    for phone in implicit {
+        adopt(conn, &person, phone)?;
     }
     // The profile follows the latest sighting that carries it.
     conn.prepare_cached(
@@ -1720,7 +1823,7 @@ fn change_identity(conn: &Connection, u: &IdentityUpdate) -> Result<String, Stor
     .into_iter()
     .flatten()
     {
-        if let Some(p) = lookup(conn, id)? {
+        if let Some(p) = linked(conn, id)? {
             found = Some(p);
             break;
         }
@@ -1731,6 +1834,12 @@ fn change_identity(conn: &Connection, u: &IdentityUpdate) -> Result<String, Stor
     };
     // The user left the previous phone (a new one, or one the platform withholds): it is
     // unlinked, since numbers are given to other people later.
+    // The previous phone's implicit state (sends while nobody was linked to it) was theirs.
+    if let Some(old) = &u.previous_wa_id
+        && linked(conn, old)?.is_none()
+    {
+        adopt(conn, &person, old)?;
+    }
     if let Some(old) = &u.previous_wa_id
         && u.wa_id.as_deref() != Some(old.as_str())
     {
@@ -1773,9 +1882,11 @@ fn change_identity(conn: &Connection, u: &IdentityUpdate) -> Result<String, Stor
         (u.parent_user_id.as_deref(), IdKind::ParentUserId),
     ] {
         let Some(id) = id else { continue };
-        match lookup(conn, id)? {
+        match linked(conn, id)? {
             Some(other) if other != person => merge(conn, &person, &other, u.at)?,
-            _ => {}
+            Some(_) => {}
+            None if kind == IdKind::Phone => adopt(conn, &person, id)?,
+            None => {}
         }
         link(conn, &person, id, kind, u.at)?;
         let column = match kind {
@@ -1798,6 +1909,18 @@ fn person(conn: &Connection, id: &str) -> Result<Option<Person>, StoreError> {
     let Some(key) = lookup(conn, id)? else {
         return Ok(None);
     };
+    if key == id && IdKind::of(id) == Some(IdKind::Phone) {
+        // A phone nobody is linked to: its implicit person, nothing stored yet.
+        return Ok(Some(Person {
+            key: key.clone(),
+            wa_id: Some(key),
+            user_id: None,
+            parent_user_id: None,
+            username: None,
+            profile_name: None,
+            updated_at: 0,
+        }));
+    }
     Ok(conn
         .prepare_cached(&format!(
             "SELECT {PERSON_COLUMNS} FROM people WHERE person = ?1"
@@ -1869,8 +1992,10 @@ fn put_consents(conn: &Connection, changes: &[ConsentChange]) -> Result<Vec<bool
     )?;
     let mut out = Vec::with_capacity(changes.len());
     for c in changes {
+        // Stored under the person's key, whichever of their ids the change names.
+        let key = key_of(conn, &c.wa_id, Some(c.recorded_at))?.unwrap_or_else(|| c.wa_id.clone());
         let row = params![
-            c.wa_id,
+            key,
             c.category,
             c.status,
             c.source,
@@ -1898,8 +2023,17 @@ fn consent(r: &Row<'_>) -> rusqlite::Result<Consent> {
 }
 
 fn consents_where(conn: &Connection, sql: &str, wa_id: &str) -> Result<Vec<Consent>, StoreError> {
+    let Some(key) = key_of(conn, wa_id, None)? else {
+        return Ok(Vec::new());
+    };
     let mut st = conn.prepare_cached(sql)?;
-    let rows = st.query_map([wa_id], consent)?;
+    // Named as asked: the person's consents hold whichever of their ids the caller used.
+    let rows = st.query_map([&key], |r| {
+        consent(r).map(|c| Consent {
+            wa_id: wa_id.to_string(),
+            ..c
+        })
+    })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -1924,11 +2058,14 @@ fn last_inbound(
     conn: &Connection,
     (pnid, wa_id): &(String, String),
 ) -> Result<Option<Millis>, StoreError> {
+    let Some(wa_id) = key_of(conn, wa_id, None)? else {
+        return Ok(None);
+    };
     Ok(conn
         .prepare_cached(
             "SELECT last_at FROM inbound_windows WHERE phone_number_id = ?1 AND wa_id = ?2",
         )?
-        .query_row([pnid, wa_id], |r| r.get(0))
+        .query_row([pnid, &wa_id], |r| r.get(0))
         .optional()?)
 }
 
@@ -2353,6 +2490,56 @@ mod tests {
         assert_eq!(v, MIGRATIONS.len() as i64);
         conn.pragma_update(None, "user_version", 99).unwrap();
         assert!(matches!(migrate(&mut conn), Err(StoreError::Backend(_))));
+    }
+
+    #[test]
+    fn version_3_makes_people_of_the_phones_with_state() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..2] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO consents (wa_id, category, status, source, at, recorded_at) \
+             VALUES ('4915100000001', 'marketing', 'opted_in', 'api', 1, 1); \
+             INSERT INTO consent_history (wa_id, category, status, source, at, recorded_at) \
+             VALUES ('4915100000001', 'marketing', 'opted_in', 'api', 1, 1); \
+             INSERT INTO inbound_windows VALUES ('pn1', '4915100000001', 5); \
+             INSERT INTO messages (id, phone_number_id, recipient, category, lane, body, state, \
+             next_attempt_at, not_before, deadline, created_at, updated_at) VALUES \
+             ('m1', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 0, 0, 1, 0, 0), \
+             ('m2', 'pn1', '4915100000002', 'utility', 'transactional', '{}', 'sent', 0, 0, 1, 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let key = key_of(&conn, "4915100000001", None).unwrap().unwrap();
+        assert!(key.starts_with(PERSON_KEY_PREFIX), "{key}");
+        let person_of = |id: &str| -> String {
+            conn.query_row("SELECT person FROM messages WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert_eq!(person_of("m1"), key);
+        assert_eq!(
+            person_of("m2"),
+            "4915100000002",
+            "no state: its implicit key"
+        );
+        assert_eq!(
+            consents_where(&conn, CONSENTS, "4915100000001")
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            consents_where(&conn, CONSENT_HISTORY, "4915100000001")
+                .unwrap()
+                .len(),
+            1
+        );
+        let window = last_inbound(&conn, &("pn1".into(), "4915100000001".into())).unwrap();
+        assert_eq!(window, Some(5));
     }
 
     #[test]
