@@ -189,6 +189,114 @@ async fn a_quick_reply_press_shows_up_as_an_inbound_webhook_in_the_inspector() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn templates_and_reactions_render_as_whatsapp_shows_them() {
+    if !browser::enabled("templates_and_reactions_render_as_whatsapp_shows_them") {
+        return;
+    }
+    let mut cfg = config("");
+    let body = "Our winter collection is here.\nCoats from 49 €.\nScarves from 9 €.\nBoots from 59 €.\nHats from 12 €.\nGloves from 15 €.\nAll week in every shop, {{1}}.";
+    let def = json!({
+        "name": "winter_collection", "language": "en_US", "category": "MARKETING",
+        "components": [
+            { "type": "HEADER", "format": "IMAGE", "example": { "header_handle": ["4::aW1hZ2UvanBlZw==:ARb"] } },
+            { "type": "BODY", "text": body, "example": { "body_text": [["Ana"]] } },
+            { "type": "FOOTER", "text": "Reply STOP to opt out" },
+            { "type": "BUTTONS", "buttons": [
+                { "type": "QUICK_REPLY", "text": "Show me" },
+                { "type": "URL", "text": "Shop online", "url": "https://shop.example/{{1}}", "example": ["winter"] }
+            ] }
+        ]
+    });
+    cfg.templates.push(serde_json::from_value(def).unwrap());
+    let (h, b) = open(cfg, &format!("#/phone/{USER}"), 1280, 900).await;
+    b.find("#chat[data-ready]").await;
+    let wamid = send(
+        &h,
+        template(
+            "winter_collection",
+            USER,
+            json!([
+                { "type": "header", "parameters": [ { "type": "image", "image": { "link": "https://shop.example/coat.jpg" } } ] },
+                { "type": "body", "parameters": [ { "type": "text", "text": "Ana" } ] },
+                { "type": "button", "sub_type": "url", "index": 1, "parameters": [ { "type": "text", "text": "winter" } ] }
+            ]),
+        ),
+    )
+    .await;
+    let bubble = format!(".bubble[data-id='{wamid}']");
+    let media = b.find(&format!("{bubble} .media")).await;
+    assert_eq!(
+        media.attr("aria-label").await.as_deref(),
+        Some("image coat.jpg")
+    );
+    assert_eq!(
+        b.find(&format!("{bubble} .footer")).await.text().await,
+        "Reply STOP to opt out"
+    );
+    let buttons = b
+        .eval(
+            "return [...document.querySelectorAll(arguments[0] + ' .buttons > *')].map(x => x.textContent)",
+            json!([bubble]),
+        )
+        .await;
+    assert_eq!(buttons, json!(["↩ Show me", "🔗 Shop online"]));
+    // Seven lines of marketing text: five shown, the rest behind "Read more".
+    let more = b.find(&format!("{bubble} button.more:not([hidden])")).await;
+    let folded = b
+        .eval(
+            "const t = document.querySelector(arguments[0] + ' .text'); return [t.classList.contains('folded'), t.clientHeight < t.scrollHeight]",
+            json!([bubble]),
+        )
+        .await;
+    assert_eq!(folded, json!([true, true]));
+    more.click().await;
+    let open_text = b
+        .eval(
+            "const t = document.querySelector(arguments[0] + ' .text'); return [t.classList.contains('folded'), t.textContent]",
+            json!([bubble]),
+        )
+        .await;
+    assert_eq!(open_text[0], false);
+    assert!(
+        open_text[1].as_str().unwrap().ends_with("every shop, Ana."),
+        "{open_text}"
+    );
+    // The user reacts, the business reacts back: both emoji on their bubbles, live.
+    h.advance(10.0).await;
+    let (s, r) = h
+        .control(
+            reqwest::Method::POST,
+            "/inbound",
+            &json!({ "from": USER, "type": "reaction", "reaction": { "message_id": wamid, "emoji": "❤" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    b.wait_for(
+        "the user's reaction",
+        "return document.querySelector(arguments[0] + ' .reactions')?.textContent === '❤'",
+        json!([bubble]),
+    )
+    .await;
+    let reply = h.send_text(USER, "Glad you like it").await;
+    let (s, r) = h
+        .send_360(
+            json!({ "messaging_product": "whatsapp", "to": USER, "type": "reaction",
+                          "reaction": { "message_id": reply, "emoji": "👍" } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    b.wait_for(
+        "the business's reaction",
+        "return document.querySelector(`.bubble[data-id='${arguments[0]}'] .reactions`)?.textContent === '👍'",
+        json!([reply]),
+    )
+    .await;
+    b.screenshot("template.png").await;
+    b.quit().await;
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn advancing_the_clock_expires_an_otp_on_screen() {
     if !browser::enabled("advancing_the_clock_expires_an_otp_on_screen") {
         return;

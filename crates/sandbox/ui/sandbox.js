@@ -193,14 +193,37 @@ function phoneView(args) {
       head.append(sel);
     }
     const blocked = !!user?.behaviour?.blocks_business;
-    fill(status, `The phone of ${user?.name || "a user"} (+${waId})`, blocked ? el("span", { class: "badge bad" }, " has blocked the business") : null,
+    fill(status, `The phone of ${user?.name || "a user"} (+${waId}${user?.username ? `, @${user.username}` : ""})`, blocked ? el("span", { class: "badge bad" }, " has blocked the business") : null,
       user?.behaviour?.marketing_opt_out ? el("span", { class: "badge warn" }, " stopped marketing") : null);
     fill(acts,
       el("button", { type: "button", id: "act-stop", onclick: (e) => act(e.currentTarget, () => inbound({ type: "text", text: { body: "STOP" } })) }, "Send STOP"),
       el("button", { type: "button", id: "act-block", class: "secondary", onclick: (e) => act(e.currentTarget, () => setBehaviour({ blocks_business: !blocked })) }, blocked ? "Unblock" : "Block"),
       el("button", { type: "button", id: "act-report", class: "danger", onclick: (e) => act(e.currentTarget, report) }, "Report"),
-      el("button", { type: "button", id: "act-username", class: "secondary", onclick: (e) => act(e.currentTarget, setUsername) }, "Set username"),
-      el("button", { type: "button", id: "act-number", class: "secondary", onclick: (e) => act(e.currentTarget, changeNumber) }, "Change number"));
+      identity());
+  }
+
+  /** The user's username and phone number, changed as the user would in WhatsApp's settings. */
+  function identity() {
+    const name = el("input", { id: "username", autocomplete: "off", value: user?.username || "", "data-path": "username", placeholder: "ana.s" });
+    const nameForm = el("form", { class: "row", id: "username-form" },
+      el("label", { class: "grow" }, "Username", name),
+      el("button", { type: "submit", class: "secondary" }, name.value ? "Change" : "Set"),
+      user?.username ? el("button", { type: "button", class: "danger", id: "username-remove", onclick: (e) => act(e.currentTarget, () => setUsername(null, nameForm)) }, "Remove") : null);
+    nameForm.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      act(nameForm.querySelector("button[type=submit]"), () => setUsername(name.value.trim() || null, nameForm));
+    });
+    const phone = el("input", { id: "new-number", inputmode: "tel", autocomplete: "off", "data-path": "new_wa_id", placeholder: "4915198765432" });
+    const numberForm = el("form", { class: "row", id: "number-form" },
+      el("label", { class: "grow" }, "New phone number", phone),
+      el("button", { type: "submit", class: "secondary" }, "Change number"));
+    numberForm.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      act(numberForm.querySelector("button[type=submit]"), () => changeNumber(phone.value.replace(/[^0-9]/g, ""), numberForm));
+    });
+    return el("details", { class: "identity", id: "identity" },
+      el("summary", {}, user?.username ? `Username @${user.username}, number` : "Username, number"),
+      nameForm, numberForm);
   }
 
   async function inbound(body) {
@@ -219,18 +242,29 @@ function phoneView(args) {
     toast(r.reported_message ? `Reported; the template of ${r.reported_message} gets the signal` : "Reported the business");
   }
 
-  async function setUsername() {
-    const name = prompt("Username (letters, digits, . and _; empty to remove it)", user?.username || "");
-    if (name === null) return;
-    await api(`${API}/users/${encodeURIComponent(waId)}/username`, { method: "POST", body: { username: name || null } });
-    toast(name ? `Username set to ${name}` : "Username removed");
+  async function setUsername(name, form) {
+    clearFieldErrors(form);
+    const path = `${API}/users/${encodeURIComponent(waId)}/username`;
+    try {
+      user = name === null ? await api(path, { method: "DELETE" }) : await api(path, { method: "PUT", body: { username: name } });
+    } catch (e) {
+      showFieldErrors(form, e);
+      return;
+    }
+    toast(name ? `Username set to @${name}` : "Username removed");
+    renderHead();
   }
 
-  async function changeNumber() {
-    const to = prompt("The user's new phone number (digits, with country code)", "");
-    if (!to) return;
-    const digits = to.replace(/[^0-9]/g, "");
-    await api(`${API}/users/${encodeURIComponent(waId)}/change_number`, { method: "POST", body: { new_wa_id: digits } });
+  async function changeNumber(digits, form) {
+    clearFieldErrors(form);
+    try {
+      await api(`${API}/users/${encodeURIComponent(waId)}/number`, { method: "POST", body: { new_wa_id: digits } });
+    } catch (e) {
+      showFieldErrors(form, e);
+      return;
+    }
+    toast(`The user's number is now +${digits}`);
+    await loadUsers();
     location.hash = `#/phone/${digits}/${pnid}`;
   }
 
