@@ -13,6 +13,8 @@ import { bubble, ticks } from "./chat.js";
 const API = "/_mynah";
 /** Messages per page of the phone and of the messages table. */
 const PAGE = 50;
+/** Users listed beside the phone at most (the filter finds the others). */
+const USER_LIST = 200;
 
 const state = {
   clock: "manual",
@@ -145,12 +147,16 @@ function phoneView(args) {
 
   function renderUsers() {
     const q = search.value.trim().toLowerCase();
-    const shown = state.users.filter((u) => !q || u.wa_id.includes(q) || (u.name || "").toLowerCase().includes(q));
+    const matching = state.users.filter((u) => !q || u.wa_id.includes(q) || (u.name || "").toLowerCase().includes(q)
+      || (u.username || "").toLowerCase().includes(q));
+    // A sandbox under load has thousands of users: the list shows the first ones, the filter finds the rest.
+    const shown = matching.slice(0, USER_LIST);
     fill(list, shown.map((u) => el("li", {}, el("button", {
       type: "button", "aria-current": u.wa_id === waId ? "true" : undefined, "data-wa-id": u.wa_id,
       onclick: () => { location.hash = `#/phone/${u.wa_id}`; },
     }, el("strong", {}, u.name || u.wa_id), el("br"), el("small", {}, `+${u.wa_id}`),
     u.behaviour?.blocks_business ? el("span", { class: "badge bad small" }, " blocked") : null))));
+    if (matching.length > shown.length) list.append(el("li", { class: "muted small" }, `${matching.length - shown.length} more: filter to find them.`));
     if (!shown.length) list.append(el("li", { class: "muted small" }, state.users.length ? "No user matches." : "No users yet: send a message to a number, or open one."));
   }
   search.addEventListener("input", renderUsers);
@@ -939,6 +945,7 @@ async function start() {
     fill($("#view"), el("p", { class: "form-error" }, `The control API did not answer: ${e.details || e}`));
     return;
   }
+  let connected = false;
   const dot = $("#live-dot");
   const label = $("#live-state");
   const forward = (kind) => (data) => {
@@ -950,7 +957,13 @@ async function start() {
     if (state.view?.on) state.view.on(kind, data);
   };
   live(`${API}/events`, {
-    hello: (d) => { state.clock = d.clock; setNow(d.now_ms); },
+    hello: (d) => {
+      state.clock = d.clock;
+      setNow(d.now_ms);
+      // Back after the stream was lost: what changed meanwhile was missed, so the view reloads.
+      if (connected) window.dispatchEvent(new HashChangeEvent("hashchange"));
+      connected = true;
+    },
     message: forward("message"), attempt: forward("attempt"), template: forward("template"), user: forward("user"),
     number: forward("number"), clock: forward("clock"), faults: forward("faults"), rules: forward("rules"),
     receivers: forward("receivers"), reset: forward("reset"),

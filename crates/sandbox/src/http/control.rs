@@ -238,19 +238,6 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             users.sort_by(|a, b| a.wa_id.cmp(&b.wa_id));
             Ok(json(&Listing::users(users)))
         }
-        (Method::POST, ["users", wa_id, "report"]) => {
-            let wa_id = wa_id.to_string();
-            let r: Report = optional_body(sb, req).await?;
-            let now = sb.clock.now();
-            let (user, reported, fx) =
-                sb.world()
-                    .report(&wa_id, r.phone_number_id.as_deref(), now)?;
-            sb.apply_durable(fx).await?;
-            Ok(json(&serde_json::json!({
-                "user": user,
-                "reported_message": reported,
-            })))
-        }
         (Method::GET, ["users", wa_id]) => {
             let world = sb.world();
             let u = world
@@ -322,6 +309,19 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 &number.phone_number_id,
                 &check,
             ))
+        }
+        (Method::POST, ["users", wa_id, "report"]) => {
+            let wa_id = wa_id.to_string();
+            let r: Report = optional_body(sb, req).await?;
+            let now = sb.clock.now();
+            let (user, reported, fx) =
+                sb.world()
+                    .report(&wa_id, r.phone_number_id.as_deref(), now)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&serde_json::json!({
+                "user": user,
+                "reported_message": reported,
+            })))
         }
         (Method::POST, ["webhooks", "attempts", seq, "redeliver"]) => {
             let seq: u64 = seq
