@@ -187,6 +187,13 @@ pub struct World {
     /// Messages by wamid.
     pub messages: HashMap<String, Message>,
     order: VecDeque<String>,
+    /// Listeners of the live feed: while there are any, effects note what they changed.
+    watch: Arc<AtomicUsize>,
+    /// Messages of each user, as positions in `order` (`order_base` is that of `order[0]`), in
+    /// arrival order: the control API pages a user's conversation without a scan.
+    by_user: HashMap<String, VecDeque<u64>>,
+    /// Position of `order[0]` in arrival order (messages leave `order` only at its front).
+    order_base: u64,
     /// Media by id. Change it through `store_media` and `delete_media`, which keep
     /// `media_bytes`.
     pub media: HashMap<String, Media>,
@@ -207,13 +214,6 @@ pub struct World {
     epoch: u64,
     /// Base URL of this sandbox, for media download URLs.
     pub base_url: String,
-    /// Listeners of the live feed: while there are any, effects note what they changed.
-    watch: Arc<AtomicUsize>,
-    /// Messages of each user, as positions in `order` (`order_base` is that of `order[0]`), in
-    /// arrival order: the control API pages a user's conversation without a scan.
-    by_user: HashMap<String, VecDeque<u64>>,
-    /// Position of `order[0]` in arrival order (messages leave `order` only at its front).
-    order_base: u64,
 }
 
 mod pacing;
@@ -270,6 +270,9 @@ impl World {
             users: HashMap::new(),
             messages: HashMap::new(),
             order: VecDeque::new(),
+            watch: Arc::new(AtomicUsize::new(0)),
+            by_user: HashMap::new(),
+            order_base: 0,
             media: HashMap::new(),
             media_bytes: 0,
             templates: Registry::default(),
@@ -280,9 +283,6 @@ impl World {
             template_draws: 0,
             epoch,
             base_url: String::new(),
-            watch: Arc::new(AtomicUsize::new(0)),
-            by_user: HashMap::new(),
-            order_base: 0,
         };
         let mut fx = w.fx();
         w.seed_from_config(&mut fx);
