@@ -415,3 +415,55 @@ async fn a_change_from_another_site_is_refused() {
     assert!(!r.headers().contains_key("access-control-allow-origin"));
     h.shutdown().await;
 }
+
+/// A user's messages through the index agree with a scan of everything, as messages arrive and
+/// the oldest are forgotten (`retention.max_messages`).
+#[tokio::test]
+async fn the_per_user_index_agrees_with_a_scan() {
+    let mut cfg = config("");
+    cfg.retention.max_messages = 30;
+    let h = Harness::start(cfg).await;
+    let users = ["4915100000001", "4915100000002", "4915100000003"];
+    let ids = |v: &Value| -> Vec<String> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for round in 0..4 {
+        for i in 0..12 {
+            let to = users[(i * 7 + round) % 3];
+            h.send_text(to, &format!("r{round} m{i}")).await;
+            if i % 4 == 0 {
+                let (s, r) = h
+                    .control(
+                        Method::POST,
+                        "/inbound",
+                        &json!({ "from": to, "type": "text", "text": { "body": "hi" } }),
+                    )
+                    .await;
+                assert_eq!(s, 200, "{r}");
+            }
+        }
+        // Finished messages can be forgotten.
+        h.advance(10.0).await;
+        let (_, all) = h.control_get("/messages?limit=1000").await;
+        assert!(all["messages"].as_array().unwrap().len() <= 32, "{round}");
+        for u in users {
+            let (_, mine) = h
+                .control_get(&format!("/messages?wa_id={u}&limit=1000"))
+                .await;
+            let scanned: Vec<String> = all["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["wa_id"] == u)
+                .map(|m| m["id"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(ids(&mine), scanned, "round {round}, user {u}");
+        }
+    }
+    h.shutdown().await;
+}

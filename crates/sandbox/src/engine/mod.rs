@@ -30,6 +30,18 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Each user's messages as positions in the arrival order, oldest first.
+type UserIndex = HashMap<String, VecDeque<u64>, foldhash::fast::RandomState>;
+
+fn index_push(index: &mut UserIndex, wa_id: &str, pos: u64) {
+    match index.get_mut(wa_id) {
+        Some(list) => list.push_back(pos),
+        None => {
+            index.insert(wa_id.to_string(), VecDeque::from([pos]));
+        }
+    }
+}
+
 /// What an operation wants done once the lock is released.
 #[derive(Debug, Default)]
 pub struct Effects {
@@ -190,8 +202,10 @@ pub struct World {
     /// Listeners of the live feed: while there are any, effects note what they changed.
     watch: Arc<AtomicUsize>,
     /// Messages of each user, as positions in `order` (`order_base` is that of `order[0]`), in
-    /// arrival order: the control API pages a user's conversation without a scan.
-    by_user: HashMap<String, VecDeque<u64>>,
+    /// arrival order: the control API pages a user's conversation without a scan. Built at the
+    /// first page asked for by user, then kept up to date: until someone looks, sends pay
+    /// nothing for it.
+    by_user: Option<UserIndex>,
     /// Position of `order[0]` in arrival order (messages leave `order` only at its front).
     order_base: u64,
     /// Media by id. Change it through `store_media` and `delete_media`, which keep
@@ -271,7 +285,7 @@ impl World {
             messages: HashMap::new(),
             order: VecDeque::new(),
             watch: Arc::new(AtomicUsize::new(0)),
-            by_user: HashMap::new(),
+            by_user: None,
             order_base: 0,
             media: HashMap::new(),
             media_bytes: 0,
@@ -405,34 +419,47 @@ impl World {
         self.watch = listeners;
     }
 
-    /// Appends a message to the arrival order and its user's index.
+    /// Appends a message to the arrival order (and to its user's index, once there is one).
     fn push_order(&mut self, m: &Message) {
         let pos = self.order_base + self.order.len() as u64;
         self.order.push_back(m.id.clone());
-        match self.by_user.get_mut(&m.wa_id) {
-            Some(list) => list.push_back(pos),
-            None => {
-                self.by_user.insert(m.wa_id.clone(), VecDeque::from([pos]));
-            }
+        if let Some(index) = &mut self.by_user {
+            index_push(index, &m.wa_id, pos);
         }
     }
 
-    /// Forgets the oldest message of the arrival order; returns its id.
-    fn pop_order(&mut self) -> Option<String> {
+    /// Forgets the oldest message of the arrival order and the message itself; returns its id.
+    fn pop_oldest(&mut self) -> Option<String> {
         let id = self.order.pop_front()?;
         let pos = self.order_base;
         self.order_base += 1;
-        if let Some(m) = self.messages.get(&id)
-            && let Some(list) = self.by_user.get_mut(&m.wa_id)
+        let gone = self.messages.remove(&id);
+        if let (Some(index), Some(m)) = (&mut self.by_user, gone)
+            && let Some(list) = index.get_mut(&m.wa_id)
         {
             if list.front() == Some(&pos) {
                 list.pop_front();
             }
             if list.is_empty() {
-                self.by_user.remove(&m.wa_id);
+                index.remove(&m.wa_id);
             }
         }
         Some(id)
+    }
+
+    /// Builds the per-user index from the arrival order, if it is not there yet (the first
+    /// page asked for by user: one pass over the messages kept, then kept up to date).
+    pub fn index_users(&mut self) {
+        if self.by_user.is_some() {
+            return;
+        }
+        let mut index = UserIndex::default();
+        for (i, id) in self.order.iter().enumerate() {
+            if let Some(m) = self.messages.get(id) {
+                index_push(&mut index, &m.wa_id, self.order_base + i as u64);
+            }
+        }
+        self.by_user = Some(index);
     }
 
     /// A message by its position in arrival order.
@@ -442,8 +469,9 @@ impl World {
     }
 
     /// A page of messages, newest first, with their positions in arrival order: those of `wa_id`
-    /// (through its index) or all, before position `before`, that `keep` accepts, at most
-    /// `limit`. The positions are the control API's paging cursor.
+    /// (through its index, when [`World::index_users`] built it; by a scan otherwise) or all,
+    /// before position `before`, that `keep` accepts, at most `limit`. The positions are the
+    /// control API's paging cursor.
     pub fn page<F: Fn(&Message) -> bool>(
         &self,
         wa_id: Option<&str>,
@@ -456,33 +484,33 @@ impl World {
         if limit == 0 {
             return out;
         }
-        match wa_id {
-            Some(w) => {
-                let Some(list) = self.by_user.get(w) else {
-                    return out;
-                };
-                let end = list.partition_point(|p| *p < before);
-                for pos in list.range(..end).rev() {
-                    if let Some(m) = self.at_position(*pos).filter(|m| keep(m)) {
-                        out.push((*pos, m));
-                        if out.len() == limit {
-                            break;
-                        }
+        if let (Some(w), Some(index)) = (wa_id, &self.by_user) {
+            let Some(list) = index.get(w) else {
+                return out;
+            };
+            let end = list.partition_point(|p| *p < before);
+            for pos in list.range(..end).rev() {
+                if let Some(m) = self.at_position(*pos).filter(|m| keep(m)) {
+                    out.push((*pos, m));
+                    if out.len() == limit {
+                        break;
                     }
                 }
             }
-            None => {
-                let end = usize::try_from(before.saturating_sub(self.order_base))
-                    .unwrap_or(usize::MAX)
-                    .min(self.order.len());
-                for i in (0..end).rev() {
-                    let pos = self.order_base + i as u64;
-                    if let Some(m) = self.at_position(pos).filter(|m| keep(m)) {
-                        out.push((pos, m));
-                        if out.len() == limit {
-                            break;
-                        }
-                    }
+            return out;
+        }
+        let end = usize::try_from(before.saturating_sub(self.order_base))
+            .unwrap_or(usize::MAX)
+            .min(self.order.len());
+        for i in (0..end).rev() {
+            let pos = self.order_base + i as u64;
+            let found = self
+                .at_position(pos)
+                .filter(|m| wa_id.is_none_or(|w| m.wa_id == w) && keep(m));
+            if let Some(m) = found {
+                out.push((pos, m));
+                if out.len() == limit {
+                    break;
                 }
             }
         }
@@ -906,8 +934,7 @@ impl World {
             {
                 break;
             }
-            if let Some(id) = self.pop_order() {
-                self.messages.remove(&id);
+            if let Some(id) = self.pop_oldest() {
                 fx.write(Write::Delete {
                     kind: Kind::Message,
                     id,

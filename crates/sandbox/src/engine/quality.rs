@@ -123,6 +123,7 @@ impl World {
                 })?,
         };
         let mut fx = self.fx();
+        self.index_users();
         let target = self
             .page(Some(&wa_id), None, usize::MAX, |m| {
                 m.direction == Direction::Outbound

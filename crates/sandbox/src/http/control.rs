@@ -178,7 +178,10 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                     ))
                 })?),
             };
-            let world = sb.world();
+            let mut world = sb.world();
+            if q.wa_id.is_some() {
+                world.index_users();
+            }
             let limit = q.limit.unwrap_or(100).min(10_000);
             // Ids of the templates with the name asked for.
             let template_ids: Option<Vec<&str>> = q.template.as_ref().map(|name| {
