@@ -822,12 +822,16 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], 4040, "{e}");
     let r = http
         .post(format!("{}/_mynah/ui/", h.base))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], 4000, "{e}");
     // A platform client at the root still gets the platform's answer.
     let r = http
         .get(format!("{}/", h.base))

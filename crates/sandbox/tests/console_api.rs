@@ -467,3 +467,20 @@ async fn the_per_user_index_agrees_with_a_scan() {
     }
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_template_for_an_unknown_account_is_refused() {
+    let h = Harness::start(config("")).await;
+    let (s, e) = h
+        .control(
+            Method::POST,
+            "/templates?waba_id=1",
+            &json!({ "name": "x_y", "language": "en_US", "category": "UTILITY",
+                     "components": [ { "type": "BODY", "text": "hello there" } ] }),
+        )
+        .await;
+    assert_eq!(s, 404, "{e}");
+    let (_, list) = h.control_get("/templates").await;
+    assert!(!list.to_string().contains("x_y"));
+    h.shutdown().await;
+}

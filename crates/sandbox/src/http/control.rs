@@ -390,9 +390,10 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
         }
         (Method::POST, ["templates"]) => {
             let q: WabaQuery = query(&req)?;
-            let bytes = raw_json(sb, req).await?;
+            let bytes = platform_json(sb, req).await?;
             let waba = match q.waba_id {
-                Some(w) => w,
+                Some(w) if sb.world().accounts.contains_key(&w) => w,
+                Some(w) => return Err(not_found(format!("no account {w}"))),
                 None => sb
                     .world()
                     .first_number()
@@ -414,8 +415,9 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
         }
         (Method::POST, ["templates", id]) => {
             let id = id.to_string();
-            let bytes = raw_json(sb, req).await?;
-            let edit: crate::engine::TemplateEdit = parse(&bytes)?;
+            let bytes = platform_json(sb, req).await?;
+            let edit: crate::engine::TemplateEdit = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::invalid_param(format!("Invalid body: {e}")))?;
             let now = sb.clock.now();
             let (t, fx) = sb.world().edit_template(&id, edit, now)?;
             sb.apply_durable(fx).await?;
@@ -623,30 +625,39 @@ fn error_code(m: &Message) -> Option<u32> {
         .or(m.fate.as_ref().map(|(c, _)| *c))
 }
 
-/// A JSON body's bytes, checked as [`body`] checks them, unparsed.
-async fn raw_json(sb: &Sandbox, req: Request) -> Result<bytes::Bytes, ApiError> {
+/// A JSON body's bytes, unparsed, for the routes that answer as the platform does (template
+/// creation and edits): its errors carry the platform's code 100, as the rest of their checks.
+async fn platform_json(sb: &Sandbox, req: Request) -> Result<bytes::Bytes, ApiError> {
     if !is_json(req.headers()) {
-        return Err(bad("send JSON with Content-Type: application/json").with_http(415));
+        return Err(ApiError::invalid_param(
+            "The request body must be JSON: send the header Content-Type: application/json.",
+        )
+        .with_http(415));
     }
     let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
         .await
-        .map_err(|e| bad(e).with_http(413))?;
-    super::check_utf8(&bytes).map_err(bad)?;
+        .map_err(|e| ApiError::invalid_param(e).with_http(413))?;
+    super::check_utf8(&bytes).map_err(ApiError::invalid_param)?;
     Ok(bytes)
 }
 
-/// A JSON body that may be left out (then every field takes its default).
+/// A JSON body that may be left out (then every field takes its default); one that is there
+/// must say it is JSON.
 async fn optional_body<T: DeserializeOwned + Default>(
     sb: &Sandbox,
     req: Request,
 ) -> Result<T, ApiError> {
+    let json = is_json(req.headers());
     let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
         .await
         .map_err(|e| bad(e).with_http(413))?;
-    super::check_utf8(&bytes).map_err(bad)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
+    if !json {
+        return Err(bad("send JSON with Content-Type: application/json").with_http(415));
+    }
+    super::check_utf8(&bytes).map_err(bad)?;
     parse(&bytes)
 }
 

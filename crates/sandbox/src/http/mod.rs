@@ -28,7 +28,7 @@ pub fn router(sb: Arc<Sandbox>) -> Router {
 async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
     let path = req.uri().path();
     if ui::is_console(path) {
-        return ui::handle(&req);
+        return ui::handle(&sb, &req);
     }
     // A browser at the root goes to the console; a platform client (with its credential) gets
     // the platform's answer for an empty media id, as before.

@@ -3,11 +3,14 @@
 //! (`ui/index.html`, `ui/sandbox.js`) are the sandbox's own. Local and unauthenticated, like
 //! the control API it talks to.
 
+use crate::model::Dialect;
+use crate::sandbox::Sandbox;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use mynah_console_assets::{Asset, CONTENT_SECURITY_POLICY, HTML, JS};
+use mynah_wire::error::{ApiError, ErrorCode};
 
 /// Where the console lives.
 pub const PREFIX: &str = "/_mynah/ui";
@@ -24,14 +27,16 @@ pub fn is_console(path: &str) -> bool {
     path == PREFIX || path.starts_with("/_mynah/ui/")
 }
 
-/// Answers a console request: the page, an asset, or 404.
-pub fn handle(req: &Request) -> Response {
+/// Answers a console request: the page, an asset, or a JSON error as the control API's.
+pub fn handle(sb: &Sandbox, req: &Request) -> Response {
     let path = req.uri().path();
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "the console is read with GET",
-        );
+        let e = ApiError::with_details(
+            ErrorCode::MynahBadRequest,
+            format!("{} {path}: the console is read with GET", req.method()),
+        )
+        .with_http(405);
+        return super::error_response(Dialect::Cloud, &e, &sb.trace_id());
     }
     if path == PREFIX {
         return redirect(&format!("{PREFIX}/"));
@@ -47,7 +52,13 @@ pub fn handle(req: &Request) -> Response {
     };
     match asset {
         Some(a) => serve(req, a),
-        None => plain(StatusCode::NOT_FOUND, "no such console page or asset"),
+        None => {
+            let e = ApiError::with_details(
+                ErrorCode::MynahNotFound,
+                format!("no console page or asset {path}; the console is at {PREFIX}/"),
+            );
+            super::error_response(Dialect::Cloud, &e, &sb.trace_id())
+        }
     }
 }
 
@@ -62,16 +73,6 @@ fn redirect(to: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(to) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
-    resp
-}
-
-fn plain(status: StatusCode, text: &'static str) -> Response {
-    let mut resp = Response::new(Body::from(text));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
     resp
 }
 
