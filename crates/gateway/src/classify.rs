@@ -55,6 +55,9 @@ pub enum Action {
     WindowClosed,
     /// Experiment holdout (130472): fail unless a conversation is open.
     Holdout,
+    /// Not by business-scoped user id (131062): resend by phone when the person's phone is
+    /// known, else fail.
+    ResendByPhone,
     /// Permanent for this message.
     Fail,
     /// Pause the whole number and alert (policy, account, credentials).
@@ -78,6 +81,7 @@ impl Action {
             Action::DisableTemplate => "disable_template",
             Action::WindowClosed => "window_closed",
             Action::Holdout => "holdout",
+            Action::ResendByPhone => "resend_by_phone",
             Action::Fail => "fail",
             Action::PauseNumber => "pause_number",
             Action::Unknown => "unknown",
@@ -416,6 +420,8 @@ pub enum FailKind {
     WindowClosed,
     /// Experiment holdout: only an open conversation lets it through.
     Holdout,
+    /// Refused for a business-scoped user id: resend by phone if it is known.
+    NotByUserId,
     /// Out of attempts.
     Exhausted,
     /// The next try would come after the message's deadline.
@@ -782,6 +788,7 @@ pub fn next_delay(
         Action::DisableTemplate => fail(FailKind::DisableTemplate, ""),
         Action::WindowClosed => fail(FailKind::WindowClosed, ""),
         Action::Holdout => fail(FailKind::Holdout, ""),
+        Action::ResendByPhone => fail(FailKind::NotByUserId, ""),
         Action::Fail => fail(FailKind::Permanent, ""),
     }
 }
@@ -862,6 +869,7 @@ mod tests {
             (132016, 400, Action::DisableTemplate),
             (131047, 400, Action::WindowClosed),
             (130472, 400, Action::Holdout),
+            (131062, 400, Action::ResendByPhone),
             (131026, 400, Action::Fail),
             (131051, 400, Action::Fail),
             (132000, 400, Action::Fail),
@@ -1256,6 +1264,7 @@ mod tests {
             (132016, FailKind::DisableTemplate),
             (131047, FailKind::WindowClosed),
             (130472, FailKind::Holdout),
+            (131062, FailKind::NotByUserId),
             (131026, FailKind::Permanent),
             (132001, FailKind::Permanent),
         ];

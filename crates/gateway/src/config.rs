@@ -63,6 +63,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long what is no longer needed is kept.
     pub retention: Retention,
+    /// Defaults of ordered sequences (a message's `sequence` envelope field may override them).
+    pub sequences: Sequences,
     /// Seed of the retry jitter.
     pub seed: u64,
     /// The HTTP server's limits: header read timeout, idle timeout, connection cap.
@@ -105,6 +107,7 @@ impl Default for Config {
             app_webhooks: Vec::new(),
             max_body_bytes: 1024 * 1024,
             retention: Retention::default(),
+            sequences: Sequences::default(),
             seed: 1,
             server: mynah_serve::ServerConfig::default(),
         }
@@ -236,6 +239,33 @@ pub struct Retention {
     pub inbox_ms: Millis,
     /// How often the sweep runs.
     pub sweep_ms: Millis,
+}
+
+/// Defaults of ordered sequences: messages posted with the same `sequence` key to one person go
+/// out one at a time, each after the one before reached `wait`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Sequences {
+    /// What the message before must reach: `delivered` (or read) or `read`.
+    pub wait: crate::model::SequenceWait,
+    /// How long a message waits for the one before it, ms.
+    pub timeout_ms: Millis,
+    /// Then: `send_anyway` or `fail_rest`.
+    pub on_timeout: crate::model::OnSequenceTimeout,
+    /// When a message of the sequence fails, expires or is cancelled: `stop` (the rest fails)
+    /// or `continue`.
+    pub on_failure: crate::model::OnSequenceFailure,
+}
+
+impl Default for Sequences {
+    fn default() -> Self {
+        Sequences {
+            wait: crate::model::SequenceWait::Delivered,
+            timeout_ms: crate::clock::DAY,
+            on_timeout: crate::model::OnSequenceTimeout::SendAnyway,
+            on_failure: crate::model::OnSequenceFailure::Stop,
+        }
+    }
 }
 
 impl Default for Retention {

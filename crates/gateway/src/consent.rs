@@ -47,7 +47,7 @@ pub fn build(
     input: &ConsentInput,
     now: Millis,
 ) -> Result<Consent, String> {
-    let wa = mynah_wire::WaId::parse(wa_id).map_err(|e| e.details.to_string())?;
+    let wa = crate::people::parse_contact_id(wa_id).map_err(|e| e.details)?;
     let category = Category::parse(&category.trim().to_ascii_lowercase()).ok_or_else(|| {
         format!("{category:?} is not a category (marketing, utility, authentication, service)")
     })?;
@@ -74,7 +74,7 @@ pub fn build(
         return Err(format!("evidence is longer than {MAX_EVIDENCE_LEN} bytes"));
     }
     Ok(Consent {
-        wa_id: wa.as_str().to_string(),
+        wa_id: wa,
         category,
         status,
         source,

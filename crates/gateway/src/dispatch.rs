@@ -124,7 +124,7 @@ pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationTo
                 continue;
             }
             // The pair limiter first: a recipient that must wait does not take a number token.
-            let pair_wait = lock(&gw.pairs).try_take(&row.to, gw.now()).err();
+            let pair_wait = lock(&gw.pairs).try_take(pair_key(&row), gw.now()).err();
             if let Some(at) = pair_wait {
                 if at >= row.deadline {
                     expire_unsent(
@@ -255,7 +255,7 @@ async fn send_one<S: Store + Clone>(
             };
             gw.health.sent_at_rate(now, rate, ceiling);
             gw.health.accepted(now);
-            lock(&gw.pairs).on_success(&row.to);
+            lock(&gw.pairs).on_success(pair_key(&row));
             let held = ok.message_status == Some(MessageStatus::HeldForQualityAssessment);
             let change = Change {
                 state: Some(if held {
@@ -292,7 +292,7 @@ async fn on_error<S: Store + Clone>(
 ) {
     let rule = gw.classifier.classify(&e);
     let attempt = match rule.action {
-        Action::PairBackoff => lock(&gw.pairs).errors(&row.to) + 1,
+        Action::PairBackoff => lock(&gw.pairs).errors(pair_key(row)) + 1,
         _ => u32::try_from(row.attempts).unwrap_or(u32::MAX),
     };
     let decision = {
@@ -310,7 +310,7 @@ async fn on_error<S: Store + Clone>(
             gw.health.throttled(now, rule.code, rate, until);
         }
         Action::PairBackoff => {
-            lock(&gw.pairs).on_pair_error(&row.to, now);
+            lock(&gw.pairs).on_pair_error(pair_key(row), now);
         }
         Action::WithdrawConsent => {
             crate::consent::withdraw_marketing(gw, &row.to, now, "platform:131050").await
@@ -383,6 +383,21 @@ async fn on_error<S: Store + Clone>(
                     now,
                     merge(&attempt_detail, json!({ "fallback": fallback })),
                 ))
+            } else if kind == FailKind::NotByUserId
+                && let Some((phone, body)) = phone_fallback(gw, row).await
+            {
+                // The platform takes it by phone: the body is readdressed (recorded in the event).
+                Change {
+                    state: Some(MessageState::Queued),
+                    next_attempt_at: Some(now),
+                    body: Some(body.to_string()),
+                    ..base.clone()
+                }
+                .with_event(NewEvent::new(
+                    "resend_by_phone",
+                    now,
+                    merge(&attempt_detail, json!({ "to": phone })),
+                ))
             } else if kind == FailKind::Holdout && window_open(gw, &row.to, now).await {
                 // 130472 is retried only while a conversation is open.
                 requeue(now + 60_000, "holdout_retry")
@@ -425,13 +440,40 @@ fn window_fallback<S>(gw: &Gateway<S>, row: &MessageRecord) -> Option<serde_json
         return None;
     }
     let template = gw.cfg.gates.window_fallback.clone()?;
+    let address = if mynah_wire::UserId::well_formed(&row.to) {
+        "recipient"
+    } else {
+        "to"
+    };
     Some(json!({
         "messaging_product": "whatsapp",
-        "to": row.to,
+        address: row.to,
         "type": "template",
         "template": template,
         "biz_opaque_callback_data": row.id,
     }))
+}
+
+/// Who the pair limiter paces: the person, whichever id addressed them.
+fn pair_key(row: &MessageRecord) -> &str {
+    row.person.as_deref().unwrap_or(&row.to)
+}
+
+/// A message refused for a business-scoped user id, readdressed to the person's phone: the
+/// phone and the new body; `None` when it was not addressed by BSUID or no phone is known.
+async fn phone_fallback<S: Store + Clone>(
+    gw: &Gateway<S>,
+    row: &MessageRecord,
+) -> Option<(String, serde_json::Value)> {
+    let mut body: serde_json::Value = serde_json::from_str(&row.body).ok()?;
+    let obj = body.as_object_mut()?;
+    if obj.contains_key("to") || !obj.contains_key("recipient") {
+        return None;
+    }
+    let phone = gw.store.person(&row.to).await.ok()??.wa_id?;
+    obj.remove("recipient");
+    obj.insert("to".into(), serde_json::Value::String(phone.clone()));
+    Some((phone, body))
 }
 
 fn merge(a: &serde_json::Value, b: serde_json::Value) -> serde_json::Value {
@@ -490,6 +532,15 @@ pub async fn sweep_once<S: Store + Clone>(gw: &Gateway<S>) -> usize {
             tracing::error!(error = %e, "recording expiries failed");
         }
         gw.changed();
+    }
+    // Messages that waited for the one before them in their sequence until its timeout.
+    match gw.store.sequence_timeouts(now, SWEEP_BATCH).await {
+        Ok(ids) if !ids.is_empty() => {
+            gw.changed();
+            gw.wake_dispatch.notify_one();
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "applying sequence timeouts failed"),
     }
     // Messages held back by a paused template whose time-to-live ended: never sent.
     let parked = match gw.store.expire_parked(now, SWEEP_BATCH).await {

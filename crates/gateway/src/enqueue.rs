@@ -8,7 +8,6 @@ use crate::error::{AppError, Code};
 use crate::gateway::Gateway;
 use crate::model::{Category, ConsentStatus, Lane, MessageState};
 use crate::store::{Enqueued, MessageRecord, NewMessage, Store, TemplateRef};
-use mynah_wire::WaId;
 use mynah_wire::message::{BodyFlavor, Content, Request, parse_request};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -46,6 +45,7 @@ pub const ENVELOPE_FIELDS: &[&str] = &[
     "lane",
     "metadata",
     "phone_number_id",
+    "sequence",
 ];
 
 /// The longest `ttl_seconds`: 30 days, the longest the platform keeps an undelivered message.
@@ -156,9 +156,94 @@ struct Envelope {
     not_before: Option<i64>,
     lane: Option<Lane>,
     metadata: Option<Value>,
+    sequence: Option<crate::model::SequenceStep>,
 }
 
-fn take_envelope(obj: &mut Map<String, Value>) -> Result<Envelope, AppError> {
+/// The longest sequence key.
+pub const MAX_SEQUENCE_KEY: usize = 128;
+
+/// Reads `sequence`: a key, or `{key, wait, timeout_seconds, on_timeout, on_failure}` (what is
+/// left out comes from the `[sequences]` configuration).
+fn sequence(
+    v: Value,
+    defaults: &crate::config::Sequences,
+) -> Result<crate::model::SequenceStep, AppError> {
+    use crate::model::SequenceStep;
+    let bad = |why: String| AppError::new(Code::InvalidEnvelope, format!("sequence {why}"));
+    let key_of = |k: &Value| -> Result<String, AppError> {
+        match k.as_str().map(str::trim) {
+            Some(k) if !k.is_empty() && k.len() <= MAX_SEQUENCE_KEY => Ok(k.to_string()),
+            _ => Err(bad(format!(
+                "key must be a string of 1 to {MAX_SEQUENCE_KEY} characters"
+            ))),
+        }
+    };
+    let mut step = SequenceStep {
+        key: String::new(),
+        wait: defaults.wait,
+        timeout_ms: defaults.timeout_ms,
+        on_timeout: defaults.on_timeout,
+        on_failure: defaults.on_failure,
+    };
+    match v {
+        Value::String(_) => step.key = key_of(&v)?,
+        Value::Object(mut o) => {
+            step.key = key_of(o.get("key").unwrap_or(&Value::Null))?;
+            o.remove("key");
+            let field = |name: &str, v: Value| -> Result<Value, AppError> {
+                if v.is_string() || v.is_number() {
+                    Ok(v)
+                } else {
+                    Err(bad(format!("{name} has the wrong type")))
+                }
+            };
+            for (name, v) in o {
+                let v = field(&name, v)?;
+                match name.as_str() {
+                    "wait" => {
+                        step.wait = serde_json::from_value(v)
+                            .map_err(|_| bad("wait must be delivered or read".into()))?
+                    }
+                    "on_timeout" => {
+                        step.on_timeout = serde_json::from_value(v).map_err(|_| {
+                            bad("on_timeout must be send_anyway or fail_rest".into())
+                        })?
+                    }
+                    "on_failure" => {
+                        step.on_failure = serde_json::from_value(v)
+                            .map_err(|_| bad("on_failure must be stop or continue".into()))?
+                    }
+                    "timeout_seconds" => {
+                        let n = v
+                            .as_i64()
+                            .filter(|n| (1..=MAX_TTL_SECONDS).contains(n))
+                            .ok_or_else(|| {
+                                bad(format!("timeout_seconds must be 1 to {MAX_TTL_SECONDS}"))
+                            })?;
+                        step.timeout_ms = n * 1_000;
+                    }
+                    other => {
+                        return Err(bad(format!(
+                            "has no field {other:?} (key, wait, timeout_seconds, on_timeout, on_failure)"
+                        )));
+                    }
+                }
+            }
+        }
+        _ => {
+            return Err(bad(
+                "must be a key (a string) or an object {key, wait, timeout_seconds, on_timeout, on_failure}"
+                    .into(),
+            ));
+        }
+    }
+    Ok(step)
+}
+
+fn take_envelope(
+    obj: &mut Map<String, Value>,
+    defaults: &crate::config::Sequences,
+) -> Result<Envelope, AppError> {
     let bad = |field: &str, want: &str| {
         AppError::new(Code::InvalidEnvelope, format!("{field} must be {want}"))
     };
@@ -195,6 +280,9 @@ fn take_envelope(obj: &mut Map<String, Value>) -> Result<Envelope, AppError> {
     }
     if let Some(v) = obj.remove("metadata") {
         env.metadata = Some(v);
+    }
+    if let Some(v) = obj.remove("sequence") {
+        env.sequence = Some(sequence(v, defaults)?);
     }
     // The gateway sends for its one number; a phone number id in the body is only checked.
     obj.remove("phone_number_id");
@@ -256,9 +344,19 @@ async fn admit<S: Store + Clone>(
         .as_object_mut()
         .ok_or_else(|| AppError::new(Code::InvalidBody, "the body must be a JSON object"))?;
     check_fields(obj)?;
-    let env = take_envelope(obj)?;
+    let env = take_envelope(obj, &gw.cfg.sequences)?;
     obj.entry("messaging_product")
         .or_insert_with(|| Value::String("whatsapp".into()));
+    // A business-scoped user id belongs in `recipient`: in `to` the platform takes it for a
+    // phone number (and drops the message).
+    if !obj.contains_key("recipient")
+        && let Some(Value::String(to)) = obj.get("to")
+        && mynah_wire::UserId::well_formed(to.trim())
+    {
+        let id = to.trim().to_string();
+        obj.remove("to");
+        obj.insert("recipient".into(), Value::String(id));
+    }
     let id = new_id(now);
     // Statuses echo biz_opaque_callback_data: it carries our id, so a status can be matched even
     // before (or without) the send response. The app's own value moves into the metadata.
@@ -413,21 +511,25 @@ async fn admit<S: Store + Clone>(
     if category == Category::Marketing
         && template.is_some()
         && gw.cfg.gates.us_marketing
-        && send.to.is_us()
+        && crate::people::is_us(gw, &to).await?
     {
         state = MessageState::Suppressed;
-        reason = Some(format!(
-            "marketing templates are not delivered to United States numbers (+1 with a US area code; {}): the platform would fail it with 131049",
-            WaId::from_digits(&to)
-                .region()
-                .unwrap_or_else(|| "US".to_string())
-        ));
+        reason = Some(match send.to.phone() {
+            Some(phone) => format!(
+                "marketing templates are not delivered to United States numbers (+1 with a US area code; {}): the platform would fail it with 131049",
+                phone.region().unwrap_or_else(|| "US".to_string())
+            ),
+            None => format!(
+                "marketing templates are not delivered to users in the United States ({to} is one): the platform would fail it with 131049"
+            ),
+        });
     }
     let msg = NewMessage {
         id,
         idempotency_key,
         request_hash: Some(hash.to_string()),
         person: None,
+        sequence: env.sequence,
         phone_number_id: pnid,
         to,
         category,

@@ -977,6 +977,7 @@ mod tests {
             idempotency_key: None,
             request_hash: None,
             person: None,
+            sequence: None,
             phone_number_id: "pn1".into(),
             to: "15550001111".into(),
             category: Category::Utility,

@@ -54,6 +54,8 @@ pub struct Gateway<S> {
     pub templates_synced: std::sync::atomic::AtomicBool,
     /// Category and status of the cached templates, in memory.
     pub template_heads: crate::template_heads::Heads,
+    /// Links between a person's ids learned lately (skips repeated writes).
+    pub(crate) links: Mutex<crate::link_memo::LinkMemo>,
 }
 
 /// Wamids being watched for parked statuses, and since when. Entries that no answer can race
@@ -117,6 +119,7 @@ impl<S: Store + Clone> Gateway<S> {
             last_sync: tokio::sync::Mutex::new(None),
             templates_synced: std::sync::atomic::AtomicBool::new(false),
             template_heads: crate::template_heads::Heads::default(),
+            links: Mutex::new(crate::link_memo::LinkMemo::default()),
         }))
     }
 

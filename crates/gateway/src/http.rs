@@ -30,6 +30,7 @@ pub fn router<S: Store + Clone>(gw: Arc<Gateway<S>>) -> Router {
         .route("/v1/messages", post(send::<S>).get(list::<S>))
         .route("/v1/messages/{id}", get(one::<S>))
         .route("/v1/messages/{id}/cancel", post(cancel::<S>))
+        .route("/v1/contacts/{wa_id}", get(contact::<S>))
         .route("/v1/contacts/{wa_id}/messages", get(conversation::<S>))
         .route("/v1/contacts/{wa_id}/consents", get(consents::<S>))
         .route(
@@ -151,6 +152,7 @@ fn view(r: &MessageRecord, events: Option<&[Event]>) -> Value {
         "state": r.state,
         "wamid": r.wamid,
         "to": r.to,
+        "person": r.person,
         "phone_number_id": r.phone_number_id,
         "category": r.category,
         "template": r.template,
@@ -170,6 +172,19 @@ fn view(r: &MessageRecord, events: Option<&[Event]>) -> Value {
         "read_at": r.read_at,
         "failed_at": r.failed_at,
     });
+    if let (Some(step), Some(obj)) = (&r.sequence, v.as_object_mut()) {
+        obj.insert(
+            "sequence".into(),
+            json!({
+                "key": step.key,
+                "after": r.sequence_prev,
+                "wait": step.wait,
+                "timeout_ms": step.timeout_ms,
+                "on_timeout": step.on_timeout,
+                "on_failure": step.on_failure,
+            }),
+        );
+    }
     if let (Some(events), Some(obj)) = (events, v.as_object_mut()) {
         let list: Vec<Value> = events
             .iter()
@@ -289,6 +304,7 @@ fn inbound_view(m: &InboundRecord) -> Value {
         "type": m.kind,
         "state": MessageState::Received,
         "from": m.wa_id,
+        "person": m.person,
         "profile": { "name": m.profile_name },
         "context": message.get("context"),
         "message": message,
@@ -427,10 +443,27 @@ async fn get_consent<S: Store + Clone>(
     }
 }
 
-fn normalise(wa_id: &str) -> Result<String, AppError> {
-    mynah_wire::WaId::parse(wa_id)
-        .map(|w| w.as_str().to_string())
-        .map_err(|e| AppError::new(Code::InvalidParameter, e.details.to_string()))
+fn normalise(id: &str) -> Result<String, AppError> {
+    crate::people::parse_contact_id(id)
+}
+
+/// Who a contact is: their ids, identity history, consents and window.
+async fn contact<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    let id = normalise(&id)?;
+    match crate::people::contact(&gw, &id).await? {
+        Some(view) => Ok(axum::Json(view).into_response()),
+        None => Err(AppError::new(
+            Code::NotFound,
+            format!(
+                "nobody is known by {id}: a business-scoped user id is learned from the platform's webhooks or a send"
+            ),
+        )),
+    }
 }
 
 async fn consents<S: Store + Clone>(

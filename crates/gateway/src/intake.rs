@@ -126,7 +126,7 @@ fn inbound_record(m: &RawInbound, now: Millis) -> Option<InboundRecord> {
         seq: 0,
         id: m.id()?.to_string(),
         phone_number_id: m.phone_number_id.clone(),
-        wa_id: m.from()?.to_string(),
+        wa_id: m.sender()?.to_string(),
         profile_name: m.profile_name.clone(),
         kind: m.kind().to_string(),
         context_id: m.context_id().map(str::to_string),
@@ -227,13 +227,30 @@ async fn process<S: Store + Clone>(
             on_async_failure(gw, id, s, now).await;
         }
     }
+    // People: changes of ids, links between ids, and each sender, learned before the messages
+    // are stored under their person.
+    let bodies: Vec<&[u8]> = rows.iter().map(|r| r.body.as_slice()).collect();
+    let readable: Vec<&RawInbound> = all
+        .inbound
+        .iter()
+        .filter(|m| m.id().is_some() && m.sender().is_some())
+        .collect();
+    let senders = readable
+        .iter()
+        .map(|m| crate::people::inbound_sighting(m, now))
+        .collect();
+    let keys = crate::people::learn(gw, &bodies, senders, now).await?;
     // Inbound: each first sighting is stored (the conversation), opens the window and becomes a
     // `message.received` event, in one transaction (a unique key per message dedupes them);
     // opt-out keywords of first sightings withdraw marketing consent.
-    let inbound: Vec<(InboundRecord, Option<&str>)> = all
-        .inbound
+    let inbound: Vec<(InboundRecord, Option<&str>)> = readable
         .iter()
-        .filter_map(|m| Some((inbound_record(m, now)?, m.words())))
+        .zip(keys.into_iter().chain(std::iter::repeat(None)))
+        .filter_map(|(m, person)| {
+            let mut r = inbound_record(m, now)?;
+            r.person = person;
+            Some((r, m.words()))
+        })
         .collect();
     let fresh = if inbound.is_empty() {
         Vec::new()
@@ -251,7 +268,7 @@ async fn process<S: Store + Clone>(
                 .any(|k| k.eq_ignore_ascii_case(text.trim()))
         {
             all.opt_outs.push((
-                r.wa_id.clone(),
+                r.person.clone().unwrap_or_else(|| r.wa_id.clone()),
                 r.timestamp,
                 format!("inbound:{}", text.trim()),
             ));
@@ -267,6 +284,8 @@ async fn process<S: Store + Clone>(
     }
     gw.store.finish_inbox(outcomes).await?;
     gw.changed();
+    // A delivery may have let the next message of a sequence go.
+    gw.wake_dispatch.notify_one();
     Ok(())
 }
 

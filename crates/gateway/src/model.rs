@@ -788,3 +788,80 @@ mod tests {
         );
     }
 }
+
+/// What the next message of a sequence waits for from the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SequenceWait {
+    /// Delivered to the user's phone (or read).
+    #[default]
+    Delivered,
+    /// Read by the user.
+    Read,
+}
+
+impl SequenceWait {
+    /// Whether a message in `state` lets the next one go.
+    pub fn met_by(self, state: MessageState) -> bool {
+        match self {
+            SequenceWait::Delivered => {
+                matches!(state, MessageState::Delivered | MessageState::Read)
+            }
+            SequenceWait::Read => state == MessageState::Read,
+        }
+    }
+}
+
+/// What happens when the message before has not got there within the sequence's timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSequenceTimeout {
+    /// Send the next one anyway.
+    #[default]
+    SendAnyway,
+    /// Fail the rest of the sequence, with the reason.
+    FailRest,
+}
+
+/// What happens to the rest of a sequence when a message of it fails (or expires, or is
+/// cancelled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OnSequenceFailure {
+    /// The rest fails, with the reason.
+    #[default]
+    Stop,
+    /// The rest goes on.
+    Continue,
+}
+
+/// A message's place in an ordered sequence: messages posted with the same `key` to the same
+/// person go out one at a time, in the order accepted, each after the one before reached `wait`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequenceStep {
+    /// The sequence (per person).
+    pub key: String,
+    /// What the message before must reach.
+    pub wait: SequenceWait,
+    /// How long to wait for it, ms.
+    pub timeout_ms: Millis,
+    /// After the timeout.
+    pub on_timeout: OnSequenceTimeout,
+    /// When a message before fails.
+    pub on_failure: OnSequenceFailure,
+}
+
+impl MessageState {
+    /// A state in which a message will never reach the user (for the messages after it in a
+    /// sequence).
+    pub fn is_lost(self) -> bool {
+        matches!(
+            self,
+            MessageState::Failed
+                | MessageState::Expired
+                | MessageState::Cancelled
+                | MessageState::Suppressed
+                | MessageState::Refused
+        )
+    }
+}

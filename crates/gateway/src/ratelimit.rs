@@ -432,6 +432,25 @@ impl PairLimiter {
         self.sweep_at = (self.pairs.len() * 2).max(MIN_SWEEP);
     }
 
+    /// The recipient once known as `from` is now known as `into` (a person's ids were linked,
+    /// or they changed): `into` keeps the stricter of both states.
+    pub fn rekey(&mut self, from: &str, into: &str) {
+        if from == into {
+            return;
+        }
+        let Some(old) = self.pairs.remove(from) else {
+            return;
+        };
+        let p = self.pairs.entry(into.to_string()).or_default();
+        p.repaid_at = p.repaid_at.max(old.repaid_at);
+        if old.burst_start >= p.burst_start {
+            p.burst_start = old.burst_start;
+            p.in_burst = p.in_burst.max(old.in_burst);
+        }
+        p.errors = p.errors.max(old.errors);
+        p.blocked_until = p.blocked_until.max(old.blocked_until);
+    }
+
     /// Recipients tracked.
     pub fn len(&self) -> usize {
         self.pairs.len()
@@ -466,6 +485,26 @@ mod tests {
             burst: 150,
             ..NumberLimitConfig::d360()
         }
+    }
+
+    #[test]
+    fn a_rekeyed_recipient_keeps_its_debt() {
+        let mut l = PairLimiter::new(PairLimitConfig {
+            every_ms: 60_000,
+            burst: 1,
+            ..PairLimitConfig::default()
+        });
+        assert!(l.try_take("4915100000001", 0).is_ok());
+        l.rekey("4915100000001", "ct_1");
+        assert_eq!(
+            l.try_take("ct_1", 1),
+            Err(60_000),
+            "the phone's debt is the person's"
+        );
+        assert!(
+            l.try_take("4915100000001", 1).is_ok(),
+            "the old key is free"
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ fn msg(id: &str) -> NewMessage {
         idempotency_key: None,
         request_hash: None,
         person: None,
+        sequence: None,
         phone_number_id: "pn1".into(),
         to: "15550001111".into(),
         category: Category::Utility,
@@ -578,6 +579,7 @@ fn openapi_documents_every_route() {
         ("/v1/messages", "get"),
         ("/v1/messages/{id}", "get"),
         ("/v1/messages/{id}/cancel", "post"),
+        ("/v1/contacts/{wa_id}", "get"),
         ("/v1/contacts/{wa_id}/messages", "get"),
         ("/v1/contacts/{wa_id}/consents/{category}", "put"),
         ("/v1/contacts/{wa_id}/consents/{category}", "get"),
@@ -598,7 +600,9 @@ fn openapi_documents_every_route() {
             "{method} {path} missing"
         );
     }
-    for schema in ["Message", "Event", "Consent", "Template", "Error"] {
+    for schema in [
+        "Message", "Event", "Consent", "Contact", "Template", "Error",
+    ] {
         assert!(
             doc["components"]["schemas"][schema].is_object(),
             "schema {schema} missing"

@@ -72,6 +72,7 @@ fn msg(id: &str) -> NewMessage {
         idempotency_key: None,
         request_hash: None,
         person: None,
+        sequence: None,
         phone_number_id: "pn1".into(),
         to: "15550001111".into(),
         category: Category::Utility,
@@ -228,6 +229,7 @@ async fn records_round_trip<S: Store + Clone>(s: S) {
         idempotency_key: Some("idem".into()),
         request_hash: Some("h1".into()),
         person: None,
+        sequence: None,
         deadline: T0 + 60_000,
         created_at: T0 - 5,
         ..of_template("r1", "promo", "en_US")

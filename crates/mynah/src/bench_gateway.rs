@@ -630,6 +630,7 @@ async fn seed(rig: &Rig, n: u64) -> Result<(), String> {
                 idempotency_key: None,
                 request_hash: None,
                 person: None,
+                sequence: None,
                 phone_number_id: DEV_PHONE_NUMBER_ID.to_string(),
                 to: (FIRST_RECIPIENT + k).to_string(),
                 category: Category::Utility,

@@ -39,6 +39,13 @@ pub struct Config {
     pub token: String,
     /// Business accounts and their numbers. Empty means: the development account.
     pub accounts: Vec<AccountConfig>,
+    /// Business portfolios the accounts belong to (`accounts.portfolio`): whether a portfolio is
+    /// enrolled in parent business-scoped user ids, whether its contact book is on. A portfolio
+    /// an account names without a table here has the defaults.
+    pub portfolios: Vec<PortfolioConfig>,
+    /// Business-scoped user ids: when phone numbers are withheld, the contacts of failed
+    /// statuses, a BSUID placed in `to`.
+    pub bsuid: BsuidConfig,
     /// Request limits.
     pub limits: LimitsConfig,
     /// Media: size limits per type and the total stored.
@@ -369,6 +376,8 @@ impl Default for Config {
             app_secret: DEV_APP_SECRET.to_string(),
             token: DEV_TOKEN.to_string(),
             accounts: Vec::new(),
+            portfolios: Vec::new(),
+            bsuid: BsuidConfig::default(),
             limits: LimitsConfig::default(),
             media: MediaConfig::default(),
             latency: LatencyConfig::default(),
@@ -434,8 +443,31 @@ impl Config {
         self.users.default.validate("users.default")?;
         for (i, u) in self.users.users.iter().enumerate() {
             u.behaviour.validate(&format!("users.users[{i}]"))?;
+            if let Some(name) = &u.username {
+                mynah_wire::user_id::validate_username(name)
+                    .map_err(|e| format!("users.users[{i}].username: {e}"))?;
+            }
+        }
+        for (i, p) in self.portfolios.iter().enumerate() {
+            if p.id.trim().is_empty() {
+                return Err(format!("portfolios[{i}].id is empty: name the portfolio"));
+            }
+            if self.portfolios[..i].iter().any(|q| q.id == p.id) {
+                return Err(format!("portfolios[{i}].id = {:?} is given twice", p.id));
+            }
+            if p.parent.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(format!(
+                    "portfolios[{i}].parent is empty: name the parent account, or leave it out"
+                ));
+            }
         }
         range("graph.min_version", self.graph.min_version, 1, 99)?;
+        range(
+            "graph.max_version",
+            self.graph.max_version,
+            self.graph.min_version,
+            99,
+        )?;
         range(
             "graph.dialect_360_version",
             self.graph.dialect_360_version,
@@ -454,6 +486,11 @@ impl Config {
         )?;
         self.rules.validate("rules")?;
         for (a, account) in self.accounts.iter().enumerate() {
+            if account.portfolio.trim().is_empty() {
+                return Err(format!(
+                    "accounts[{a}].portfolio is empty: name a portfolio (or leave it out: {DEFAULT_PORTFOLIO:?})"
+                ));
+            }
             for (n, number) in account.numbers.iter().enumerate() {
                 let field = format!("accounts[{a}].numbers[{n}]");
                 crate::webhooks::check_target(
@@ -467,6 +504,18 @@ impl Config {
             f.validate().map_err(|e| format!("faults[{i}]: {e}"))?;
         }
         Ok(())
+    }
+
+    /// A portfolio's settings: its table, or the defaults.
+    pub fn portfolio(&self, id: &str) -> PortfolioConfig {
+        self.portfolios
+            .iter()
+            .find(|p| p.id == id)
+            .cloned()
+            .unwrap_or_else(|| PortfolioConfig {
+                id: id.to_string(),
+                ..PortfolioConfig::default()
+            })
     }
 
     /// The accounts to create: the configured ones, or the development account.
@@ -518,9 +567,22 @@ pub struct AccountConfig {
     pub name: String,
     /// Namespace of its templates (On-Premises sends carry it).
     pub namespace: String,
+    /// The business portfolio it belongs to: users' business-scoped user ids are the same for
+    /// every number of a portfolio and differ between portfolios.
+    pub portfolio: String,
+    /// Onboarded to the Marketing Messages API: its sends are `marketing_lite`. When false, a
+    /// `/marketing_messages` send falls back to the Cloud API (`product_policy`
+    /// `CLOUD_API_FALLBACK`) or is refused with 131063 (`STRICT`).
+    pub marketing_messages: bool,
+    /// Marketing templates may go through `/messages` (false is the platform's
+    /// `disable_marketing_messages_on_cloud_api`: 131063, also for a fallback).
+    pub marketing_on_cloud_api: bool,
     /// Its phone numbers.
     pub numbers: Vec<NumberConfig>,
 }
+
+/// The portfolio accounts belong to when they name none.
+pub const DEFAULT_PORTFOLIO: &str = "default";
 
 impl Default for AccountConfig {
     fn default() -> Self {
@@ -528,9 +590,87 @@ impl Default for AccountConfig {
             waba_id: DEV_WABA_ID.to_string(),
             name: "Mynah Sandbox".to_string(),
             namespace: "c8ae5f90_307a_ca4c_b8f6_d1e2a2573574".to_string(),
+            portfolio: DEFAULT_PORTFOLIO.to_string(),
+            marketing_messages: true,
+            marketing_on_cloud_api: true,
             numbers: vec![NumberConfig::default()],
         }
     }
+}
+
+/// A business portfolio.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortfolioConfig {
+    /// Its id, as `accounts.portfolio` names it.
+    pub id: String,
+    /// Enrolled in parent business-scoped user ids: the parent account's name. Portfolios with
+    /// the same `parent` share users' parent ids (`CC.ENT.…`); `None`: not enrolled.
+    pub parent: Option<String>,
+    /// The contact book is on: every exchange in which the business saw a user's phone number
+    /// records it, and the phone number of a user in the book is always shared.
+    pub contact_book: bool,
+}
+
+impl Default for PortfolioConfig {
+    fn default() -> Self {
+        PortfolioConfig {
+            id: DEFAULT_PORTFOLIO.to_string(),
+            parent: None,
+            contact_book: true,
+        }
+    }
+}
+
+/// Business-scoped user ids and usernames.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BsuidConfig {
+    /// Usernames are generally available: the phone number of a user with a username is left
+    /// out of webhooks unless the business number exchanged messages with that phone in the
+    /// last 30 days or the user is in the portfolio's contact book. False: phone numbers are
+    /// always sent (before the platform's username launch).
+    pub withhold_phones: bool,
+    /// `contacts` of a `failed` status: `observed` (`[{"wa_id"}]` for a message sent to a
+    /// phone number, `[{"user_id"}]` for one sent to a business-scoped user id, as production
+    /// sends them) or `documented` (none, as the documentation says).
+    pub failed_status_contacts: FailedStatusContacts,
+    /// A business-scoped user id sent in `to` instead of `recipient`: `drop` (accepted, read as
+    /// a phone number without its country code, then `failed` 131026, as the platform was seen
+    /// to do), `reject` (400 code 100) or `resolve` (sent as if it were in `recipient`).
+    pub in_to: BsuidInTo,
+}
+
+impl Default for BsuidConfig {
+    fn default() -> Self {
+        BsuidConfig {
+            withhold_phones: true,
+            failed_status_contacts: FailedStatusContacts::Observed,
+            in_to: BsuidInTo::Drop,
+        }
+    }
+}
+
+/// `bsuid.failed_status_contacts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailedStatusContacts {
+    /// As production sends them.
+    Observed,
+    /// As the documentation says: none.
+    Documented,
+}
+
+/// `bsuid.in_to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BsuidInTo {
+    /// Accepted, then `failed` 131026.
+    Drop,
+    /// 400 code 100.
+    Reject,
+    /// Sent to the user, as `recipient` would.
+    Resolve,
 }
 
 /// A business phone number.
@@ -972,6 +1112,9 @@ pub struct UserConfig {
     /// Profile name.
     #[serde(default)]
     pub name: Option<String>,
+    /// Username (the platform's username rules).
+    #[serde(default)]
+    pub username: Option<String>,
     /// Behaviour.
     #[serde(default, flatten)]
     pub behaviour: Behaviour,
@@ -1085,6 +1228,8 @@ impl Default for Behaviour {
 pub struct GraphConfig {
     /// Oldest accepted major version (16 → v16.0).
     pub min_version: u32,
+    /// Newest accepted major version (26 → v26.0, the current one); later ones get code 100.
+    pub max_version: u32,
     /// Version assumed for the 360dialog dialect (decides payload details such as `conversation`).
     pub dialect_360_version: u32,
 }
@@ -1093,6 +1238,7 @@ impl Default for GraphConfig {
     fn default() -> Self {
         GraphConfig {
             min_version: 16,
+            max_version: 26,
             dialect_360_version: 23,
         }
     }

@@ -16,7 +16,7 @@ pub struct FaultMatch {
     pub dialect: Option<String>,
     /// Business number.
     pub phone_number_id: Option<String>,
-    /// Recipient `wa_id` (digits).
+    /// Recipient: the user's `wa_id` (digits), or the business-scoped user id a send addressed.
     pub to: Option<String>,
     /// Template name.
     pub template: Option<String>,
@@ -139,8 +139,10 @@ pub struct Request<'a> {
     pub dialect: &'a str,
     /// Business number.
     pub phone_number_id: &'a str,
-    /// Recipient.
+    /// Recipient: the person's `wa_id` (a send to a BSUID resolved to it).
     pub to: &'a str,
+    /// The business-scoped user id the send addressed, if it did.
+    pub user_id: Option<&'a str>,
     /// Template name.
     pub template: Option<&'a str>,
     /// Message type.
@@ -266,7 +268,7 @@ impl Faults {
                     .is_none_or(|p| p == req.phone_number_id)
                 && m.to
                     .as_deref()
-                    .is_none_or(|t| t.trim_start_matches('+') == req.to)
+                    .is_none_or(|t| t.trim_start_matches('+') == req.to || Some(t) == req.user_id)
                 && m.template
                     .as_deref()
                     .is_none_or(|t| Some(t) == req.template)
@@ -320,6 +322,7 @@ mod tests {
             dialect: "cloud",
             phone_number_id: "1",
             to,
+            user_id: None,
             template: None,
             message_type: "text",
             now: 0,

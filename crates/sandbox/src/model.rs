@@ -17,6 +17,20 @@ pub struct Account {
     pub name: String,
     /// Template namespace.
     pub namespace: String,
+    /// Onboarded to the Marketing Messages API.
+    #[serde(default = "yes")]
+    pub marketing_messages: bool,
+    /// Marketing templates may go through `/messages`.
+    #[serde(default = "yes")]
+    pub marketing_on_cloud_api: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_portfolio() -> String {
+    crate::config::DEFAULT_PORTFOLIO.to_string()
 }
 
 /// A business phone number and its webhook.
@@ -30,6 +44,9 @@ pub struct Number {
     pub verified_name: String,
     /// Its account.
     pub waba_id: String,
+    /// Its account's business portfolio (users' business-scoped user ids depend on it).
+    #[serde(default = "default_portfolio")]
+    pub portfolio: String,
     /// 360dialog key that reaches it.
     pub api_key: String,
     /// Cloud bearer token that reaches it.
@@ -207,6 +224,25 @@ pub struct User {
     /// Last marketing template accepted, per business number.
     #[serde(default)]
     pub last_marketing: BTreeMap<String, Millis>,
+    /// Username (lower case, without `@`): with one, the phone number may be withheld.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Last exchange in which the business number saw the phone number (a send addressed to
+    /// it, or an inbound message whose webhook carried it), per business number.
+    #[serde(default)]
+    pub phone_exchange: BTreeMap<String, Millis>,
+    /// Last message either way, per business number (the threads a number change is announced
+    /// in).
+    #[serde(default)]
+    pub last_exchange: BTreeMap<String, Millis>,
+    /// The portfolios whose contact book holds this user's phone number and business-scoped
+    /// user id, with when it was recorded last.
+    #[serde(default)]
+    pub contact_book: BTreeMap<String, Millis>,
+    /// This number's user changed to another number (`POST /_mynah/users/{wa_id}/number`):
+    /// the number is no longer on WhatsApp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<String>,
 }
 
 /// Which API face a request came through.
@@ -268,8 +304,12 @@ pub struct Message {
     pub direction: Direction,
     /// Business number.
     pub phone_number_id: String,
-    /// The user.
+    /// The user (their phone number).
     pub wa_id: String,
+    /// The business-scoped user id (or parent id) the message was addressed to; `None`: the
+    /// phone number (outbound) or the user (inbound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
     /// Message type (`text`, `template`, …).
     #[serde(rename = "type")]
     pub kind: String,

@@ -298,3 +298,342 @@ async fn golden_inbound_non_ascii_is_escaped() {
     );
     h.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Business-scoped user ids (2026 note §1.4–§1.8): each new shape against the platform's own
+// example, field by field, and as an exact golden body.
+
+/// The documented examples (Meta's business-scoped user id page and the system messages
+/// reference, 2026), as published.
+mod examples {
+    use serde_json::{Value, json};
+
+    pub fn inbound_with_phone() -> Value {
+        json!({"object":"whatsapp_business_account","entry":[{"id":"100000000000001","changes":[{"field":"messages","value":{
+          "messaging_product":"whatsapp",
+          "metadata":{"display_phone_number":"15550001111","phone_number_id":"200000000000002"},
+          "contacts":[{"profile":{"name":"Anna K"},"wa_id":"4915112345678","user_id":"DE.1502576394655843"}],
+          "messages":[{"from":"4915112345678","from_user_id":"DE.1502576394655843",
+            "id":"wamid.HBgNNDkxNTExMjM0NTY3OBUCABIYFDNBQ0YwMDAwMDAwMDAwMDAwMDAxAA==",
+            "timestamp":"1783000000","type":"text","text":{"body":"Hallo"}}]}}]}]})
+    }
+
+    pub fn inbound_withheld_parent() -> Value {
+        json!({"object":"whatsapp_business_account","entry":[{"id":"100000000000001","changes":[{"field":"messages","value":{
+          "messaging_product":"whatsapp",
+          "metadata":{"display_phone_number":"15550001111","phone_number_id":"200000000000002"},
+          "contacts":[{"profile":{"name":"Anna K","username":"anna.k"},
+                       "user_id":"DE.1502576394655843","parent_user_id":"DE.ENT.11815799212886844830"}],
+          "messages":[{"from_user_id":"DE.1502576394655843","from_parent_user_id":"DE.ENT.11815799212886844830",
+            "id":"wamid.HBgTREUuMTUwMjU3NjM5NDY1NTg0MxUCABIYFDNBQ0YwMDAwMDAwMDAwMDAwMDAyAA==",
+            "timestamp":"1783000100","type":"text","text":{"body":"Is it in stock?"}}]}}]}]})
+    }
+
+    pub fn delivered_to_bsuid_withheld_parent() -> Value {
+        json!({"object":"whatsapp_business_account","entry":[{"id":"100000000000001","changes":[{"field":"messages","value":{
+          "messaging_product":"whatsapp",
+          "metadata":{"display_phone_number":"15550001111","phone_number_id":"200000000000002"},
+          "contacts":[{"profile":{"name":"Anna K","username":"anna.k"},
+                       "user_id":"DE.1502576394655843","parent_user_id":"DE.ENT.11815799212886844830"}],
+          "statuses":[{"id":"wamid.HBgTREUuMTUwMjU3NjM5NDY1NTg0MxUCABEYEjAwMDAwMDAwMDAwMDAwMDAwMQA=",
+            "status":"delivered","timestamp":"1783000300",
+            "recipient_user_id":"DE.1502576394655843","recipient_parent_user_id":"DE.ENT.11815799212886844830",
+            "pricing":{"billable":false,"pricing_model":"PMP","type":"free_customer_service","category":"service"}}]}}]}]})
+    }
+
+    /// `value` of a `sent` status of a message addressed by phone (other fields elided).
+    pub fn sent_by_phone() -> Value {
+        json!({"contacts":[{"profile":{"name":"Anna K"},"wa_id":"4915112345678","user_id":"DE.1502576394655843"}],
+         "statuses":[{"id":"wamid.…","status":"sent","timestamp":"1783000250","recipient_id":"4915112345678",
+           "recipient_user_id":"DE.1502576394655843",
+           "pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"utility"}}]})
+    }
+
+    /// `value` of a `failed` status of a message addressed by phone, as production sends it.
+    pub fn failed_by_phone() -> Value {
+        json!({"contacts":[{"wa_id":"4915112345678"}],
+         "statuses":[{"id":"wamid.…","status":"failed","timestamp":"1783000400","recipient_id":"4915112345678",
+           "errors":[{"code":131026,"title":"Message undeliverable","message":"Message undeliverable",
+             "error_data":{"details":"Message Undeliverable."},
+             "href":"https://developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes"}]}]})
+    }
+
+    pub fn send_response_to_bsuid() -> Value {
+        json!({"messaging_product":"whatsapp",
+         "contacts":[{"input":"DE.1502576394655843","user_id":"DE.1502576394655843"}],
+         "messages":[{"id":"wamid.HBgTREUuMTUwMjU3NjM5NDY1NTg0MxUCABEYEjAwMDAwMDAwMDAwMDAwMDAwMQA="}]})
+    }
+
+    /// `value.messages` of the system message of a changed BSUID (no `contacts`).
+    pub fn user_changed_user_id() -> Value {
+        json!({"messages":[{"from":"4915112345678","id":"wamid.…","timestamp":"1783000500","type":"system",
+          "system":{"body":"User Anna K changed from DE.1502576394655843 to DE.2602576394655843",
+                    "user_id":"DE.2602576394655843","type":"user_changed_user_id"}}]})
+    }
+
+    pub fn user_id_update() -> Value {
+        json!({"object":"whatsapp_business_account","entry":[{"id":"100000000000001","changes":[{"field":"user_id_update","value":{
+          "messaging_product":"whatsapp",
+          "metadata":{"display_phone_number":"15550001111","phone_number_id":"200000000000002"},
+          "contacts":[{"profile":{"name":"Anna K"},"wa_id":"4915198765432"}],
+          "user_id_update":[{"wa_id":"4915198765432","detail":"User id for Anna K has been updated.",
+            "user_id":{"previous":"DE.1502576394655843","current":"DE.2602576394655843"},
+            "parent_user_id":{"previous":"DE.ENT.11815799212886844830","current":"DE.ENT.21815799212886844830"},
+            "timestamp":"1783000500"}]}}]}]})
+    }
+}
+
+/// The sandbox's portfolio enrolled in parent business-scoped user ids.
+fn enrolled(url: &str) -> mynah_sandbox::config::Config {
+    let mut cfg = config(url);
+    cfg.portfolios = vec![mynah_sandbox::config::PortfolioConfig {
+        id: "default".into(),
+        parent: Some("holding".into()),
+        contact_book: true,
+    }];
+    cfg
+}
+
+/// The single webhook body the receiver got whose change is `field` (and, for messages, about
+/// the wamid).
+fn body_with(rx: &Receiver, field: &str, wamid: Option<&str>) -> Received {
+    let hits: Vec<Received> = rx
+        .received()
+        .into_iter()
+        .filter(|r| {
+            let c = &r.json()["entry"][0]["changes"][0];
+            c["field"] == field
+                && wamid.is_none_or(|w| {
+                    c["value"]["messages"][0]["id"] == w || c["value"]["statuses"][0]["id"] == w
+                })
+        })
+        .collect();
+    assert_eq!(hits.len(), 1, "one {field} webhook ({wamid:?})");
+    assert!(signature_ok(&hits[0], SECRET), "signed");
+    hits[0].clone()
+}
+
+async fn simulate(h: &Harness, from: &str, text: &str) -> String {
+    let (s, m) = h
+        .control(
+            Method::POST,
+            "/inbound",
+            &json!({ "from": from, "name": "Anna K", "type": "text", "text": { "body": text } }),
+        )
+        .await;
+    assert_eq!(s, 200, "{m}");
+    let wamid = m["id"].as_str().unwrap().to_string();
+    h.wait(&format!("wamid={wamid}"), 1).await;
+    wamid
+}
+
+fn value_of(r: &Received) -> Value {
+    r.json()["entry"][0]["changes"][0]["value"].clone()
+}
+
+#[tokio::test]
+async fn golden_bsuid_inbound_with_phone() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(config(&rx.url)).await;
+    let wamid = simulate(&h, TO_WA, "Hallo").await;
+    let r = body_with(&rx, "messages", Some(&wamid));
+    assert_like_example(&r.json(), &examples::inbound_with_phone(), &[]);
+    let v = value_of(&r);
+    assert_eq!(
+        v["contacts"][0]["user_id"], v["messages"][0]["from_user_id"],
+        "one id"
+    );
+    assert!(
+        v["contacts"][0]["user_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("DE."),
+        "the country of +49: {v}"
+    );
+    golden("bsuid_inbound_with_phone", &r.body);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn golden_bsuid_withheld_phone_inbound_reply_and_delivered() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(enrolled(&rx.url)).await;
+    let (s, u) = h
+        .control(
+            Method::PUT,
+            &format!("/users/{TO_WA}/username"),
+            &json!({ "username": "Anna.K" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{u}");
+    assert_eq!(u["username"], "anna.k", "stored in lower case");
+    let wamid = simulate(&h, TO_WA, "Is it in stock?").await;
+    let r = body_with(&rx, "messages", Some(&wamid));
+    assert_like_example(&r.json(), &examples::inbound_withheld_parent(), &[]);
+    let raw = String::from_utf8(r.body.to_vec()).unwrap();
+    assert!(
+        !raw.contains(TO_WA),
+        "the phone number is nowhere in the body: {raw}"
+    );
+    golden("bsuid_inbound_withheld", &r.body);
+    let bsuid = value_of(&r)["contacts"][0]["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(u["user_ids"]["default"], bsuid.as_str(), "{u}");
+    // The reply by BSUID, as pywa sends it (Cloud API, v26.0).
+    let resp = h
+        .http
+        .post(format!("{}/v26.0/{PNID}/messages", h.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "messaging_product": "whatsapp", "recipient_type": "individual", "recipient": bsuid,
+            "type": "text", "text": { "body": "Yes, it is in stock." } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = resp.bytes().await.unwrap().to_vec();
+    let answer: Value = serde_json::from_slice(&resp).unwrap();
+    // `message_status` is documented for the Marketing Messages API and sent on every send.
+    assert_like_example(
+        &answer,
+        &examples::send_response_to_bsuid(),
+        &[".messages[0].message_status"],
+    );
+    assert_eq!(answer["contacts"][0]["input"], bsuid.as_str());
+    assert_eq!(answer["contacts"][0]["user_id"], bsuid.as_str());
+    golden("bsuid_send_response", &resp);
+    let reply = wamid_of(&resp);
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={reply}&status=read"), 1).await;
+    let delivered = status_body(&rx, &reply, "delivered");
+    assert_like_example(
+        &delivered.json(),
+        &examples::delivered_to_bsuid_withheld_parent(),
+        &[],
+    );
+    golden("bsuid_delivered_withheld", &delivered.body);
+    // `sent` never carries the username.
+    let sent = value_of(&status_body(&rx, &reply, "sent"));
+    assert!(
+        sent["contacts"][0]["profile"].get("username").is_none(),
+        "{sent}"
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn golden_bsuid_sent_by_phone() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(config(&rx.url)).await;
+    let resp = h
+        .http
+        .post(format!("{}/v26.0/{PNID}/messages", h.base))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({ "messaging_product": "whatsapp", "to": TO, "type": "template",
+            "template": { "name": "hello_world", "language": { "code": "en_US" } } }),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(
+        answer["contacts"],
+        json!([{ "input": TO, "wa_id": TO_WA }]),
+        "a send by phone answers wa_id, never user_id"
+    );
+    let wamid = answer["messages"][0]["id"].as_str().unwrap().to_string();
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={wamid}&status=read"), 1).await;
+    let sent = status_body(&rx, &wamid, "sent");
+    let v = value_of(&sent);
+    assert_like_example(
+        &json!({ "contacts": v["contacts"], "statuses": v["statuses"] }),
+        &examples::sent_by_phone(),
+        &[],
+    );
+    golden("bsuid_sent_by_phone", &sent.body);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn golden_failed_by_phone_is_like_production() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(config(&rx.url)).await;
+    let (s, b) = h
+        .control(
+            Method::PUT,
+            &format!("/users/{TO_WA}"),
+            &json!({ "on_whatsapp": false }),
+        )
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let (_, resp) = send_raw(&h, &text(TO, "Anyone there?")).await;
+    let wamid = wamid_of(&resp);
+    h.advance(10.0).await;
+    h.wait(&format!("wamid={wamid}&status=failed"), 1).await;
+    let v = value_of(&status_body(&rx, &wamid, "failed"));
+    assert_like_example(
+        &json!({ "contacts": v["contacts"], "statuses": v["statuses"] }),
+        &examples::failed_by_phone(),
+        &[],
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn golden_number_change_user_changed_user_id_and_user_id_update() {
+    let rx = Receiver::start().await;
+    let h = Harness::start(enrolled(&rx.url)).await;
+    let first = simulate(&h, TO_WA, "Hallo").await;
+    let old = value_of(&body_with(&rx, "messages", Some(&first)))["contacts"][0].clone();
+    let (s, u) = h
+        .control(
+            Method::POST,
+            &format!("/users/{TO_WA}/number"),
+            &json!({ "new_wa_id": "+49 151 98765432" }),
+        )
+        .await;
+    assert_eq!(s, 200, "{u}");
+    assert_eq!(u["wa_id"], "4915198765432");
+    let new_id = u["user_ids"]["default"].as_str().unwrap().to_string();
+    assert_ne!(old["user_id"], new_id.as_str(), "a new number, a new BSUID");
+    h.wait("field=user_id_update", 1).await;
+    h.wait("message_type=system", 1).await;
+    let update = body_with(&rx, "user_id_update", None);
+    assert_like_example(&update.json(), &examples::user_id_update(), &[]);
+    let item = &value_of(&update)["user_id_update"][0];
+    assert_eq!(item["user_id"]["previous"], old["user_id"]);
+    assert_eq!(item["user_id"]["current"], new_id.as_str());
+    assert_eq!(item["parent_user_id"]["previous"], old["parent_user_id"]);
+    assert_eq!(
+        item["parent_user_id"]["current"],
+        u["parent_user_ids"]["default"]
+    );
+    golden("user_id_update", &update.body);
+    let system = rx
+        .received()
+        .into_iter()
+        .find(|r| value_of(r)["messages"][0]["type"] == "system")
+        .unwrap();
+    let v = value_of(&system);
+    assert!(v.get("contacts").is_none(), "no contacts: {v}");
+    // The parent id is there because the portfolio is enrolled.
+    assert_like_example(
+        &json!({ "messages": v["messages"] }),
+        &examples::user_changed_user_id(),
+        &[".messages[0].system.parent_user_id"],
+    );
+    assert_eq!(
+        v["messages"][0]["system"]["body"],
+        format!(
+            "User Anna K changed from {} to {new_id}",
+            old["user_id"].as_str().unwrap()
+        )
+    );
+    assert_eq!(v["messages"][0]["from"], TO_WA, "the old phone");
+    golden("user_changed_user_id", &system.body);
+    h.shutdown().await;
+}

@@ -85,13 +85,22 @@ async fn inbound(h: &Harness, rx: &Receiver, req: Value) -> (String, Value, Valu
     (wamid, value, msg)
 }
 
-/// The common case: `contacts[0]` carries the profile name and the wa_id.
+/// The common case: `contacts[0]` carries the profile name, the wa_id and the user's
+/// business-scoped user id, which `messages[0].from_user_id` repeats.
 fn has_contact(value: &Value, from: &str, name: &str) {
-    assert_eq!(
-        value["contacts"],
-        json!([{ "profile": { "name": name }, "wa_id": from }]),
+    let user_id = value["contacts"][0]["user_id"].clone();
+    assert!(
+        user_id
+            .as_str()
+            .is_some_and(|u| u.len() > 3 && u[3..].bytes().all(|b| b.is_ascii_digit())),
         "{value}"
     );
+    assert_eq!(
+        value["contacts"],
+        json!([{ "profile": { "name": name }, "wa_id": from, "user_id": user_id }]),
+        "{value}"
+    );
+    assert_eq!(value["messages"][0]["from_user_id"], user_id, "{value}");
 }
 
 fn req(kind: &str, payload: Value) -> Value {

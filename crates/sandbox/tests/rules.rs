@@ -553,7 +553,8 @@ async fn a_click_to_whatsapp_reply_opens_a_free_entry_point_window() {
         status["conversation"]["origin"]["type"], "referral_conversion",
         "{status}"
     );
-    assert_eq!(status["pricing"]["category"], "marketing");
+    // Inside a free entry point window the category is `referral_conversion` (2026 note §3).
+    assert_eq!(status["pricing"]["category"], "referral_conversion");
     // 72 hours later the window is over: marketing is charged again.
     h.advance(72.0 * 3600.0).await;
     let late = accepted(&h, marketing(user)).await;

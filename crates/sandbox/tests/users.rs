@@ -389,6 +389,7 @@ async fn behaviours_from_the_configuration_work_like_the_api() {
     let user = |wa_id: &str, name: Option<&str>, behaviour: Behaviour| UserConfig {
         wa_id: wa_id.to_string(),
         name: name.map(str::to_string),
+        username: None,
         behaviour,
     };
     cfg.users.users = vec![

@@ -99,6 +99,9 @@ pub struct NewMessage {
     pub to: String,
     /// The recipient's person key, when known (their consents, window and pair limit).
     pub person: Option<String>,
+    /// Its place in an ordered sequence: it waits for the message before it (the latest one
+    /// accepted with the same key for the same person).
+    pub sequence: Option<crate::model::SequenceStep>,
     /// Message category.
     pub category: Category,
     /// Template, for template messages.
@@ -178,6 +181,10 @@ pub struct MessageRecord {
     pub to: String,
     /// The recipient's person key at enqueue, when known.
     pub person: Option<String>,
+    /// Its place in an ordered sequence.
+    pub sequence: Option<crate::model::SequenceStep>,
+    /// The message of its sequence it waits for (the one accepted before it).
+    pub sequence_prev: Option<String>,
     /// Category.
     pub category: Category,
     /// Template.
@@ -534,7 +541,12 @@ impl InboundRecord {
             "wamid": self.id,
             "phone_number_id": self.phone_number_id,
             "from": self.wa_id,
-            "contact": { "wa_id": self.wa_id, "profile": { "name": self.profile_name } },
+            "contact": {
+                "wa_id": (IdKind::of(&self.wa_id) == Some(IdKind::Phone)).then_some(&self.wa_id),
+                "user_id": (IdKind::of(&self.wa_id) == Some(IdKind::UserId)).then_some(&self.wa_id),
+                "person": self.person,
+                "profile": { "name": self.profile_name },
+            },
             "type": self.kind,
             "timestamp": self.timestamp,
             "context": message.get("context"),
@@ -879,6 +891,15 @@ pub trait Store: Send + Sync + 'static {
     /// deadline is ≤ `now`, oldest deadline first, each with an `expired` event; returns their
     /// ids. (Messages that are not parked are expired by the dispatcher when it claims them.)
     fn expire_parked(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Applies the timeout policy to up to `limit` messages that have waited for the message
+    /// before them in their sequence until their sequence timeout (≤ `now`): released (sent
+    /// anyway) or failed with the rest of their sequence, each with its event; returns their ids.
+    fn sequence_timeouts(
         &self,
         now: Millis,
         limit: usize,

@@ -34,7 +34,10 @@ use super::{
     Sighting, StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
 };
 use crate::clock::Millis;
-use crate::model::{Category, ConsentStatus, Lane, MessageState, Progress, observe};
+use crate::model::{
+    Category, ConsentStatus, Lane, MessageState, OnSequenceFailure, OnSequenceTimeout, Progress,
+    SequenceStep, observe,
+};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, Value, ValueRef};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, ToSql, TransactionBehavior, params,
@@ -368,7 +371,7 @@ fn configure(conn: &Connection, opts: &SqliteOptions) -> Result<(), StoreError> 
 /// Partial indexes spell state sets with `OR`, not `IN (…)`: SQLite evaluates an `IN` list
 /// through an ephemeral table on every update of the row, which doubled the cost of a status
 /// update. Queries repeat the index's `WHERE` term verbatim so the planner can use the index.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE messages (
@@ -563,6 +566,15 @@ UPDATE inbound_messages SET person = coalesce((SELECT person FROM legacy WHERE p
 DROP TABLE legacy;
 CREATE INDEX messages_person ON messages (person, created_at, seq);
 CREATE INDEX inbound_messages_person ON inbound_messages (person, received_at, seq);
+";
+
+/// Version 4: ordered sequences (each message names its sequence and the message it waits for).
+const SCHEMA_V4: &str = "
+ALTER TABLE messages ADD COLUMN sequence_key TEXT;
+ALTER TABLE messages ADD COLUMN sequence_rule TEXT;
+ALTER TABLE messages ADD COLUMN sequence_prev TEXT;
+CREATE INDEX messages_sequence ON messages (person, sequence_key, seq) WHERE sequence_key IS NOT NULL;
+CREATE INDEX messages_sequence_prev ON messages (sequence_prev) WHERE sequence_prev IS NOT NULL;
 ";
 
 /// Brings the schema to the latest version, one transaction per step.
@@ -805,7 +817,7 @@ macro_rules! columns {
          template_language, lane, body, metadata, state, reason, parked_reason, wamid, attempts, \
          next_attempt_at, not_before, deadline, lease_until, last_error_code, last_error, \
          created_at, updated_at, accepted_at, sent_at, delivered_at, read_at, failed_at, \
-         request_hash, person"
+         request_hash, person, sequence_rule, sequence_prev"
     };
 }
 
@@ -846,6 +858,10 @@ fn record(r: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         failed_at: r.get(28)?,
         request_hash: r.get(29)?,
         person: r.get(30)?,
+        sequence: r
+            .get::<_, Option<String>>(31)?
+            .and_then(|rule| serde_json::from_str(&rule).ok()),
+        sequence_prev: r.get(32)?,
     })
 }
 
@@ -884,9 +900,10 @@ const BY_WAMID: &str = concat!(
 
 const INSERT_MESSAGE: &str = "INSERT INTO messages (id, idempotency_key, phone_number_id, \
      recipient, category, template_name, template_language, lane, body, metadata, state, reason, \
-     next_attempt_at, not_before, deadline, created_at, updated_at, request_hash, person) \
+     next_attempt_at, not_before, deadline, created_at, updated_at, request_hash, person, \
+     sequence_key, sequence_rule) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?15, ?16, \
-     ?17) \
+     ?17, ?18, ?19) \
      ON CONFLICT DO NOTHING";
 
 fn enqueue(conn: &Connection, messages: &[NewMessage]) -> Result<Vec<Enqueued>, StoreError> {
@@ -922,6 +939,11 @@ fn enqueue_one(conn: &Connection, m: &NewMessage) -> Result<Enqueued, StoreError
         m.created_at,
         m.request_hash,
         person,
+        m.sequence.as_ref().map(|q| q.key.as_str()),
+        m.sequence
+            .as_ref()
+            .map(|q| serde_json::to_string(q).map_err(|e| StoreError::Invalid(e.to_string())))
+            .transpose()?,
     ])?;
     if inserted == 1 {
         let detail = match &m.reason {
@@ -930,6 +952,11 @@ fn enqueue_one(conn: &Connection, m: &NewMessage) -> Result<Enqueued, StoreError
         };
         let event = NewEvent::new(m.event_kind(), m.created_at, detail);
         insert_event(conn, &m.id, &event, m.state)?;
+        if let Some(step) = &m.sequence
+            && m.state == MessageState::Queued
+        {
+            place_in_sequence(conn, m, person.as_deref().unwrap_or(&m.to), step)?;
+        }
         return Ok(Enqueued::Inserted { id: m.id.clone() });
     }
     existing(conn, m)?
@@ -1273,7 +1300,195 @@ fn insert_event(
         json_text(&e.detail)?,
         state
     ])?;
+    if state.is_lost() || matches!(state, MessageState::Delivered | MessageState::Read) {
+        advance_sequence(conn, message_id, state, e.at)?;
+    }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ordered sequences
+
+/// Why a message waiting for the one before it in its sequence is parked.
+const SEQUENCE_PARK: &str = "sequence";
+
+/// Puts a freshly inserted message after the latest message of its sequence for the same
+/// person: it waits (parked until the timeout, in `next_attempt_at`) while that one is on its
+/// way, fails at once when that one was lost and the sequence stops on failure, and goes now
+/// otherwise.
+fn place_in_sequence(
+    conn: &Connection,
+    m: &NewMessage,
+    person: &str,
+    step: &SequenceStep,
+) -> Result<(), StoreError> {
+    let prev: Option<(String, MessageState)> = conn
+        .prepare_cached(
+            "SELECT id, state FROM messages WHERE person = ?1 AND sequence_key = ?2 AND id <> ?3 \
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![person, step.key, m.id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((prev, prev_state)) = prev else {
+        return Ok(());
+    };
+    conn.prepare_cached("UPDATE messages SET sequence_prev = ?2 WHERE id = ?1")?
+        .execute(params![m.id, prev])?;
+    if step.wait.met_by(prev_state) {
+        return Ok(());
+    }
+    if prev_state.is_lost() {
+        return match step.on_failure {
+            OnSequenceFailure::Continue => Ok(()),
+            OnSequenceFailure::Stop => {
+                fail_step(conn, &m.id, &step.key, &prev, prev_state, m.created_at)
+            }
+        };
+    }
+    let until = m.created_at.saturating_add(step.timeout_ms);
+    conn.prepare_cached(
+        "UPDATE messages SET parked_reason = ?2, next_attempt_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![m.id, SEQUENCE_PARK, until])?;
+    let detail = serde_json::json!({
+        "sequence": step.key, "after": prev, "until": step.wait, "timeout_at": until,
+    });
+    insert_event(
+        conn,
+        &m.id,
+        &NewEvent::new("sequence_wait", m.created_at, detail),
+        MessageState::Queued,
+    )
+}
+
+/// Fails a waiting step of a sequence because the message before it was lost (its own event
+/// then carries the failure on to the step after it).
+fn fail_step(
+    conn: &Connection,
+    id: &str,
+    key: &str,
+    prev: &str,
+    prev_state: MessageState,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let reason = format!("the message before it in sequence {key:?} ({prev}) is {prev_state}");
+    conn.prepare_cached(
+        "UPDATE messages SET state = 'failed', parked_reason = NULL, reason = ?2, failed_at = ?3, \
+         updated_at = ?3 WHERE id = ?1 AND state = 'queued'",
+    )?
+    .execute(params![id, reason, at])?;
+    let detail = serde_json::json!({ "kind": "sequence_stopped", "reason": reason, "after": prev });
+    insert_event(
+        conn,
+        id,
+        &NewEvent::new("failed", at, detail),
+        MessageState::Failed,
+    )
+}
+
+/// Lets the message waiting for `id` in its sequence go (its wait is met, or `id` was lost and
+/// the sequence continues on failure), or fails it (lost, and the sequence stops).
+fn advance_sequence(
+    conn: &Connection,
+    id: &str,
+    state: MessageState,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let waiting: Vec<(String, Option<String>)> = {
+        let mut st = conn.prepare_cached(
+            "SELECT id, sequence_rule FROM messages WHERE sequence_prev = ?1 \
+             AND state = 'queued' AND parked_reason = ?2",
+        )?;
+        let rows = st.query_map(params![id, SEQUENCE_PARK], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (next, rule) in waiting {
+        let Some(step) = rule.and_then(|r| serde_json::from_str::<SequenceStep>(&r).ok()) else {
+            continue;
+        };
+        if step.wait.met_by(state)
+            || (state.is_lost() && step.on_failure == OnSequenceFailure::Continue)
+        {
+            release_step(
+                conn,
+                &next,
+                at,
+                serde_json::json!({ "after": id, "state": state }),
+            )?;
+        } else if state.is_lost() {
+            fail_step(conn, &next, &step.key, id, state, at)?;
+        }
+    }
+    Ok(())
+}
+
+fn release_step(
+    conn: &Connection,
+    id: &str,
+    at: Millis,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE messages SET parked_reason = NULL, next_attempt_at = ?2, updated_at = ?2 \
+         WHERE id = ?1 AND state = 'queued' AND parked_reason = ?3",
+    )?
+    .execute(params![id, at, SEQUENCE_PARK])?;
+    insert_event(
+        conn,
+        id,
+        &NewEvent::new("sequence_released", at, detail),
+        MessageState::Queued,
+    )
+}
+
+fn sequence_timeouts(
+    conn: &Connection,
+    &(now, limit): &(Millis, usize),
+) -> Result<Vec<String>, StoreError> {
+    let due: Vec<(String, Option<String>, Option<String>)> = {
+        let mut st = conn.prepare_cached(
+            "SELECT id, sequence_rule, sequence_prev FROM messages WHERE state = 'queued' \
+             AND parked_reason = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![SEQUENCE_PARK, now, i64_of(limit)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::with_capacity(due.len());
+    for (id, rule, prev) in due {
+        let step = rule.and_then(|r| serde_json::from_str::<SequenceStep>(&r).ok());
+        let prev = prev.unwrap_or_default();
+        match step.map(|s| (s.on_timeout, s.key)) {
+            Some((OnSequenceTimeout::FailRest, key)) => {
+                let reason = format!(
+                    "the message before it in sequence {key:?} ({prev}) did not get there in time"
+                );
+                conn.prepare_cached(
+                    "UPDATE messages SET state = 'failed', parked_reason = NULL, reason = ?2, \
+                     failed_at = ?3, updated_at = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, reason, now])?;
+                let detail = serde_json::json!({ "kind": "sequence_timeout", "reason": reason, "after": prev });
+                insert_event(
+                    conn,
+                    &id,
+                    &NewEvent::new("failed", now, detail),
+                    MessageState::Failed,
+                )?;
+            }
+            _ => release_step(
+                conn,
+                &id,
+                now,
+                serde_json::json!({ "after": prev, "timeout": true }),
+            )?,
+        }
+        out.push(id);
+    }
+    Ok(out)
 }
 
 fn event(r: &Row<'_>) -> rusqlite::Result<Event> {
@@ -2303,6 +2518,14 @@ impl Store for SqliteStore {
 
     async fn expire_parked(&self, now: Millis, limit: usize) -> Result<Vec<String>, StoreError> {
         self.write((now, limit), expire_parked).await
+    }
+
+    async fn sequence_timeouts(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.write((now, limit), sequence_timeouts).await
     }
 
     async fn park_orphan(

@@ -22,7 +22,7 @@ use mynah_wire::message::{Content, MediaSource, SendMessage};
 use mynah_wire::response::{MessageStatus, SendResponse};
 use mynah_wire::webhook::{
     Change, ChangeValue, Contact, Conversation, InboundBody, InboundContext, InboundMessage,
-    MessagesValue, Metadata, Origin, Pricing, Profile, Status, StatusKind,
+    MessagesValue, Metadata, Origin, Pricing, Status, StatusKind,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -102,6 +102,31 @@ pub struct Via {
     pub dialect: Dialect,
     /// Graph major version (decides payload details such as `conversation`).
     pub graph_version: u32,
+    /// The Marketing Messages API path (`/marketing_messages`), with its fields; `None`:
+    /// `/messages`.
+    pub marketing: Option<MarketingVia>,
+}
+
+impl Via {
+    /// `/messages` through a dialect at a Graph version.
+    pub fn messages(dialect: Dialect, graph_version: u32) -> Via {
+        Via {
+            dialect,
+            graph_version,
+            marketing: None,
+        }
+    }
+}
+
+/// What a Marketing Messages API send adds (2026 note §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketingVia {
+    /// `product_policy: STRICT`: no fallback to the Cloud API.
+    pub strict: bool,
+    /// A `bid_spec` was given (not addressable to a BSUID: 131062).
+    pub bid_spec: bool,
+    /// `message_activity_sharing`.
+    pub activity_sharing: Option<bool>,
 }
 
 /// A simulated inbound message, as the control API takes it.
@@ -156,6 +181,9 @@ pub struct BehaviourPatch {
     /// Reaction weights to delivered templates; `null` removes them.
     #[serde(default, deserialize_with = "double_option")]
     pub reactions: Option<Option<crate::config::Reactions>>,
+    /// Username (the platform's username rules); `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    pub username: Option<Option<String>>,
 }
 
 impl BehaviourPatch {
@@ -228,12 +256,20 @@ pub struct World {
     epoch: u64,
     /// Base URL of this sandbox, for media download URLs.
     pub base_url: String,
+    /// The business portfolios of the numbers (and of the configuration), with their settings.
+    portfolios: BTreeMap<String, crate::config::PortfolioConfig>,
+    /// Each user's ids by portfolio.
+    user_ids: HashMap<String, BTreeMap<String, identity::PortfolioIds>>,
+    /// (portfolio, BSUID or parent id) → the user's phone number.
+    by_user_id: HashMap<(String, String), String>,
 }
 
+mod identity;
 mod pacing;
 mod policy;
 mod quality;
 mod template_ops;
+pub use identity::{By, Ident, PortfolioIds, Target};
 pub use pacing::Verdict;
 pub use policy::holdout_by_seed;
 pub use quality::{parse_tier, tier_name};
@@ -297,12 +333,40 @@ impl World {
             template_draws: 0,
             epoch,
             base_url: String::new(),
+            portfolios: BTreeMap::new(),
+            user_ids: HashMap::new(),
+            by_user_id: HashMap::new(),
         };
         let mut fx = w.fx();
         w.seed_from_config(&mut fx);
-        // What the journal kept wins over the configuration's first-start values.
+        // What the journal kept wins over the configuration's first-start values (but a
+        // configured number's portfolio is the configuration's).
+        let configured: HashMap<String, String> = cfg
+            .effective_accounts()
+            .iter()
+            .flat_map(|a| {
+                a.numbers
+                    .iter()
+                    .map(|n| (n.phone_number_id.clone(), a.portfolio.clone()))
+            })
+            .collect();
         for (_, json) in snapshot.take(Kind::Number) {
-            if let Ok(n) = serde_json::from_str::<Number>(&json) {
+            if let Ok(mut n) = serde_json::from_str::<Number>(&json) {
+                if let Some(p) = configured.get(&n.phone_number_id) {
+                    n.portfolio = p.clone();
+                }
+                if !w.accounts.contains_key(&n.waba_id) {
+                    w.accounts.insert(
+                        n.waba_id.clone(),
+                        Account {
+                            waba_id: n.waba_id.clone(),
+                            name: n.verified_name.clone(),
+                            namespace: String::new(),
+                            marketing_messages: true,
+                            marketing_on_cloud_api: true,
+                        },
+                    );
+                }
                 w.insert_number(n);
             }
         }
@@ -310,6 +374,11 @@ impl World {
             if let Ok(u) = serde_json::from_str::<User>(&json) {
                 w.users.insert(u.wa_id.clone(), u);
             }
+        }
+        w.note_portfolios();
+        let everyone: Vec<String> = w.users.keys().cloned().collect();
+        for wa_id in everyone {
+            w.index_user(&wa_id);
         }
         let mut msgs: Vec<Message> = snapshot
             .take(Kind::Message)
@@ -370,6 +439,8 @@ impl World {
                     waba_id: acc.waba_id.clone(),
                     name: acc.name.clone(),
                     namespace: acc.namespace.clone(),
+                    marketing_messages: acc.marketing_messages,
+                    marketing_on_cloud_api: acc.marketing_on_cloud_api,
                 },
             );
             for n in &acc.numbers {
@@ -382,6 +453,7 @@ impl World {
                     display_phone_number: n.display_phone_number.clone(),
                     verified_name: n.verified_name.clone(),
                     waba_id: acc.waba_id.clone(),
+                    portfolio: acc.portfolio.clone(),
                     api_key: n.api_key.clone(),
                     token: self.cfg.token.clone(),
                     webhook: WebhookTarget {
@@ -400,7 +472,11 @@ impl World {
                 .map(|w| w.as_str().to_string())
                 .unwrap_or_else(|_| u.wa_id.clone());
             let name = u.name.clone().unwrap_or_else(|| default_name(&wa_id));
-            let user = new_user(&wa_id, name, u.behaviour.clone());
+            let mut user = new_user(&wa_id, name, u.behaviour.clone());
+            user.username = u
+                .username
+                .as_deref()
+                .and_then(|n| mynah_wire::user_id::validate_username(n).ok());
             fx.put(Kind::User, &user.wa_id, &user);
             self.users.insert(wa_id, user);
         }
@@ -580,12 +656,15 @@ impl World {
                     waba_id: n.waba_id.clone(),
                     name: n.verified_name.clone(),
                     namespace: String::new(),
+                    marketing_messages: true,
+                    marketing_on_cloud_api: true,
                 },
             );
         }
         let mut fx = self.fx();
         fx.put(Kind::Number, &n.phone_number_id, &n);
         self.insert_number(n);
+        self.note_portfolios();
         Ok(fx)
     }
 
@@ -657,24 +736,30 @@ impl World {
     /// The user, created at first contact (`now`) with the default behaviour, or a magic
     /// number's.
     fn user_entry_at(&mut self, wa_id: &str, now: Millis, fx: &mut Effects) -> &mut User {
-        let default = &self.cfg.users.default;
-        self.users.entry(wa_id.to_string()).or_insert_with(|| {
+        if !self.users.contains_key(wa_id) {
+            let default = &self.cfg.users.default;
             let behaviour =
                 crate::magic::behaviour(wa_id, default, now).unwrap_or_else(|| default.clone());
             let user = new_user(wa_id, default_name(wa_id), behaviour);
             fx.put(Kind::User, wa_id, &user);
-            user
-        })
+            self.users.insert(wa_id.to_string(), user);
+            self.index_user(wa_id);
+        }
+        self.users
+            .entry(wa_id.to_string())
+            .or_insert_with(|| new_user(wa_id, default_name(wa_id), Behaviour::default()))
     }
 
     /// Accepts an outbound message: checks it, decides its pricing, schedules its lifecycle.
-    /// `via` is the dialect and Graph version it came through; `forced` a failure a fault rule
-    /// decided.
+    /// `via` is the dialect, Graph version and path it came through; `target` the person its
+    /// address resolved to ([`World::resolve`]); `forced` a failure a fault rule decided.
+    #[allow(clippy::too_many_arguments)]
     pub fn send(
         &mut self,
         pnid: &str,
         via: Via,
         req: &SendMessage,
+        target: &Target,
         raw: RawBody,
         forced: Option<ApiError>,
         now: Millis,
@@ -682,16 +767,28 @@ impl World {
         let Via {
             dialect,
             graph_version,
+            marketing,
         } = via;
         let number = self.numbers.get(pnid).ok_or_else(|| {
             ApiError::with_details(ErrorCode::ParameterValueNotValid33, "Unknown phone number.")
         })?;
-        let wa_id = req.to.as_str().to_string();
+        if let By::Dropped(id) = &target.by {
+            let id = id.clone();
+            return Ok(self.send_dropped(pnid, via, req, &id, &target.wa_id, raw, now));
+        }
+        let wa_id = target.wa_id.clone();
+        let by_user = match &target.by {
+            By::User(id) => Some(id.clone()),
+            _ => None,
+        };
         if wa_id == number.display_phone_number {
             return Err(ApiError::new(ErrorCode::RecipientIsSender));
         }
+        let account = self.accounts.get(&number.waba_id).cloned();
         let mut category = None;
         let mut template_id = None;
+        // Marketing Messages API sends of an onboarded account are `marketing_lite`.
+        let mut lite = false;
         // Time-to-live: 30 days, a template's own, or its category's (10 minutes for
         // authentication).
         let mut ttl_seconds: i64 = 30 * 24 * 3_600;
@@ -719,7 +816,57 @@ impl World {
                 let found = self.templates.find(&number.waba_id, &t.name, &t.language);
                 let template = templates::sendable(found, &t.name, &t.language)?;
                 template.def.check_send(t)?;
-                category = Some(template.category().lower().to_string());
+                let cat = template.category();
+                if by_user.is_some() && otp_template(&template.def) {
+                    return Err(ApiError::with_details(
+                        ErrorCode::BsuidNotSupported,
+                        format!(
+                            "You can only send the authentication template {} (one-tap, zero-tap or copy-code button) to a phone number: put it in to.",
+                            t.name
+                        ),
+                    ));
+                }
+                let is_marketing = cat == mynah_wire::template::Category::Marketing;
+                let cloud_ok = account.as_ref().is_none_or(|a| a.marketing_on_cloud_api);
+                match marketing {
+                    None if is_marketing && !cloud_ok => {
+                        return Err(ApiError::with_details(
+                            ErrorCode::MarketingDisabledOnCloudApi,
+                            "Marketing templates are disabled for the Cloud API on this account (accounts.marketing_on_cloud_api = false): send them through POST /{phone_number_id}/marketing_messages.",
+                        ));
+                    }
+                    None => {}
+                    Some(_) if !is_marketing => {
+                        return Err(ApiError::invalid_param(format!(
+                            "Param template: the Marketing Messages API sends marketing templates only; {} is {}.",
+                            t.name,
+                            cat.as_str()
+                        )));
+                    }
+                    Some(m) => {
+                        if m.bid_spec && by_user.is_some() {
+                            return Err(ApiError::with_details(
+                                ErrorCode::BsuidNotSupported,
+                                "A marketing message with a bid_spec can only be sent to a phone number: put it in to.",
+                            ));
+                        }
+                        let onboarded = account.as_ref().is_none_or(|a| a.marketing_messages);
+                        if onboarded {
+                            lite = true;
+                        } else if m.strict {
+                            return Err(ApiError::with_details(
+                                ErrorCode::MarketingDisabledOnCloudApi,
+                                "This account is not onboarded to the Marketing Messages API (accounts.marketing_messages = false) and product_policy STRICT forbids the fallback to the Cloud API.",
+                            ));
+                        } else if !cloud_ok {
+                            return Err(ApiError::with_details(
+                                ErrorCode::MarketingDisabledOnCloudApi,
+                                "This account is not onboarded to the Marketing Messages API (accounts.marketing_messages = false) and marketing templates are disabled for the Cloud API (accounts.marketing_on_cloud_api = false): nothing can send it.",
+                            ));
+                        }
+                    }
+                }
+                category = Some(cat.lower().to_string());
                 template_id = Some(template.id.clone());
                 ttl_seconds = template.def.ttl_seconds();
             }
@@ -744,7 +891,8 @@ impl World {
         }
         let mut fx = self.fx();
         let sent_latency = self.draw(self.cfg.latency.sent);
-        let wamid = self.fresh_wamid(&wa_id);
+        // A wamid names the address it was sent to (the BSUID for a send to one).
+        let wamid = self.fresh_wamid(by_user.as_ref().map_or(wa_id.as_str(), |u| u.as_str()));
         let user = self.user_entry_at(&wa_id, now, &mut fx);
         if user.behaviour.pair_limited {
             return Err(
@@ -797,7 +945,12 @@ impl World {
         };
         let held = pace == pacing::Pace::Held;
         let user = self.user_entry(&wa_id, &mut fx);
-        let (pricing, origin) = price(category.as_deref(), in_csw, in_fep);
+        let priced_as = if lite {
+            Some("marketing_lite")
+        } else {
+            category.as_deref()
+        };
+        let (pricing, origin) = price(priced_as, in_csw, in_fep);
         let show_conversation = graph_version < 24 || in_fep;
         // A message a rule refuses opens no conversation and is not charged.
         let conversation =
@@ -845,6 +998,7 @@ impl World {
             direction: Direction::Outbound,
             phone_number_id: pnid.to_string(),
             wa_id: wa_id.clone(),
+            recipient: by_user.as_ref().map(|u| u.to_string()),
             kind: req.content.message_type().as_str().to_string(),
             dialect,
             graph_version,
@@ -889,6 +1043,23 @@ impl World {
                 Some(format!("{} {}: it will fail", e.code.code(), e.details)),
             );
         }
+        let mut detail = format!("via {} v{}.0", dialect.as_str(), graph_version);
+        if let Some(m) = marketing {
+            detail.push_str(if lite {
+                " /marketing_messages (Marketing Messages API: marketing_lite)"
+            } else {
+                " /marketing_messages (not onboarded: sent through the Cloud API)"
+            });
+            if let Some(share) = m.activity_sharing {
+                detail.push_str(&format!(", message_activity_sharing {share}"));
+            }
+        }
+        if let Some(u) = &by_user {
+            detail.push_str(&format!(", to the user {wa_id} by {u}"));
+        }
+        if let Some(a) = &req.messaging_account_id {
+            detail.push_str(&format!(", messaging account {a}"));
+        }
         msg.log(
             now,
             if held {
@@ -896,7 +1067,7 @@ impl World {
             } else {
                 "accepted"
             },
-            Some(format!("via {} v{}.0", dialect.as_str(), graph_version)),
+            Some(detail),
         );
         fx.put(Kind::Message, &wamid, &msg);
         if !held {
@@ -908,6 +1079,11 @@ impl World {
         if held && let Some(id) = &template_id {
             self.judge_pacing(id, now, &mut fx);
         }
+        if target.by != By::Group {
+            // Only a send addressed to the phone number shows the business the phone.
+            let phone_seen = target.by == By::Phone && fate.is_none();
+            self.note_exchange(pnid, &wa_id, phone_seen, now, &mut fx);
+        }
         self.evict(&mut fx);
         self.note_rng(&mut fx);
         let status = if held {
@@ -915,8 +1091,86 @@ impl World {
         } else {
             MessageStatus::Accepted
         };
-        let response = SendResponse::new(&req.to_input, &wa_id, &wamid, status);
+        let response = match &by_user {
+            Some(u) => SendResponse::to_user(&req.to_input, u.as_str(), &wamid, status),
+            None => SendResponse::new(&req.to_input, &wa_id, &wamid, status),
+        };
         Ok((response, fx))
+    }
+
+    /// A business-scoped user id sent in `to` under `bsuid.in_to = "drop"`: the platform reads
+    /// it as a phone number (its digits without the country code), answers as for a phone
+    /// number, and the message fails with 131026. No user is involved and no rule applies.
+    #[allow(clippy::too_many_arguments)]
+    fn send_dropped(
+        &mut self,
+        pnid: &str,
+        via: Via,
+        req: &SendMessage,
+        id: &mynah_wire::UserId,
+        read_as: &str,
+        raw: RawBody,
+        now: Millis,
+    ) -> (SendResponse, Effects) {
+        let mut fx = self.fx();
+        let sent_latency = self.draw(self.cfg.latency.sent);
+        let wamid = self.fresh_wamid(read_as);
+        let details = format!(
+            "The business-scoped user id {id} was sent in to, which takes phone numbers: it was read as the phone number {read_as}, which is not a WhatsApp user. Send it in recipient."
+        );
+        let mut msg = Message {
+            id: wamid.clone(),
+            direction: Direction::Outbound,
+            phone_number_id: pnid.to_string(),
+            wa_id: read_as.to_string(),
+            recipient: None,
+            kind: req.content.message_type().as_str().to_string(),
+            dialect: via.dialect,
+            graph_version: via.graph_version,
+            created_at: now,
+            body: raw,
+            reaction_to: None,
+            voice: false,
+            category: None,
+            template_id: None,
+            held: false,
+            counted: false,
+            reaction: None,
+            biz_opaque_callback_data: req.biz_opaque_callback_data.clone(),
+            pricing: None,
+            conversation: None,
+            show_conversation: false,
+            status: None,
+            next: Some((Step::Send, now + sent_latency)),
+            expires_at: None,
+            fate: Some((ErrorCode::Undeliverable.code(), details.clone())),
+            timeline: Vec::with_capacity(3),
+        };
+        msg.log(
+            now,
+            "rule",
+            Some(format!(
+                "131026 {details} (bsuid.in_to = drop): it will fail"
+            )),
+        );
+        msg.log(
+            now,
+            "accepted",
+            Some(format!(
+                "via {} v{}.0",
+                via.dialect.as_str(),
+                via.graph_version
+            )),
+        );
+        fx.put(Kind::Message, &wamid, &msg);
+        fx.timers
+            .push((now + sent_latency, Timer::Message(wamid.clone())));
+        self.order.push_back(wamid.clone());
+        self.messages.insert(wamid.clone(), msg);
+        self.evict(&mut fx);
+        self.note_rng(&mut fx);
+        let response = SendResponse::new(&req.to_input, read_as, &wamid, MessageStatus::Accepted);
+        (response, fx)
     }
 
     /// Keeps at most `retention.max_messages`: the oldest messages whose lifecycle is over are
@@ -966,7 +1220,12 @@ impl World {
         }
         let wa_id = msg.wa_id.clone();
         let (msg_fate, msg_expires, msg_dialect) = (msg.fate.clone(), msg.expires_at, msg.dialect);
-        let behaviour = self.user_entry(&wa_id, &mut fx).behaviour.clone();
+        let behaviour = match self.users.get(&wa_id) {
+            Some(u) => u.behaviour.clone(),
+            // A message to a number that is no user (a BSUID read as a phone) only fails.
+            None if msg_fate.is_some() => Behaviour::default(),
+            None => self.user_entry(&wa_id, &mut fx).behaviour.clone(),
+        };
         let lat = self.cfg.latency.clone();
         // What the user's reaction causes (quality webhooks, pauses) follows the status itself.
         let mut after = self.fx();
@@ -1162,7 +1421,6 @@ impl World {
     ) -> Option<NewEvent> {
         let msg = self.messages.get(wamid)?;
         let number = self.numbers.get(&msg.phone_number_id)?;
-        let user = self.users.get(&msg.wa_id)?;
         let priced = matches!(status, StatusKind::Sent | StatusKind::Delivered);
         let onprem = msg.dialect == Dialect::OnPrem;
         let conversation = match (&msg.conversation, priced && msg.show_conversation) {
@@ -1176,13 +1434,57 @@ impl World {
             }),
             _ => None,
         };
+        // The ids as the platform sends them (2026 note §1.5): a message sent to the phone
+        // number always shows it; one sent to a BSUID shows it only when it may be shared.
+        let id = self.ident(&number.phone_number_id, &msg.wa_id, now);
+        let by_phone = msg.recipient.is_none();
+        let failed = status == StatusKind::Failed;
+        let phone = if by_phone {
+            Some(msg.wa_id.clone())
+        } else {
+            id.phone.clone()
+        };
+        // A failed status of a message sent to the phone number carries no BSUID.
+        let (user_id, parent) = if failed && by_phone {
+            (None, None)
+        } else {
+            (id.user_id.clone(), id.parent.clone())
+        };
+        let contacts = if !self.cfg.webhooks.status_contacts {
+            None
+        } else if failed {
+            match self.cfg.bsuid.failed_status_contacts {
+                crate::config::FailedStatusContacts::Documented => None,
+                crate::config::FailedStatusContacts::Observed => Some(vec![if by_phone {
+                    Contact {
+                        wa_id: Some(msg.wa_id.clone()),
+                        ..Contact::default()
+                    }
+                } else {
+                    Contact {
+                        user_id: user_id.clone(),
+                        ..Contact::default()
+                    }
+                }]),
+            }
+        } else {
+            let shown = Ident {
+                phone: phone.clone(),
+                ..id.clone()
+            };
+            // `sent` never carries the username.
+            Some(vec![World::contact_entry(
+                &shown,
+                status != StatusKind::Sent,
+            )])
+        };
         let st = Status {
             id: msg.id.clone(),
             status,
             timestamp: unix_seconds_string(now),
-            recipient_id: Some(msg.wa_id.clone()),
-            recipient_user_id: None,
-            recipient_parent_user_id: None,
+            recipient_id: phone,
+            recipient_user_id: user_id,
+            recipient_parent_user_id: parent,
             biz_opaque_callback_data: msg.biz_opaque_callback_data.clone(),
             conversation,
             pricing: if priced { msg.pricing.clone() } else { None },
@@ -1200,17 +1502,7 @@ impl World {
         let value = MessagesValue {
             messaging_product: "whatsapp".into(),
             metadata: metadata(number),
-            contacts: self.cfg.webhooks.status_contacts.then(|| {
-                vec![Contact {
-                    profile: Some(Profile {
-                        name: user.name.clone(),
-                        username: None,
-                    }),
-                    wa_id: Some(user.wa_id.clone()),
-                    user_id: None,
-                    parent_user_id: None,
-                }]
-            }),
+            contacts,
             messages: None,
             statuses: Some(vec![st]),
             errors: None,
@@ -1252,9 +1544,8 @@ impl World {
         let number = self.numbers.get(&pnid).cloned().ok_or_else(|| {
             ApiError::with_details(ErrorCode::MynahNotFound, format!("no phone number {pnid}"))
         })?;
-        let from = mynah_wire::WaId::parse(&req.from)
-            .map_err(|e| ApiError::with_details(ErrorCode::MynahBadRequest, e.details))?;
-        let from = from.as_str().to_string();
+        // A phone number, or a BSUID of the number's portfolio.
+        let from = self.user_key(Some(&pnid), &req.from)?;
         let mut fx = self.fx();
         let mut body = req.body;
         match &mut body {
@@ -1299,7 +1590,6 @@ impl World {
             }
             media.url = Some(self.media_url(&media.id, now));
         }
-        let wamid = self.fresh_wamid(&from);
         let user = self.user_entry_at(&from, now, &mut fx);
         if let Some(name) = &req.name {
             user.name = name.clone();
@@ -1308,19 +1598,26 @@ impl World {
         if req.referral.is_some() {
             user.referral_at.insert(pnid.clone(), now);
         }
-        let profile_name = user.name.clone();
         if let Some(u) = self.users.get(&from) {
             fx.put(Kind::User, &from, u);
         }
+        // The ids as they stand before this message (2026 note §1.3, §1.4): the phone number
+        // only when it may be shared; the message itself then counts as an exchange with it.
+        let id = self.ident(&pnid, &from, now);
+        let wamid = self.fresh_wamid(match (&id.phone, &id.user_id) {
+            (None, Some(u)) => u.as_str(),
+            _ => from.as_str(),
+        });
+        self.note_exchange(&pnid, &from, id.phone.is_some(), now, &mut fx);
         let is_system = matches!(body, InboundBody::System { .. });
         let errors = matches!(body, InboundBody::Unsupported { .. })
             .then(|| vec![ApiError::new(ErrorCode::UnsupportedMessageType).to_webhook()]);
         let message_type = body.type_str().to_string();
         let inbound = InboundMessage {
             context: req.context,
-            from: Some(from.clone()),
-            from_user_id: None,
-            from_parent_user_id: None,
+            from: id.phone.clone(),
+            from_user_id: id.user_id.clone(),
+            from_parent_user_id: id.parent.clone(),
             id: wamid.clone(),
             timestamp: unix_seconds_string(now),
             body,
@@ -1330,17 +1627,7 @@ impl World {
         let value = MessagesValue {
             messaging_product: "whatsapp".into(),
             metadata: metadata(&number),
-            contacts: (!is_system).then(|| {
-                vec![Contact {
-                    profile: Some(Profile {
-                        name: profile_name,
-                        username: None,
-                    }),
-                    wa_id: Some(from.clone()),
-                    user_id: None,
-                    parent_user_id: None,
-                }]
-            }),
+            contacts: (!is_system).then(|| vec![World::contact_entry(&id, true)]),
             messages: Some(vec![inbound.clone()]),
             statuses: None,
             errors: None,
@@ -1350,6 +1637,7 @@ impl World {
             direction: Direction::Inbound,
             phone_number_id: pnid.clone(),
             wa_id: from.clone(),
+            recipient: None,
             kind: message_type.clone(),
             dialect: Dialect::Cloud,
             graph_version: 0,
@@ -1471,7 +1759,11 @@ impl World {
             .map_err(|e| ApiError::with_details(ErrorCode::MynahBadRequest, e.details))?
             .as_str()
             .to_string();
-        let mut fx = self.fx();
+        let mut fx = match &patch.username {
+            // Checked (and refused) before anything else changes.
+            Some(name) => self.set_username(&wa_id, name.as_deref(), now)?.1,
+            None => self.fx(),
+        };
         let user = self.user_entry_at(&wa_id, now, &mut fx);
         let b = &mut user.behaviour;
         if let Some(v) = patch.name {
@@ -1531,23 +1823,16 @@ impl World {
             .into_iter()
             .filter_map(|p| self.numbers.get(p))
             .map(|n| {
-                let contact = Contact {
-                    profile: Some(Profile {
-                        name: user.name.clone(),
-                        username: None,
-                    }),
-                    wa_id: Some(user.wa_id.clone()),
-                    user_id: None,
-                    parent_user_id: None,
-                };
+                let id = self.ident(&n.phone_number_id, &user.wa_id, now);
+                let contact = World::contact_entry(&id, true);
                 let value = mynah_wire::webhook::UserPreferencesValue {
                     messaging_product: "whatsapp".into(),
                     metadata: metadata(n),
                     contacts: vec![contact],
                     user_preferences: vec![mynah_wire::webhook::UserPreference {
-                        wa_id: Some(user.wa_id.clone()),
-                        user_id: None,
-                        parent_user_id: None,
+                        wa_id: id.phone.clone(),
+                        user_id: id.user_id.clone(),
+                        parent_user_id: id.parent.clone(),
                         detail: if stop {
                             "User requested to stop marketing messages".into()
                         } else {
@@ -1755,6 +2040,20 @@ pub fn media_full(used: u64, size: u64, quota: u64) -> ApiError {
     )
 }
 
+/// An authentication template with a one-tap, zero-tap or copy-code button: not addressable to a
+/// business-scoped user id (131062).
+fn otp_template(def: &mynah_wire::template::TemplateDefinition) -> bool {
+    use mynah_wire::template::{ButtonKind, Category, OtpType};
+    def.category == Category::Authentication
+        && def.buttons().iter().any(|b| {
+            b.kind == ButtonKind::Otp
+                && matches!(
+                    b.otp_type,
+                    Some(OtpType::CopyCode | OtpType::OneTap | OtpType::ZeroTap)
+                )
+        })
+}
+
 fn msg_kind<'a>(messages: &'a HashMap<String, Message>, wamid: &str) -> &'a str {
     messages.get(wamid).map(|m| m.kind.as_str()).unwrap_or("")
 }
@@ -1781,6 +2080,11 @@ fn new_user(wa_id: &str, name: String, behaviour: Behaviour) -> User {
         conversations: BTreeMap::new(),
         marketing_opened: BTreeMap::new(),
         last_marketing: BTreeMap::new(),
+        username: None,
+        phone_exchange: BTreeMap::new(),
+        last_exchange: BTreeMap::new(),
+        contact_book: BTreeMap::new(),
+        moved_to: None,
     }
 }
 
@@ -1812,11 +2116,13 @@ fn default_mime(filename: &Option<String>) -> String {
     .to_string()
 }
 
-/// Pricing of a message (spec §4.5, §5.4): the category, whether it is charged, and the
-/// conversation origin it belongs to.
+/// Pricing of a message (spec §4.5, §5.4; 2026 note §3): the category, whether it is charged,
+/// and the conversation origin it belongs to. Inside a free entry point window everything is
+/// free and its category is `referral_conversion`.
 pub fn price(template_category: Option<&str>, in_csw: bool, in_fep: bool) -> (Pricing, String) {
-    let category = template_category.unwrap_or("service").to_string();
+    let mut category = template_category.unwrap_or("service").to_string();
     let (billable, kind, origin) = if in_fep {
+        category = "referral_conversion".to_string();
         (false, "free_entry_point", "referral_conversion".to_string())
     } else if template_category.is_none() || (in_csw && category == "utility") {
         (false, "free_customer_service", category.clone())
@@ -1859,8 +2165,18 @@ mod tests {
         );
         let (p, o) = price(Some("marketing"), false, true);
         assert_eq!(
-            (p.billable, p.kind.as_str(), o.as_str()),
-            (false, "free_entry_point", "referral_conversion")
+            (p.billable, p.kind.as_str(), p.category.as_str(), o.as_str()),
+            (
+                false,
+                "free_entry_point",
+                "referral_conversion",
+                "referral_conversion"
+            )
+        );
+        let (p, o) = price(Some("marketing_lite"), false, false);
+        assert_eq!(
+            (p.billable, p.kind.as_str(), p.category.as_str(), o.as_str()),
+            (true, "regular", "marketing_lite", "marketing_lite")
         );
     }
 }

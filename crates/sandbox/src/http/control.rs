@@ -239,24 +239,53 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             let world = sb.world();
             let mut users: Vec<_> = world.users.values().collect();
             users.sort_by(|a, b| a.wa_id.cmp(&b.wa_id));
-            Ok(json(&Listing::users(users)))
+            let views: Vec<_> = users.into_iter().map(|u| user_view(&world, u)).collect();
+            Ok(json(&Listing::users(views)))
         }
-        (Method::GET, ["users", wa_id]) => {
+        (Method::GET, ["users", id]) => {
             let world = sb.world();
+            let wa_id = world.user_key(None, id)?;
             let u = world
                 .users
-                .get(*wa_id)
-                .ok_or_else(|| not_found(format!("no user {wa_id}")))?;
-            Ok(json(u))
+                .get(&wa_id)
+                .ok_or_else(|| not_found(format!("no user {id}")))?;
+            Ok(json(&user_view(&world, u)))
         }
-        (Method::PUT | Method::PATCH | Method::POST, ["users", wa_id]) => {
-            let wa_id = wa_id.to_string();
+        (Method::PUT | Method::PATCH | Method::POST, ["users", id]) => {
+            let wa_id = sb.world().user_key(None, id)?;
             let patch: BehaviourPatch = body(sb, req).await?;
             patch.validate().map_err(out_of_range)?;
             let now = sb.clock.now();
             let (user, fx) = sb.world().set_behaviour(&wa_id, patch, now)?;
             sb.apply_durable(fx).await?;
-            Ok(json(&user))
+            Ok(json(&user_view(&sb.world(), &user)))
+        }
+        (Method::PUT | Method::POST | Method::DELETE, ["users", id, "username"]) => {
+            let wa_id = sb.world().user_key(None, id)?;
+            let username = if method == Method::DELETE {
+                None
+            } else {
+                let b: SetUsername = body(sb, req).await?;
+                b.username
+            };
+            let now = sb.clock.now();
+            let (user, fx) = sb.world().set_username(&wa_id, username.as_deref(), now)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&user_view(&sb.world(), &user)))
+        }
+        (Method::POST, ["users", id, "number"]) => {
+            let wa_id = sb.world().user_key(None, id)?;
+            let b: NewPhone = body(sb, req).await?;
+            let now = sb.clock.now();
+            let (user, fx) = sb.world().change_number(&wa_id, &b.new_wa_id, now)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&user_view(&sb.world(), &user)))
+        }
+        (Method::GET, ["portfolios"]) => {
+            let world = sb.world();
+            Ok(json(
+                &serde_json::json!({ "portfolios": world.portfolios_view() }),
+            ))
         }
         (Method::GET, ["numbers"]) => {
             let world = sb.world();
@@ -275,16 +304,36 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 ),
             }
             .map_err(bad)?;
+            let waba_id = n.waba_id.unwrap_or_else(|| {
+                sb.world()
+                    .first_number()
+                    .map(|f| f.waba_id.clone())
+                    .unwrap_or_default()
+            });
+            // A number's portfolio is its account's; a new account's is the one named, or the
+            // default.
+            let account_portfolio = sb
+                .world()
+                .numbers
+                .values()
+                .find(|x| x.waba_id == waba_id)
+                .map(|x| x.portfolio.clone());
+            let portfolio = match (account_portfolio, n.portfolio) {
+                (Some(have), Some(asked)) if have != asked => {
+                    return Err(bad(format!(
+                        "portfolio {asked:?}: the account {waba_id} belongs to the portfolio {have:?}"
+                    )));
+                }
+                (Some(have), _) => have,
+                (None, Some(asked)) if !asked.trim().is_empty() => asked,
+                (None, _) => crate::config::DEFAULT_PORTFOLIO.to_string(),
+            };
             let number = Number {
                 phone_number_id: n.phone_number_id,
                 display_phone_number: n.display_phone_number,
                 verified_name: n.verified_name.unwrap_or_else(|| "Mynah Sandbox".into()),
-                waba_id: n.waba_id.unwrap_or_else(|| {
-                    sb.world()
-                        .first_number()
-                        .map(|f| f.waba_id.clone())
-                        .unwrap_or_default()
-                }),
+                waba_id,
+                portfolio,
                 api_key: n.api_key,
                 token: n.token.unwrap_or_else(|| sb.config.token.clone()),
                 webhook: WebhookTarget {
@@ -882,6 +931,42 @@ struct NewNumber {
     webhook_url: Option<String>,
     #[serde(default)]
     webhook_headers: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    portfolio: Option<String>,
+}
+
+/// Body of `PUT /_mynah/users/{id}/username`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetUsername {
+    username: Option<String>,
+}
+
+/// Body of `POST /_mynah/users/{id}/number`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPhone {
+    new_wa_id: String,
+}
+
+/// A user as the control API shows them: the stored user, plus their business-scoped user id
+/// in each portfolio (and the parent ids of enrolled portfolios).
+#[derive(serde::Serialize)]
+struct UserView<'a> {
+    #[serde(flatten)]
+    user: &'a crate::model::User,
+    user_ids: std::collections::BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    parent_user_ids: std::collections::BTreeMap<String, String>,
+}
+
+fn user_view<'a>(world: &crate::engine::World, user: &'a crate::model::User) -> UserView<'a> {
+    let (user_ids, parent_user_ids) = world.user_ids_view(&user.wa_id);
+    UserView {
+        user,
+        user_ids,
+        parent_user_ids,
+    }
 }
 
 /// A list answer, `{"<name>": [...]}`, serialised straight from the items (raw message bodies keep

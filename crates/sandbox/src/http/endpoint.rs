@@ -15,6 +15,19 @@ pub enum Endpoint {
         /// Phone number id in the path (Cloud only).
         pnid: Option<String>,
     },
+    /// `POST /{version}/{phone_number_id}/marketing_messages` (Cloud), `POST /marketing_messages`
+    /// (360dialog): the Marketing Messages API.
+    MarketingMessages {
+        /// Phone number id in the path (Cloud only).
+        pnid: Option<String>,
+    },
+    /// `DELETE /{version}/{phone_number_id}/contact_book?bsuid=…` (Cloud),
+    /// `DELETE /contact_book?bsuid=…` (360dialog): removes a user from the portfolio's contact
+    /// book.
+    ContactBook {
+        /// Phone number id in the path (Cloud only).
+        pnid: Option<String>,
+    },
     /// `POST /{version}/{phone_number_id}/media`, `POST /media`.
     UploadMedia {
         /// Phone number id in the path (Cloud only).
@@ -72,6 +85,10 @@ pub struct Refusal {
 /// Supported routes, for "did you mean".
 const ROUTES: &[&str] = &[
     "POST /{version}/{phone_number_id}/messages",
+    "POST /{version}/{phone_number_id}/marketing_messages",
+    "DELETE /{version}/{phone_number_id}/contact_book",
+    "POST /marketing_messages",
+    "DELETE /contact_book",
     "POST /{version}/{phone_number_id}/media",
     "POST /{version}/{phone_number_id}",
     "POST /{version}/{template_id}/unpause",
@@ -111,14 +128,24 @@ fn is_id(seg: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Parses method and path. `min_version` is the oldest Graph version served; `d360_version` the
-/// version assumed for 360dialog paths.
-pub fn parse(
-    method: &Method,
-    path: &str,
-    min_version: u32,
-    d360_version: u32,
-) -> Result<Parsed, Refusal> {
+/// The Graph versions served: the oldest and the newest major version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    /// Oldest (`graph.min_version`).
+    pub min: u32,
+    /// Newest (`graph.max_version`).
+    pub max: u32,
+    /// Assumed for 360dialog paths (`graph.dialect_360_version`).
+    pub d360: u32,
+}
+
+/// Parses method and path against the Graph versions served.
+pub fn parse(method: &Method, path: &str, versions: Versions) -> Result<Parsed, Refusal> {
+    let Versions {
+        min: min_version,
+        max: max_version,
+        d360: d360_version,
+    } = versions;
     let trimmed = path.trim_end_matches('/');
     let segs: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty()).collect();
     let first = segs.first().copied().unwrap_or("");
@@ -130,7 +157,12 @@ pub fn parse(
         };
         if version < min_version {
             return Err(refuse(ApiError::invalid_param(format!(
-                "Graph API version {first} is not available; this server accepts v{min_version}.0 and later."
+                "Graph API version {first} is not available; this server accepts v{min_version}.0 to v{max_version}.0."
+            ))));
+        }
+        if version > max_version {
+            return Err(refuse(ApiError::invalid_param(format!(
+                "Graph API version {first} does not exist; the newest is v{max_version}.0 (graph.max_version)."
             ))));
         }
         let (endpoint, allow) = match segs.as_slice() {
@@ -139,6 +171,18 @@ pub fn parse(
                     pnid: Some(id.to_string()),
                 },
                 "POST",
+            ),
+            [_, id, "marketing_messages"] if is_id(id) => (
+                Endpoint::MarketingMessages {
+                    pnid: Some(id.to_string()),
+                },
+                "POST",
+            ),
+            [_, id, "contact_book"] if is_id(id) => (
+                Endpoint::ContactBook {
+                    pnid: Some(id.to_string()),
+                },
+                "DELETE",
             ),
             [_, id, "media"] if is_id(id) => (
                 Endpoint::UploadMedia {
@@ -168,6 +212,16 @@ pub fn parse(
     let (endpoint, dialect, allow) = match segs.as_slice() {
         ["messages"] => (Endpoint::Messages { pnid: None }, Dialect::D360, "POST"),
         ["media"] => (Endpoint::UploadMedia { pnid: None }, Dialect::D360, "POST"),
+        ["marketing_messages"] => (
+            Endpoint::MarketingMessages { pnid: None },
+            Dialect::D360,
+            "POST",
+        ),
+        ["contact_book"] => (
+            Endpoint::ContactBook { pnid: None },
+            Dialect::D360,
+            "DELETE",
+        ),
         ["v1", "configs", "webhook"] => (Endpoint::WebhookConfig, Dialect::D360, "GET, POST"),
         ["v1", "configs", "templates"] => (
             Endpoint::Templates { waba_id: None },
@@ -254,8 +308,14 @@ fn unknown(dialect: Dialect, method: &Method, path: &str) -> Refusal {
 mod tests {
     use super::*;
 
+    const V: Versions = Versions {
+        min: 16,
+        max: 26,
+        d360: 23,
+    };
+
     fn ok(m: Method, p: &str) -> Parsed {
-        parse(&m, p, 16, 23).unwrap()
+        parse(&m, p, V).unwrap()
     }
 
     #[test]
@@ -287,7 +347,7 @@ mod tests {
 
     #[test]
     fn refusals_name_the_closest_route() {
-        let r = parse(&Method::POST, "/v23.0/123/mesages", 16, 23).unwrap_err();
+        let r = parse(&Method::POST, "/v23.0/123/mesages", V).unwrap_err();
         assert_eq!(r.dialect, Dialect::Cloud);
         assert!(
             r.error
@@ -296,17 +356,31 @@ mod tests {
             "{}",
             r.error.details
         );
-        let r = parse(&Method::POST, "/message", 16, 23).unwrap_err();
+        let r = parse(&Method::POST, "/message", V).unwrap_err();
         assert!(
             r.error.details.contains("POST /messages"),
             "{}",
             r.error.details
         );
         assert_eq!(r.error.http_status(), 404);
-        let r = parse(&Method::GET, "/messages", 16, 23).unwrap_err();
+        let r = parse(&Method::GET, "/messages", V).unwrap_err();
         assert_eq!(r.allow, Some("POST"));
         assert_eq!(r.error.http_status(), 405);
-        let r = parse(&Method::POST, "/v15.0/123/messages", 16, 23).unwrap_err();
+        let r = parse(&Method::POST, "/v15.0/123/messages", V).unwrap_err();
         assert_eq!(r.error.code, ErrorCode::InvalidParameter);
+        let r = parse(&Method::POST, "/v27.0/123/messages", V).unwrap_err();
+        assert_eq!(r.error.code, ErrorCode::InvalidParameter);
+        assert!(r.error.details.contains("v26.0"), "{}", r.error.details);
+        assert_eq!(ok(Method::POST, "/v26.0/123/messages").version, 26);
+        assert_eq!(
+            ok(Method::POST, "/v26.0/123/marketing_messages").endpoint,
+            Endpoint::MarketingMessages {
+                pnid: Some("123".into())
+            }
+        );
+        assert_eq!(
+            ok(Method::DELETE, "/contact_book").endpoint,
+            Endpoint::ContactBook { pnid: None }
+        );
     }
 }

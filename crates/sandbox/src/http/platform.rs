@@ -29,8 +29,11 @@ pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
     let parsed = match endpoint::parse(
         &parts.method,
         parts.uri.path(),
-        cfg.graph.min_version,
-        cfg.graph.dialect_360_version,
+        endpoint::Versions {
+            min: cfg.graph.min_version,
+            max: cfg.graph.max_version,
+            d360: cfg.graph.dialect_360_version,
+        },
     ) {
         Ok(p) => p,
         Err(r) => {
@@ -46,7 +49,7 @@ pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
     let result = async {
         let (number, credential, via) = authenticate(&sb, &parts, &parsed)?;
         dialect = via;
-        let bucket = if matches!(parsed.endpoint, Endpoint::Messages { .. }) { Bucket::Messages } else { Bucket::Other };
+        let bucket = if matches!(parsed.endpoint, Endpoint::Messages { .. } | Endpoint::MarketingMessages { .. }) { Bucket::Messages } else { Bucket::Other };
         if let Err(wait) = sb.limits.check(bucket, &credential) {
             let code = if bucket == Bucket::Messages { ErrorCode::RateLimitHit } else { ErrorCode::TooManyCalls };
             let err = ApiError::with_details(
@@ -139,9 +142,10 @@ fn authenticate(
                 .numbers_for_token(token)
                 .ok_or_else(|| (cloud_denied(), None))?;
             let pnid = match &parsed.endpoint {
-                Endpoint::Messages { pnid: Some(p) } | Endpoint::UploadMedia { pnid: Some(p) } => {
-                    Some(p.as_str())
-                }
+                Endpoint::Messages { pnid: Some(p) }
+                | Endpoint::MarketingMessages { pnid: Some(p) }
+                | Endpoint::ContactBook { pnid: Some(p) }
+                | Endpoint::UploadMedia { pnid: Some(p) } => Some(p.as_str()),
                 Endpoint::Node { id } if world.numbers.contains_key(id) => Some(id.as_str()),
                 _ => None,
             };
@@ -226,8 +230,14 @@ async fn route(
     pnid: String,
     dialect: Dialect,
 ) -> Result<Response, Refusal> {
-    if let Endpoint::Messages { .. } = &parsed.endpoint {
-        return messages(sb, &parts, body, &pnid, dialect, parsed.version).await;
+    match &parsed.endpoint {
+        Endpoint::Messages { .. } => {
+            return messages(sb, &parts, body, &pnid, dialect, parsed.version, false).await;
+        }
+        Endpoint::MarketingMessages { .. } => {
+            return messages(sb, &parts, body, &pnid, dialect, parsed.version, true).await;
+        }
+        _ => {}
     }
     other(sb, parts, body, parsed, pnid, dialect)
         .await
@@ -257,10 +267,29 @@ async fn other(
     dialect: Dialect,
 ) -> Result<Response, ApiError> {
     match (&parsed.endpoint, &parts.method) {
-        (Endpoint::Messages { .. }, _) => Err(ApiError::with_details(
-            ErrorCode::MynahInternal,
-            "misrouted /messages request",
-        )),
+        (Endpoint::Messages { .. } | Endpoint::MarketingMessages { .. }, _) => Err(
+            ApiError::with_details(ErrorCode::MynahInternal, "misrouted /messages request"),
+        ),
+        (Endpoint::ContactBook { .. }, _) => {
+            let q: ContactBookQuery =
+                serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+                    .map_err(|e| ApiError::invalid_param(format!("Invalid query: {e}")))?;
+            if let Some(p) = &q.messaging_product
+                && p != "whatsapp"
+            {
+                return Err(ApiError::invalid_param(
+                    "Param messaging_product must be \"whatsapp\".",
+                ));
+            }
+            let bsuid = q.bsuid.ok_or_else(|| ApiError::missing("bsuid"))?;
+            let (deleted, fx) = sb.world().delete_contact(&pnid, &bsuid)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&serde_json::json!({
+                "messaging_product": "whatsapp",
+                "success": true,
+                "deleted": deleted,
+            })))
+        }
         (Endpoint::UploadMedia { .. }, _) => upload(sb, parts, body, &pnid, dialect).await,
         (Endpoint::WebhookConfig, &Method::GET) => {
             let number = number_of(sb, &pnid)?;
@@ -321,6 +350,14 @@ async fn json_body(sb: &Sandbox, parts: &Parts, body: Body) -> Result<Bytes, Api
     Ok(bytes)
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ContactBookQuery {
+    messaging_product: Option<String>,
+    bsuid: Option<String>,
+}
+
+/// `/messages`, or with `marketing` the Marketing Messages API's `/marketing_messages`.
 async fn messages(
     sb: &Arc<Sandbox>,
     parts: &Parts,
@@ -328,6 +365,7 @@ async fn messages(
     pnid: &str,
     dialect: Dialect,
     version: u32,
+    marketing: bool,
 ) -> Result<Response, Refusal> {
     let bytes = json_body(sb, parts, body).await?;
     let flavor = if dialect == Dialect::OnPrem {
@@ -335,18 +373,31 @@ async fn messages(
     } else {
         BodyFlavor::Cloud
     };
-    match parse_request(&bytes, flavor)? {
+    let (request, marketing) = if marketing {
+        let m = mynah_wire::message::parse_marketing(&bytes)?;
+        let via = crate::engine::MarketingVia {
+            strict: m.product_policy == mynah_wire::message::ProductPolicy::Strict,
+            bid_spec: m.bid_spec,
+            activity_sharing: m.message_activity_sharing,
+        };
+        (ApiRequest::Send(Box::new(m.message)), Some(via))
+    } else {
+        (parse_request(&bytes, flavor)?, None)
+    };
+    match request {
         ApiRequest::Send(send) => {
             // The body was parsed and validated just above; it is kept as it came.
             let raw = crate::model::RawBody(bytes.clone());
             let throttle = sb.config.limits.throttle_status;
+            // The person the address names: every per-user limit applies to them.
+            let target = sb.world().resolve(pnid, &send)?;
             if let Err(wait) = sb.limits.check(Bucket::Throughput, pnid) {
                 return Err(Refusal {
                     err: ApiError::new(ErrorCode::RateLimitHit).with_http(throttle),
                     retry: Some(wait),
                 });
             }
-            if let Err(wait) = sb.limits.check_pair(pnid, send.to.as_str()) {
+            if let Err(wait) = sb.limits.check_pair(pnid, &target.wa_id) {
                 return Err(Refusal {
                     err: ApiError::new(ErrorCode::PairRateLimit).with_http(throttle),
                     retry: Some(wait),
@@ -361,7 +412,8 @@ async fn messages(
                 &crate::faults::Request {
                     dialect: dialect.as_str(),
                     phone_number_id: pnid,
-                    to: send.to.as_str(),
+                    to: &target.wa_id,
+                    user_id: send.to.user_id().map(|u| u.as_str()),
                     template,
                     message_type: send.content.message_type().as_str(),
                     now,
@@ -381,8 +433,10 @@ async fn messages(
                 crate::engine::Via {
                     dialect,
                     graph_version: version,
+                    marketing,
                 },
                 &send,
+                &target,
                 raw,
                 verdict.fail_later,
                 now,

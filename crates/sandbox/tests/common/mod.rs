@@ -378,3 +378,101 @@ pub fn signature_ok(r: &Received, secret: &str) -> bool {
         .unwrap_or("");
     got == mynah_sandbox::webhooks::sign(secret, &r.body)
 }
+
+/// Whether `s` has the shape of a business-scoped user id the sandbox mints: two capital
+/// letters, a period, then digits only (what pywa recognises), or with `parent`, `CC.ENT.`
+/// and digits.
+pub fn is_bsuid(s: &str, parent: bool) -> bool {
+    let Some((cc, rest)) = s.split_once('.') else {
+        return false;
+    };
+    let digits = if parent {
+        match rest.strip_prefix("ENT.") {
+            Some(d) => d,
+            None => return false,
+        }
+    } else {
+        rest
+    };
+    cc.len() == 2
+        && cc.bytes().all(|b| b.is_ascii_uppercase())
+        && (15..=20).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Keys whose values must equal the example's (the rest are ids, names, times: compared by
+/// kind and shape).
+const SAME_VALUE: &[&str] = &[
+    "object",
+    "field",
+    "messaging_product",
+    "status",
+    "type",
+    "billable",
+    "pricing_model",
+    "category",
+    "code",
+    "title",
+    "message",
+];
+
+/// Compares a payload with one of the platform's documented examples field by field: the same
+/// keys at every level (`extra` names keys Mynah may add, as `path.key`), the same values for
+/// the keys of `SAME_VALUE`, and for every other value the same kind — a wamid for a wamid, a
+/// BSUID (or parent id) for one, digits for digits, a string, number or boolean for the same.
+pub fn assert_like_example(ours: &Value, example: &Value, extra: &[&str]) {
+    like(ours, example, "", extra);
+}
+
+fn like(ours: &Value, want: &Value, path: &str, extra: &[&str]) {
+    match (ours, want) {
+        (Value::Object(o), Value::Object(w)) => {
+            for k in w.keys() {
+                assert!(
+                    o.contains_key(k),
+                    "{path}.{k} is in the example but missing: {ours}"
+                );
+            }
+            for k in o.keys() {
+                let p = format!("{path}.{k}");
+                assert!(
+                    w.contains_key(k) || extra.contains(&p.as_str()),
+                    "{p} is not in the example: {ours}"
+                );
+            }
+            for (k, wv) in w {
+                let p = format!("{path}.{k}");
+                if SAME_VALUE.contains(&k.as_str()) && !wv.is_object() && !wv.is_array() {
+                    assert_eq!(&o[k], wv, "{p}");
+                } else {
+                    like(&o[k], wv, &p, extra);
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(w)) => {
+            assert_eq!(o.len(), w.len(), "{path}: {ours}");
+            for (i, (a, b)) in o.iter().zip(w).enumerate() {
+                like(a, b, &format!("{path}[{i}]"), extra);
+            }
+        }
+        (Value::String(o), Value::String(w)) => {
+            if w.starts_with("wamid.") {
+                assert!(o.starts_with("wamid."), "{path}: {o}");
+            } else if is_bsuid(w, false) {
+                assert!(is_bsuid(o, false), "{path}: {o} is not a BSUID");
+            } else if is_bsuid(w, true) {
+                assert!(is_bsuid(o, true), "{path}: {o} is not a parent BSUID");
+            } else if !w.is_empty() && w.bytes().all(|b| b.is_ascii_digit()) {
+                assert!(
+                    !o.is_empty() && o.bytes().all(|b| b.is_ascii_digit()),
+                    "{path}: {o} is not digits"
+                );
+            }
+        }
+        (o, w) => assert_eq!(
+            std::mem::discriminant(o),
+            std::mem::discriminant(w),
+            "{path}: {o} where the example has {w}"
+        ),
+    }
+}
