@@ -51,11 +51,12 @@ export class ApiError extends Error {
 }
 
 /** The field path an error's details name: "Param components[1].text …", "The parameter name is
- *  required.", "tier: …". */
+ *  required.", "tier: …", "username \"x\" must …" (a form without such a field shows the error
+ *  above itself). */
 export function fieldOf(details) {
   if (!details) return null;
   const m = /\b(?:Param|parameter)\s+([A-Za-z_][\w.[\]]*)/.exec(details)
-    || /^(?:invalid JSON body: )?([a-z_][\w.[\]]*)(?: =|:)/.exec(details);
+    || /^(?:invalid JSON body: )?([a-z_][\w.[\]]*)(?: =|:|\s)/.exec(details);
   return m ? m[1].replace(/\.$/, "") : null;
 }
 

@@ -532,6 +532,76 @@ async fn a_messages_timeline_and_explanation_are_shown() {
     h.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_sets_a_username_and_changes_number_from_the_phone() {
+    if !browser::enabled("the_user_sets_a_username_and_changes_number_from_the_phone") {
+        return;
+    }
+    let rx = Receiver::start().await;
+    let (h, b) = open(config(&rx.url), &format!("#/phone/{USER}"), 1280, 900).await;
+    let wamid = h.send_text(USER, "Welcome!").await;
+    h.advance(10.0).await;
+    wait_ticks(&b, &wamid, "read").await;
+    b.find("#identity summary").await.click().await;
+    // The platform's rule, next to the field.
+    b.find("#username").await.type_text("a..b").await;
+    b.find("#username-form button[type=submit]")
+        .await
+        .click()
+        .await;
+    let err = b.find("#username + .field-error").await.text().await;
+    assert!(err.contains("two periods"), "{err}");
+    let name = b.find("#username").await;
+    name.clear().await;
+    name.type_text("ana.s").await;
+    b.find("#username-form button[type=submit]")
+        .await
+        .click()
+        .await;
+    b.wait_for(
+        "the username on the phone",
+        "return document.querySelector('#phone-user').textContent.includes('@ana.s')",
+        json!([]),
+    )
+    .await;
+    let (_, u) = h.control_get(&format!("/users/{USER}")).await;
+    assert_eq!(u["username"], "ana.s", "{u}");
+    // A new number: the phone follows the user there, and the business hears of it.
+    if b.eval("return document.querySelector('#identity').open", json!([]))
+        .await
+        != true
+    {
+        b.find("#identity summary").await.click().await;
+    }
+    b.find("#new-number")
+        .await
+        .type_text("+49 151 98765432")
+        .await;
+    b.find("#number-form button[type=submit]")
+        .await
+        .click()
+        .await;
+    b.wait_for(
+        "the new number's phone",
+        "return location.hash === '#/phone/4915198765432/' + arguments[0]",
+        json!([PNID]),
+    )
+    .await;
+    let (_, moved) = h.control_get(&format!("/users/{USER}")).await;
+    assert_eq!(moved["moved_to"], "4915198765432", "{moved}");
+    h.wait("field=messages", 2).await;
+    assert!(
+        rx.bodies()
+            .iter()
+            .any(|v| v.to_string().contains("user_id_update")
+                || v.to_string().contains("user_changed_user_id")),
+        "the business hears of the change"
+    );
+    b.screenshot("identity.png").await;
+    b.quit().await;
+    h.shutdown().await;
+}
+
 /// Every focusable control of the page: visible ones must be reachable by Tab (no negative
 /// tabindex, not disabled without a reason) and have a name.
 const UNNAMED_CONTROLS: &str = r#"

@@ -154,7 +154,8 @@ function phoneView(args) {
     fill(list, shown.map((u) => el("li", {}, el("button", {
       type: "button", "aria-current": u.wa_id === waId ? "true" : undefined, "data-wa-id": u.wa_id,
       onclick: () => { location.hash = `#/phone/${u.wa_id}`; },
-    }, el("strong", {}, u.name || u.wa_id), el("br"), el("small", {}, `+${u.wa_id}`),
+    }, el("strong", {}, u.name || u.wa_id), el("br"), el("small", {}, `+${u.wa_id}${u.username ? ` · @${u.username}` : ""}`),
+    u.moved_to ? el("span", { class: "badge small" }, ` now +${u.moved_to}`) : null,
     u.behaviour?.blocks_business ? el("span", { class: "badge bad small" }, " blocked") : null))));
     if (matching.length > shown.length) list.append(el("li", { class: "muted small" }, `${matching.length - shown.length} more: filter to find them.`));
     if (!shown.length) list.append(el("li", { class: "muted small" }, state.users.length ? "No user matches." : "No users yet: send a message to a number, or open one."));
@@ -199,7 +200,8 @@ function phoneView(args) {
       head.append(sel);
     }
     const blocked = !!user?.behaviour?.blocks_business;
-    fill(status, `The phone of ${user?.name || "a user"} (+${waId}${user?.username ? `, @${user.username}` : ""})`, blocked ? el("span", { class: "badge bad" }, " has blocked the business") : null,
+    fill(status, `The phone of ${user?.name || "a user"} (+${waId}${user?.username ? `, @${user.username}` : ""})`,
+      user?.moved_to ? el("span", {}, " — the user changed number: ", el("a", { href: `#/phone/${user.moved_to}/${pnid}` }, `+${user.moved_to}`)) : null, blocked ? el("span", { class: "badge bad" }, " has blocked the business") : null,
       user?.behaviour?.marketing_opt_out ? el("span", { class: "badge warn" }, " stopped marketing") : null);
     fill(acts,
       el("button", { type: "button", id: "act-stop", onclick: (e) => act(e.currentTarget, () => inbound({ type: "text", text: { body: "STOP" } })) }, "Send STOP"),
