@@ -65,6 +65,8 @@ pub struct Config {
     pub retention: Retention,
     /// Defaults of ordered sequences (a message's `sequence` envelope field may override them).
     pub sequences: Sequences,
+    /// Where `GET /metrics` is served besides the API (behind the key there).
+    pub metrics: MetricsConfig,
     /// Seed of the retry jitter.
     pub seed: u64,
     /// The HTTP server's limits: header read timeout, idle timeout, connection cap.
@@ -108,6 +110,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             retention: Retention::default(),
             sequences: Sequences::default(),
+            metrics: MetricsConfig::default(),
             seed: 1,
             server: mynah_serve::ServerConfig::default(),
         }
@@ -239,6 +242,15 @@ pub struct Retention {
     pub inbox_ms: Millis,
     /// How often the sweep runs.
     pub sweep_ms: Millis,
+}
+
+/// `GET /metrics`: always on the API listener behind the gateway key; with `listen`, also on a
+/// listener of its own without the key (for a scraper on a private network).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `host:port` of the metrics-only listener.
+    pub listen: Option<String>,
 }
 
 /// Defaults of ordered sequences: messages posted with the same `sequence` key to one person go

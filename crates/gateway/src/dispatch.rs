@@ -125,6 +125,9 @@ pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationTo
             }
             // The pair limiter first: a recipient that must wait does not take a number token.
             let pair_wait = lock(&gw.pairs).try_take(pair_key(&row), gw.now()).err();
+            if pair_wait.is_some() {
+                gw.metrics.pair_waits.inc();
+            }
             if let Some(at) = pair_wait {
                 if at >= row.deadline {
                     expire_unsent(
@@ -213,6 +216,7 @@ async fn take_token<S: Store + Clone>(gw: &Gateway<S>, shutdown: &CancellationTo
             Ok(()) => return true,
             Err(at) => (at - now).clamp(1, 1_000),
         };
+        gw.metrics.token_waits.inc();
         tokio::select! {
             _ = shutdown.cancelled() => return false,
             _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
@@ -233,10 +237,27 @@ async fn send_one<S: Store + Clone>(
     row: MessageRecord,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
+    let started = std::time::Instant::now();
     let result = gw.upstream.send_bytes(Bytes::from(row.body.clone())).await;
     // The permit bounds requests in flight upstream; recording the outcome (group-committed)
     // does not hold it.
     drop(permit);
+    gw.metrics
+        .upstream_latency
+        .observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(ok) if ok.message_status == Some(MessageStatus::HeldForQualityAssessment) => {
+            gw.metrics.send("held", None)
+        }
+        Ok(_) => gw.metrics.send("accepted", None),
+        Err(UpstreamError::Connect(_) | UpstreamError::Config(_)) => {
+            gw.metrics.send("unreachable", None)
+        }
+        Err(e @ (UpstreamError::Rejected { .. } | UpstreamError::Redirect { .. })) => {
+            gw.metrics.send("rejected", e.code())
+        }
+        Err(_) => gw.metrics.send("unknown", None),
+    }
     let now = gw.now();
     match &result {
         Err(e) if e.unreachable() => {

@@ -56,6 +56,8 @@ pub struct Gateway<S> {
     pub template_heads: crate::template_heads::Heads,
     /// Links between a person's ids learned lately (skips repeated writes).
     pub(crate) links: Mutex<crate::link_memo::LinkMemo>,
+    /// Counters and histograms for `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Wamids being watched for parked statuses, and since when. Entries that no answer can race
@@ -120,6 +122,7 @@ impl<S: Store + Clone> Gateway<S> {
             templates_synced: std::sync::atomic::AtomicBool::new(false),
             template_heads: crate::template_heads::Heads::default(),
             links: Mutex::new(crate::link_memo::LinkMemo::default()),
+            metrics: crate::metrics::Metrics::default(),
         }))
     }
 

@@ -47,6 +47,7 @@ pub fn router<S: Store + Clone>(gw: Arc<Gateway<S>>) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz::<S>))
         .route("/openapi.json", get(openapi))
+        .route("/metrics", get(metrics::<S>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
@@ -447,6 +448,62 @@ fn normalise(id: &str) -> Result<String, AppError> {
     crate::people::parse_contact_id(id)
 }
 
+/// `GET /metrics` behind the gateway key.
+async fn metrics<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    authorize(&gw, &headers)?;
+    scrape(&gw).await
+}
+
+/// The router of the metrics-only listener (`[metrics] listen`): `GET /metrics`, no key.
+pub fn metrics_router<S: Store + Clone>(gw: Arc<Gateway<S>>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(gw): Gw<S>| async move { scrape(&gw).await }),
+        )
+        .fallback(not_found)
+        .with_state(gw)
+}
+
+/// Reads the gauges (queue depth, limiter, events pending per app endpoint), then renders.
+async fn scrape<S: Store + Clone>(gw: &Gateway<S>) -> Result<Response, AppError> {
+    let m = &gw.metrics;
+    {
+        let l = crate::gateway::lock(&gw.limiter);
+        m.limiter_rate.set(l.rate());
+        m.limiter_ceiling.set(l.config().rate);
+    }
+    let depth = gw.store.queue_depth().await?;
+    m.queue_depth.clear();
+    for (state, lane, n) in depth {
+        m.queue_depth
+            .get_or_create(&crate::metrics::QueueLabels {
+                state,
+                lane: lane.as_str().to_string(),
+            })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    let last = gw.store.last_event_seq().await?;
+    for hook in &gw.cfg.app_webhooks {
+        let cursor = gw
+            .store
+            .cursor(&crate::events::cursor_name(&hook.url))
+            .await?;
+        m.events_pending
+            .get_or_create(&crate::metrics::EndpointLabels {
+                endpoint: hook.url.clone(),
+            })
+            .set((last - cursor).max(0));
+    }
+    let text = m
+        .render()
+        .map_err(|e| AppError::new(Code::Unavailable, format!("rendering metrics: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
+}
+
 /// Who a contact is: their ids, identity history, consents and window.
 async fn contact<S: Store + Clone>(
     State(gw): Gw<S>,
@@ -577,6 +634,20 @@ async fn intake<S: Store + Clone>(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, AppError> {
+    let started = std::time::Instant::now();
+    let answer = take_in(&gw, source, &headers, body).await;
+    gw.metrics
+        .intake_latency
+        .observe(started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn take_in<S: Store + Clone>(
+    gw: &Gateway<S>,
+    source: Option<Path<String>>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
     if !gw.cfg.app_secret.is_empty() {
         let sig = headers
             .get("x-hub-signature-256")
@@ -603,6 +674,7 @@ async fn intake<S: Store + Clone>(
         source: source.map_or_else(|| "default".to_string(), |Path(s)| s),
     };
     gw.store.append_inbox(vec![item]).await?;
+    gw.metrics.webhooks_received.inc();
     gw.health.webhook_received(gw.now());
     gw.wake_inbox.notify_one();
     Ok(axum::Json(json!({ "received": true })).into_response())

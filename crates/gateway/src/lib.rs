@@ -17,6 +17,7 @@ pub mod health;
 pub mod http;
 pub mod intake;
 pub mod link_memo;
+pub mod metrics;
 pub mod model;
 pub mod people;
 pub mod ratelimit;

@@ -34,6 +34,18 @@ pub async fn run<S: Store + Clone>(
         )),
     ];
     let app = crate::http::router(gw.clone());
+    let metrics = match &gw.cfg.metrics.listen {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics listener (no key)");
+            let router = crate::http::metrics_router(gw.clone());
+            let (cfg, stop) = (gw.cfg.server.clone(), shutdown.clone());
+            Some(tokio::spawn(async move {
+                mynah_serve::serve(listener, router, &cfg, stop).await
+            }))
+        }
+        None => None,
+    };
     let stop = shutdown.clone();
     let streams = gw.shutdown.clone();
     tokio::join!(
@@ -47,6 +59,9 @@ pub async fn run<S: Store + Clone>(
     shutdown.cancel();
     for t in tasks {
         let _ = t.await;
+    }
+    if let Some(m) = metrics {
+        let _ = m.await;
     }
     Ok(())
 }

@@ -25,6 +25,7 @@ pub mod feed;
 pub mod http;
 pub mod ids;
 pub mod magic;
+pub mod metrics;
 pub mod model;
 pub mod ratelimit;
 pub mod sandbox;

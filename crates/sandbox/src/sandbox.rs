@@ -36,6 +36,8 @@ pub struct Sandbox {
     pub feed: Arc<Feed>,
     /// Media bytes of uploads being received (counted against `media.max_total_bytes`).
     pub media_incoming: std::sync::atomic::AtomicU64,
+    /// Requests, webhook deliveries and gauges for `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
     world: Mutex<World>,
     advancing: tokio::sync::Mutex<()>,
     /// Error responses so far (since this start): the trace id's sequence number.
@@ -109,6 +111,7 @@ impl Sandbox {
         let limits = Limits::new(&config.limits, &config.rules, clock.clone());
         let faults =
             Faults::new(config.seed, config.faults.clone()).map_err(|e| format!("faults: {e}"))?;
+        let metrics = crate::metrics::Metrics::new(hub.outcomes.clone());
         let sandbox = Arc::new(Sandbox {
             config,
             clock,
@@ -119,6 +122,7 @@ impl Sandbox {
             faults: Mutex::new(faults),
             feed,
             media_incoming: std::sync::atomic::AtomicU64::new(0),
+            metrics,
             world: Mutex::new(world),
             advancing: tokio::sync::Mutex::new(()),
             trace_seq: AtomicU64::new(0),

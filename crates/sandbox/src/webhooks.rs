@@ -532,6 +532,11 @@ pub struct Hub {
     attempted: Notify,
     /// The control API's live feed (attempts go to it while someone listens).
     feed: Arc<crate::feed::Feed>,
+    /// Delivery attempts by outcome (for the metrics).
+    pub outcomes: prometheus_client::metrics::family::Family<
+        crate::metrics::DeliveryLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -602,6 +607,7 @@ impl Hub {
             journal,
             attempted: Notify::new(),
             feed,
+            outcomes: Default::default(),
         })
     }
 
@@ -1201,6 +1207,15 @@ impl Hub {
         } else {
             Outcome::Dropped
         };
+        self.outcomes
+            .get_or_create(&crate::metrics::DeliveryLabels {
+                outcome: match outcome {
+                    Outcome::Delivered => "delivered",
+                    Outcome::Retrying => "retrying",
+                    Outcome::Dropped => "failed",
+                },
+            })
+            .inc();
         let persist = !self.journal.is_memory();
         let mut writes = Vec::new();
         let pnid = d.phone_number_id.clone();

@@ -1090,6 +1090,16 @@ pub trait Store: Send + Sync + 'static {
     /// A named cursor's value (0 when never set).
     fn cursor(&self, name: &str) -> impl Future<Output = Result<i64, StoreError>> + Send;
 
+    /// How many messages wait in each state before the platform's final word, by lane:
+    /// `queued` (due or waiting for their time), `parked` (queued but held back), `sending`,
+    /// `accepted`, `held`, `sent`.
+    fn queue_depth(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, crate::model::Lane, u64)>, StoreError>> + Send;
+
+    /// The newest timeline event's `seq` (0 when there is none).
+    fn last_event_seq(&self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+
     /// Sets a named cursor.
     fn set_cursor(
         &self,

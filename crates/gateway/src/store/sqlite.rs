@@ -2284,6 +2284,47 @@ fn last_inbound(
         .optional()?)
 }
 
+/// Each count reads a partial index of its states (never the whole table).
+fn queue_depth(conn: &Connection) -> Result<Vec<(String, Lane, u64)>, StoreError> {
+    const COUNTS: [(&str, &str); 4] = [
+        (
+            "queued",
+            "SELECT 'queued', lane, count(*) FROM messages WHERE state = 'queued' \
+             AND parked_reason IS NULL GROUP BY lane",
+        ),
+        (
+            "parked",
+            "SELECT 'parked', lane, count(*) FROM messages WHERE state = 'queued' \
+             AND parked_reason IS NOT NULL GROUP BY lane",
+        ),
+        (
+            "sending",
+            "SELECT 'sending', lane, count(*) FROM messages WHERE state = 'sending' GROUP BY lane",
+        ),
+        (
+            "in_flight",
+            "SELECT state, lane, count(*) FROM messages \
+             WHERE (state = 'accepted' OR state = 'held' OR state = 'sent') GROUP BY state, lane",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (_, sql) in COUNTS {
+        let mut st = conn.prepare_cached(sql)?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Lane>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (state, lane, n) = row?;
+            out.push((state, lane, u64::try_from(n).unwrap_or(0)));
+        }
+    }
+    Ok(out)
+}
+
 fn upsert_templates(conn: &Connection, templates: &[TemplateRecord]) -> Result<(), StoreError> {
     let mut st = conn.prepare_cached(
         "INSERT INTO templates (name, language, category, status, id, components, updated_at, \
@@ -2682,6 +2723,20 @@ impl Store for SqliteStore {
 
     async fn cursor(&self, name: &str) -> Result<i64, StoreError> {
         self.read(name.to_owned(), |c, n| cursor(c, n)).await
+    }
+
+    async fn queue_depth(&self) -> Result<Vec<(String, Lane, u64)>, StoreError> {
+        self.read((), |c, _| queue_depth(c)).await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        self.read((), |c, _| {
+            Ok(
+                c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
+                    .query_row([], |r| r.get(0))?,
+            )
+        })
+        .await
     }
 
     async fn set_cursor(&self, name: &str, value: i64) -> Result<(), StoreError> {

@@ -35,6 +35,15 @@ pub enum Verdict {
 }
 
 impl World {
+    /// Messages held for quality assessment now, over every template.
+    pub fn held_count(&self) -> usize {
+        self.templates
+            .all()
+            .filter_map(|t| t.pacing.as_ref())
+            .map(|r| r.held.len())
+            .sum()
+    }
+
     /// Whether this send of a template goes out or is held. `force_hold` holds it regardless of
     /// the threshold (the held-for-quality magic number).
     pub(super) fn pace(

@@ -60,6 +60,24 @@ pub enum Endpoint {
     Download,
 }
 
+impl Endpoint {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Endpoint::Messages { .. } => "messages",
+            Endpoint::MarketingMessages { .. } => "marketing_messages",
+            Endpoint::ContactBook { .. } => "contact_book",
+            Endpoint::UploadMedia { .. } => "media_upload",
+            Endpoint::Node { .. } => "node",
+            Endpoint::WebhookConfig => "webhook_config",
+            Endpoint::Templates { .. } => "templates",
+            Endpoint::TemplateByName { .. } => "template_by_name",
+            Endpoint::TemplateUnpause { .. } => "template_unpause",
+            Endpoint::Download => "media_download",
+        }
+    }
+}
+
 /// A parsed request line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {

@@ -26,6 +26,9 @@ pub fn router(sb: Arc<Sandbox>) -> Router {
 }
 
 async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
+    if req.uri().path() == "/metrics" && req.method() == axum::http::Method::GET {
+        return metrics(&sb);
+    }
     let path = req.uri().path();
     if ui::is_console(path) {
         return ui::handle(&sb, &req);
@@ -40,7 +43,10 @@ async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
         return ui::redirect_root();
     }
     let resp = if path.starts_with("/_mynah") {
-        control::handle(sb, req).await
+        let resp = control::handle(sb.clone(), req).await;
+        sb.metrics
+            .request("control", "mynah", resp.status().as_u16());
+        resp
     } else {
         platform::handle(sb, req).await
     };
@@ -52,6 +58,25 @@ async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
         return with_retry_after(resp, std::time::Duration::from_secs(1));
     }
     resp
+}
+
+/// `GET /metrics`: the gauges read now, then every metric in the text format.
+fn metrics(sb: &Sandbox) -> Response {
+    let held = sb.world().held_count();
+    sb.metrics
+        .held_messages
+        .set(i64::try_from(held).unwrap_or(i64::MAX));
+    sb.metrics
+        .webhook_backlog
+        .set(i64::try_from(sb.hub.pending()).unwrap_or(i64::MAX));
+    match sb.metrics.render() {
+        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering metrics: {e}"),
+        )
+            .into_response(),
+    }
 }
 
 /// Serves `sb` on `listener` until `shutdown` fires, with its timer driver, within the

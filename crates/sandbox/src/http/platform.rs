@@ -42,6 +42,8 @@ pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
                 resp.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
             }
+            sb.metrics
+                .request("unknown", r.dialect.as_str(), resp.status().as_u16());
             return resp;
         }
     };
@@ -72,7 +74,7 @@ pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
         route(&sb, parts, body, parsed.clone(), number, via).await.map_err(|r| (r.err, r.retry))
     }
     .await;
-    match result {
+    let resp = match result {
         Ok(mut resp) => {
             if dialect == Dialect::Cloud
                 && let Ok(v) = HeaderValue::from_str(&format!("v{}.0", parsed.version))
@@ -88,7 +90,13 @@ pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
                 None => resp,
             }
         }
-    }
+    };
+    sb.metrics.request(
+        parsed.endpoint.name(),
+        dialect.as_str(),
+        resp.status().as_u16(),
+    );
+    resp
 }
 
 fn credential_name(d: Dialect) -> &'static str {
