@@ -75,9 +75,8 @@ async fn a_sent_message_appears_on_the_phone_and_its_ticks_turn_blue_live() {
         .await;
     let shown = wait_ticks(&b, &wamid, "pending").await;
     assert_eq!(shown[1], false, "{shown}");
-    let text = b.find(&format!(".bubble[data-id='{wamid}'] .text")).await;
     assert_eq!(
-        text.text().await,
+        b.text(&format!(".bubble[data-id='{wamid}'] .text")).await,
         "Your order 1234 has shipped — it arrives on Friday."
     );
     // The lifecycle on the manual clock: ✓, ✓✓ grey, ✓✓ blue.
@@ -93,16 +92,12 @@ async fn a_sent_message_appears_on_the_phone_and_its_ticks_turn_blue_live() {
     assert_eq!(read[1], true, "{read}");
     assert_ne!(read[2], grey, "read ticks are another colour");
     assert_eq!(read[2], "rgb(10, 95, 180)", "read ticks are blue");
-    let glyph = b
-        .find(&format!(".bubble[data-id='{wamid}'] .ticks"))
-        .await
-        .text()
-        .await;
+    let glyph = b.text(&format!(".bubble[data-id='{wamid}'] .ticks")).await;
     assert_eq!(glyph, "✓✓");
     // The user answers from the phone: the reply is theirs (right-hand side), and reaches the API.
     let input = b.find("#reply-text").await;
     input.type_text("Thanks, when will it arrive?").await;
-    b.find("#composer button[type=submit]").await.click().await;
+    b.click("#composer button[type=submit]").await;
     b.wait_for(
         "the user's reply",
         "return [...document.querySelectorAll('.bubble.mine .text')].some(t => t.textContent === 'Thanks, when will it arrive?')",
@@ -133,12 +128,10 @@ async fn a_quick_reply_press_shows_up_as_an_inbound_webhook_in_the_inspector() {
     h.advance(10.0).await;
     wait_ticks(&b, &wamid, "read").await;
     // A marketing template: the body, its quick-reply button; pressed as the user.
-    let button = b
-        .find(&format!(
-            ".bubble[data-id='{wamid}'] button[data-quick-reply='Stop promotions']"
-        ))
-        .await;
-    button.click().await;
+    b.click(&format!(
+        ".bubble[data-id='{wamid}'] button[data-quick-reply='Stop promotions']"
+    ))
+    .await;
     // The press is an inbound `button` message in the conversation …
     b.wait_for(
         "the press in the chat",
@@ -149,23 +142,18 @@ async fn a_quick_reply_press_shows_up_as_an_inbound_webhook_in_the_inspector() {
     // … and a webhook to the receiver, listed in the inspector with its body.
     let got = h.wait("field=messages&message_type=button", 1).await;
     let seq = got[0]["seq"].as_u64().unwrap();
-    b.find("a[href='#/webhooks']").await.click().await;
-    let row = b.find(&format!("button[data-seq='{seq}']")).await;
-    let events = b
-        .find(&format!("tr[data-seq='{seq}'] .events"))
-        .await
-        .text()
-        .await;
+    b.click("a[href='#/webhooks']").await;
+    let events = b.text(&format!("tr[data-seq='{seq}'] .events")).await;
     assert_eq!(events, "inbound button");
-    row.click().await;
-    let body = b.find("#attempt-detail pre.json").await.text().await;
+    b.click(&format!("button[data-seq='{seq}']")).await;
+    let body = b.text("#attempt-detail pre.json").await;
     let parsed: Value = serde_json::from_str(&body).expect("the body is shown as JSON");
     let message = &parsed["entry"][0]["changes"][0]["value"]["messages"][0];
     assert_eq!(message["type"], "button");
     assert_eq!(message["button"]["text"], "Stop promotions");
     assert_eq!(message["context"]["id"], wamid.as_str());
     assert!(body.contains("\n  "), "formatted: {body}");
-    let signature = b.find("#signature").await.text().await;
+    let signature = b.text("#signature").await;
     assert_eq!(signature, got[0]["signature"].as_str().unwrap());
     assert!(
         rx.bodies()
@@ -175,7 +163,7 @@ async fn a_quick_reply_press_shows_up_as_an_inbound_webhook_in_the_inspector() {
     b.screenshot("webhooks.png").await;
     // Redeliver it: one more POST of the same body, listed live.
     let before = rx.received().len();
-    b.find("#redeliver").await.click().await;
+    b.click("#redeliver").await;
     b.wait_for(
         "the redelivery in the list",
         "return [...document.querySelectorAll('#attempts .badge')].some(x => x.textContent.includes('redelivery of #' + arguments[0]))",
@@ -230,7 +218,7 @@ async fn templates_and_reactions_render_as_whatsapp_shows_them() {
         Some("image coat.jpg")
     );
     assert_eq!(
-        b.find(&format!("{bubble} .footer")).await.text().await,
+        b.text(&format!("{bubble} .footer")).await,
         "Reply STOP to opt out"
     );
     let buttons = b
@@ -241,7 +229,8 @@ async fn templates_and_reactions_render_as_whatsapp_shows_them() {
         .await;
     assert_eq!(buttons, json!(["↩ Show me", "🔗 Shop online"]));
     // Seven lines of marketing text: five shown, the rest behind "Read more".
-    let more = b.find(&format!("{bubble} button.more:not([hidden])")).await;
+    let more = format!("{bubble} button.more:not([hidden])");
+    b.find(&more).await;
     let folded = b
         .eval(
             "const t = document.querySelector(arguments[0] + ' .text'); return [t.classList.contains('folded'), t.clientHeight < t.scrollHeight]",
@@ -249,7 +238,7 @@ async fn templates_and_reactions_render_as_whatsapp_shows_them() {
         )
         .await;
     assert_eq!(folded, json!([true, true]));
-    more.click().await;
+    b.click(&more).await;
     let open_text = b
         .eval(
             "const t = document.querySelector(arguments[0] + ' .text'); return [t.classList.contains('folded'), t.textContent]",
@@ -310,26 +299,18 @@ async fn advancing_the_clock_expires_an_otp_on_screen() {
     let wamid = send(&h, template("verification_code", USER, code)).await;
     let otp = format!(".bubble[data-id='{wamid}'] .otp");
     b.find(&format!("{otp}[data-otp='valid']")).await;
-    let body = b
-        .find(&format!(".bubble[data-id='{wamid}'] .text"))
-        .await
-        .text()
-        .await;
+    let body = b.text(&format!(".bubble[data-id='{wamid}'] .text")).await;
     assert!(
         body.starts_with("482913 is your verification code."),
         "{body}"
     );
-    let footer = b
-        .find(&format!(".bubble[data-id='{wamid}'] .footer"))
-        .await
-        .text()
-        .await;
+    let footer = b.text(&format!(".bubble[data-id='{wamid}'] .footer")).await;
     assert_eq!(footer, "This code expires in 10 minutes.");
     // Nine minutes on: still valid. Past ten: expired on screen, without a reload.
     h.advance(9.0 * 60.0).await;
     b.wait_for(
         "the clock in the page",
-        "return document.querySelector(arguments[0]).textContent.includes('valid for 60 s')",
+        "return document.querySelector(arguments[0])?.textContent.includes('valid for 60 s')",
         json!([otp]),
     )
     .await;
@@ -339,16 +320,16 @@ async fn advancing_the_clock_expires_an_otp_on_screen() {
     );
     h.advance(61.0).await;
     b.find(&format!("{otp}[data-otp='expired']")).await;
-    assert!(b.find(&otp).await.text().await.contains("Code expired"));
+    assert!(b.text(&otp).await.contains("Code expired"));
     b.screenshot("otp.png").await;
     // The clock's own buttons move it too.
-    b.find("a[href='#/number']").await.click().await;
+    b.click("a[href='#/number']").await;
     let (_, before) = h.control_get("/clock").await;
-    let shown = b.find("#clock-now").await.text().await;
-    b.find("button[data-advance='3600']").await.click().await;
+    let shown = b.text("#clock-now").await;
+    b.click("button[data-advance='3600']").await;
     b.wait_for(
         "the clock to move an hour",
-        "return document.querySelector('#clock-now').textContent !== arguments[0]",
+        "return document.querySelector('#clock-now')?.textContent !== arguments[0]",
         json!([shown]),
     )
     .await;
@@ -414,9 +395,7 @@ async fn a_pacing_verdict_button_releases_held_messages() {
         .await;
     assert!(cell.as_str().unwrap().contains("2 sent"), "{cell}");
     b.screenshot("templates.png").await;
-    b.find("tr[data-template='winter_news'] button[data-verdict='release']")
-        .await
-        .click()
+    b.click("tr[data-template='winter_news'] button[data-verdict='release']")
         .await;
     b.wait_for(
         "the round to end",
@@ -445,11 +424,8 @@ async fn the_template_form_shows_the_platforms_error_next_to_the_field() {
         .await
         .type_text("Your parcel {{1 is on its way.")
         .await;
-    b.find("#template-form button[type=submit]")
-        .await
-        .click()
-        .await;
-    let error = b.find("#t-body + .field-error").await.text().await;
+    b.click("#template-form button[type=submit]").await;
+    let error = b.text("#t-body + .field-error").await;
     assert!(error.contains("not closed"), "{error}");
     assert!(error.contains("components[0].text"), "{error}");
     assert_eq!(
@@ -466,10 +442,7 @@ async fn the_template_form_shows_the_platforms_error_next_to_the_field() {
     body.clear().await;
     body.type_text("Your parcel {{1}} is on its way.").await;
     b.find("#t-examples").await.type_text("A-1234").await;
-    b.find("#template-form button[type=submit]")
-        .await
-        .click()
-        .await;
+    b.click("#template-form button[type=submit]").await;
     b.find("tr[data-template='shipping_notice']").await;
     let (_, list) = h.control_get("/templates").await;
     let made = list["templates"]
@@ -495,37 +468,26 @@ async fn a_messages_timeline_and_explanation_are_shown() {
     let wamid = h.send_text(USER, "Hello?").await;
     h.advance(1.0).await;
     b.find("#f-error").await.type_text("131047").await;
-    b.find("#message-filters button[type=submit]")
-        .await
-        .click()
-        .await;
-    b.find(&format!("button[data-open='{wamid}']"))
-        .await
-        .click()
-        .await;
-    let timeline = b.find("#timeline").await;
+    b.click("#message-filters button[type=submit]").await;
+    b.click(&format!("button[data-open='{wamid}']")).await;
     b.wait_for(
         "the failed step",
-        "return document.querySelector('#timeline').textContent.includes('failed')",
+        "return document.querySelector('#timeline')?.textContent.includes('failed')",
         json!([]),
     )
     .await;
-    let text = timeline.text().await;
+    let text = b.text("#timeline").await;
     assert!(text.contains("accepted"), "{text}");
     assert!(text.contains("131047"), "{text}");
-    let fate = b.find("#fate").await.text().await;
+    let fate = b.text("#fate").await;
     assert!(fate.starts_with("failed: 131047"), "{fate}");
-    let because = b.find("#because").await.text().await;
+    let because = b.text("#because").await;
     assert!(because.contains("window"), "{because}");
     b.screenshot("messages.png").await;
     // The phone shows the failure with its code and title.
     b.goto(&format!("{}/_mynah/ui/#/phone/{USER}", h.base))
         .await;
-    let error = b
-        .find(&format!(".bubble[data-id='{wamid}'] .error"))
-        .await
-        .text()
-        .await;
+    let error = b.text(&format!(".bubble[data-id='{wamid}'] .error")).await;
     assert!(error.contains("131047"), "{error}");
     assert!(error.contains("Re-engagement message"), "{error}");
     b.quit().await;
@@ -542,25 +504,19 @@ async fn the_user_sets_a_username_and_changes_number_from_the_phone() {
     let wamid = h.send_text(USER, "Welcome!").await;
     h.advance(10.0).await;
     wait_ticks(&b, &wamid, "read").await;
-    b.find("#identity summary").await.click().await;
+    b.click("#identity summary").await;
     // The platform's rule, next to the field.
     b.find("#username").await.type_text("a..b").await;
-    b.find("#username-form button[type=submit]")
-        .await
-        .click()
-        .await;
-    let err = b.find("#username + .field-error").await.text().await;
+    b.click("#username-form button[type=submit]").await;
+    let err = b.text("#username + .field-error").await;
     assert!(err.contains("two periods"), "{err}");
     let name = b.find("#username").await;
     name.clear().await;
     name.type_text("ana.s").await;
-    b.find("#username-form button[type=submit]")
-        .await
-        .click()
-        .await;
+    b.click("#username-form button[type=submit]").await;
     b.wait_for(
         "the username on the phone",
-        "return document.querySelector('#phone-user').textContent.includes('@ana.s')",
+        "return document.querySelector('#phone-user')?.textContent.includes('@ana.s')",
         json!([]),
     )
     .await;
@@ -571,16 +527,13 @@ async fn the_user_sets_a_username_and_changes_number_from_the_phone() {
         .await
         != true
     {
-        b.find("#identity summary").await.click().await;
+        b.click("#identity summary").await;
     }
     b.find("#new-number")
         .await
         .type_text("+49 151 98765432")
         .await;
-    b.find("#number-form button[type=submit]")
-        .await
-        .click()
-        .await;
+    b.click("#number-form button[type=submit]").await;
     b.wait_for(
         "the new number's phone",
         "return location.hash === '#/phone/4915198765432/' + arguments[0]",
@@ -720,9 +673,7 @@ async fn receivers_pause_and_resume_from_the_inspector() {
     let mut cfg = config(&rx.url);
     cfg.rules.messaging_limit = mynah_sandbox::config::RulesConfig::default().messaging_limit;
     let (h, b) = open(cfg, "#/webhooks", 1280, 900).await;
-    b.find(&format!("button[data-receiver='{}']", rx.url))
-        .await
-        .click()
+    b.click(&format!("button[data-receiver='{}']", rx.url))
         .await;
     b.wait_for(
         "paused",
@@ -738,9 +689,7 @@ async fn receivers_pause_and_resume_from_the_inspector() {
     );
     let (_, r) = h.control_get("/webhooks/receivers").await;
     assert_eq!(r["receivers"][0]["paused"], true, "{r}");
-    b.find(&format!("button[data-receiver='{}']", rx.url))
-        .await
-        .click()
+    b.click(&format!("button[data-receiver='{}']", rx.url))
         .await;
     h.wait(&format!("wamid={wamid}&status=read"), 1).await;
     b.wait_for(
@@ -752,7 +701,7 @@ async fn receivers_pause_and_resume_from_the_inspector() {
     let statuses: Vec<String> = rx.statuses().into_iter().map(|(_, s)| s).collect();
     assert_eq!(statuses, ["sent", "delivered", "read"]);
     // Faults: added, listed and deleted from the number page.
-    b.find("a[href='#/number']").await.click().await;
+    b.click("a[href='#/number']").await;
     // The number: its rating, tier and the messaging limit's use over the rolling day.
     b.wait_for(
         "the limit's use",
@@ -760,29 +709,19 @@ async fn receivers_pause_and_resume_from_the_inspector() {
         json!([]),
     )
     .await;
-    let tier = b.find("#numbers dd:nth-of-type(2)").await.text().await;
+    let tier = b.text("#numbers dd:nth-of-type(2)").await;
     assert_eq!(tier, "TIER_250");
     b.find("#fault-to").await.type_text(USER).await;
     b.find("#fault-probability").await.type_text("2").await;
     b.find("#fault-code").await.type_text("131026").await;
-    b.find("#fault-form button[type=submit]")
-        .await
-        .click()
-        .await;
-    let err = b
-        .find("#fault-probability + .field-error")
-        .await
-        .text()
-        .await;
+    b.click("#fault-form button[type=submit]").await;
+    let err = b.text("#fault-probability + .field-error").await;
     assert!(err.contains("probability"), "{err}");
     let p = b.find("#fault-probability").await;
     p.clear().await;
     p.type_text("1").await;
-    b.find("#fault-form button[type=submit]")
-        .await
-        .click()
-        .await;
-    b.find("button[data-delete-fault]").await.click().await;
+    b.click("#fault-form button[type=submit]").await;
+    b.click("button[data-delete-fault]").await;
     b.wait_for(
         "no rule left",
         "return !document.querySelector('button[data-delete-fault]')",
@@ -849,7 +788,7 @@ async fn the_phone_of_a_user_with_10000_messages_opens_one_page() {
     b.goto(&format!("{}/_mynah/ui/#/phone/{USER}", h.base))
         .await;
     b.find("#chat[data-ready]").await;
-    b.find("#older").await.click().await;
+    b.click("#older").await;
     b.wait_for(
         "the second page",
         "return document.querySelectorAll('#chat .bubble').length === 100",

@@ -176,7 +176,7 @@ function phoneView(args) {
   const who = el("div", { class: "who" });
   const head = el("div", { class: "phone-head" }, el("span", { class: "avatar", "aria-hidden": "true" }, "B"), who);
   const status = el("p", { class: "small muted", id: "phone-user" });
-  const acts = el("div", { class: "acts", role: "toolbar", "aria-label": "Act as the user" });
+  const buttons = el("div", { class: "acts", role: "toolbar", "aria-label": "Act as the user" });
   const input = el("input", { id: "reply-text", autocomplete: "off", placeholder: "Message", "aria-label": "Reply as the user" });
   const composer = el("form", { class: "composer", id: "composer" }, input, el("button", { type: "submit" }, "Send"));
   composer.addEventListener("submit", (ev) => {
@@ -203,11 +203,13 @@ function phoneView(args) {
     fill(status, `The phone of ${user?.name || "a user"} (+${waId}${user?.username ? `, @${user.username}` : ""})`,
       user?.moved_to ? el("span", {}, " — the user changed number: ", el("a", { href: `#/phone/${user.moved_to}/${pnid}` }, `+${user.moved_to}`)) : null, blocked ? el("span", { class: "badge bad" }, " has blocked the business") : null,
       user?.behaviour?.marketing_opt_out ? el("span", { class: "badge warn" }, " stopped marketing") : null);
-    fill(acts,
+    fill(buttons,
       el("button", { type: "button", id: "act-stop", onclick: (e) => act(e.currentTarget, () => inbound({ type: "text", text: { body: "STOP" } })) }, "Send STOP"),
       el("button", { type: "button", id: "act-block", class: "secondary", onclick: (e) => act(e.currentTarget, () => setBehaviour({ blocks_business: !blocked })) }, blocked ? "Unblock" : "Block"),
-      el("button", { type: "button", id: "act-report", class: "danger", onclick: (e) => act(e.currentTarget, report) }, "Report"),
-      identity());
+      el("button", { type: "button", id: "act-report", class: "danger", onclick: (e) => act(e.currentTarget, report) }, "Report"));
+    // The forms stay as they are (open, half typed) while the user changes live.
+    $("summary", identityEl).textContent = user?.username ? `Username @${user.username}, number` : "Username, number";
+    $("#username-remove", identityEl).hidden = !user?.username;
   }
 
   /** The user's username and phone number, changed as the user would in WhatsApp's settings. */
@@ -215,8 +217,8 @@ function phoneView(args) {
     const name = el("input", { id: "username", autocomplete: "off", value: user?.username || "", "data-path": "username", placeholder: "ana.s" });
     const nameForm = el("form", { class: "row", id: "username-form" },
       el("label", { class: "grow" }, "Username", name),
-      el("button", { type: "submit", class: "secondary" }, name.value ? "Change" : "Set"),
-      user?.username ? el("button", { type: "button", class: "danger", id: "username-remove", onclick: (e) => act(e.currentTarget, () => setUsername(null, nameForm)) }, "Remove") : null);
+      el("button", { type: "submit", class: "secondary" }, "Save"),
+      el("button", { type: "button", class: "danger", id: "username-remove", onclick: (e) => act(e.currentTarget, () => setUsername(null, nameForm)) }, "Remove"));
     nameForm.addEventListener("submit", (ev) => {
       ev.preventDefault();
       act(nameForm.querySelector("button[type=submit]"), () => setUsername(name.value.trim() || null, nameForm));
@@ -229,9 +231,7 @@ function phoneView(args) {
       ev.preventDefault();
       act(numberForm.querySelector("button[type=submit]"), () => changeNumber(phone.value.replace(/[^0-9]/g, ""), numberForm));
     });
-    return el("details", { class: "identity", id: "identity" },
-      el("summary", {}, user?.username ? `Username @${user.username}, number` : "Username, number"),
-      nameForm, numberForm);
+    return el("details", { class: "identity", id: "identity" }, el("summary", {}), nameForm, numberForm);
   }
 
   async function inbound(body) {
@@ -410,7 +410,8 @@ function phoneView(args) {
     }
   }
 
-  const phone = el("section", { class: "phone", "aria-label": "Phone" }, head, chat, acts, composer);
+  const identityEl = identity();
+  const phone = el("section", { class: "phone", "aria-label": "Phone" }, head, chat, buttons, identityEl, composer);
   fill(view, el("div", { class: "split phone-first" }, aside, el("div", {}, status, phone)));
   renderUsers();
   renderHead();

@@ -145,6 +145,19 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method.clone(), path, body).await {
+            Ok(v) => v,
+            Err((status, v)) => panic!("WebDriver {method} {path}: {status} {v}"),
+        }
+    }
+
+    /// A WebDriver command; its error answer as it came.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, (reqwest::StatusCode, Value)> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut req = self.http.request(method.clone(), &url);
         if let Some(b) = body {
@@ -155,11 +168,52 @@ impl Browser {
         let r = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
         let status = r.status();
         let v: Value = r.json().await.unwrap_or(Value::Null);
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {path}: {status} {v}"
-        );
-        v["value"].clone()
+        if status.is_success() {
+            Ok(v["value"].clone())
+        } else {
+            Err((status, v))
+        }
+    }
+
+    /// Clicks the element `css` matches, found again if the page re-rendered it in between (a
+    /// live update can replace an element between finding and clicking it).
+    pub async fn click(&self, css: &str) {
+        let started = Instant::now();
+        loop {
+            let e = self.find(css).await;
+            match self
+                .try_call(
+                    reqwest::Method::POST,
+                    &format!("/element/{}/click", e.id),
+                    None,
+                )
+                .await
+            {
+                Ok(_) => return,
+                Err((_, v)) if v["value"]["error"] == "stale element reference" => {
+                    assert!(started.elapsed() < WAIT, "{css} kept being replaced");
+                }
+                Err((status, v)) => panic!("click on {css}: {status} {v}"),
+            }
+        }
+    }
+
+    /// The rendered text of the element `css` matches (waiting for it to be there).
+    pub async fn text(&self, css: &str) -> String {
+        self.wait_for(
+            &format!("an element {css}"),
+            "return document.querySelector(arguments[0]) !== null",
+            json!([css]),
+        )
+        .await;
+        self.eval(
+            "return document.querySelector(arguments[0])?.innerText ?? ''",
+            json!([css]),
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
     }
 
     /// Sets the viewport's size (the window is made to fit it).
