@@ -213,6 +213,9 @@ pub struct DispatchConfig {
     pub lease_ms: Millis,
     /// Attempts before a retryable failure becomes final.
     pub max_attempts: i64,
+    /// At least once: how long a send whose outcome is unknown waits for a status webhook to
+    /// settle it (through `biz_opaque_callback_data`) before it is sent again (ms).
+    pub reconcile_ms: Millis,
 }
 
 impl Default for DispatchConfig {
@@ -222,6 +225,7 @@ impl Default for DispatchConfig {
             batch: 256,
             lease_ms: 60_000,
             max_attempts: 12,
+            reconcile_ms: 2_000,
         }
     }
 }

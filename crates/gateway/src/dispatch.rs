@@ -56,17 +56,21 @@ pub async fn recover<S: Store + Clone>(gw: &Gateway<S>) {
 /// The change for a send whose outcome is unknown, by the restart policy.
 fn unknown_outcome<S>(gw: &Gateway<S>, r: &MessageRecord, now: Millis, why: &str) -> Change {
     match gw.cfg.restart_policy {
-        RestartPolicy::AtLeastOnce => Change {
-            state: Some(MessageState::Queued),
-            next_attempt_at: Some(now),
-            clear_lease: true,
-            ..Change::new(&r.id, now)
+        RestartPolicy::AtLeastOnce => {
+            // A status webhook carrying its id may still settle it: resent only after a while.
+            let at = now.saturating_add(gw.cfg.dispatch.reconcile_ms.max(0));
+            Change {
+                state: Some(MessageState::Queued),
+                next_attempt_at: Some(at),
+                clear_lease: true,
+                ..Change::new(&r.id, now)
+            }
+            .with_event(NewEvent::new(
+                "outcome_unknown",
+                now,
+                json!({ "reason": why, "policy": "at_least_once", "then": "resend", "resend_at": at }),
+            ))
         }
-        .with_event(NewEvent::new(
-            "outcome_unknown",
-            now,
-            json!({ "reason": why, "policy": "at_least_once", "then": "resend" }),
-        )),
         RestartPolicy::AtMostOnce => Change {
             state: Some(MessageState::Unknown),
             clear_lease: true,

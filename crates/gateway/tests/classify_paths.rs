@@ -199,6 +199,8 @@ async fn both_copies_of_a_resend_are_accounted_for() {
     sb.latency.sent = slow;
     let mut gw = no_consent_gate();
     gw.pair.every_ms = 1;
+    // Resent at once: the first copy's statuses come after the second copy was accepted.
+    gw.dispatch.reconcile_ms = 0;
     let p = Pair::start(sb, gw).await;
     let to = "4915100000231";
     fault(

@@ -1374,12 +1374,25 @@ fn fail_step(
     at: Millis,
 ) -> Result<(), StoreError> {
     let reason = format!("the message before it in sequence {key:?} ({prev}) is {prev_state}");
+    fail_waiting(conn, id, "sequence_stopped", &reason, prev, at)
+}
+
+/// Fails a queued step of a sequence, never sent, with its `failed` event (which carries the
+/// failure on to the step after it).
+fn fail_waiting(
+    conn: &Connection,
+    id: &str,
+    kind: &str,
+    reason: &str,
+    prev: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE messages SET state = 'failed', parked_reason = NULL, reason = ?2, failed_at = ?3, \
          updated_at = ?3 WHERE id = ?1 AND state = 'queued'",
     )?
     .execute(params![id, reason, at])?;
-    let detail = serde_json::json!({ "kind": "sequence_stopped", "reason": reason, "after": prev });
+    let detail = serde_json::json!({ "kind": kind, "reason": reason, "after": prev });
     insert_event(
         conn,
         id,
@@ -1466,18 +1479,7 @@ fn sequence_timeouts(
                 let reason = format!(
                     "the message before it in sequence {key:?} ({prev}) did not get there in time"
                 );
-                conn.prepare_cached(
-                    "UPDATE messages SET state = 'failed', parked_reason = NULL, reason = ?2, \
-                     failed_at = ?3, updated_at = ?3 WHERE id = ?1",
-                )?
-                .execute(params![id, reason, now])?;
-                let detail = serde_json::json!({ "kind": "sequence_timeout", "reason": reason, "after": prev });
-                insert_event(
-                    conn,
-                    &id,
-                    &NewEvent::new("failed", now, detail),
-                    MessageState::Failed,
-                )?;
+                fail_waiting(conn, &id, "sequence_timeout", &reason, &prev, now)?;
             }
             _ => release_step(
                 conn,
@@ -1845,15 +1847,7 @@ fn link(
         )?
         .execute(params![id, person, kind.as_str(), at])?;
     if linked == 1 {
-        let column = match kind {
-            IdKind::Phone => "wa_id",
-            IdKind::UserId => "user_id",
-            IdKind::ParentUserId => "parent_user_id",
-        };
-        conn.prepare_cached(&format!(
-            "UPDATE people SET {column} = ?2, updated_at = ?3 WHERE person = ?1"
-        ))?
-        .execute(params![person, id, at])?;
+        set_current(conn, person, id, kind, at)?;
         history(
             conn,
             person,
@@ -2104,17 +2098,29 @@ fn change_identity(conn: &Connection, u: &IdentityUpdate) -> Result<String, Stor
             None => {}
         }
         link(conn, &person, id, kind, u.at)?;
-        let column = match kind {
-            IdKind::Phone => "wa_id",
-            IdKind::UserId => "user_id",
-            IdKind::ParentUserId => "parent_user_id",
-        };
-        conn.prepare_cached(&format!(
-            "UPDATE people SET {column} = ?2, updated_at = ?3 WHERE person = ?1"
-        ))?
-        .execute(params![person, id, u.at])?;
+        set_current(conn, &person, id, kind, u.at)?;
     }
     Ok(person)
+}
+
+/// Makes `id` the person's current id of its kind.
+fn set_current(
+    conn: &Connection,
+    person: &str,
+    id: &str,
+    kind: IdKind,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let column = match kind {
+        IdKind::Phone => "wa_id",
+        IdKind::UserId => "user_id",
+        IdKind::ParentUserId => "parent_user_id",
+    };
+    conn.prepare_cached(&format!(
+        "UPDATE people SET {column} = ?2, updated_at = ?3 WHERE person = ?1"
+    ))?
+    .execute(params![person, id, at])?;
+    Ok(())
 }
 
 const PERSON_COLUMNS: &str =
