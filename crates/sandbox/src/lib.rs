@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod faults;
+pub mod feed;
 pub mod http;
 pub mod ids;
 pub mod magic;

@@ -5,6 +5,7 @@ use crate::clock::{Clock, Millis};
 use crate::config::{ClockMode, Config};
 use crate::engine::{Effects, World};
 use crate::faults::Faults;
+use crate::feed::Feed;
 use crate::model::WebhookTarget;
 use crate::ratelimit::Limits;
 use crate::scheduler::{Scheduler, Timer};
@@ -31,6 +32,8 @@ pub struct Sandbox {
     pub limits: Limits,
     /// Fault rules.
     pub faults: Mutex<Faults>,
+    /// The control API's live feed (`GET /_mynah/events`).
+    pub feed: Arc<Feed>,
     /// Media bytes of uploads being received (counted against `media.max_total_bytes`).
     pub media_incoming: std::sync::atomic::AtomicU64,
     /// Requests, webhook deliveries and gauges for `GET /metrics`.
@@ -85,7 +88,9 @@ impl Sandbox {
         let sched = Arc::new(Scheduler::default());
         let now = clock.now();
         let deliveries = snapshot.take(Kind::Delivery);
-        let (world, mut fx) = World::new(&config, !journal.is_memory(), &mut snapshot, now);
+        let (mut world, mut fx) = World::new(&config, !journal.is_memory(), &mut snapshot, now);
+        let feed = Arc::new(Feed::new());
+        world.set_watch(feed.listeners());
         let epoch = world.epoch();
         if !journal.is_memory() {
             // Trace ids of this start differ from those of every earlier one.
@@ -98,6 +103,7 @@ impl Sandbox {
             clock.clone(),
             sched.clone(),
             journal.clone(),
+            feed.clone(),
         );
         for n in world.numbers.values() {
             hub.set_target(&n.phone_number_id, n.webhook.clone());
@@ -114,6 +120,7 @@ impl Sandbox {
             journal,
             limits,
             faults: Mutex::new(faults),
+            feed,
             media_incoming: std::sync::atomic::AtomicU64::new(0),
             metrics,
             world: Mutex::new(world),
@@ -160,6 +167,9 @@ impl Sandbox {
     /// Sets the timers, queues the webhook events, and returns every journal write (state and
     /// events together) with the numbers whose queues to start.
     fn stage(&self, fx: Effects) -> (Vec<crate::store::Write>, Vec<String>) {
+        if !fx.changed.is_empty() {
+            self.publish_changes(&fx.changed);
+        }
         let (events, pnids) = self.hub.stage(fx.events);
         let mut writes = fx.writes;
         writes.extend(events);
@@ -167,6 +177,43 @@ impl Sandbox {
             self.sched.at(at, t);
         }
         (writes, pnids)
+    }
+
+    /// Tells the live feed's listeners what changed: each message with its user and status, the
+    /// ids of templates, users and numbers.
+    fn publish_changes(&self, changed: &[(Kind, String)]) {
+        let mut seen = std::collections::HashSet::new();
+        let world = self.world();
+        let mut items = Vec::new();
+        for (kind, id) in changed {
+            if !seen.insert((*kind, id.as_str())) {
+                continue;
+            }
+            match kind {
+                Kind::Message => {
+                    if let Some(m) = world.messages.get(id) {
+                        items.push((
+                            "message",
+                            serde_json::json!({
+                                "id": m.id,
+                                "wa_id": m.wa_id,
+                                "phone_number_id": m.phone_number_id,
+                                "direction": m.direction,
+                                "status": m.status,
+                            }),
+                        ));
+                    }
+                }
+                Kind::Template => items.push(("template", serde_json::json!({ "id": id }))),
+                Kind::User => items.push(("user", serde_json::json!({ "wa_id": id }))),
+                Kind::Number => items.push(("number", serde_json::json!({ "id": id }))),
+                _ => {}
+            }
+        }
+        drop(world);
+        for (kind, data) in items {
+            self.feed.publish(kind, &data);
+        }
     }
 
     /// Sets a number's webhook target (journalled, and effective for the next delivery).
@@ -237,6 +284,7 @@ impl Sandbox {
             let mut world = self.world();
             let mut all = Effects {
                 persist: !self.journal.is_memory(),
+                watch: self.feed.watching(),
                 ..Effects::default()
             };
             for id in steps.drain(..) {
@@ -295,6 +343,8 @@ impl Sandbox {
             id: "clock".into(),
             data: target.to_string(),
         }]);
+        self.feed
+            .publish("clock", &serde_json::json!({ "now_ms": target }));
         Ok(target)
     }
 
@@ -385,6 +435,10 @@ impl Sandbox {
             }
         }
         self.apply_durable(fx).await?;
+        self.feed.publish(
+            "reset",
+            &serde_json::json!({ "epoch": epoch, "now_ms": self.clock.now() }),
+        );
         Ok(epoch)
     }
 }

@@ -166,6 +166,10 @@ pub struct Attempt {
     pub next_retry_at: Option<Millis>,
     /// The events it carried.
     pub events: Vec<Arc<EventSummary>>,
+    /// A manual redelivery (control API) of this earlier attempt: one POST of the same body,
+    /// not retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redelivery_of: Option<u64>,
 }
 
 /// Which attempts a query or a wait wants.
@@ -188,6 +192,8 @@ pub struct AttemptFilter {
     pub delivered: Option<bool>,
     /// Only attempts after this sequence number.
     pub after_seq: Option<u64>,
+    /// Only attempts before this sequence number (paging back).
+    pub before_seq: Option<u64>,
     /// Only attempts to this receiver URL (exactly as configured).
     pub url: Option<String>,
 }
@@ -200,6 +206,7 @@ impl AttemptFilter {
             .as_ref()
             .is_some_and(|p| *p != a.phone_number_id)
             || self.after_seq.is_some_and(|s| a.seq <= s)
+            || self.before_seq.is_some_and(|s| a.seq >= s)
             || self
                 .delivered
                 .is_some_and(|d| d != (a.outcome == Outcome::Delivered))
@@ -507,6 +514,8 @@ struct State {
     generation: u64,
     /// Receivers failing now, by URL (or by number when it has no URL).
     failing: HashMap<String, Failing>,
+    /// Receiver URLs paused through the control API: nothing goes to them until resumed.
+    paused: HashSet<String>,
 }
 
 /// The webhook dispatcher.
@@ -521,6 +530,8 @@ pub struct Hub {
     sched: Arc<Scheduler>,
     journal: Journal,
     attempted: Notify,
+    /// The control API's live feed (attempts go to it while someone listens).
+    feed: Arc<crate::feed::Feed>,
     /// Delivery attempts by outcome (for the metrics).
     pub outcomes: prometheus_client::metrics::family::Family<
         crate::metrics::DeliveryLabels,
@@ -558,6 +569,7 @@ impl Hub {
         clock: Arc<Clock>,
         sched: Arc<Scheduler>,
         journal: Journal,
+        feed: Arc<crate::feed::Feed>,
     ) -> Arc<Hub> {
         let subscribers = cfg
             .subscribers
@@ -584,6 +596,7 @@ impl Hub {
                 chaos: Ids::new(seed, 2),
                 generation: 0,
                 failing: HashMap::new(),
+                paused: HashSet::new(),
             }),
             pending: AtomicUsize::new(0),
             cfg,
@@ -593,6 +606,7 @@ impl Hub {
             sched,
             journal,
             attempted: Notify::new(),
+            feed,
             outcomes: Default::default(),
         })
     }
@@ -770,6 +784,7 @@ impl Hub {
                     outcome: Outcome::Dropped,
                     next_retry_at: None,
                     events: events.iter().map(|e| e.summary.clone()).collect(),
+                    redelivery_of: None,
                 };
                 if persist {
                     if let Ok(json) = serde_json::to_string(&attempt) {
@@ -982,7 +997,10 @@ impl Hub {
             let mut next_delivery = st.next_delivery;
             let generation = st.generation;
             let State {
-                queues, sending, ..
+                queues,
+                sending,
+                paused,
+                ..
             } = &mut *st;
             let Some(lanes) = queues.get_mut(pnid) else {
                 return Vec::new();
@@ -999,6 +1017,9 @@ impl Hub {
                     None => own_target.clone(),
                     Some(i) => self.subscribers.get(i).cloned(),
                 };
+                if !paused.is_empty() && target.as_ref().is_some_and(|t| paused.contains(&t.raw)) {
+                    continue;
+                }
                 while q.in_flight < max {
                     if let Some(mut d) = q.retry_ready.pop_front() {
                         q.in_flight += 1;
@@ -1240,9 +1261,13 @@ impl Hub {
                 outcome,
                 next_retry_at: retry.then_some(next_at),
                 events: d.events.iter().map(|e| e.summary.clone()).collect(),
+                redelivery_of: None,
             };
             if persist && let Ok(json) = serde_json::to_string(&attempt) {
                 writes.push(Write::Attempt { data: json });
+            }
+            if self.feed.watching() {
+                self.feed.publish("attempt", &attempt_summary(&attempt));
             }
             self.record(&mut st, attempt);
             st.sending.remove(&d.id);
@@ -1394,6 +1419,191 @@ impl Hub {
         }
     }
 
+    /// Pauses (`true`) or resumes a receiver URL: while paused, its events wait in their queues
+    /// and its retries wait when due; nothing is sent to it. Resuming starts what waits. Returns
+    /// whether the URL receives anything (a number's own URL or a subscriber).
+    pub fn set_paused(self: &Arc<Self>, url: &str, pause: bool) -> bool {
+        let (known, pnids) = {
+            let mut st = self.lock();
+            let known = self.subscribers.iter().any(|t| t.raw == url)
+                || st.targets.values().any(|t| t.raw == url);
+            if pause {
+                if known {
+                    st.paused.insert(url.to_string());
+                }
+            } else {
+                st.paused.remove(url);
+            }
+            let pnids: Vec<String> = if pause {
+                Vec::new()
+            } else {
+                st.queues.keys().cloned().collect()
+            };
+            (known, pnids)
+        };
+        self.pump_all(&pnids);
+        self.feed.publish(
+            "receivers",
+            &serde_json::json!({ "url": url, "paused": pause && known }),
+        );
+        known
+    }
+
+    /// Every receiver — each number's own URL and each subscriber — with what waits for it.
+    pub fn receivers(&self) -> Vec<ReceiverState> {
+        let st = self.lock();
+        let mut out: BTreeMap<String, ReceiverState> = BTreeMap::new();
+        let mut entry = |url: &str, subscriber: Option<usize>| -> String {
+            let r = out.entry(url.to_string()).or_insert_with(|| ReceiverState {
+                url: url.to_string(),
+                subscriber,
+                phone_number_ids: Vec::new(),
+                paused: st.paused.contains(url),
+                queued: 0,
+                in_flight: 0,
+                retrying: 0,
+                failing_since: st.failing.get(url).map(|f| f.since),
+                failed_attempts: st.failing.get(url).map_or(0, |f| f.failures),
+            });
+            r.url.clone()
+        };
+        let mut own: Vec<(&String, &Arc<Target>)> = st.targets.iter().collect();
+        own.sort_by(|a, b| a.0.cmp(b.0));
+        let mut own_urls = HashMap::new();
+        for (pnid, t) in own {
+            if t.raw.is_empty() {
+                continue;
+            }
+            let key = entry(&t.raw, None);
+            own_urls.insert(pnid.clone(), key);
+        }
+        for (i, t) in self.subscribers.iter().enumerate() {
+            entry(&t.raw, Some(i));
+        }
+        for (pnid, lanes) in &st.queues {
+            let lanes = std::iter::once((None, &lanes.own)).chain(
+                lanes
+                    .subscribers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, q)| (Some(i), q)),
+            );
+            for (subscriber, q) in lanes {
+                let url = match subscriber {
+                    None => own_urls.get(pnid).cloned(),
+                    Some(i) => self.subscribers.get(i).map(|t| t.raw.clone()),
+                };
+                if let Some(r) = url.and_then(|u| out.get_mut(&u)) {
+                    r.queued += q.ready.len() + q.retry_ready.len();
+                    r.in_flight += q.in_flight;
+                }
+            }
+        }
+        for d in st.retrying.values() {
+            let url = match d.subscriber {
+                None => own_urls.get(&d.phone_number_id).cloned(),
+                Some(i) => self.subscribers.get(i).map(|t| t.raw.clone()),
+            };
+            if let Some(r) = url.and_then(|u| out.get_mut(&u)) {
+                r.retrying += d.events.len();
+            }
+        }
+        for (pnid, url) in &own_urls {
+            if let Some(r) = out.get_mut(url) {
+                r.phone_number_ids.push(pnid.clone());
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// Sends a recorded attempt's body once more, to the same receiver (with its current custom
+    /// headers): one POST, not retried, recorded as an attempt of its own (`redelivery_of`).
+    /// `Err` when there is no such attempt or it had nowhere to go.
+    pub async fn redeliver(self: &Arc<Self>, seq: u64) -> Result<Attempt, String> {
+        let (old, target) = {
+            let st = self.lock();
+            let old = st
+                .attempts
+                .iter()
+                .find(|a| a.seq == seq)
+                .cloned()
+                .ok_or_else(|| format!("no attempt {seq} (the history keeps the latest ones)"))?;
+            let target = match old.subscriber {
+                Some(i) => self
+                    .subscribers
+                    .get(i)
+                    .filter(|t| t.raw == old.url)
+                    .cloned(),
+                None => st
+                    .targets
+                    .get(&old.phone_number_id)
+                    .filter(|t| t.raw == old.url)
+                    .cloned(),
+            };
+            (old, target)
+        };
+        if old.url.is_empty() {
+            return Err(format!(
+                "attempt {seq} had no webhook URL to go to; configure one and send again"
+            ));
+        }
+        let target = target.unwrap_or_else(|| {
+            Arc::new(Target::from(WebhookTarget {
+                url: old.url.clone(),
+                headers: BTreeMap::new(),
+            }))
+        });
+        if target.url.is_none() {
+            return Err(format!(
+                "the webhook URL {:?} is not a valid http:// URL (TLS is not supported)",
+                old.url
+            ));
+        }
+        let at = self.clock.now();
+        let started = Instant::now();
+        let (status, error) = self.post(&target, old.body.clone(), &old.signature).await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1_000.0;
+        let ok = status == Some(200);
+        let attempt = {
+            let mut st = self.lock();
+            st.attempt_seq += 1;
+            st.next_delivery += 1;
+            let attempt = Attempt {
+                seq: st.attempt_seq,
+                delivery_id: st.next_delivery - 1,
+                attempt: 1,
+                phone_number_id: old.phone_number_id.clone(),
+                url: old.url.clone(),
+                subscriber: old.subscriber,
+                at,
+                body: old.body.clone(),
+                signature: old.signature.clone(),
+                status,
+                error,
+                latency_ms,
+                outcome: if ok {
+                    Outcome::Delivered
+                } else {
+                    Outcome::Dropped
+                },
+                next_retry_at: None,
+                events: old.events.clone(),
+                redelivery_of: Some(seq),
+            };
+            if !self.journal.is_memory()
+                && let Ok(json) = serde_json::to_string(&attempt)
+            {
+                self.journal
+                    .submit_detached(vec![Write::Attempt { data: json }]);
+            }
+            self.record(&mut st, attempt.clone());
+            attempt
+        };
+        self.feed.publish("attempt", &attempt_summary(&attempt));
+        self.attempted.notify_waiters();
+        Ok(attempt)
+    }
+
     /// Forgets every event, attempt and webhook target (control API reset); chaos starts over
     /// from `seed`. Deliveries in flight finish unrecorded. The caller sets the targets again.
     pub fn reset(&self, seed: u64) {
@@ -1407,11 +1617,56 @@ impl Hub {
         st.attempts.clear();
         st.attempt_bytes = 0;
         st.failing.clear();
+        st.paused.clear();
         st.chaos = Ids::new(seed, 2);
         self.pending.store(0, Ordering::Relaxed);
         drop(st);
         self.attempted.notify_waiters();
     }
+}
+
+/// A receiver and what waits for it (`GET /_mynah/webhooks/receivers`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReceiverState {
+    /// Its URL.
+    pub url: String,
+    /// The subscriber it is (index in `webhooks.subscribers`); absent for numbers' own URLs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscriber: Option<usize>,
+    /// The numbers whose own URL it is.
+    pub phone_number_ids: Vec<String>,
+    /// Paused through the control API.
+    pub paused: bool,
+    /// Events waiting to go (queued, or due for a retry).
+    pub queued: usize,
+    /// Deliveries in flight.
+    pub in_flight: usize,
+    /// Events waiting for a retry timer.
+    pub retrying: usize,
+    /// Sandbox time of the first failure of its current failure episode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<Millis>,
+    /// Failed attempts in the current episode.
+    pub failed_attempts: u64,
+}
+
+/// An attempt for the live feed: everything but its body.
+fn attempt_summary(a: &Attempt) -> serde_json::Value {
+    serde_json::json!({
+        "seq": a.seq,
+        "delivery_id": a.delivery_id,
+        "attempt": a.attempt,
+        "phone_number_id": a.phone_number_id,
+        "url": a.url,
+        "at": a.at,
+        "status": a.status,
+        "error": a.error,
+        "latency_ms": a.latency_ms,
+        "outcome": a.outcome,
+        "next_retry_at": a.next_retry_at,
+        "events": a.events,
+        "redelivery_of": a.redelivery_of,
+    })
 }
 
 /// A log line about an attempt, written once the hub's lock is released.

@@ -735,6 +735,47 @@ async fn control_routes_survive_hostile_input() {
             format!("/_mynah/templates/{template}/pacing"),
             vec![r#"{"verdict":@N@}"#],
         ),
+        // The console's routes.
+        json_route(
+            Method::POST,
+            format!("{user}/report"),
+            vec![r#"{"phone_number_id":@N@}"#],
+        ),
+        json_route(
+            Method::POST,
+            "/_mynah/webhooks/receivers/pause".into(),
+            vec![r#"{"url":@N@}"#],
+        ),
+        json_route(
+            Method::POST,
+            "/_mynah/webhooks/receivers/resume".into(),
+            vec![r#"{"url":@N@}"#],
+        ),
+        // Template creation and edits answer with the platform's codes (the console shows them
+        // by field), in the Graph envelope.
+        JsonRoute {
+            shape: Shape::Graph,
+            ..json_route(
+                Method::POST,
+                "/_mynah/templates".into(),
+                vec![
+                    r#"{"name":@N@,"language":"en_US","category":"UTILITY","components":[{"type":"BODY","text":"hello there"}]}"#,
+                    r#"{"name":"console_hostile","language":"en_US","category":"UTILITY","components":[{"type":"BODY","text":@N@}]}"#,
+                ],
+            )
+        },
+        JsonRoute {
+            shape: Shape::Graph,
+            ..json_route(
+                Method::POST,
+                format!("/_mynah/templates/{template}"),
+                vec![
+                    r#"{"components":@N@}"#,
+                    r#"{"category":@N@}"#,
+                    r#"{"message_send_ttl_seconds":@N@}"#,
+                ],
+            )
+        },
         // Last: a reset that went through would make the ids above moot.
         json_route(
             Method::POST,
@@ -749,6 +790,13 @@ async fn control_routes_survive_hostile_input() {
         "/_mynah/messages?limit=@Q@",
         "/_mynah/messages?direction=@Q@",
         "/_mynah/messages?bogus=@Q@",
+        "/_mynah/messages?before=@Q@",
+        "/_mynah/messages?wa_id=@Q@&before=@Q@",
+        "/_mynah/messages?error_code=@Q@",
+        "/_mynah/messages?template=@Q@",
+        "/_mynah/webhooks/attempts?before_seq=@Q@",
+        "/_mynah/templates/@Q@",
+        "/_mynah/numbers/@Q@",
         "/_mynah/webhooks/attempts?limit=@Q@",
         "/_mynah/webhooks/attempts?after_seq=@Q@",
         "/_mynah/webhooks/attempts?delivered=@Q@",

@@ -27,6 +27,20 @@ use mynah_wire::webhook::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Each user's messages as positions in the arrival order, oldest first.
+type UserIndex = HashMap<String, VecDeque<u64>, foldhash::fast::RandomState>;
+
+fn index_push(index: &mut UserIndex, wa_id: &str, pos: u64) {
+    match index.get_mut(wa_id) {
+        Some(list) => list.push_back(pos),
+        None => {
+            index.insert(wa_id.to_string(), VecDeque::from([pos]));
+        }
+    }
+}
 
 /// What an operation wants done once the lock is released.
 #[derive(Debug, Default)]
@@ -39,10 +53,17 @@ pub struct Effects {
     pub events: Vec<NewEvent>,
     /// Timers to set.
     pub timers: Vec<(Millis, Timer)>,
+    /// Whether the live feed has listeners: then `changed` is kept.
+    pub watch: bool,
+    /// Entities changed (kind, id), for the live feed; empty unless `watch`.
+    pub changed: Vec<(Kind, String)>,
 }
 
 impl Effects {
     fn put<T: Serialize>(&mut self, kind: Kind, id: &str, value: &T) {
+        if self.watch {
+            self.changed.push((kind, id.to_string()));
+        }
         if !self.persist {
             return;
         }
@@ -66,6 +87,7 @@ impl Effects {
         self.writes.extend(other.writes);
         self.events.extend(other.events);
         self.timers.extend(other.timers);
+        self.changed.extend(other.changed);
     }
 }
 
@@ -205,6 +227,15 @@ pub struct World {
     /// Messages by wamid.
     pub messages: HashMap<String, Message>,
     order: VecDeque<String>,
+    /// Listeners of the live feed: while there are any, effects note what they changed.
+    watch: Arc<AtomicUsize>,
+    /// Messages of each user, as positions in `order` (`order_base` is that of `order[0]`), in
+    /// arrival order: the control API pages a user's conversation without a scan. Built at the
+    /// first page asked for by user, then kept up to date: until someone looks, sends pay
+    /// nothing for it.
+    by_user: Option<UserIndex>,
+    /// Position of `order[0]` in arrival order (messages leave `order` only at its front).
+    order_base: u64,
     /// Media by id. Change it through `store_media` and `delete_media`, which keep
     /// `media_bytes`.
     pub media: HashMap<String, Media>,
@@ -289,6 +320,9 @@ impl World {
             users: HashMap::new(),
             messages: HashMap::new(),
             order: VecDeque::new(),
+            watch: Arc::new(AtomicUsize::new(0)),
+            by_user: None,
+            order_base: 0,
             media: HashMap::new(),
             media_bytes: 0,
             templates: Registry::default(),
@@ -366,7 +400,7 @@ impl World {
             if let Some((_, due)) = m.next {
                 fx.timers.push((due.max(now), Timer::Message(m.id.clone())));
             }
-            w.order.push_back(m.id.clone());
+            w.push_order(&m);
             w.messages.insert(m.id.clone(), m);
         }
         for (_, json) in snapshot.take(Kind::Media) {
@@ -451,8 +485,124 @@ impl World {
     fn fx(&self) -> Effects {
         Effects {
             persist: self.persist,
+            watch: self.watch.load(Ordering::Relaxed) > 0,
             ..Effects::default()
         }
+    }
+
+    /// Shares the live feed's listener count (see [`Effects::changed`]).
+    pub fn set_watch(&mut self, listeners: Arc<AtomicUsize>) {
+        self.watch = listeners;
+    }
+
+    /// Appends a message to the arrival order (and to its user's index, once there is one).
+    fn push_order(&mut self, m: &Message) {
+        let pos = self.order_base + self.order.len() as u64;
+        self.order.push_back(m.id.clone());
+        if let Some(index) = &mut self.by_user {
+            index_push(index, &m.wa_id, pos);
+        }
+    }
+
+    /// Forgets the oldest message of the arrival order and the message itself; returns its id.
+    fn pop_oldest(&mut self) -> Option<String> {
+        let id = self.order.pop_front()?;
+        let pos = self.order_base;
+        self.order_base += 1;
+        let gone = self.messages.remove(&id);
+        if let (Some(index), Some(m)) = (&mut self.by_user, gone)
+            && let Some(list) = index.get_mut(&m.wa_id)
+        {
+            if list.front() == Some(&pos) {
+                list.pop_front();
+            }
+            if list.is_empty() {
+                index.remove(&m.wa_id);
+            }
+        }
+        Some(id)
+    }
+
+    /// Builds the per-user index from the arrival order, if it is not there yet (the first
+    /// page asked for by user: one pass over the messages kept, then kept up to date).
+    pub fn index_users(&mut self) {
+        if self.by_user.is_some() {
+            return;
+        }
+        let mut index = UserIndex::default();
+        for (i, id) in self.order.iter().enumerate() {
+            if let Some(m) = self.messages.get(id) {
+                index_push(&mut index, &m.wa_id, self.order_base + i as u64);
+            }
+        }
+        self.by_user = Some(index);
+    }
+
+    /// A message by its position in arrival order.
+    fn at_position(&self, pos: u64) -> Option<&Message> {
+        let i = usize::try_from(pos.checked_sub(self.order_base)?).ok()?;
+        self.order.get(i).and_then(|id| self.messages.get(id))
+    }
+
+    /// A page of messages, newest first, with their positions in arrival order: those of `wa_id`
+    /// (through its index, when [`World::index_users`] built it; by a scan otherwise) or all,
+    /// before position `before`, that `keep` accepts, at most `limit`. The positions are the
+    /// control API's paging cursor.
+    pub fn page<F: Fn(&Message) -> bool>(
+        &self,
+        wa_id: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+        keep: F,
+    ) -> Vec<(u64, &Message)> {
+        let before = before.unwrap_or(u64::MAX);
+        let mut out = Vec::new();
+        if limit == 0 {
+            return out;
+        }
+        if let (Some(w), Some(index)) = (wa_id, &self.by_user) {
+            let Some(list) = index.get(w) else {
+                return out;
+            };
+            let end = list.partition_point(|p| *p < before);
+            for pos in list.range(..end).rev() {
+                if let Some(m) = self.at_position(*pos).filter(|m| keep(m)) {
+                    out.push((*pos, m));
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            return out;
+        }
+        let end = usize::try_from(before.saturating_sub(self.order_base))
+            .unwrap_or(usize::MAX)
+            .min(self.order.len());
+        for i in (0..end).rev() {
+            let pos = self.order_base + i as u64;
+            let found = self
+                .at_position(pos)
+                .filter(|m| wa_id.is_none_or(|w| m.wa_id == w) && keep(m));
+            if let Some(m) = found {
+                out.push((pos, m));
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    /// Unique users of a number's messaging limit in the rolling window now, and the limit;
+    /// `None` when the rule is off.
+    pub fn limit_use(&self, pnid: &str, now: Millis) -> Option<(usize, u32, Millis)> {
+        let limit = self.cfg.rules.messaging_limit?;
+        let used = self.reach.get(pnid).map_or(0, |(_, last)| {
+            last.values()
+                .filter(|t| now - **t < limit.window_ms)
+                .count()
+        });
+        Some((used, self.tier_of(pnid)?, limit.window_ms))
     }
 
     /// The delivery rules in force.
@@ -924,7 +1074,7 @@ impl World {
             fx.timers
                 .push((now + sent_latency, Timer::Message(wamid.clone())));
         }
-        self.order.push_back(wamid.clone());
+        self.push_order(&msg);
         self.messages.insert(wamid.clone(), msg);
         if held && let Some(id) = &template_id {
             self.judge_pacing(id, now, &mut fx);
@@ -1038,8 +1188,7 @@ impl World {
             {
                 break;
             }
-            if let Some(id) = self.order.pop_front() {
-                self.messages.remove(&id);
+            if let Some(id) = self.pop_oldest() {
                 fx.write(Write::Delete {
                     kind: Kind::Message,
                     id,
@@ -1519,7 +1668,7 @@ impl World {
             Some("customer service window open for 24 hours".into()),
         );
         fx.put(Kind::Message, &wamid, &msg);
-        self.order.push_back(wamid.clone());
+        self.push_order(&msg);
         self.messages.insert(wamid.clone(), msg);
         self.evict(&mut fx);
         fx.events.push(NewEvent {
@@ -1870,6 +2019,7 @@ impl World {
         let (mut fresh, first) =
             World::in_epoch(cfg, self.persist, &mut Snapshot::default(), now, epoch);
         fresh.base_url = base_url;
+        fresh.watch = self.watch.clone();
         *self = fresh;
         let mut fx = self.fx();
         fx.write(Write::Reset);

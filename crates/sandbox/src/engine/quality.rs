@@ -7,12 +7,12 @@
 use super::{Effects, World};
 use crate::clock::Millis;
 use crate::config::Reactions;
-use crate::model::{Number, Reaction};
+use crate::model::{Direction, Number, Reaction};
 use crate::scheduler::Timer;
 use crate::store::Kind;
 use crate::webhooks::{EventSummary, NewEvent};
 use mynah_wire::error::{ApiError, ErrorCode};
-use mynah_wire::webhook::{Change, ChangeValue, PhoneNumberQualityUpdate};
+use mynah_wire::webhook::{Change, ChangeValue, PhoneNumberQualityUpdate, StatusKind};
 
 /// The messaging limit ladder (spec §6.1): unique users per rolling 24 hours.
 pub const TIERS: [u32; 5] = [250, 2_000, 10_000, 100_000, u32::MAX];
@@ -90,6 +90,76 @@ impl World {
             self.feed_number(&pnid, reaction.weight(), now, fx);
         }
         Some(reaction)
+    }
+
+    /// The user reports the business (control API, the console's "Report"): the user blocks it,
+    /// and the latest template the number delivered to the user that drew no reaction yet gets
+    /// `report` — a negative signal (weight −2) for that template and the number, as a drawn
+    /// reaction would give. Without such a template only the number gets the signal. Returns
+    /// the user and the message reported, if any.
+    pub fn report(
+        &mut self,
+        wa_id: &str,
+        pnid: Option<&str>,
+        now: Millis,
+    ) -> Result<(crate::model::User, Option<String>, Effects), ApiError> {
+        let wa_id = mynah_wire::WaId::parse(wa_id)
+            .map_err(|e| ApiError::with_details(ErrorCode::MynahBadRequest, e.details))?
+            .as_str()
+            .to_string();
+        let pnid = match pnid {
+            Some(p) if self.numbers.contains_key(p) => p.to_string(),
+            Some(p) => {
+                return Err(ApiError::with_details(
+                    ErrorCode::MynahNotFound,
+                    format!("no phone number {p}"),
+                ));
+            }
+            None => self
+                .first_number()
+                .map(|n| n.phone_number_id.clone())
+                .ok_or_else(|| {
+                    ApiError::with_details(ErrorCode::MynahNotFound, "no phone number")
+                })?,
+        };
+        let mut fx = self.fx();
+        self.index_users();
+        let target = self
+            .page(Some(&wa_id), None, usize::MAX, |m| {
+                m.direction == Direction::Outbound
+                    && m.phone_number_id == pnid
+                    && m.template_id.is_some()
+                    && matches!(m.status, Some(StatusKind::Delivered | StatusKind::Read))
+            })
+            .first()
+            .map(|(_, m)| m.id.clone());
+        let user = self.user_entry_at(&wa_id, now, &mut fx);
+        user.behaviour.blocks_business = true;
+        let user = user.clone();
+        fx.put(Kind::User, &wa_id, &user);
+        let template = target.as_ref().and_then(|id| {
+            let m = self.messages.get_mut(id)?;
+            if m.reaction.is_some() {
+                return None;
+            }
+            m.reaction = Some(Reaction::Report);
+            m.log(
+                now,
+                "reaction",
+                Some("report (the user reported the business)".into()),
+            );
+            let m = m.clone();
+            fx.put(Kind::Message, &m.id, &m);
+            m.template_id.clone()
+        });
+        if self.cfg.rules.quality.enabled {
+            let w = Reaction::Report.weight();
+            if let Some(t) = &template {
+                self.feed_template(t, w, now, &mut fx);
+            }
+            self.feed_number(&pnid, w, now, &mut fx);
+        }
+        Ok((user, target.filter(|_| template.is_some()), fx))
     }
 
     fn draw_reaction(&mut self, w: Reactions) -> Reaction {

@@ -20,10 +20,48 @@ use std::time::Duration;
 
 /// Handles one control request.
 pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
+    if let Err(e) = same_origin(&req) {
+        return error_response(Dialect::Cloud, &e, &sb.trace_id());
+    }
     match dispatch(&sb, req).await {
         Ok(resp) => resp,
         Err(e) => error_response(Dialect::Cloud, &e, &sb.trace_id()),
     }
+}
+
+/// A browser's change from another site is refused: a page elsewhere must not reset the
+/// sandbox or move its clock through the browser of someone who has it open. Clients that are
+/// not browsers send no `Origin`; the console's own requests come from the sandbox's origin.
+fn same_origin(req: &Request) -> Result<(), ApiError> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let headers = req.headers();
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site");
+    let origin = headers
+        .get(axum::http::header::ORIGIN)
+        .map(|v| v.as_bytes());
+    let host = headers.get(axum::http::header::HOST).map(|v| v.as_bytes());
+    let foreign = match origin {
+        None => false,
+        Some(o) => {
+            let o = o
+                .strip_prefix(b"http://")
+                .or_else(|| o.strip_prefix(b"https://"))
+                .unwrap_or(o);
+            Some(o) != host
+        }
+    };
+    if cross_site || foreign {
+        return Err(bad(
+            "a cross-site request: the control API takes changes from its own console or from \
+             clients that send no Origin",
+        )
+        .with_http(403));
+    }
+    Ok(())
 }
 
 fn bad(details: impl Into<String>) -> ApiError {
@@ -129,18 +167,45 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             sb.advance(total).await?;
             Ok(clock(sb))
         }
+        (Method::GET, ["events"]) => Ok(events(sb)),
         (Method::GET, ["messages"]) => {
             let q: MessageQuery = query(&req)?;
-            let world = sb.world();
+            let before = match q.before.as_deref() {
+                None | Some("") => None,
+                Some(b) => Some(b.parse::<u64>().map_err(|_| {
+                    bad(format!(
+                        "before = {b:?} is not a cursor: give the `next` of the previous page"
+                    ))
+                })?),
+            };
+            let mut world = sb.world();
+            if q.wa_id.is_some() {
+                world.index_users();
+            }
             let limit = q.limit.unwrap_or(100).min(10_000);
-            let mut found: Vec<&Message> = world
-                .messages_in_order()
-                .rev()
-                .filter(|m| q.matches(m))
-                .take(limit)
-                .collect();
-            found.reverse();
-            Ok(json(&Listing::messages(found)))
+            // Ids of the templates with the name asked for.
+            let template_ids: Option<Vec<&str>> = q.template.as_ref().map(|name| {
+                world
+                    .templates
+                    .all()
+                    .filter(|t| t.def.name == *name || t.id == *name)
+                    .map(|t| t.id.as_str())
+                    .collect()
+            });
+            let keep = |m: &Message| {
+                q.matches(m)
+                    && template_ids.as_ref().is_none_or(|ids| {
+                        m.template_id.as_deref().is_some_and(|id| ids.contains(&id))
+                    })
+                    && q.error_code.is_none_or(|c| error_code(m) == Some(c))
+            };
+            let mut page = world.page(q.wa_id.as_deref(), before, limit, keep);
+            let next = (page.len() == limit)
+                .then(|| page.last().map(|(pos, _)| pos.to_string()))
+                .flatten();
+            page.reverse();
+            let messages: Vec<&Message> = page.into_iter().map(|(_, m)| m).collect();
+            Ok(json(&Page { messages, next }))
         }
         (Method::GET, ["messages", id, "explain"]) => {
             let world = sb.world();
@@ -297,6 +362,48 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 &check,
             ))
         }
+        (Method::POST, ["users", wa_id, "report"]) => {
+            let wa_id = wa_id.to_string();
+            let r: Report = optional_body(sb, req).await?;
+            let now = sb.clock.now();
+            let (user, reported, fx) =
+                sb.world()
+                    .report(&wa_id, r.phone_number_id.as_deref(), now)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&serde_json::json!({
+                "user": user,
+                "reported_message": reported,
+            })))
+        }
+        (Method::POST, ["webhooks", "attempts", seq, "redeliver"]) => {
+            let seq: u64 = seq
+                .parse()
+                .map_err(|_| bad(format!("{seq:?} is not an attempt's seq")))?;
+            let attempt = sb.hub.redeliver(seq).await.map_err(|e| {
+                if e.starts_with("no attempt") {
+                    not_found(e)
+                } else {
+                    bad(e)
+                }
+            })?;
+            Ok(json(&attempt))
+        }
+        (Method::GET, ["webhooks", "receivers"]) => Ok(json(&serde_json::json!({
+            "receivers": sb.hub.receivers(),
+        }))),
+        (Method::POST, ["webhooks", "receivers", action @ ("pause" | "resume")]) => {
+            let pause = *action == "pause";
+            let r: ReceiverUrl = body(sb, req).await?;
+            if !sb.hub.set_paused(&r.url, pause) && pause {
+                return Err(not_found(format!(
+                    "no receiver has the URL {:?}; GET /_mynah/webhooks/receivers lists them",
+                    r.url
+                )));
+            }
+            Ok(json(&serde_json::json!({
+                "receivers": sb.hub.receivers(),
+            })))
+        }
         (Method::GET, ["webhooks", "attempts"]) => {
             let q: WaitQuery = query(&req)?;
             let attempts = sb
@@ -330,6 +437,41 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             let all: Vec<_> = world.templates.all().collect();
             Ok(json(&Listing::templates(all)))
         }
+        (Method::POST, ["templates"]) => {
+            let q: WabaQuery = query(&req)?;
+            let bytes = platform_json(sb, req).await?;
+            let waba = match q.waba_id {
+                Some(w) if sb.world().accounts.contains_key(&w) => w,
+                Some(w) => return Err(not_found(format!("no account {w}"))),
+                None => sb
+                    .world()
+                    .first_number()
+                    .map(|n| n.waba_id.clone())
+                    .ok_or_else(|| not_found("no account"))?,
+            };
+            let now = sb.clock.now();
+            let (t, fx) = sb.world().create_template(&waba, &bytes, now)?;
+            sb.apply_durable(fx).await?;
+            Ok(super::json_status(StatusCode::CREATED, &t))
+        }
+        (Method::GET, ["templates", id]) => {
+            let world = sb.world();
+            let t = world
+                .templates
+                .get(id)
+                .ok_or_else(|| not_found(format!("no template {id}")))?;
+            Ok(json(t))
+        }
+        (Method::POST, ["templates", id]) => {
+            let id = id.to_string();
+            let bytes = platform_json(sb, req).await?;
+            let edit: crate::engine::TemplateEdit = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::invalid_param(format!("Invalid body: {e}")))?;
+            let now = sb.clock.now();
+            let (t, fx) = sb.world().edit_template(&id, edit, now)?;
+            sb.apply_durable(fx).await?;
+            Ok(json(&t))
+        }
         (Method::POST, ["templates", id, "quality"]) => {
             let id = id.to_string();
             let q: Quality = body(sb, req).await?;
@@ -350,6 +492,28 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 .get(&id)
                 .ok_or_else(|| not_found(format!("no template {id}")))?;
             Ok(json(t))
+        }
+        (Method::GET, ["numbers", pnid]) => {
+            let now = sb.clock.now();
+            let world = sb.world();
+            let n = world
+                .numbers
+                .get(*pnid)
+                .ok_or_else(|| not_found(format!("no phone number {pnid}")))?;
+            let limit = world.limit_use(pnid, now).map(|(used, users, window_ms)| {
+                serde_json::json!({
+                    "tier": crate::engine::tier_name(users),
+                    "unique_users": users,
+                    "used": used,
+                    "window_ms": window_ms,
+                })
+            });
+            let mut answer = serde_json::to_value(n)
+                .map_err(|e| ApiError::with_details(ErrorCode::MynahInternal, e.to_string()))?;
+            if let Some(obj) = answer.as_object_mut() {
+                obj.insert("messaging_limit".into(), limit.unwrap_or_default());
+            }
+            Ok(json(&answer))
         }
         (Method::POST, ["numbers", pnid, "quality"]) => {
             let pnid = pnid.to_string();
@@ -412,6 +576,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 })?;
             rules.validate("").map_err(out_of_range)?;
             sb.set_rules(rules.clone());
+            sb.feed.publish("rules", &serde_json::json!({}));
             Ok(json(&rules))
         }
         (Method::GET, ["faults"]) => {
@@ -426,10 +591,12 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 .unwrap_or_else(|e| e.into_inner())
                 .add(rule)
                 .map_err(bad)?;
+            sb.feed.publish("faults", &serde_json::json!({}));
             Ok(super::json_status(StatusCode::CREATED, &added))
         }
         (Method::DELETE, ["faults"]) => {
             sb.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            sb.feed.publish("faults", &serde_json::json!({}));
             Ok(json(&serde_json::json!({ "deleted": true })))
         }
         (Method::DELETE, ["faults", id]) => {
@@ -439,6 +606,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(id)
             {
+                sb.feed.publish("faults", &serde_json::json!({}));
                 Ok(json(&serde_json::json!({ "deleted": true })))
             } else {
                 Err(not_found(format!("no fault rule {id}")))
@@ -451,6 +619,125 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             method.as_str()
         ))),
     }
+}
+
+/// The live feed as server-sent events: `hello` first (the clock), then each change as it
+/// happens (`message`, `attempt`, `template`, `user`, `number`, `clock`, `faults`, `rules`,
+/// `receivers`, `reset`), `resync` when the listener fell behind; a comment every 15 s keeps
+/// the connection open. The stream ends when the server shuts down.
+fn events(sb: &Arc<Sandbox>) -> Response {
+    use crate::feed::Next;
+    use axum::response::IntoResponse;
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let sub = sb.feed.subscribe();
+    let hello = serde_json::json!({
+        "clock": if sb.clock.is_manual() { "manual" } else { "system" },
+        "now_ms": sb.clock.now(),
+    })
+    .to_string();
+    let stream = futures_util::stream::unfold((sub, Some(hello)), |(mut sub, hello)| async move {
+        if let Some(h) = hello {
+            let first = Event::default().event("hello").data(h);
+            return Some((Ok::<_, std::convert::Infallible>(first), (sub, None)));
+        }
+        let event = match sub.next().await {
+            Next::Item(i) => Event::default().event(i.kind).data(&*i.data),
+            Next::Lagged(n) => Event::default()
+                .event("resync")
+                .data(serde_json::json!({ "missed": n }).to_string()),
+            Next::Closed => return None,
+        };
+        Some((Ok(event), (sub, None)))
+    });
+    let mut resp = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+/// The error code a message failed with, if it failed.
+fn error_code(m: &Message) -> Option<u32> {
+    if m.status != Some(mynah_wire::webhook::StatusKind::Failed) {
+        return None;
+    }
+    m.timeline
+        .iter()
+        .rev()
+        .find(|e| e.event == "failed")
+        .and_then(|e| e.detail.as_deref())
+        .and_then(|d| d.split(' ').next())
+        .and_then(|c| c.parse().ok())
+        .or(m.fate.as_ref().map(|(c, _)| *c))
+}
+
+/// A JSON body's bytes, unparsed, for the routes that answer as the platform does (template
+/// creation and edits): its errors carry the platform's code 100, as the rest of their checks.
+async fn platform_json(sb: &Sandbox, req: Request) -> Result<bytes::Bytes, ApiError> {
+    if !is_json(req.headers()) {
+        return Err(ApiError::invalid_param(
+            "The request body must be JSON: send the header Content-Type: application/json.",
+        )
+        .with_http(415));
+    }
+    let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
+        .await
+        .map_err(|e| ApiError::invalid_param(e).with_http(413))?;
+    super::check_utf8(&bytes).map_err(ApiError::invalid_param)?;
+    Ok(bytes)
+}
+
+/// A JSON body that may be left out (then every field takes its default); one that is there
+/// must say it is JSON.
+async fn optional_body<T: DeserializeOwned + Default>(
+    sb: &Sandbox,
+    req: Request,
+) -> Result<T, ApiError> {
+    let json = is_json(req.headers());
+    let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
+        .await
+        .map_err(|e| bad(e).with_http(413))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    if !json {
+        return Err(bad("send JSON with Content-Type: application/json").with_http(415));
+    }
+    super::check_utf8(&bytes).map_err(bad)?;
+    parse(&bytes)
+}
+
+/// One page of `GET /_mynah/messages`: oldest first; `next` is the `before` of the page before
+/// it, when there may be one.
+#[derive(serde::Serialize)]
+struct Page<'a> {
+    messages: Vec<&'a Message>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// Body of `POST /_mynah/users/{wa_id}/report`.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct Report {
+    phone_number_id: Option<String>,
+}
+
+/// Body of `POST /_mynah/webhooks/receivers/pause` and `/resume`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiverUrl {
+    url: String,
+}
+
+/// Query of `POST /_mynah/templates`.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct WabaQuery {
+    waba_id: Option<String>,
 }
 
 /// Why a message ended (or stands) as it does: the rules it met, with their figures, and its
@@ -551,7 +838,13 @@ struct MessageQuery {
     status: Option<String>,
     #[serde(rename = "type")]
     kind: Option<String>,
+    /// Template name (or id).
+    template: Option<String>,
+    /// The error code it failed with.
+    error_code: Option<u32>,
     limit: Option<usize>,
+    /// Paging cursor: the `next` of the previous page.
+    before: Option<String>,
 }
 
 impl MessageQuery {
@@ -580,6 +873,7 @@ struct WaitQuery {
     message_type: Option<String>,
     delivered: Option<bool>,
     after_seq: Option<u64>,
+    before_seq: Option<u64>,
     url: Option<String>,
     count: Option<usize>,
     timeout_ms: Option<u64>,
@@ -597,6 +891,7 @@ impl WaitQuery {
             message_type: self.message_type.clone(),
             delivered: self.delivered.or(default_delivered),
             after_seq: self.after_seq,
+            before_seq: self.before_seq,
             url: self.url.clone(),
         }
     }
@@ -681,7 +976,6 @@ fn user_view<'a>(world: &crate::engine::World, user: &'a crate::model::User) -> 
 enum Listing<T> {
     faults(T),
     magic(T),
-    messages(T),
     templates(T),
     users(T),
     numbers(T),

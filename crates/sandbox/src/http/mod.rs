@@ -5,6 +5,7 @@
 pub mod control;
 pub mod endpoint;
 pub mod platform;
+pub mod ui;
 
 use crate::model::Dialect;
 use crate::sandbox::Sandbox;
@@ -28,7 +29,20 @@ async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
     if req.uri().path() == "/metrics" && req.method() == axum::http::Method::GET {
         return metrics(&sb);
     }
-    let resp = if req.uri().path().starts_with("/_mynah") {
+    let path = req.uri().path();
+    if ui::is_console(path) {
+        return ui::handle(&sb, &req);
+    }
+    // A browser at the root goes to the console; a platform client (with its credential) gets
+    // the platform's answer for an empty media id, as before.
+    if path == "/"
+        && req.method() == axum::http::Method::GET
+        && !req.headers().contains_key("d360-api-key")
+        && !req.headers().contains_key(header::AUTHORIZATION)
+    {
+        return ui::redirect_root();
+    }
+    let resp = if path.starts_with("/_mynah") {
         let resp = control::handle(sb.clone(), req).await;
         sb.metrics
             .request("control", "mynah", resp.status().as_u16());
