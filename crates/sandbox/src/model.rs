@@ -419,6 +419,46 @@ pub struct TimelineEntry {
 }
 
 impl Message {
+    /// An inbound message from `wa_id` to `phone_number_id`, as the webhook carried it (`body`),
+    /// with an empty timeline.
+    pub fn inbound(
+        id: String,
+        phone_number_id: String,
+        wa_id: String,
+        kind: String,
+        body: &impl Serialize,
+        now: Millis,
+    ) -> Message {
+        Message {
+            id,
+            direction: Direction::Inbound,
+            phone_number_id,
+            wa_id,
+            recipient: None,
+            kind,
+            dialect: Dialect::Cloud,
+            graph_version: 0,
+            created_at: now,
+            body: RawBody(Bytes::from(serde_json::to_vec(body).unwrap_or_default())),
+            reaction_to: None,
+            voice: false,
+            category: None,
+            template_id: None,
+            held: false,
+            counted: false,
+            reaction: None,
+            biz_opaque_callback_data: None,
+            pricing: None,
+            conversation: None,
+            show_conversation: false,
+            status: None,
+            next: None,
+            expires_at: None,
+            fate: None,
+            timeline: Vec::new(),
+        }
+    }
+
     /// Appends to the timeline.
     pub fn log(&mut self, at: Millis, event: &str, detail: Option<String>) {
         self.timeline.push(TimelineEntry {

@@ -19,10 +19,9 @@
 use super::{Effects, World, default_name, metadata, new_user};
 use crate::clock::{DAY, Millis, unix_seconds_string};
 use crate::config::{BsuidInTo, PortfolioConfig};
-use crate::model::{Direction, Message, RawBody, User};
+use crate::model::{Message, User};
 use crate::store::Kind;
 use crate::webhooks::{EventSummary, NewEvent};
-use bytes::Bytes;
 use mynah_wire::error::{ApiError, ErrorCode};
 use mynah_wire::message::{Recipient, SendMessage};
 use mynah_wire::webhook::{
@@ -553,36 +552,14 @@ impl World {
                 referral: None,
                 errors: None,
             };
-            let mut msg = Message {
-                id: wamid.clone(),
-                direction: Direction::Inbound,
-                phone_number_id: pnid.clone(),
-                wa_id: new.clone(),
-                recipient: None,
-                kind: "system".into(),
-                dialect: crate::model::Dialect::Cloud,
-                graph_version: 0,
-                created_at: now,
-                body: RawBody(Bytes::from(
-                    serde_json::to_vec(&inbound).unwrap_or_default(),
-                )),
-                reaction_to: None,
-                voice: false,
-                category: None,
-                template_id: None,
-                held: false,
-                counted: false,
-                reaction: None,
-                biz_opaque_callback_data: None,
-                pricing: None,
-                conversation: None,
-                show_conversation: false,
-                status: None,
-                next: None,
-                expires_at: None,
-                fate: None,
-                timeline: Vec::new(),
-            };
+            let mut msg = Message::inbound(
+                wamid.clone(),
+                pnid.clone(),
+                new.clone(),
+                "system".into(),
+                &inbound,
+                now,
+            );
             msg.log(
                 now,
                 "received",
