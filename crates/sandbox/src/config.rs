@@ -721,7 +721,14 @@ pub struct LimitsConfig {
     pub other_burst: Option<u32>,
     /// HTTP status of throttling answers (429; the 2026 Meta page says 400).
     pub throttle_status: u16,
-    /// Pending work (queued webhook events) above which requests get 503.
+    /// How far behind the webhook sender may fall, ms: while the oldest event waiting for a
+    /// receiver that is not paused has waited longer, `/messages` gets 503 (code 2) with
+    /// `Retry-After`, so a client faster than its receivers meets the signal after a few seconds
+    /// of backlog, not after a fixed number of events.
+    pub max_webhook_lag_ms: i64,
+    /// The last resort: pending work (webhook events queued, held or awaiting a retry, plus
+    /// journal writes not yet committed) above which `/messages` gets 503 whatever the lag
+    /// (a receiver that fails fast builds no lag but a pile of retries).
     pub max_pending: usize,
     /// Largest JSON body accepted, bytes (media uploads have their own limits: `[media]`).
     pub max_body_bytes: usize,
@@ -736,7 +743,8 @@ impl Default for LimitsConfig {
             other_per_second: None,
             other_burst: None,
             throttle_status: 429,
-            max_pending: 250_000,
+            max_webhook_lag_ms: 3_000,
+            max_pending: 100_000,
             max_body_bytes: 1024 * 1024,
         }
     }
@@ -767,6 +775,12 @@ impl LimitsConfig {
             self.throttle_status,
             400,
             599,
+        )?;
+        range(
+            &format!("{prefix}.max_webhook_lag_ms"),
+            self.max_webhook_lag_ms,
+            1,
+            crate::bounds::MAX_DURATION,
         )?;
         range(
             &format!("{prefix}.max_body_bytes"),

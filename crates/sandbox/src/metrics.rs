@@ -1,13 +1,14 @@
 //! The sandbox's metrics in the Prometheus text format (OpenMetrics flavour, which Prometheus
 //! reads): requests by route, dialect and status; webhook deliveries by outcome; messages held
-//! for quality assessment and the webhook backlog, read when scraped. Served on `GET /metrics`,
-//! local like the control API.
+//! for quality assessment, the webhook backlog and how far behind the sender is, read when
+//! scraped. Served on `GET /metrics`, local like the control API.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// A request's route, dialect and answer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +40,9 @@ pub struct Metrics {
     pub held_messages: Gauge,
     /// Webhook events queued, held or awaiting a retry, now.
     pub webhook_backlog: Gauge,
+    /// How far behind the webhook sender is, now: the age of the oldest event waiting for a
+    /// receiver that is not paused, seconds.
+    pub webhook_lag_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -68,8 +72,15 @@ impl Metrics {
             "Webhook events queued, held or awaiting a retry",
             webhook_backlog.clone(),
         );
+        let webhook_lag_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "webhook_lag_seconds",
+            "Age of the oldest webhook event waiting for a receiver that is not paused",
+            webhook_lag_seconds.clone(),
+        );
         Metrics {
             registry,
+            webhook_lag_seconds,
             requests,
             webhooks,
             held_messages,

@@ -191,7 +191,7 @@ impl Sandbox {
             }
             match kind {
                 Kind::Message => {
-                    if let Some(m) = world.messages.get(id) {
+                    if let Some(m) = world.messages.get(id.as_str()) {
                         items.push((
                             "message",
                             serde_json::json!({
@@ -325,6 +325,16 @@ impl Sandbox {
         }
         let patience =
             std::time::Duration::from_millis(self.config.webhooks.timeout_ms.saturating_add(500));
+        // Events queued inside the jump count as queued at its end; also if this advance is
+        // given up half-way (its request dropped).
+        struct Advancing<'a>(&'a crate::webhooks::Hub);
+        impl Drop for Advancing<'_> {
+            fn drop(&mut self) {
+                self.0.set_advancing(None);
+            }
+        }
+        self.hub.set_advancing(Some(target));
+        let _advancing = Advancing(&self.hub);
         loop {
             while let Some((due, timer)) = self.sched.pop_due(target) {
                 self.clock.set(due);
@@ -387,6 +397,11 @@ impl Sandbox {
     pub fn set_rules(&self, rules: crate::config::RulesConfig) {
         self.limits.set_rules(&rules);
         self.world().set_rules(rules);
+    }
+
+    /// How far behind the webhook sender is now, ms (see [`crate::webhooks::Hub::lag_ms`]).
+    pub fn webhook_lag_ms(&self) -> Millis {
+        self.hub.lag_ms(self.clock.now())
     }
 
     /// Work waiting: webhook events not yet delivered plus journal writes not yet committed.

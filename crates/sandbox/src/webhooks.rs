@@ -29,7 +29,7 @@ use mynah_wire::webhook::{
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -58,6 +58,10 @@ pub struct Event {
     /// `webhooks.subscribers`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subscriber: Option<usize>,
+    /// Sandbox time it joined its receiver's queue (after any chaos hold): the webhook lag is
+    /// measured from the oldest of these.
+    #[serde(skip)]
+    pub queued_at: Millis,
 }
 
 /// What an event is about, for the control API's filters.
@@ -522,6 +526,10 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     pending: AtomicUsize,
+    /// While the manual clock advances: its target. An event queued inside the jump counts as
+    /// queued at its end (the sender had no time to send it within the jump), so the lag is
+    /// never an artefact of the jump. `Millis::MIN` otherwise.
+    queue_floor: AtomicI64,
     cfg: WebhookConfig,
     /// The always-on receivers of `webhooks.subscribers`, in order.
     subscribers: Vec<Arc<Target>>,
@@ -599,6 +607,7 @@ impl Hub {
                 paused: HashSet::new(),
             }),
             pending: AtomicUsize::new(0),
+            queue_floor: AtomicI64::new(Millis::MIN),
             cfg,
             subscribers,
             app_secret,
@@ -625,6 +634,50 @@ impl Hub {
     /// Events queued, held or awaiting a retry (each receiver's copy counts).
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::Relaxed)
+    }
+
+    /// The manual clock is moving to `target` (`Some`), or has arrived (`None`): see
+    /// `queue_floor`.
+    pub fn set_advancing(&self, target: Option<Millis>) {
+        self.queue_floor
+            .store(target.unwrap_or(Millis::MIN), Ordering::Relaxed);
+    }
+
+    /// How far behind the sender is at `now`, ms: the age of the oldest event waiting in the
+    /// queue of a receiver that is not paused; 0 when nothing waits. Events held by chaos and
+    /// retries do not count: they wait on purpose (a receiver that fails builds retries, which
+    /// `limits.max_pending` bounds).
+    pub fn lag_ms(&self, now: Millis) -> Millis {
+        let st = self.lock();
+        let mut oldest: Option<Millis> = None;
+        for (pnid, lanes) in &st.queues {
+            let lanes = std::iter::once((None, &lanes.own)).chain(
+                lanes
+                    .subscribers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, q)| (Some(i), q)),
+            );
+            for (subscriber, q) in lanes {
+                let Some(since) = q.ready.front().map(|e| e.queued_at) else {
+                    continue;
+                };
+                if oldest.is_some_and(|o| o <= since) {
+                    continue;
+                }
+                if !st.paused.is_empty() {
+                    let url = match subscriber {
+                        None => st.targets.get(pnid).map(|t| t.raw.as_str()),
+                        Some(i) => self.subscribers.get(i).map(|t| t.raw.as_str()),
+                    };
+                    if url.is_some_and(|u| st.paused.contains(u)) {
+                        continue;
+                    }
+                }
+                oldest = Some(since);
+            }
+        }
+        oldest.map_or(0, |o| now.saturating_sub(o).max(0))
     }
 
     /// The URL of a subscriber.
@@ -678,6 +731,7 @@ impl Hub {
                     continue;
                 };
                 stored.event.key_hash = key_hash(&stored.event.key);
+                stored.event.queued_at = now;
                 st.next_event = st.next_event.max(stored.event.id + 1);
                 if let Some((did, ..)) = stored.retry {
                     st.next_delivery = st.next_delivery.max(did + 1);
@@ -888,6 +942,7 @@ impl Hub {
                         change,
                         summary: Arc::new(summary),
                         subscriber,
+                        queued_at: now.max(self.queue_floor.load(Ordering::Relaxed)),
                     };
                     if persist
                         && let Ok(json) = serde_json::to_string(&StoredEvent {
@@ -947,9 +1002,13 @@ impl Hub {
     pub fn on_event_ready(self: &Arc<Self>, id: u64) -> Vec<u64> {
         let pnid = {
             let mut st = self.lock();
-            let Some(event) = st.held.remove(&id) else {
+            let Some(mut event) = st.held.remove(&id) else {
                 return Vec::new();
             };
+            event.queued_at = self
+                .clock
+                .now()
+                .max(self.queue_floor.load(Ordering::Relaxed));
             let pnid = event.phone_number_id.clone();
             let sub = event.subscriber;
             st.queues

@@ -125,6 +125,8 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             "clock": if sb.clock.is_manual() { "manual" } else { "system" },
             "now": sb.clock.now(),
             "pending_webhooks": sb.hub.pending(),
+            "webhook_lag_ms": sb.webhook_lag_ms(),
+            "max_webhook_lag_ms": sb.config.limits.max_webhook_lag_ms,
         }))),
         (Method::POST, ["reset"]) => {
             // No body, an empty one, or `{"keep_clock": true}`.
@@ -231,7 +233,7 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
             let world = sb.world();
             let m = world
                 .messages
-                .get(&id)
+                .get(id.as_str())
                 .ok_or_else(|| not_found("message vanished"))?;
             Ok(json(m))
         }
@@ -749,7 +751,7 @@ fn explain(m: &Message) -> serde_json::Value {
         .iter()
         .rev()
         .find(|e| e.event == "failed")
-        .and_then(|e| e.detail.clone());
+        .and_then(|e| e.detail.as_deref().map(str::to_string));
     let fate = match (m.status, &m.next) {
         _ if dropped => {
             "dropped: undelivered when its time-to-live ended (no webhook on the Cloud API)"
@@ -854,7 +856,10 @@ impl MessageQuery {
             .is_none_or(|p| *p == m.phone_number_id)
             && self.wa_id.as_ref().is_none_or(|w| *w == m.wa_id)
             && self.direction.is_none_or(|d| d == m.direction)
-            && self.kind.as_ref().is_none_or(|k| *k == m.kind)
+            && self
+                .kind
+                .as_ref()
+                .is_none_or(|k| k.as_str() == m.kind.as_str())
             && self
                 .status
                 .as_ref()

@@ -69,6 +69,9 @@ fn metrics(sb: &Sandbox) -> Response {
     sb.metrics
         .webhook_backlog
         .set(i64::try_from(sb.hub.pending()).unwrap_or(i64::MAX));
+    sb.metrics
+        .webhook_lag_seconds
+        .set(sb.webhook_lag_ms() as f64 / 1_000.0);
     match sb.metrics.render() {
         Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => (

@@ -51,27 +51,36 @@ pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
     let result = async {
         let (number, credential, via) = authenticate(&sb, &parts, &parsed)?;
         dialect = via;
-        let bucket = if matches!(parsed.endpoint, Endpoint::Messages { .. } | Endpoint::MarketingMessages { .. }) { Bucket::Messages } else { Bucket::Other };
+        let bucket = if matches!(
+            parsed.endpoint,
+            Endpoint::Messages { .. } | Endpoint::MarketingMessages { .. }
+        ) {
+            Bucket::Messages
+        } else {
+            Bucket::Other
+        };
         if let Err(wait) = sb.limits.check(bucket, &credential) {
-            let code = if bucket == Bucket::Messages { ErrorCode::RateLimitHit } else { ErrorCode::TooManyCalls };
+            let code = if bucket == Bucket::Messages {
+                ErrorCode::RateLimitHit
+            } else {
+                ErrorCode::TooManyCalls
+            };
             let err = ApiError::with_details(
                 code,
-                format!("Request rate limit for this {} exceeded; retry after the Retry-After header.", credential_name(via)),
+                format!(
+                    "Request rate limit for this {} exceeded; retry after the Retry-After header.",
+                    credential_name(via)
+                ),
             )
             .with_http(sb.config.limits.throttle_status);
             return Err((err, Some(wait)));
         }
-        if bucket == Bucket::Messages && sb.pending_work() > sb.config.limits.max_pending {
-            let err = ApiError::with_details(
-                ErrorCode::ApiService,
-                format!(
-                    "Concurrent rate limiting: more than {} events are pending; slow down until they drain.",
-                    sb.config.limits.max_pending
-                ),
-            );
-            return Err((err, Some(std::time::Duration::from_secs(1))));
+        if bucket == Bucket::Messages {
+            backpressure(&sb)?;
         }
-        route(&sb, parts, body, parsed.clone(), number, via).await.map_err(|r| (r.err, r.retry))
+        route(&sb, parts, body, parsed.clone(), number, via)
+            .await
+            .map_err(|r| (r.err, r.retry))
     }
     .await;
     let resp = match result {
@@ -97,6 +106,39 @@ pub async fn handle(sb: Arc<Sandbox>, req: Request) -> Response {
         resp.status().as_u16(),
     );
     resp
+}
+
+/// Concurrent rate limiting: 503 (code 2) with `Retry-After` while the webhook sender is more
+/// than `limits.max_webhook_lag_ms` behind, or, as a last resort, while more than
+/// `limits.max_pending` pieces of work wait.
+fn backpressure(sb: &Sandbox) -> Result<(), (ApiError, Option<std::time::Duration>)> {
+    let limits = &sb.config.limits;
+    let lag = sb.webhook_lag_ms();
+    if lag > limits.max_webhook_lag_ms {
+        let err = ApiError::with_details(
+            ErrorCode::ApiService,
+            format!(
+                "Concurrent rate limiting: webhooks are {:.1} s behind (more than {:.1} s); slow down until they catch up.",
+                lag as f64 / 1_000.0,
+                limits.max_webhook_lag_ms as f64 / 1_000.0
+            ),
+        );
+        // Come back once the excess could have drained at the receivers' pace (1 to 60 s).
+        let over = u64::try_from(lag - limits.max_webhook_lag_ms).unwrap_or(0);
+        let wait = std::time::Duration::from_millis(over.clamp(1_000, 60_000));
+        return Err((err, Some(wait)));
+    }
+    if sb.pending_work() > limits.max_pending {
+        let err = ApiError::with_details(
+            ErrorCode::ApiService,
+            format!(
+                "Concurrent rate limiting: more than {} events are pending; slow down until they drain.",
+                limits.max_pending
+            ),
+        );
+        return Err((err, Some(std::time::Duration::from_secs(1))));
+    }
+    Ok(())
 }
 
 fn credential_name(d: Dialect) -> &'static str {
@@ -394,8 +436,10 @@ async fn messages(
     };
     match request {
         ApiRequest::Send(send) => {
-            // The body was parsed and validated just above; it is kept as it came.
-            let raw = crate::model::RawBody(bytes.clone());
+            // The body was parsed and validated just above; it is kept as it came, in a buffer
+            // of its own (the request's bytes may share the connection's read buffer, which a
+            // retained message would otherwise keep alive).
+            let raw = crate::model::RawBody(bytes::Bytes::copy_from_slice(&bytes));
             let throttle = sb.config.limits.throttle_status;
             // The person the address names: every per-user limit applies to them.
             let target = sb.world().resolve(pnid, &send)?;
