@@ -75,7 +75,12 @@ pub struct Limits {
     numbers: Episodes,
     /// … of numbers' pair rate (131056), all users of a number together.
     pairs: Episodes,
+    /// Pair checks since idle entries were last dropped.
+    pair_checks: AtomicUsize,
 }
+
+/// Every this many pair checks, the entries of pairs whose bucket has refilled are dropped.
+const EVICT_EVERY: usize = 4_096;
 
 /// How long without a refusal ends a throttling episode, ms of sandbox time.
 const EPISODE_QUIET_MS: Millis = 1_000;
@@ -231,6 +236,7 @@ impl Limits {
             credentials: Episodes::new("credential", "request rate limit", true),
             numbers: Episodes::new("phone number", "throughput, 130429", false),
             pairs: Episodes::new("phone number", "pair rate limit, 131056", false),
+            pair_checks: AtomicUsize::new(0),
         };
         limits.set_rules(rules);
         limits
@@ -277,12 +283,36 @@ impl Limits {
         *self.throughput.write().unwrap_or_else(|e| e.into_inner()) = throughput;
     }
 
+    /// Drops the entries of every key whose bucket is full again on the sandbox clock (a key
+    /// idle past its window): they hold nothing a fresh entry would not. Runs by itself every
+    /// [`EVICT_EVERY`] pair checks.
+    pub fn evict_idle(&self) {
+        for l in [&self.messages, &self.other, &self.pair, &self.throughput] {
+            if let Some(l) = l.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                l.retain_recent();
+                l.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Entries kept by the pair-rate limiter (one per number and user seen within its window).
+    pub fn pair_entries(&self) -> usize {
+        self.pair
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, |l| l.len())
+    }
+
     /// The pair-rate check for a number and a user; the key is built only when the rule is on.
     pub fn check_pair(&self, pnid: &str, wa_id: &str) -> Result<(), Duration> {
         let guard = self.pair.read().unwrap_or_else(|e| e.into_inner());
         let Some(limiter) = guard.as_ref() else {
             return Ok(());
         };
+        if self.pair_checks.fetch_add(1, Ordering::Relaxed) % EVICT_EVERY == EVICT_EVERY - 1 {
+            limiter.retain_recent();
+        }
         let key = format!("{pnid}:{wa_id}");
         let result = limiter.check_key(&key).map_err(|not_until| {
             use governor::clock::Clock as _;
@@ -321,6 +351,40 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_pairs_are_dropped_once_their_bucket_refilled() {
+        let clock = Arc::new(Clock::manual(1_000_000));
+        let mut rules = RulesConfig::off();
+        rules.pair_rate = Some(crate::config::PairRate {
+            every_ms: 6_000,
+            burst: 1,
+        });
+        let l = Limits::new(&LimitsConfig::default(), &rules, clock.clone());
+        for u in 0..100 {
+            assert!(l.check_pair("pn", &format!("user{u}")).is_ok());
+        }
+        assert_eq!(l.pair_entries(), 100);
+        // Within the window the entries hold state (the next send would wait): kept.
+        clock.set(1_003_000);
+        l.evict_idle();
+        assert_eq!(l.pair_entries(), 100);
+        assert!(l.check_pair("pn", "user1").is_err());
+        // Well past it (governor keeps a key until it is indistinguishable from a fresh one,
+        // one emission interval after its bucket refilled), the entries go, and the rule still
+        // holds.
+        clock.set(1_020_000);
+        l.evict_idle();
+        assert_eq!(l.pair_entries(), 0);
+        assert!(l.check_pair("pn", "user1").is_ok());
+        assert!(l.check_pair("pn", "user1").is_err());
+        // It also happens by itself, every few thousand checks.
+        clock.set(1_040_000);
+        for u in 0..EVICT_EVERY {
+            let _ = l.check_pair("pn2", &format!("u{}", u % 10));
+        }
+        assert!(l.pair_entries() <= 10, "{}", l.pair_entries());
+    }
 
     #[test]
     fn burst_then_rate_on_the_manual_clock() {
