@@ -7,6 +7,7 @@ use bytes::Bytes;
 use mynah_wire::webhook::{Pricing, StatusKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A WhatsApp Business Account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -298,8 +299,8 @@ pub enum Step {
 /// A message, inbound or outbound, with its status timeline.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Message {
-    /// The wamid.
-    pub id: String,
+    /// The wamid (shared with the key that finds the message).
+    pub id: Arc<str>,
     /// Direction.
     pub direction: Direction,
     /// Business number.
@@ -309,10 +310,10 @@ pub struct Message {
     /// The business-scoped user id (or parent id) the message was addressed to; `None`: the
     /// phone number (outbound) or the user (inbound).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recipient: Option<String>,
+    pub recipient: Option<Box<str>>,
     /// Message type (`text`, `template`, …).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: Name,
     /// Dialect it came through (outbound).
     pub dialect: Dialect,
     /// Graph major version it came through (decides payload details).
@@ -323,16 +324,16 @@ pub struct Message {
     pub body: RawBody,
     /// For reactions: the message reacted to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reaction_to: Option<String>,
+    pub reaction_to: Option<Box<str>>,
     /// A voice note (audio with `voice: true`): gets `played` after `read`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub voice: bool,
     /// Template category, lower case (outbound templates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
+    pub category: Option<Box<str>>,
     /// The template's id (outbound templates).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template_id: Option<String>,
+    pub template_id: Option<Box<str>>,
     /// Held for quality assessment (template pacing): waits for a verdict.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub held: bool,
@@ -344,10 +345,10 @@ pub struct Message {
     pub reaction: Option<Reaction>,
     /// Echoed in every status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub biz_opaque_callback_data: Option<String>,
+    pub biz_opaque_callback_data: Option<Box<str>>,
     /// Pricing decided at acceptance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pricing: Option<Pricing>,
+    pub pricing: Option<PricingRef>,
     /// Conversation (id, expiry, origin) decided at acceptance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation: Option<ConversationRef>,
@@ -366,7 +367,7 @@ pub struct Message {
     /// A rule decided at acceptance that it fails (reported in a `failed` webhook): code and
     /// details.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fate: Option<(u32, String)>,
+    pub fate: Option<(u32, Box<str>)>,
     /// Every state change, in order.
     pub timeline: Vec<TimelineEntry>,
 }
@@ -403,19 +404,115 @@ pub struct ConversationRef {
     /// Expiry.
     pub expires_at: Millis,
     /// Origin type.
-    pub origin: String,
+    pub origin: Name,
 }
 
-/// One entry of a message's timeline.
+/// A message's pricing as it keeps it: the platform's terms as shared names (the webhook's
+/// [`Pricing`] is built from it when a status goes out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricingRef {
+    /// Whether the message is charged.
+    pub billable: bool,
+    /// `PMP`.
+    pub pricing_model: Name,
+    /// `regular`, `free_customer_service`, `free_entry_point`.
+    #[serde(rename = "type")]
+    pub kind: Name,
+    /// `marketing`, `utility`, `authentication`, `service` …
+    pub category: Name,
+}
+
+impl From<&Pricing> for PricingRef {
+    fn from(p: &Pricing) -> PricingRef {
+        PricingRef {
+            billable: p.billable,
+            pricing_model: Name::intern(&p.pricing_model),
+            kind: Name::intern(&p.kind),
+            category: Name::intern(&p.category),
+        }
+    }
+}
+
+impl From<&PricingRef> for Pricing {
+    fn from(p: &PricingRef) -> Pricing {
+        Pricing {
+            billable: p.billable,
+            pricing_model: p.pricing_model.to_string(),
+            kind: p.kind.to_string(),
+            category: p.category.to_string(),
+        }
+    }
+}
+
+/// One entry of a message's timeline: 40 bytes, and a heap allocation only for a detail (the
+/// event's name is one of the code's own, shared).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     /// When.
     pub at: Millis,
     /// What (`accepted`, `sent`, `delivered`, `read`, `failed`, `received`, `webhook_queued` …).
-    pub event: String,
+    pub event: Name,
     /// Why, or with which figures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub detail: Option<Box<str>>,
+}
+
+/// A short name from a small set (timeline events, pricing terms, conversation origins, template
+/// categories): shared, so a message holds a pointer rather than a copy. A name the code does not
+/// spell itself (read back from the journal, a template's category) is kept once for the process
+/// and shared from then on (such names are few).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Name(&'static str);
+
+impl Name {
+    /// The name.
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+
+    /// The name for `s`, shared with every other use of it.
+    pub fn intern(s: &str) -> Name {
+        static KNOWN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+        let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = known.iter().find(|k| **k == s) {
+            return Name(k);
+        }
+        let leaked: &'static str = Box::leak(s.to_string().into_boxed_str());
+        known.push(leaked);
+        Name(leaked)
+    }
+}
+
+impl From<&'static str> for Name {
+    fn from(s: &'static str) -> Name {
+        Name(s)
+    }
+}
+
+impl PartialEq<&str> for Name {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
+        let s: std::borrow::Cow<'de, str> = Deserialize::deserialize(d)?;
+        Ok(Name::intern(&s))
+    }
 }
 
 impl Message {
@@ -430,12 +527,12 @@ impl Message {
         now: Millis,
     ) -> Message {
         Message {
-            id,
+            id: id.into(),
             direction: Direction::Inbound,
             phone_number_id,
             wa_id,
             recipient: None,
-            kind,
+            kind: Name::intern(&kind),
             dialect: Dialect::Cloud,
             graph_version: 0,
             created_at: now,
@@ -460,11 +557,11 @@ impl Message {
     }
 
     /// Appends to the timeline.
-    pub fn log(&mut self, at: Millis, event: &str, detail: Option<String>) {
+    pub fn log(&mut self, at: Millis, event: &'static str, detail: Option<String>) {
         self.timeline.push(TimelineEntry {
             at,
-            event: event.to_string(),
-            detail,
+            event: Name(event),
+            detail: detail.map(String::into_boxed_str),
         });
     }
 }
@@ -492,4 +589,34 @@ pub struct Media {
     /// The bytes (journalled separately).
     #[serde(skip)]
     pub bytes: Bytes,
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// What a message holds inline (the retained-message budget of 1 KiB, counted whole by
+    /// `tests/message_memory.rs`, starts here).
+    #[test]
+    fn a_message_and_its_timeline_entries_stay_small() {
+        assert!(
+            std::mem::size_of::<Message>() <= 400,
+            "{}",
+            std::mem::size_of::<Message>()
+        );
+        assert_eq!(std::mem::size_of::<TimelineEntry>(), 40);
+        assert_eq!(std::mem::size_of::<Name>(), 16);
+    }
+
+    #[test]
+    fn names_read_back_are_shared_and_serialise_as_strings() {
+        let a: Name = serde_json::from_str("\"a_name_of_the_journal\"").unwrap();
+        let b = Name::intern("a_name_of_the_journal");
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            "\"a_name_of_the_journal\""
+        );
+        assert_eq!(Name::from("sent"), "sent");
+    }
 }

@@ -566,8 +566,7 @@ impl World {
                 Some(format!("user_changed_user_id: {wa_id} → {new}")),
             );
             fx.put(Kind::Message, &wamid, &msg);
-            self.order.push_back(wamid.clone());
-            self.messages.insert(wamid.clone(), msg);
+            self.keep(msg, false);
             let value = MessagesValue {
                 messaging_product: "whatsapp".into(),
                 metadata: metadata(&number),

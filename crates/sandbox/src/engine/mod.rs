@@ -9,8 +9,8 @@ use crate::clock::{DAY, Millis, unix_seconds_string};
 use crate::config::{Behaviour, Config, Latency};
 use crate::ids::Ids;
 use crate::model::{
-    Account, ConversationRef, Dialect, Direction, Media, Message, Number, RawBody, Reaction, Step,
-    User, WebhookTarget,
+    Account, ConversationRef, Dialect, Direction, Media, Message, Name, Number, PricingRef,
+    RawBody, Reaction, Step, User, WebhookTarget,
 };
 use crate::scheduler::Timer;
 use crate::store::{Kind, Snapshot, Write};
@@ -224,9 +224,10 @@ pub struct World {
     keys: HashMap<String, String>,
     /// Users by `wa_id`.
     pub users: HashMap<String, User>,
-    /// Messages by wamid.
-    pub messages: HashMap<String, Message>,
-    order: VecDeque<String>,
+    /// Messages by wamid (boxed: the table's spare slots cost a pointer each, not a message).
+    pub messages: MessageMap,
+    /// Wamids in arrival order (each shares its allocation with its key in `messages`).
+    order: VecDeque<Arc<str>>,
     /// Listeners of the live feed: while there are any, effects note what they changed.
     watch: Arc<AtomicUsize>,
     /// Messages of each user, as positions in `order` (`order_base` is that of `order[0]`), in
@@ -263,6 +264,9 @@ pub struct World {
     /// (portfolio, BSUID or parent id) → the user's phone number.
     by_user_id: HashMap<(String, String), String>,
 }
+
+/// Messages by wamid.
+pub type MessageMap = HashMap<Arc<str>, Box<Message>>;
 
 mod identity;
 mod pacing;
@@ -398,10 +402,10 @@ impl World {
                 order.push_back((m.created_at, m.wa_id.clone()));
             }
             if let Some((_, due)) = m.next {
-                fx.timers.push((due.max(now), Timer::Message(m.id.clone())));
+                fx.timers
+                    .push((due.max(now), Timer::Message(m.id.to_string())));
             }
-            w.push_order(&m);
-            w.messages.insert(m.id.clone(), m);
+            w.keep(m, true);
         }
         for (_, json) in snapshot.take(Kind::Media) {
             if let Ok(mut m) = serde_json::from_str::<Media>(&json) {
@@ -495,21 +499,24 @@ impl World {
         self.watch = listeners;
     }
 
-    /// Appends a message to the arrival order (and to its user's index, once there is one).
-    fn push_order(&mut self, m: &Message) {
+    /// Keeps a new message: appends it to the arrival order (and, with `index`, to its user's
+    /// index, once there is one).
+    fn keep(&mut self, m: Message, index: bool) {
+        let id = m.id.clone();
         let pos = self.order_base + self.order.len() as u64;
-        self.order.push_back(m.id.clone());
-        if let Some(index) = &mut self.by_user {
-            index_push(index, &m.wa_id, pos);
+        self.order.push_back(id.clone());
+        if index && let Some(by_user) = &mut self.by_user {
+            index_push(by_user, &m.wa_id, pos);
         }
+        self.messages.insert(id, Box::new(m));
     }
 
     /// Forgets the oldest message of the arrival order and the message itself; returns its id.
     fn pop_oldest(&mut self) -> Option<String> {
-        let id = self.order.pop_front()?;
+        let id = self.order.pop_front()?.to_string();
         let pos = self.order_base;
         self.order_base += 1;
-        let gone = self.messages.remove(&id);
+        let gone = self.messages.remove(id.as_str());
         if let (Some(index), Some(m)) = (&mut self.by_user, gone)
             && let Some(list) = index.get_mut(&m.wa_id)
         {
@@ -531,7 +538,7 @@ impl World {
         }
         let mut index = UserIndex::default();
         for (i, id) in self.order.iter().enumerate() {
-            if let Some(m) = self.messages.get(id) {
+            if let Some(m) = self.messages.get(&**id) {
                 index_push(&mut index, &m.wa_id, self.order_base + i as u64);
             }
         }
@@ -541,7 +548,10 @@ impl World {
     /// A message by its position in arrival order.
     fn at_position(&self, pos: u64) -> Option<&Message> {
         let i = usize::try_from(pos.checked_sub(self.order_base)?).ok()?;
-        self.order.get(i).and_then(|id| self.messages.get(id))
+        self.order
+            .get(i)
+            .and_then(|id| self.messages.get(&**id))
+            .map(|m| &**m)
     }
 
     /// A page of messages, newest first, with their positions in arrival order: those of `wa_id`
@@ -703,7 +713,9 @@ impl World {
 
     /// Messages in arrival order.
     pub fn messages_in_order(&self) -> impl DoubleEndedIterator<Item = &Message> {
-        self.order.iter().filter_map(|id| self.messages.get(id))
+        self.order
+            .iter()
+            .filter_map(|id| self.messages.get(&**id).map(|m| &**m))
     }
 
     fn note_rng(&mut self, fx: &mut Effects) {
@@ -980,13 +992,13 @@ impl World {
                 Some(ConversationRef {
                     id,
                     expires_at: expires,
-                    origin: origin.clone(),
+                    origin: Name::intern(&origin),
                 })
             }
             Some((_, id, expires)) => Some(ConversationRef {
                 id,
                 expires_at: expires,
-                origin: origin.clone(),
+                origin: Name::intern(&origin),
             }),
             None => None,
         };
@@ -994,28 +1006,32 @@ impl World {
             fx.put(Kind::User, &wa_id, u);
         }
         let mut msg = Message {
-            id: wamid.clone(),
+            id: wamid.as_str().into(),
             direction: Direction::Outbound,
             phone_number_id: pnid.to_string(),
             wa_id: wa_id.clone(),
-            recipient: by_user.as_ref().map(|u| u.to_string()),
-            kind: req.content.message_type().as_str().to_string(),
+            recipient: by_user.as_ref().map(|u| u.to_string().into()),
+            kind: Name::intern(req.content.message_type().as_str()),
             dialect,
             graph_version,
             created_at: now,
             body: raw,
             reaction_to: match &req.content {
-                Content::Reaction(r) => Some(r.message_id.clone()),
+                Content::Reaction(r) => Some(r.message_id.as_str().into()),
                 _ => None,
             },
             voice: matches!(&req.content, Content::Audio(m) if m.voice),
-            category,
-            template_id: template_id.clone(),
+            category: category.map(String::into_boxed_str),
+            template_id: template_id.as_deref().map(Box::from),
             held,
             counted,
             reaction: None,
-            biz_opaque_callback_data: req.biz_opaque_callback_data.clone(),
-            pricing: if fate.is_some() { None } else { Some(pricing) },
+            biz_opaque_callback_data: req.biz_opaque_callback_data.as_deref().map(Box::from),
+            pricing: if fate.is_some() {
+                None
+            } else {
+                Some(PricingRef::from(&pricing))
+            },
             conversation,
             show_conversation,
             status: None,
@@ -1027,7 +1043,7 @@ impl World {
                 .then_some(now + ttl_seconds.max(1) * 1_000),
             fate: fate
                 .as_ref()
-                .map(|e| (e.code.code(), e.details.to_string())),
+                .map(|e| (e.code.code(), e.details.as_ref().into())),
             timeline: Vec::with_capacity(4),
         };
         for check in checks {
@@ -1074,8 +1090,7 @@ impl World {
             fx.timers
                 .push((now + sent_latency, Timer::Message(wamid.clone())));
         }
-        self.push_order(&msg);
-        self.messages.insert(wamid.clone(), msg);
+        self.keep(msg, true);
         if held && let Some(id) = &template_id {
             self.judge_pacing(id, now, &mut fx);
         }
@@ -1119,12 +1134,12 @@ impl World {
             "The business-scoped user id {id} was sent in to, which takes phone numbers: it was read as the phone number {read_as}, which is not a WhatsApp user. Send it in recipient."
         );
         let mut msg = Message {
-            id: wamid.clone(),
+            id: wamid.as_str().into(),
             direction: Direction::Outbound,
             phone_number_id: pnid.to_string(),
             wa_id: read_as.to_string(),
             recipient: None,
-            kind: req.content.message_type().as_str().to_string(),
+            kind: Name::intern(req.content.message_type().as_str()),
             dialect: via.dialect,
             graph_version: via.graph_version,
             created_at: now,
@@ -1136,14 +1151,14 @@ impl World {
             held: false,
             counted: false,
             reaction: None,
-            biz_opaque_callback_data: req.biz_opaque_callback_data.clone(),
+            biz_opaque_callback_data: req.biz_opaque_callback_data.as_deref().map(Box::from),
             pricing: None,
             conversation: None,
             show_conversation: false,
             status: None,
             next: Some((Step::Send, now + sent_latency)),
             expires_at: None,
-            fate: Some((ErrorCode::Undeliverable.code(), details.clone())),
+            fate: Some((ErrorCode::Undeliverable.code(), details.as_str().into())),
             timeline: Vec::with_capacity(3),
         };
         msg.log(
@@ -1165,8 +1180,7 @@ impl World {
         fx.put(Kind::Message, &wamid, &msg);
         fx.timers
             .push((now + sent_latency, Timer::Message(wamid.clone())));
-        self.order.push_back(wamid.clone());
-        self.messages.insert(wamid.clone(), msg);
+        self.keep(msg, false);
         self.evict(&mut fx);
         self.note_rng(&mut fx);
         let response = SendResponse::new(&req.to_input, read_as, &wamid, MessageStatus::Accepted);
@@ -1200,7 +1214,7 @@ impl World {
     fn fresh_wamid(&mut self, wa_id: &str) -> String {
         loop {
             let id = self.ids.wamid(wa_id);
-            if !self.messages.contains_key(&id) {
+            if !self.messages.contains_key(id.as_str()) {
                 return id;
             }
         }
@@ -1229,7 +1243,7 @@ impl World {
         let lat = self.cfg.latency.clone();
         // What the user's reaction causes (quality webhooks, pauses) follows the status itself.
         let mut after = self.fx();
-        let replies = |m: &HashMap<String, Message>| {
+        let replies = |m: &MessageMap| {
             behaviour.replies_with.is_some()
                 || m.get(wamid).and_then(|m| m.reaction) == Some(Reaction::Reply)
         };
@@ -1239,7 +1253,7 @@ impl World {
                     let fate = msg_fate.as_ref().map(|(code, details)| {
                         ApiError::with_details(
                             ErrorCode::from_code(*code).unwrap_or(ErrorCode::GenericError),
-                            details.clone(),
+                            details.to_string(),
                         )
                     });
                     if let Some(err) = fate {
@@ -1429,7 +1443,7 @@ impl World {
                 expiration_timestamp: (status == StatusKind::Sent)
                     .then(|| unix_seconds_string(c.expires_at)),
                 origin: Origin {
-                    kind: c.origin.clone(),
+                    kind: c.origin.to_string(),
                 },
             }),
             _ => None,
@@ -1479,15 +1493,19 @@ impl World {
             )])
         };
         let st = Status {
-            id: msg.id.clone(),
+            id: msg.id.to_string(),
             status,
             timestamp: unix_seconds_string(now),
             recipient_id: phone,
             recipient_user_id: user_id,
             recipient_parent_user_id: parent,
-            biz_opaque_callback_data: msg.biz_opaque_callback_data.clone(),
+            biz_opaque_callback_data: msg.biz_opaque_callback_data.as_deref().map(str::to_string),
             conversation,
-            pricing: if priced { msg.pricing.clone() } else { None },
+            pricing: if priced {
+                msg.pricing.as_ref().map(Pricing::from)
+            } else {
+                None
+            },
             errors: error.map(|e| {
                 if onprem {
                     // The On-Premises API reports its own codes (2061 for 132015, 470 for 131047 …).
@@ -1511,7 +1529,7 @@ impl World {
             own_only: false,
             phone_number_id: number.phone_number_id.clone(),
             waba_id: number.waba_id.clone(),
-            key: msg.id.clone(),
+            key: msg.id.to_string(),
             time: None,
             change: Change {
                 value: ChangeValue::Messages(Box::new(value)),
@@ -1519,7 +1537,7 @@ impl World {
             },
             summary: EventSummary {
                 field: "messages".into(),
-                wamid: Some(msg.id.clone()),
+                wamid: Some(msg.id.to_string()),
                 status: Some(status.as_str().to_string()),
                 wa_id: Some(msg.wa_id.clone()),
                 message_type: None,
@@ -1646,8 +1664,7 @@ impl World {
             Some("customer service window open for 24 hours".into()),
         );
         fx.put(Kind::Message, &wamid, &msg);
-        self.push_order(&msg);
-        self.messages.insert(wamid.clone(), msg);
+        self.keep(msg, true);
         self.evict(&mut fx);
         fx.events.push(NewEvent {
             own_only: false,
@@ -1701,14 +1718,14 @@ impl World {
                 && m.wa_id == wa_id
                 && m.status != Some(StatusKind::Read)
             {
-                ids.push(m.id.clone());
+                ids.push(m.id.to_string());
             }
-            if m.id == message_id {
+            if *m.id == *message_id {
                 break;
             }
         }
         for id in ids.iter().chain(std::iter::once(&message_id.to_string())) {
-            if let Some(m) = self.messages.get_mut(id) {
+            if let Some(m) = self.messages.get_mut(id.as_str()) {
                 if m.status != Some(StatusKind::Read) {
                     m.status = Some(StatusKind::Read);
                     m.log(now, "marked_read", None);
@@ -2032,11 +2049,11 @@ fn otp_template(def: &mynah_wire::template::TemplateDefinition) -> bool {
         })
 }
 
-fn msg_kind<'a>(messages: &'a HashMap<String, Message>, wamid: &str) -> &'a str {
+fn msg_kind<'a>(messages: &'a MessageMap, wamid: &str) -> &'a str {
     messages.get(wamid).map(|m| m.kind.as_str()).unwrap_or("")
 }
 
-fn is_voice(messages: &HashMap<String, Message>, wamid: &str) -> bool {
+fn is_voice(messages: &MessageMap, wamid: &str) -> bool {
     messages.get(wamid).is_some_and(|m| m.voice)
 }
 

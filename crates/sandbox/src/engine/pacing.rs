@@ -233,7 +233,7 @@ impl World {
         let latency = self.cfg.latency.sent;
         for wamid in round.held {
             let sent_in = self.draw(latency);
-            let Some(m) = self.messages.get_mut(&wamid) else {
+            let Some(m) = self.messages.get_mut(wamid.as_str()) else {
                 continue;
             };
             if !m.held {
@@ -267,7 +267,7 @@ impl World {
         };
         let err = ApiError::new(ErrorCode::TemplatePaused);
         for wamid in round.held {
-            let Some(m) = self.messages.get_mut(&wamid) else {
+            let Some(m) = self.messages.get_mut(wamid.as_str()) else {
                 continue;
             };
             if !m.held {
@@ -276,7 +276,7 @@ impl World {
             m.held = false;
             m.pricing = None;
             m.conversation = None;
-            m.fate = Some((err.code.code(), err.details.to_string()));
+            m.fate = Some((err.code.code(), err.details.as_ref().into()));
             m.next = Some((Step::Send, now));
             m.log(
                 now,

@@ -132,13 +132,13 @@ impl World {
                     && matches!(m.status, Some(StatusKind::Delivered | StatusKind::Read))
             })
             .first()
-            .map(|(_, m)| m.id.clone());
+            .map(|(_, m)| m.id.to_string());
         let user = self.user_entry_at(&wa_id, now, &mut fx);
         user.behaviour.blocks_business = true;
         let user = user.clone();
         fx.put(Kind::User, &wa_id, &user);
         let template = target.as_ref().and_then(|id| {
-            let m = self.messages.get_mut(id)?;
+            let m = self.messages.get_mut(&**id)?;
             if m.reaction.is_some() {
                 return None;
             }
