@@ -31,6 +31,9 @@ pub enum Timer {
     NumberReview(String),
 }
 
+/// A queue with room for more timers than this shrinks once it is mostly empty.
+const SHRINK_ABOVE: usize = 4_096;
+
 /// The timer queue.
 #[derive(Debug, Default)]
 pub struct Scheduler {
@@ -59,7 +62,13 @@ impl Scheduler {
         let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
         match heap.peek() {
             Some(Reverse((due, _, _))) if *due <= now => {
-                heap.pop().map(|Reverse((d, _, t))| (d, t))
+                let popped = heap.pop().map(|Reverse((d, _, t))| (d, t));
+                // After a burst, the queue gives its room back (in steps, not at every pop).
+                if heap.capacity() > SHRINK_ABOVE && heap.len() < heap.capacity() / 8 {
+                    let keep = heap.len() * 2;
+                    heap.shrink_to(keep);
+                }
+                popped
             }
             _ => None,
         }

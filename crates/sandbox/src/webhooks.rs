@@ -290,6 +290,9 @@ impl Lanes {
 
 type FastSet = HashSet<u64, foldhash::fast::FixedState>;
 
+/// A receiver's queue with room for more events than this shrinks once it is mostly empty.
+const SHRINK_ABOVE: usize = 4_096;
+
 fn key_hash(key: &str) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::default().hash_one(key)
@@ -1335,6 +1338,11 @@ impl Hub {
                 q.in_flight = q.in_flight.saturating_sub(1);
                 for e in &d.events {
                     q.busy.remove(&e.key_hash);
+                }
+                // A backlog drained: its queue gives the room back.
+                if q.ready.capacity() > SHRINK_ABOVE && q.ready.len() < q.ready.capacity() / 8 {
+                    let keep = q.ready.len() * 2;
+                    q.ready.shrink_to(keep);
                 }
             }
             if retry {
