@@ -3,9 +3,12 @@
 //! Starts an in-memory sandbox on a loopback port (request limits off, lifecycle latencies
 //! shortened) and a local webhook receiver, then sends text messages over keep-alive connections
 //! for a fixed time, and reports accepted messages per second, latency percentiles, and webhook
-//! events received. `--url` benchmarks a sandbox that is already running instead: its 429 and
-//! 503 answers are counted apart and obeyed (each connection waits as `Retry-After` says, or a
-//! short backoff, then goes on); other errors are counted, and a lost connection is reopened.
+//! events received, and peak memory. `--url` benchmarks a sandbox that is already running instead.
+//! Either way 429 and 503 answers are counted apart and obeyed (each connection waits as
+//! `Retry-After` says, or a short backoff, then goes on): the in-process sandbox keeps its
+//! default backpressure, so a load faster than the webhook receiver meets 503 once the webhooks
+//! fall `limits.max_webhook_lag_ms` behind. Other errors are counted, and a lost connection is
+//! reopened.
 
 use clap::Args;
 use mynah_sandbox::Sandbox;
@@ -46,6 +49,10 @@ pub struct BenchArgs {
     /// Recipients to spread messages over.
     #[arg(long, default_value_t = 10_000)]
     recipients: u64,
+    /// How far behind its webhooks the sandbox may fall before it answers 503, ms (the
+    /// sandbox's `limits.max_webhook_lag_ms`; its default unless given).
+    #[arg(long)]
+    max_webhook_lag_ms: Option<i64>,
 }
 
 #[derive(Default)]
@@ -160,7 +167,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
             tokio::spawn(self::receiver(receiver, received.clone(), shutdown.clone()));
             let mut cfg = Config::default();
             cfg.limits.profile = LimitProfile::Unlimited;
-            cfg.limits.max_pending = usize::MAX;
+            // Backpressure as configured by default (the webhook lag; the count as a last
+            // resort): a client faster than the receiver meets 503 and waits as told.
+            if let Some(lag) = args.max_webhook_lag_ms {
+                cfg.limits.max_webhook_lag_ms = lag;
+            }
             // The load is spread over many users at a rate no real number may send at.
             cfg.rules = mynah_sandbox::config::RulesConfig::off();
             cfg.webhooks.default_url = receiver_url;
@@ -320,17 +331,27 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         }));
     }
     let mut last = 0;
+    let mut peak_backlog = 0;
     for s in 1..=args.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = counts.sent.load(Ordering::Relaxed);
         let refused =
             counts.throttled.load(Ordering::Relaxed) + counts.unavailable.load(Ordering::Relaxed);
+        let backlog = sandbox.as_ref().map(|sb| {
+            let pending = sb.hub.pending();
+            peak_backlog = peak_backlog.max(pending);
+            format!(
+                " · backlog {pending} ({:.1} s behind)",
+                sb.webhook_lag_ms() as f64 / 1_000.0
+            )
+        });
         println!(
-            "  [{s:>3}/{}] {:>8} msg/s · {:>9} accepted · {:>9} webhook events{}",
+            "  [{s:>3}/{}] {:>8} msg/s · {:>9} accepted · {:>9} webhook events{}{}",
             args.duration,
             now - last,
             now,
             received.events.load(Ordering::Relaxed),
+            backlog.unwrap_or_default(),
             if refused > 0 {
                 format!(" · {refused} throttled")
             } else {
@@ -387,19 +408,19 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     if sandbox.is_some() {
         let events = received.events.load(Ordering::Relaxed);
         println!(
-            "webhooks  {events} events in {} POSTs; all delivered {:.1} s after the start = {:.0} events/s, {:.0} messages/s with their lifecycle",
+            "webhooks  {events} events in {} POSTs; all delivered {:.1} s after the start = {:.0} events/s, {:.0} messages/s with their lifecycle; backlog at most {peak_backlog} events (sampled each second)",
             received.posts.load(Ordering::Relaxed),
             total,
             events as f64 / total,
             accepted as f64 / total
         );
     }
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
-        && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM"))
-    {
+    if let Some(peak) = proc_status("VmHWM") {
+        // What is left once the load is over: memory the allocator gave back no longer counts.
+        tokio::time::sleep(Duration::from_secs(3)).await;
         println!(
-            "memory    peak {} (benchmark process: {})",
-            line.trim_start_matches("VmHWM:").trim(),
+            "memory    peak {peak}, {} 3 s after the webhooks drained (benchmark process: {})",
+            proc_status("VmRSS").unwrap_or_default(),
             if args.url.is_some() {
                 "the load generator only"
             } else {
@@ -409,4 +430,13 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     shutdown.cancel();
     Ok(())
+}
+
+/// A line of `/proc/self/status` (`VmHWM`: peak resident memory, `VmRSS`: resident now).
+fn proc_status(field: &str) -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.split(':').next() == Some(field))?;
+    Some(line[field.len() + 1..].trim().to_string())
 }
