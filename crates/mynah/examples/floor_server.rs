@@ -31,7 +31,7 @@ fn answer(body: &[u8]) -> Bytes {
         .and_then(|to| std::str::from_utf8(to).ok())
         .unwrap_or("0");
     Bytes::from(format!(
-        "{{\"messaging_product\":\"whatsapp\",\"contacts\":[{{\"input\":\"{to}\",\"wa_id\":\"{to}\"}}],\"messages\":[{{\"id\":\"wamid.HBgNNDkxNTEwMDAwMDAwMRUCABEYEjAwMDAwMDAwMDAwMDAwMDAwAA==\"}}]}}"
+        "{{\"messaging_product\":\"whatsapp\",\"contacts\":[{{\"input\":\"{to}\",\"wa_id\":\"{to}\"}}],\"messages\":[{{\"id\":\"wamid.HBgNNDkxNTEwMDAwMDAwMRUCABEYEDRDQjE3MTAzMzZGMzU4ODgA\",\"message_status\":\"accepted\"}}]}}"
     ))
 }
 

@@ -744,7 +744,7 @@ impl Default for LimitsConfig {
             other_burst: None,
             throttle_status: 429,
             max_webhook_lag_ms: 3_000,
-            max_pending: 100_000,
+            max_pending: 50_000,
             max_body_bytes: 1024 * 1024,
         }
     }
