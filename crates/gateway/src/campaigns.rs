@@ -901,11 +901,18 @@ async fn tick<S: Store + Clone>(
                 if let Some(s) = status.as_deref()
                     && !template_active(s)
                 {
-                    let counts = gw.store.campaign_counts(&c.id).await?;
-                    let dropped = counts.failed.get("132015").copied().unwrap_or(0);
+                    // Its messages the platform refused with 132015 — a pacing drop (the failed
+                    // webhook) or the answer to a send — wait parked with that code.
+                    let dropped = gw
+                        .store
+                        .campaign_recipients(&c.id, Some("queued".into()), 0, 1_000)
+                        .await?
+                        .iter()
+                        .filter(|r| r.error_code == Some(132015))
+                        .count();
                     let reason = if dropped > 0 {
                         format!(
-                            "{TEMPLATE_PAUSE}{} ({language}) is {}: {dropped} messages dropped by pacing (132015)",
+                            "{TEMPLATE_PAUSE}{} ({language}) is {}: {dropped} message(s) refused with 132015, parked until it is active",
                             spec.template.name,
                             s.to_ascii_uppercase()
                         )

@@ -497,3 +497,168 @@ async fn a_recipient_another_campaign_contacted_within_the_cap_is_skipped() {
     assert_eq!(c["counts"]["pending"], 1, "{c:#}");
     p.shutdown().await;
 }
+
+/// The recipients' rows of a campaign, by recipient.
+async fn rows_by_recipient(p: &Pair, id: &str) -> std::collections::HashMap<String, Value> {
+    let (s, r) = p.get(&format!("/v1/campaigns/{id}/recipients")).await;
+    assert_eq!(s, 200, "{r}");
+    r["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| (x["recipient"].as_str().unwrap().to_string(), x.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_132015_answer_pauses_the_campaign_at_once_and_a_sync_resumes_it() {
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg.rate = Some(mynah_gateway::ratelimit::NumberLimitConfig {
+        rate: 8.0,
+        burst: 1,
+        min_rate: 1.0,
+        ..cfg.rate()
+    });
+    let p = Pair::start(sandbox_config(), cfg).await;
+    // The platform answers the third send of the template with 132015 (no webhook says so).
+    let (s, b) = p
+        .control(
+            Method::POST,
+            "/faults",
+            &json!({ "match": { "template": "hello_world", "nth": 3 }, "action": { "code": 132015 } }),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let audience: Vec<Value> = (0..8)
+        .map(|i| json!({ "to": format!("49151750{i:05}") }))
+        .collect();
+    let (s, c) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "answered", "template": { "name": "hello_world", "language": "en_US" },
+                     "rate_share": 0.25, "audience": audience }),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{id}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let paused = until_campaign(&p, &id, "paused on the answer", |c| c["state"] == "paused").await;
+    let reason = paused["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("hello_world") && reason.contains("132015"),
+        "{paused:#}"
+    );
+    let released = paused["counts"]["released"].as_i64().unwrap();
+    assert!(released < 8, "{paused:#}");
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let (_, c) = p.get(&format!("/v1/campaigns/{id}")).await;
+        assert_eq!(c["counts"]["released"], released, "paused: {c:#}");
+        assert_eq!(c["state"], "paused");
+    }
+    // The template cache learns from the platform that it is approved: resumed, finished, and
+    // the answered message went too (parked, then sent).
+    let (s, b) = p.post("/v1/templates/sync", &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    let done = until_campaign(&p, &id, "all delivered", |c| {
+        c["state"] == "finished"
+            && c["counts"]["delivered"].as_i64().unwrap_or(0)
+                + c["counts"]["read"].as_i64().unwrap_or(0)
+                == 8
+    })
+    .await;
+    assert_eq!(done["counts"]["failed"], 0, "{done:#}");
+    p.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_out_recipients_are_not_retried_and_131049_is_retried_on_schedule_until_end_by() {
+    use mynah_gateway::clock::{Clock, HOUR};
+    use std::sync::Arc;
+    let mut sb = sandbox_config();
+    sb.rules.holdout = true;
+    let t0 = Clock::System.now();
+    let clock = Arc::new(Clock::manual(t0));
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    let p = Pair::start_with_clock(sb, cfg, clock.clone()).await;
+    let (limited, held_out, fine) = ("99900000131049", "99900000130472", "4915176000001");
+    let (s, c) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "limits", "template": { "name": "spring_sale", "language": "en_US" },
+                     "ttl_seconds": 172_800, "schedule": { "end_by": t0 + 30 * HOUR },
+                     "audience": [ { "to": limited }, { "to": held_out }, { "to": fine } ] }),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{id}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let c = until_campaign(&p, &id, "first round settled", |c| {
+        c["counts"]["failed_by_code"]["130472"] == 1
+            && c["counts"]["delivered"].as_i64().unwrap_or(0)
+                + c["counts"]["read"].as_i64().unwrap_or(0)
+                == 1
+            && c["counts"]["queued"] == 1
+    })
+    .await;
+    assert_eq!(
+        c["state"], "running",
+        "the 131049 retry is outstanding: {c:#}"
+    );
+    let rows = rows_by_recipient(&p, &id).await;
+    let limited_id = rows[limited]["message_id"].as_str().unwrap().to_string();
+    let held_id = rows[held_out]["message_id"].as_str().unwrap().to_string();
+    let m = p
+        .until(&limited_id, "backed off", |m| {
+            event_types(m).contains(&"marketing_backoff".to_string())
+        })
+        .await;
+    let backoff = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "marketing_backoff")
+        .cloned()
+        .unwrap();
+    assert_eq!(backoff["detail"]["retry_at"], t0 + 12 * HOUR, "{m:#}");
+    // Eleven hours on: nothing is due.
+    clock.advance(11 * HOUR);
+    p.gw.wake_dispatch.notify_one();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, m) = p.get(&format!("/v1/messages/{limited_id}")).await;
+    assert_eq!(
+        (m["state"].as_str(), m["attempts"].as_i64()),
+        (Some("queued"), Some(1)),
+        "{m:#}"
+    );
+    // Twelve: the second try, refused again; the next (24 h later) would pass end_by: failed.
+    clock.advance(HOUR);
+    p.gw.wake_dispatch.notify_one();
+    let m = p
+        .until(&limited_id, "failed after its second try", |m| {
+            m["state"] == "failed" && m["attempts"] == 2
+        })
+        .await;
+    assert_eq!(m["last_error"]["code"], 131049, "{m:#}");
+    // The held-out recipient was tried once and never again, however long the campaign runs.
+    clock.advance(12 * HOUR);
+    p.gw.wake_dispatch.notify_one();
+    let done = until_campaign(&p, &id, "finished", |c| c["state"] == "finished").await;
+    let (_, h) = p.get(&format!("/v1/messages/{held_id}")).await;
+    assert_eq!(
+        (h["state"].as_str(), h["attempts"].as_i64()),
+        (Some("failed"), Some(1)),
+        "{h:#}"
+    );
+    assert_eq!(done["counts"]["failed_by_code"]["131049"], 1, "{done:#}");
+    assert_eq!(done["counts"]["failed_by_code"]["130472"], 1, "{done:#}");
+    p.shutdown().await;
+}
