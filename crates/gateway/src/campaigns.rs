@@ -49,6 +49,21 @@ pub struct Schedule {
     /// Nothing is released after this, and no message lives past it (unix ms).
     #[serde(default)]
     pub end_by: Option<Millis>,
+    /// Quiet hours in the recipient's local time (`"21:00-08:00"`), or `"off"`; the
+    /// configured `[campaigns] quiet_hours` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<String>,
+}
+
+impl Schedule {
+    /// The quiet hours in force: the campaign's, else the configured ones.
+    fn quiet(&self, d: &Defaults) -> Option<crate::quiet::Window> {
+        match self.quiet_hours.as_deref() {
+            Some("off") => None,
+            Some(w) => w.parse().ok(),
+            None => d.quiet_hours,
+        }
+    }
 }
 
 /// What `POST /v1/campaigns` takes (the audience apart).
@@ -128,6 +143,12 @@ pub async fn create<S: Store + Clone>(gw: &Gateway<S>, body: &[u8]) -> Result<Va
             "ttl_seconds must be 1 to {}",
             crate::enqueue::MAX_TTL_SECONDS
         )));
+    }
+    if let Some(w) = spec.schedule.quiet_hours.as_deref()
+        && w != "off"
+    {
+        w.parse::<crate::quiet::Window>()
+            .map_err(|e| bad(format!("schedule.quiet_hours: {e}, or \"off\"")))?;
     }
     if let (Some(a), Some(b)) = (spec.schedule.start_at, spec.schedule.end_by)
         && b <= a
@@ -726,6 +747,7 @@ fn counters(c: &CampaignCounts) -> Value {
         "cancelled": n(&c.recipients, "cancelled") + n(&c.messages, "cancelled"),
         "queued": n(&c.messages, "queued") + n(&c.messages, "sending"),
         "parked": c.parked,
+        "deferred": c.deferred,
         "held": n(&c.messages, "held"),
         "accepted": n(&c.messages, "accepted"),
         "sent": n(&c.messages, "sent"),
@@ -949,6 +971,8 @@ async fn release<S: Store + Clone>(
     let n = |m: &std::collections::BTreeMap<String, i64>, k: &str| m.get(k).copied().unwrap_or(0);
     let pending = n(&counts.recipients, "pending");
     let outstanding = n(&counts.messages, "queued") + n(&counts.messages, "sending");
+    // Waiting for the end of quiet hours: not in the outbox's way.
+    let in_flight = outstanding - counts.deferred;
     if spec.schedule.end_by.is_some_and(|t| t <= now) && pending > 0 {
         // Past its end: what was not released is skipped.
         loop {
@@ -1013,7 +1037,7 @@ async fn release<S: Store + Clone>(
         let elapsed = budget.at.elapsed().as_secs_f64();
         budget.at = Instant::now();
         budget.tokens = (budget.tokens + elapsed * rate).min(window);
-        let room = (window - outstanding as f64).max(0.0);
+        let room = (window - in_flight as f64).max(0.0);
         let take = budget
             .tokens
             .min(room)
@@ -1027,6 +1051,10 @@ async fn release<S: Store + Clone>(
     }
     let rows = gw.store.pending_recipients(&c.id, allowed).await?;
     let mut releases = Vec::with_capacity(rows.len());
+    let quiet = spec.schedule.quiet(&gw.cfg.campaigns);
+    let default_zone =
+        crate::quiet::zone(&gw.cfg.campaigns.time_zone).unwrap_or(chrono_tz::Tz::UTC);
+    let mut deferred = 0usize;
     for r in &rows {
         let Some(body) = &r.body else {
             releases.push(Release {
@@ -1043,6 +1071,15 @@ async fn release<S: Store + Clone>(
         let hash = format!("{}:{}", c.id, r.row);
         match crate::enqueue::prepare(gw, &mut value, None, &hash).await {
             Ok(Prepared { mut message, .. }) => {
+                if let Some(window) = quiet
+                    && let Some(at) = quiet_until(r, window, default_zone, message.not_before)
+                {
+                    // Inside the recipient's quiet hours: it starts when they end, with its
+                    // whole time-to-live from then.
+                    message.deadline = message.deadline.saturating_add(at - message.not_before);
+                    message.not_before = at;
+                    deferred += 1;
+                }
                 if let Some(end) = spec.schedule.end_by {
                     message.deadline = message.deadline.min(end);
                     if message.not_before >= message.deadline {
@@ -1077,11 +1114,37 @@ async fn release<S: Store + Clone>(
         }
     }
     let released = gw.store.release_recipients(&c.id, releases).await?;
+    if deferred > 0 {
+        // A message waiting for the morning uses none of the campaign's rate now.
+        let mut b = lock(budgets);
+        if let Some(budget) = b.get_mut(&c.id) {
+            budget.tokens = (budget.tokens + deferred as f64).min(window);
+        }
+    }
     if released > 0 {
         gw.wake_dispatch.notify_one();
     }
     gw.changed();
     Ok(true)
+}
+
+/// The end of the recipient's quiet hours when `at` falls inside them (their zone: the row's
+/// `time_zone` column, their number's country, or the default).
+fn quiet_until(
+    r: &RecipientRecord,
+    window: crate::quiet::Window,
+    default_zone: chrono_tz::Tz,
+    at: Millis,
+) -> Option<Millis> {
+    let column = if r.columns.contains("time_zone") {
+        serde_json::from_str::<Value>(&r.columns)
+            .ok()
+            .and_then(|c| c["time_zone"].as_str().map(str::to_string))
+    } else {
+        None
+    };
+    let tz = crate::quiet::zone_of(&r.recipient, column.as_deref(), default_zone);
+    crate::quiet::wait_until(at, tz, window)
 }
 
 #[cfg(test)]

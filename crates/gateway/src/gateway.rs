@@ -111,6 +111,7 @@ impl<S: Store + Clone> Gateway<S> {
                 "campaigns.batch must be 1 to 100000 and frequency_cap_ms not negative".into(),
             );
         }
+        crate::quiet::zone(&c.time_zone).map_err(|e| format!("campaigns.time_zone: {e}"))?;
         if let Some((k, _)) = c
             .rate_card
             .iter()

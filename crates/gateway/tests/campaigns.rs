@@ -662,3 +662,88 @@ async fn held_out_recipients_are_not_retried_and_131049_is_retried_on_schedule_u
     assert_eq!(done["counts"]["failed_by_code"]["130472"], 1, "{done:#}");
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_hours_hold_a_message_until_morning_in_the_recipients_zone() {
+    use mynah_gateway::clock::Clock;
+    use std::sync::Arc;
+    // 2026-12-03 21:30 UTC: 22:30 in Berlin, 16:30 in New York, 03:00 in Delhi, 06:30 in Tokyo.
+    let t0 = 1_796_333_400_000;
+    let clock = Arc::new(Clock::manual(t0));
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg.campaigns.quiet_hours = Some("21:00-08:00".parse().unwrap());
+    let p = Pair::start_with_clock(sandbox_config(), cfg, clock.clone()).await;
+    let (berlin, new_york, delhi, tokyo) = (
+        "4915177000001",
+        "12125550101",
+        "919812345678",
+        "4915177000002",
+    );
+    let (s, c) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "night", "template": { "name": "hello_world", "language": "en_US" },
+                     "audience": [ { "to": berlin }, { "to": new_york }, { "to": delhi },
+                                   { "to": tokyo, "time_zone": "Asia/Tokyo" } ] }),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{id}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let handed = |c: &Value| {
+        c["counts"]["delivered"].as_i64().unwrap_or(0) + c["counts"]["read"].as_i64().unwrap_or(0)
+    };
+    // New York's afternoon: at once; the others wait for their morning.
+    let c = until_campaign(&p, &id, "New York delivered, three deferred", |c| {
+        handed(c) == 1 && c["counts"]["deferred"] == 3
+    })
+    .await;
+    assert_eq!(c["counts"]["released"], 4, "{c:#}");
+    let rows = rows_by_recipient(&p, &id).await;
+    let not_before = |who: &str| {
+        let id = rows[who]["message_id"].as_str().unwrap().to_string();
+        let p = &p;
+        async move {
+            let (_, m) = p.get(&format!("/v1/messages/{id}")).await;
+            (
+                m["state"].as_str().unwrap().to_string(),
+                m["not_before"].as_i64().unwrap(),
+            )
+        }
+    };
+    let (state, at) = not_before(berlin).await;
+    assert_eq!(
+        (state.as_str(), at),
+        ("queued", 1_796_367_600_000),
+        "08:00 CET is 07:00 UTC"
+    );
+    let (_, at) = not_before(delhi).await;
+    assert_eq!(at, 1_796_351_400_000, "08:00 IST is 02:30 UTC");
+    let (_, at) = not_before(tokyo).await;
+    assert_eq!(at, 1_796_338_800_000, "08:00 JST is 23:00 UTC");
+    // Each morning comes in turn.
+    for (until, n) in [
+        (1_796_338_800_000, 2),
+        (1_796_351_400_000, 3),
+        (1_796_367_600_000, 4),
+    ] {
+        clock.set(until - 1);
+        p.gw.wake_dispatch.notify_one();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (_, c) = p.get(&format!("/v1/campaigns/{id}")).await;
+        assert_eq!(handed(&c), n - 1, "not before its morning: {c:#}");
+        clock.set(until);
+        p.gw.wake_dispatch.notify_one();
+        until_campaign(&p, &id, "the next morning's message delivered", |c| {
+            handed(c) == n
+        })
+        .await;
+    }
+    let done = until_campaign(&p, &id, "finished", |c| c["state"] == "finished").await;
+    assert_eq!(done["counts"]["deferred"], 0, "{done:#}");
+    p.shutdown().await;
+}

@@ -890,6 +890,9 @@ pub struct CampaignCounts {
     pub failed: std::collections::BTreeMap<String, i64>,
     /// Released messages still queued and held back (parked).
     pub parked: i64,
+    /// Released messages still queued that were given a later start (quiet hours).
+    #[serde(default)]
+    pub deferred: i64,
     /// Sent messages (sent, delivered or read) by category, for the cost.
     pub billable: std::collections::BTreeMap<String, i64>,
 }

@@ -2843,9 +2843,10 @@ fn campaign_counts(conn: &Connection, id: &str) -> Result<CampaignCounts, StoreE
     }
     {
         let mut st = conn.prepare_cached(
-            "SELECT state, category, last_error_code, parked_reason IS NOT NULL, count(*) \
-             FROM messages WHERE campaign = ?1 \
-             GROUP BY state, category, last_error_code, parked_reason IS NOT NULL",
+            "SELECT state, category, last_error_code, parked_reason IS NOT NULL, \
+             not_before > created_at, count(*) FROM messages WHERE campaign = ?1 \
+             GROUP BY state, category, last_error_code, parked_reason IS NOT NULL, \
+             not_before > created_at",
         )?;
         let rows = st.query_map([id], |r| {
             Ok((
@@ -2853,11 +2854,12 @@ fn campaign_counts(conn: &Connection, id: &str) -> Result<CampaignCounts, StoreE
                 r.get::<_, Category>(1)?,
                 r.get::<_, Option<i64>>(2)?,
                 r.get::<_, bool>(3)?,
-                r.get::<_, i64>(4)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })?;
         for row in rows {
-            let (state, category, code, parked, n) = row?;
+            let (state, category, code, parked, deferred, n) = row?;
             *c.messages.entry(state.as_str().to_string()).or_default() += n;
             if state == MessageState::Failed {
                 let code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
@@ -2865,6 +2867,9 @@ fn campaign_counts(conn: &Connection, id: &str) -> Result<CampaignCounts, StoreE
             }
             if state == MessageState::Queued && parked {
                 c.parked += n;
+            }
+            if state == MessageState::Queued && deferred {
+                c.deferred += n;
             }
             if matches!(
                 state,
