@@ -641,17 +641,17 @@ pub async fn control<S: Store + Clone>(
     let c = get(gw, id).await?;
     let spec = spec_of(&c)?;
     let now = gw.now();
+    // Before its start, a campaign started (or resumed) waits for it.
+    let later = spec.schedule.start_at.is_some_and(|t| t > now);
+    let go = if later { Scheduled } else { Running };
     let (from, to, reason): (Vec<CampaignState>, CampaignState, Option<String>) = match action {
-        "start" => {
-            let later = spec.schedule.start_at.is_some_and(|t| t > now);
-            (vec![Draft], if later { Scheduled } else { Running }, None)
-        }
+        "start" => (vec![Draft], go, None),
         "pause" => (
             vec![Running, Scheduled],
             Paused,
             Some("paused by hand".into()),
         ),
-        "resume" => (vec![Paused], Running, None),
+        "resume" => (vec![Paused], go, None),
         "cancel" => (
             vec![Draft, Scheduled, Running, Paused],
             Cancelled,
@@ -664,11 +664,7 @@ pub async fn control<S: Store + Clone>(
             ));
         }
     };
-    match gw
-        .store
-        .set_campaign_state(id, from, to, reason, now)
-        .await?
-    {
+    match transition(gw, id, from, to, reason, now).await? {
         Some(_) => {
             gw.changed();
             gw.wake_campaigns.notify_one();
@@ -680,6 +676,68 @@ pub async fn control<S: Store + Clone>(
             format!("campaign {id} is {}: it cannot {action}", c.state),
         )),
     }
+}
+
+/// Moves a campaign (as [`Store::set_campaign_state`]) and, when it moved, tells apps on the
+/// event feed (SSE and app webhooks): `campaign.<new state>` with the reason and the counters.
+async fn transition<S: Store + Clone>(
+    gw: &Gateway<S>,
+    id: &str,
+    from: Vec<CampaignState>,
+    to: CampaignState,
+    reason: Option<String>,
+    now: Millis,
+) -> Result<Option<CampaignRecord>, AppError> {
+    let moved = gw
+        .store
+        .set_campaign_state(id, from, to, reason.clone(), now)
+        .await?;
+    if let Some(c) = &moved {
+        let counts = gw.store.campaign_counts(id).await?;
+        let detail = json!({
+            "state": to,
+            "reason": reason,
+            "name": c.name,
+            "counts": counters(&counts),
+        });
+        gw.store
+            .campaign_event(id, &format!("campaign.{to}"), now, to, detail)
+            .await?;
+        gw.changed();
+    }
+    Ok(moved)
+}
+
+/// While a campaign runs, a `campaign.progress` event every `[campaigns] progress_ms` of the
+/// gateway's clock when its counters moved (the first at once).
+async fn progress<S: Store + Clone>(
+    gw: &Gateway<S>,
+    c: &CampaignRecord,
+    spec: &Spec,
+    last: &std::sync::Mutex<HashMap<String, (Millis, Value)>>,
+) -> Result<(), AppError> {
+    let every = gw.cfg.campaigns.progress_ms;
+    let now = gw.now();
+    if every <= 0
+        || lock(last)
+            .get(&c.id)
+            .is_some_and(|(at, _)| now - *at < every)
+    {
+        return Ok(());
+    }
+    let counts = gw.store.campaign_counts(&c.id).await?;
+    let counts = counters(&counts);
+    if lock(last).get(&c.id).is_some_and(|(_, v)| *v == counts) {
+        return Ok(());
+    }
+    let rate = gw.cfg.rate().rate * spec.share(&gw.cfg.campaigns);
+    let detail = json!({ "state": c.state, "name": c.name, "rate": rate, "counts": counts });
+    gw.store
+        .campaign_event(&c.id, "campaign.progress", now, c.state, detail)
+        .await?;
+    lock(last).insert(c.id.clone(), (now, counts));
+    gw.changed();
+    Ok(())
 }
 
 /// The campaign as `GET /v1/campaigns/{id}` shows it: state, counters, rate, ETA and cost.
@@ -853,8 +911,9 @@ struct Budget {
 /// them. Woken by [`Gateway::wake_campaigns`], and every 200 ms.
 pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
     let budgets: std::sync::Mutex<HashMap<String, Budget>> = Default::default();
+    let reported: std::sync::Mutex<HashMap<String, (Millis, Value)>> = Default::default();
     loop {
-        let busy = match tick(&gw, &budgets).await {
+        let busy = match tick(&gw, &budgets, &reported).await {
             Ok(busy) => busy,
             Err(e) => {
                 tracing::warn!(error = %e, "campaign runner");
@@ -880,6 +939,7 @@ const TEMPLATE_PAUSE: &str = "template ";
 async fn tick<S: Store + Clone>(
     gw: &Gateway<S>,
     budgets: &std::sync::Mutex<HashMap<String, Budget>>,
+    reported: &std::sync::Mutex<HashMap<String, (Millis, Value)>>,
 ) -> Result<bool, AppError> {
     use CampaignState::*;
     let mut busy = false;
@@ -887,6 +947,7 @@ async fn tick<S: Store + Clone>(
         .store
         .campaigns_in(vec![Scheduled, Running, Paused])
         .await?;
+    lock(reported).retain(|id, _| live.iter().any(|c| &c.id == id));
     for c in live {
         let spec = spec_of(&c)?;
         let now = gw.now();
@@ -898,9 +959,7 @@ async fn tick<S: Store + Clone>(
             .map(|h| h.status);
         match c.state {
             Scheduled if spec.schedule.start_at.is_none_or(|t| t <= now) => {
-                gw.store
-                    .set_campaign_state(&c.id, vec![Scheduled], Running, None, now)
-                    .await?;
+                transition(gw, &c.id, vec![Scheduled], Running, None, now).await?;
                 gw.changed();
                 busy = true;
             }
@@ -911,9 +970,7 @@ async fn tick<S: Store + Clone>(
                     .as_deref()
                     .is_some_and(|r| r.starts_with(TEMPLATE_PAUSE));
                 if auto && for_template && status.as_deref().is_some_and(template_active) {
-                    gw.store
-                        .set_campaign_state(&c.id, vec![Paused], Running, None, now)
-                        .await?;
+                    transition(gw, &c.id, vec![Paused], Running, None, now).await?;
                     gw.changed();
                     gw.wake_dispatch.notify_one();
                     busy = true;
@@ -945,13 +1002,12 @@ async fn tick<S: Store + Clone>(
                             s.to_ascii_uppercase()
                         )
                     };
-                    gw.store
-                        .set_campaign_state(&c.id, vec![Running], Paused, Some(reason), now)
-                        .await?;
+                    transition(gw, &c.id, vec![Running], Paused, Some(reason), now).await?;
                     gw.changed();
                     continue;
                 }
                 busy |= release(gw, &c, &spec, budgets).await?;
+                progress(gw, &c, &spec, reported).await?;
             }
             _ => {}
         }
@@ -1007,15 +1063,15 @@ async fn release<S: Store + Clone>(
     }
     if pending == 0 {
         if outstanding == 0 {
-            gw.store
-                .set_campaign_state(
-                    &c.id,
-                    vec![CampaignState::Running],
-                    CampaignState::Finished,
-                    None,
-                    now,
-                )
-                .await?;
+            transition(
+                gw,
+                &c.id,
+                vec![CampaignState::Running],
+                CampaignState::Finished,
+                None,
+                now,
+            )
+            .await?;
             lock(budgets).remove(&c.id);
             gw.changed();
         }

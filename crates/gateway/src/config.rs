@@ -366,6 +366,9 @@ pub struct Campaigns {
     /// The zone of a recipient whose number's country is not known (and no `time_zone` column
     /// says): an IANA name.
     pub time_zone: String,
+    /// A running campaign's `campaign.progress` event comes at most this often (ms of the
+    /// gateway's clock), when its counters moved; 0: none.
+    pub progress_ms: Millis,
 }
 
 impl Default for Campaigns {
@@ -378,6 +381,7 @@ impl Default for Campaigns {
             batch: 500,
             quiet_hours: None,
             time_zone: "UTC".into(),
+            progress_ms: 5_000,
         }
     }
 }

@@ -747,3 +747,155 @@ async fn quiet_hours_hold_a_message_until_morning_in_the_recipients_zone() {
     assert_eq!(done["counts"]["deferred"], 0, "{done:#}");
     p.shutdown().await;
 }
+
+/// Reads server-sent events from `path` until one of type `last` (bounded: 20 s).
+async fn sse_until(p: &Pair, path: &str, last: &str) -> Vec<(String, Value)> {
+    let mut r = p
+        .http
+        .get(format!("{}{path}", p.gw_base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let event = block.lines().find_map(|l| l.strip_prefix("event: "));
+                let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+                if let (Some(e), Some(d)) = (event, data) {
+                    out.push((e.to_string(), serde_json::from_str::<Value>(d).unwrap()));
+                    if e == last {
+                        return;
+                    }
+                }
+            }
+            let chunk = r.chunk().await.unwrap().expect("the stream ended");
+            buf.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {last} event within 20 s: {out:?}"));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_and_state_changes_reach_the_event_stream_and_app_webhooks() {
+    use axum::{Router, body::Bytes, extract::State, routing::post};
+    use std::sync::{Arc, Mutex};
+    // An app webhook endpoint that wants campaign events only.
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let app = Router::new()
+        .route(
+            "/hook",
+            post(
+                |State(got): State<Arc<Mutex<Vec<Value>>>>, body: Bytes| async move {
+                    got.lock()
+                        .unwrap()
+                        .push(serde_json::from_slice(&body).unwrap());
+                    "ok"
+                },
+            ),
+        )
+        .with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg.campaigns.progress_ms = 50;
+    cfg.app_webhooks = vec![mynah_gateway::config::AppWebhook {
+        url: hook,
+        secret: "s".into(),
+        events: vec!["campaign.*".into()],
+    }];
+    let p = Pair::start(sandbox_config(), cfg).await;
+    let audience: Vec<Value> = (0..6)
+        .map(|i| json!({ "to": format!("49151780{i:05}") }))
+        .collect();
+    let (s, c) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "watched", "template": { "name": "hello_world", "language": "en_US" },
+                     "audience": audience }),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap().to_string();
+    let (s, b) = p
+        .post(&format!("/v1/campaigns/{id}/start"), &json!({}))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    // The campaign's events in the one timeline, the campaign as their subject.
+    let events = sse_until(&p, "/v1/events?types=campaign.*", "campaign.finished").await;
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"campaign.running"), "{kinds:?}");
+    assert!(kinds.contains(&"campaign.progress"), "{kinds:?}");
+    for (kind, data) in &events {
+        assert_eq!(data["campaign_id"], id.as_str(), "{kind}: {data}");
+        assert_eq!(data["type"], kind.as_str());
+        assert!(data["message_id"].is_null(), "{data}");
+    }
+    let (_, finished) = events.last().unwrap();
+    assert_eq!(finished["state"], "finished", "{finished}");
+    assert_eq!(finished["detail"]["counts"]["released"], 6, "{finished}");
+    let progress: Vec<i64> = events
+        .iter()
+        .filter(|(k, _)| k == "campaign.progress")
+        .map(|(_, d)| d["detail"]["counts"]["released"].as_i64().unwrap())
+        .collect();
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    // The same events reach the app webhook, in order; no message event (filtered out).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let hooks = got.lock().unwrap().clone();
+        if hooks.iter().any(|h| h["type"] == "campaign.finished") {
+            let types: Vec<&str> = hooks.iter().map(|h| h["type"].as_str().unwrap()).collect();
+            assert_eq!(types, kinds, "{hooks:#?}");
+            assert!(
+                hooks
+                    .iter()
+                    .all(|h| h["data"]["campaign_id"] == id.as_str())
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{hooks:#?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Pause, resume and cancel of another campaign are events too.
+    let (_, c) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "stopped", "template": { "name": "hello_world", "language": "en_US" },
+                     "schedule": { "start_at": 4_000_000_000_000i64 },
+                     "audience": [ { "to": "4915178100000" } ] }),
+        )
+        .await;
+    let other = c["id"].as_str().unwrap().to_string();
+    for action in ["start", "pause", "resume", "cancel"] {
+        let (s, b) = p
+            .post(&format!("/v1/campaigns/{other}/{action}"), &json!({}))
+            .await;
+        assert_eq!(s, 200, "{action}: {b}");
+    }
+    let events = sse_until(&p, "/v1/events?types=campaign.*", "campaign.cancelled").await;
+    let theirs: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|(_, d)| d["campaign_id"] == other.as_str())
+        .map(|(k, d)| (k.as_str(), d["detail"]["reason"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        theirs,
+        [
+            ("campaign.scheduled", ""),
+            ("campaign.paused", "paused by hand"),
+            ("campaign.scheduled", ""),
+            ("campaign.cancelled", "cancelled by hand")
+        ],
+        "{events:?}"
+    );
+    p.shutdown().await;
+}

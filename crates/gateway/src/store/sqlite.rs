@@ -1539,13 +1539,20 @@ fn sequence_timeouts(
 
 fn event(r: &Row<'_>) -> rusqlite::Result<Event> {
     let detail: String = r.get(4)?;
+    let kind: String = r.get(2)?;
+    // A campaign's event holds the campaign's state: no message state to read.
+    let state = if kind.starts_with("campaign.") {
+        MessageState::Queued
+    } else {
+        r.get(5)?
+    };
     Ok(Event {
         seq: r.get(0)?,
         message_id: r.get(1)?,
-        kind: r.get(2)?,
+        kind,
         at: r.get(3)?,
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-        state: r.get(5)?,
+        state,
     })
 }
 
@@ -3251,6 +3258,31 @@ impl Store for SqliteStore {
     ) -> Result<Option<CampaignRecord>, StoreError> {
         self.write((id.to_owned(), from, to, reason, at), set_campaign_state)
             .await
+    }
+
+    async fn campaign_event(
+        &self,
+        campaign: &str,
+        kind: &str,
+        at: Millis,
+        state: CampaignState,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let row = (
+            campaign.to_owned(),
+            kind.to_owned(),
+            at,
+            state.to_string(),
+            detail.to_string(),
+        );
+        self.write(row, |c, (id, kind, at, state, detail)| {
+            c.prepare_cached(
+                "INSERT INTO events (message_id, kind, at, detail, state) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, kind, at, detail, state])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn campaign_counts(&self, id: &str) -> Result<CampaignCounts, StoreError> {
