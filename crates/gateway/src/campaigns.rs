@@ -450,6 +450,13 @@ fn render(v: &Value, row: &Map<String, Value>) -> Result<Value, String> {
     })
 }
 
+/// A `{{name}}` that names a column (not a positional `{{1}}`).
+fn is_column(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.chars().all(|c| c.is_ascii_digit())
+}
+
 fn render_text(s: &str, row: &Map<String, Value>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -458,11 +465,8 @@ fn render_text(s: &str, row: &Map<String, Value>) -> Result<String, String> {
             break;
         };
         let name = rest[start + 2..start + 2 + len].trim();
-        let is_column = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.chars().all(|c| c.is_ascii_digit());
         out.push_str(&rest[..start]);
-        if is_column {
+        if is_column(name) {
             match row.get(name) {
                 Some(Value::String(v)) if !v.trim().is_empty() => out.push_str(v),
                 Some(Value::Number(n)) => out.push_str(&n.to_string()),
@@ -477,13 +481,84 @@ fn render_text(s: &str, row: &Map<String, Value>) -> Result<String, String> {
     Ok(out)
 }
 
+/// The character set of a CSV audience (`Content-Type: text/csv; charset=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charset {
+    /// UTF-8 (the default; a byte-order mark is dropped).
+    Utf8,
+    /// ISO-8859-1 (Latin-1): every byte is its character.
+    Latin1,
+}
+
+impl Charset {
+    /// The charset a `Content-Type` names: UTF-8 (or none) or Latin-1; anything else is refused.
+    pub fn of_content_type(ct: Option<&str>) -> Result<Charset, AppError> {
+        let Some(ct) = ct else {
+            return Ok(Charset::Utf8);
+        };
+        let charset = ct.split(';').skip(1).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("charset")
+                .then(|| v.trim().trim_matches('"').to_ascii_lowercase())
+        });
+        match charset.as_deref() {
+            None | Some("utf-8" | "utf8" | "us-ascii") => Ok(Charset::Utf8),
+            Some("iso-8859-1" | "latin1" | "latin-1" | "iso8859-1") => Ok(Charset::Latin1),
+            Some(other) => Err(bad(format!(
+                "the audience's charset {other:?} is not read: send UTF-8 (or ISO-8859-1 with charset=iso-8859-1)"
+            ))),
+        }
+    }
+}
+
+/// The longest CSV line of an audience (longer lines are skipped as `bad_row`).
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Reads a CSV audience in UTF-8; see [`import_csv_with`].
+pub async fn import_csv<S, B, E>(gw: &Gateway<S>, id: &str, chunks: B) -> Result<Value, AppError>
+where
+    S: Store + Clone,
+    B: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    import_csv_with(gw, id, chunks, Charset::Utf8).await
+}
+
+/// Every `{{column}}` the template's components name.
+fn needed_columns(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("{{") {
+                let Some(len) = rest[start + 2..].find("}}") else {
+                    break;
+                };
+                let name = rest[start + 2..start + 2 + len].trim();
+                if is_column(name) && !out.iter().any(|c| c == name) {
+                    out.push(name.to_string());
+                }
+                rest = &rest[start + 4 + len..];
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| needed_columns(x, out)),
+        Value::Object(o) => o.values().for_each(|x| needed_columns(x, out)),
+        _ => {}
+    }
+}
+
 /// Reads a CSV audience (a header naming the columns, one recipient per line) from a stream of
-/// chunks, adding it in batches: memory stays bounded by a batch. Lines longer than
-/// `max_line` are skipped as `bad_row`.
-pub async fn import_csv<S, B, E>(
+/// chunks, adding it in batches: memory stays bounded by a batch. Refused before any row is
+/// added: a UTF-16 file, a header without a recipient column or without a column the template
+/// names, an over-long header. Skipped as `bad_row`, each with its line and reason: a line
+/// longer than [`MAX_LINE`], not in the charset, with an unterminated quote or another number
+/// of fields than the header. A failure part-way (the upload breaks off) says how many rows
+/// were added before it: the campaign stays a draft with them.
+pub async fn import_csv_with<S, B, E>(
     gw: &Gateway<S>,
     id: &str,
     mut chunks: B,
+    charset: Charset,
 ) -> Result<Value, AppError>
 where
     S: Store + Clone,
@@ -491,7 +566,6 @@ where
     E: std::fmt::Display,
 {
     use futures_util::StreamExt;
-    const MAX_LINE: usize = 64 * 1024;
     let campaign = get(gw, id).await?;
     let spec = spec_of(&campaign)?;
     if campaign.state != CampaignState::Draft {
@@ -503,71 +577,137 @@ where
             ),
         ));
     }
+    let mut needed = Vec::new();
+    if let Some(c) = &spec.template.components {
+        needed_columns(c, &mut needed);
+    }
     let mut header: Option<Vec<String>> = None;
     let mut buf: Vec<u8> = Vec::new();
     let mut rows: Vec<Map<String, Value>> = Vec::new();
     let mut bad_rows: Vec<NewRecipient> = Vec::new();
     let mut line_no = 0u64;
     let mut totals: HashMap<String, i64> = HashMap::new();
+    let mut added_to_line = 0u64;
     let mut overlong = false;
+    let mut first = true;
     let batch = gw.cfg.campaigns.batch.max(1);
-    let flush = |rows: &mut Vec<Map<String, Value>>, bad_rows: &mut Vec<NewRecipient>| {
-        (std::mem::take(rows), std::mem::take(bad_rows))
+    let bad_row = |line_no: u64, text: String, why: String| {
+        skip(
+            text,
+            format!("line:{line_no}"),
+            "{}".into(),
+            "bad_row",
+            format!("line {line_no}: {why}"),
+        )
     };
     let mut done = false;
     while !done {
         let chunk = match chunks.next().await {
             Some(Ok(c)) => c,
-            Some(Err(e)) => return Err(bad(format!("reading the audience: {e}"))),
+            Some(Err(e)) => {
+                let added: i64 = totals.values().sum();
+                return Err(bad(format!(
+                    "reading the audience broke off after line {added_to_line}: {e}; campaign {id} stays a draft with the {added} rows added before (add the rest from line {}, or cancel it)",
+                    added_to_line + 1
+                )));
+            }
             None => {
                 done = true;
                 bytes::Bytes::new()
             }
         };
+        if first && !chunk.is_empty() {
+            first = false;
+            if chunk.starts_with(&[0xFF, 0xFE])
+                || chunk.starts_with(&[0xFE, 0xFF])
+                || chunk.iter().take(64).filter(|b| **b == 0).count() > 4
+            {
+                return Err(bad(
+                    "the audience is UTF-16 (or binary): send it as UTF-8 (or ISO-8859-1 with charset=iso-8859-1); nothing was added",
+                ));
+            }
+        }
         buf.extend_from_slice(&chunk);
+        let mut start = 0;
         loop {
-            let line = match buf.iter().position(|b| *b == b'\n') {
+            let line: &[u8] = match memchr_newline(&buf[start..]) {
                 Some(i) => {
-                    let l: Vec<u8> = buf.drain(..=i).collect();
+                    let l = &buf[start..start + i + 1];
+                    start += i + 1;
                     l
                 }
-                None if done && !buf.is_empty() => std::mem::take(&mut buf),
+                None if done && start < buf.len() => {
+                    let l = &buf[start..];
+                    start = buf.len();
+                    l
+                }
                 None => {
-                    if buf.len() > MAX_LINE {
+                    if buf.len() - start > MAX_LINE {
                         overlong = true;
-                        buf.clear();
+                        start = buf.len();
                     }
                     break;
                 }
             };
             line_no += 1;
-            if overlong {
+            if overlong || line.len() > MAX_LINE + 2 {
                 overlong = false;
-                bad_rows.push(skip(
+                if header.is_none() {
+                    return Err(bad(format!(
+                        "the audience's header (line {line_no}) is longer than {MAX_LINE} bytes; nothing was added"
+                    )));
+                }
+                bad_rows.push(bad_row(
+                    line_no,
                     String::new(),
-                    format!("line:{line_no}"),
-                    "{}".into(),
-                    "bad_row",
-                    format!("line {line_no} is longer than {MAX_LINE} bytes"),
+                    format!("longer than {MAX_LINE} bytes"),
                 ));
                 continue;
             }
-            let text = match std::str::from_utf8(&line) {
-                Ok(t) => t
-                    .trim_end_matches(['\r', '\n'])
-                    .trim_start_matches('\u{feff}'),
-                Err(_) => {
-                    bad_rows.push(skip(
-                        String::new(),
-                        format!("line:{line_no}"),
-                        "{}".into(),
-                        "bad_row",
-                        format!("line {line_no} is not UTF-8"),
-                    ));
-                    continue;
-                }
+            let decoded: std::borrow::Cow<str> = match charset {
+                Charset::Utf8 => match std::str::from_utf8(line) {
+                    Ok(t) => t.into(),
+                    Err(e) => {
+                        if header.is_none() {
+                            return Err(bad(format!(
+                                "the audience's header is not UTF-8 (byte {}): send UTF-8, or say charset=iso-8859-1; nothing was added",
+                                e.valid_up_to() + 1
+                            )));
+                        }
+                        bad_rows.push(bad_row(
+                            line_no,
+                            String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned(),
+                            format!(
+                                "not UTF-8 (byte {}; a Latin-1 file is read with charset=iso-8859-1)",
+                                e.valid_up_to() + 1
+                            ),
+                        ));
+                        continue;
+                    }
+                },
+                Charset::Latin1 => line
+                    .iter()
+                    .map(|b| char::from(*b))
+                    .collect::<String>()
+                    .into(),
             };
+            let text = decoded
+                .trim_end_matches(['\r', '\n'])
+                .trim_start_matches('\u{feff}');
             if text.trim().is_empty() {
+                continue;
+            }
+            if text.bytes().filter(|b| *b == b'"').count() % 2 == 1 {
+                if header.is_none() {
+                    return Err(bad(
+                        "the audience's header has an unterminated quote; nothing was added",
+                    ));
+                }
+                bad_rows.push(bad_row(
+                    line_no,
+                    text.chars().take(200).collect(),
+                    "an unterminated quote (a field cannot span lines)".into(),
+                ));
                 continue;
             }
             let fields = crate::consent::split_csv(text);
@@ -575,26 +715,28 @@ where
                 let names: Vec<String> = fields.iter().map(|f| f.trim().to_string()).collect();
                 if !names
                     .iter()
-                    .any(|n| ["to", "recipient", "phone", "wa_id", "user_id"].contains(&n.as_str()))
+                    .any(|n| RECIPIENT_COLUMNS.contains(&n.as_str()))
                 {
-                    return Err(bad(
-                        "the CSV's header must name the recipient column: to, recipient, phone, wa_id or user_id",
-                    ));
+                    return Err(bad(format!(
+                        "the CSV's header ({}) must name the recipient column: to, recipient, phone, wa_id or user_id; nothing was added",
+                        text.chars().take(200).collect::<String>()
+                    )));
+                }
+                let missing: Vec<&String> = needed.iter().filter(|c| !names.contains(c)).collect();
+                if !missing.is_empty() {
+                    return Err(bad(format!(
+                        "the template names the column(s) {missing:?}, which the CSV's header ({}) lacks; nothing was added",
+                        names.join(",")
+                    )));
                 }
                 header = Some(names);
                 continue;
             };
             if fields.len() != names.len() {
-                bad_rows.push(skip(
+                bad_rows.push(bad_row(
+                    line_no,
                     text.chars().take(200).collect(),
-                    format!("line:{line_no}"),
-                    "{}".into(),
-                    "bad_row",
-                    format!(
-                        "line {line_no} has {} fields, the header {}",
-                        fields.len(),
-                        names.len()
-                    ),
+                    format!("{} fields, the header has {}", fields.len(), names.len()),
                 ));
                 continue;
             }
@@ -604,18 +746,35 @@ where
             }
             rows.push(row);
             if rows.len() + bad_rows.len() >= batch {
-                let (r, b) = flush(&mut rows, &mut bad_rows);
+                let (r, b) = (std::mem::take(&mut rows), std::mem::take(&mut bad_rows));
                 count(&mut totals, &gw.store.add_recipients(id, b).await?);
                 count(&mut totals, &add_audience(gw, &campaign, &spec, r).await?);
+                added_to_line = line_no;
             }
         }
+        buf.drain(..start);
     }
-    let (r, b) = flush(&mut rows, &mut bad_rows);
-    count(&mut totals, &gw.store.add_recipients(id, b).await?);
-    count(&mut totals, &add_audience(gw, &campaign, &spec, r).await?);
+    if header.is_none() {
+        return Err(bad(
+            "the audience is empty: a header naming the columns, then one recipient per line",
+        ));
+    }
+    count(&mut totals, &gw.store.add_recipients(id, bad_rows).await?);
+    count(
+        &mut totals,
+        &add_audience(gw, &campaign, &spec, rows).await?,
+    );
     let mut v = view(gw, id).await?;
     v["imported"] = json!(totals);
+    v["lines"] = json!(line_no);
     Ok(v)
+}
+
+/// The columns that may hold the recipient.
+const RECIPIENT_COLUMNS: [&str; 5] = ["to", "recipient", "phone", "wa_id", "user_id"];
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|c| *c == b'\n')
 }
 
 fn count(totals: &mut HashMap<String, i64>, rows: &[RecipientRecord]) {

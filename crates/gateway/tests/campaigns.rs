@@ -899,3 +899,172 @@ async fn progress_and_state_changes_reach_the_event_stream_and_app_webhooks() {
     );
     p.shutdown().await;
 }
+
+/// Posts a CSV audience with a content type; the status and the answer.
+async fn upload(p: &Pair, id: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+    let r = p
+        .http
+        .post(format!("{}/v1/campaigns/{id}/audience", p.gw_base))
+        .bearer_auth(KEY)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+async fn draft(p: &Pair, name: &str) -> String {
+    let mut spec = order_update(Value::Null);
+    spec["name"] = json!(name);
+    spec.as_object_mut().unwrap().remove("audience");
+    let (s, c) = p.post("/v1/campaigns", &spec).await;
+    assert_eq!(s, 201, "{c}");
+    c["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_audience_files_are_refused_whole_or_row_by_row_with_the_reason() {
+    let mut cfg = gateway_config();
+    cfg.gates.consent = false;
+    cfg.campaigns.batch = 4;
+    let p = Pair::start(sandbox_config(), cfg).await;
+    // The template names first_name and amount: a header without amount is refused whole.
+    let id = draft(&p, "no amount").await;
+    let (s, b) = upload(
+        &p,
+        &id,
+        "text/csv",
+        b"to,first_name\n4915181000001,Ana\n".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    let msg = b["error"]["details"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+        + b["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("amount") && msg.contains("nothing was added"),
+        "{b:#}"
+    );
+    let (_, c) = p.get(&format!("/v1/campaigns/{id}")).await;
+    assert_eq!(c["counts"]["audience"], 0, "{c:#}");
+    // UTF-16 (with its byte-order mark): refused whole, with what to do.
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(
+            "to,first_name,amount\n4915181000001,Ana,$1\n"
+                .encode_utf16()
+                .flat_map(|u| u.to_le_bytes()),
+        )
+        .collect();
+    let (s, b) = upload(&p, &id, "text/csv", utf16).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b.to_string().contains("UTF-16"), "{b:#}");
+    // An unknown charset is refused.
+    let (s, b) = upload(&p, &id, "text/csv; charset=shift_jis", b"to\n".to_vec()).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b.to_string().contains("shift_jis"), "{b:#}");
+    // Latin-1 read as UTF-8: its accented rows are bad rows that say how to send it; the same
+    // file with charset=iso-8859-1 is read whole.
+    let latin1 = |s: &str| s.chars().map(|c| c as u8).collect::<Vec<u8>>();
+    let file = latin1(
+        "to,first_name,amount\n4915181000001,Jos\u{e9},$1\n4915181000002,Ana,$2\n4915181000003,Ren\u{e9}e,$3\n",
+    );
+    let (s, b) = upload(&p, &id, "text/csv", file.clone()).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["counts"]["pending"], 1, "{b:#}");
+    assert_eq!(b["counts"]["skipped_by_reason"]["bad_row"], 2, "{b:#}");
+    let (_, r) = p
+        .get(&format!("/v1/campaigns/{id}/recipients?state=skipped"))
+        .await;
+    let details: Vec<&str> = r["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["detail"].as_str().unwrap())
+        .collect();
+    assert!(details[0].starts_with("line 2: not UTF-8"), "{details:?}");
+    assert!(
+        details[1].starts_with("line 4: not UTF-8") && details[1].contains("charset=iso-8859-1"),
+        "{details:?}"
+    );
+    let latin = draft(&p, "latin").await;
+    let (s, b) = upload(&p, &latin, "text/csv; charset=ISO-8859-1", file).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["counts"]["pending"], 3, "{b:#}");
+    let (_, r) = p.get(&format!("/v1/campaigns/{latin}/recipients")).await;
+    assert_eq!(
+        r["recipients"][0]["columns"]["first_name"], "Jos\u{e9}",
+        "{r:#}"
+    );
+    // A 10 MB line, an unterminated quote and a short row among good ones: each its own bad
+    // row with its line; the rows around them are in.
+    let big = draft(&p, "big line").await;
+    let mut file = b"to,first_name,amount\n4915182000001,A,$1\n4915182000002,".to_vec();
+    file.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024));
+    file.extend_from_slice(b",$2\n4915182000003,\"Bo,$3\n4915182000004,C\n4915182000005,D,$5\n");
+    let (s, b) = upload(&p, &big, "text/csv", file).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["counts"]["pending"], 2, "{b:#}");
+    assert_eq!(b["counts"]["skipped_by_reason"]["bad_row"], 3, "{b:#}");
+    assert_eq!(b["lines"], 6, "{b:#}");
+    let (_, r) = p
+        .get(&format!("/v1/campaigns/{big}/recipients?state=skipped"))
+        .await;
+    let details: Vec<&str> = r["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "line 3: longer than 65536 bytes",
+            "line 4: an unterminated quote (a field cannot span lines)",
+            "line 5: 2 fields, the header has 3"
+        ],
+        "{r:#}"
+    );
+    // An upload that breaks off part-way says what was added before: nothing half-built unsaid.
+    let broken = draft(&p, "broken").await;
+    let mut chunks: Vec<Result<bytes::Bytes, String>> =
+        vec![Ok(bytes::Bytes::from_static(b"to,first_name,amount\n"))];
+    for i in 0..6 {
+        chunks.push(Ok(bytes::Bytes::from(format!("49151830{i:05},N,$1\n"))));
+    }
+    chunks.push(Err("connection reset".into()));
+    let err =
+        mynah_gateway::campaigns::import_csv(&p.gw, &broken, futures_util::stream::iter(chunks))
+            .await
+            .unwrap_err();
+    assert!(
+        err.details.contains("broke off after line 5")
+            && err.details.contains("with the 4 rows added before")
+            && err.details.contains("connection reset"),
+        "{err:?}"
+    );
+    let (_, c) = p.get(&format!("/v1/campaigns/{broken}")).await;
+    assert_eq!(
+        (c["state"].as_str(), c["counts"]["audience"].as_i64()),
+        (Some("draft"), Some(4)),
+        "{c:#}"
+    );
+    // Empty, or a header without a recipient column.
+    let (s, b) = upload(&p, &broken, "text/csv", Vec::new()).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b.to_string().contains("empty"), "{b:#}");
+    let (s, b) = upload(
+        &p,
+        &broken,
+        "text/csv",
+        b"name,first_name,amount\nx,y,z\n".to_vec(),
+    )
+    .await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b.to_string().contains("recipient column"), "{b:#}");
+    p.shutdown().await;
+}
