@@ -34,7 +34,13 @@ pub async fn run<S: Store + Clone>(
             shutdown.clone(),
         )),
     ];
-    let app = crate::http::router(gw.clone());
+    let console = crate::console::Console::new(gw.clone());
+    let sampler = tokio::spawn(crate::console::overview::run(
+        gw.clone(),
+        console.samples.clone(),
+        shutdown.clone(),
+    ));
+    let app = crate::console::wrap(crate::http::router(gw.clone()), console);
     let metrics = match &gw.cfg.metrics.listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await?;
@@ -61,6 +67,7 @@ pub async fn run<S: Store + Clone>(
     for t in tasks {
         let _ = t.await;
     }
+    let _ = sampler.await;
     if let Some(m) = metrics {
         let _ = m.await;
     }
