@@ -388,7 +388,6 @@ fn metadata_filter(raw: &str) -> Result<(String, String), AppError> {
         )
     };
     let (k, v) = raw.split_once(':').ok_or_else(bad)?;
-    let k = k.trim();
     let ok = !k.is_empty()
         && k.len() <= 64
         && k.chars()
@@ -834,7 +833,7 @@ async fn campaigns<S: Store + Clone>(
     authorize(&gw, &headers)?;
     let Query(q) = query.map_err(|e| AppError::new(Code::InvalidParameter, e.body_text()))?;
     let states = match q.state.as_deref() {
-        None | Some("") => vec![
+        None => vec![
             C::Draft,
             C::Scheduled,
             C::Running,
@@ -842,7 +841,7 @@ async fn campaigns<S: Store + Clone>(
             C::Finished,
             C::Cancelled,
         ],
-        Some(s) => vec![C::parse(s).ok_or_else(|| {
+        Some(s) => vec![C::ALL.iter().copied().find(|c| c.as_str() == s).ok_or_else(|| {
             AppError::new(
                 Code::InvalidParameter,
                 format!(

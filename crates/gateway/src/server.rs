@@ -35,11 +35,13 @@ pub async fn run<S: Store + Clone>(
         )),
     ];
     let console = crate::console::Console::new(gw.clone());
-    let sampler = tokio::spawn(crate::console::overview::run(
-        gw.clone(),
-        console.samples.clone(),
-        shutdown.clone(),
-    ));
+    let sampler = gw.cfg.console.enabled.then(|| {
+        tokio::spawn(crate::console::overview::run(
+            gw.clone(),
+            console.samples.clone(),
+            shutdown.clone(),
+        ))
+    });
     let app = crate::console::wrap(crate::http::router(gw.clone()), console);
     let metrics = match &gw.cfg.metrics.listen {
         Some(addr) => {
@@ -67,7 +69,9 @@ pub async fn run<S: Store + Clone>(
     for t in tasks {
         let _ = t.await;
     }
-    let _ = sampler.await;
+    if let Some(s) = sampler {
+        let _ = s.await;
+    }
     if let Some(m) = metrics {
         let _ = m.await;
     }

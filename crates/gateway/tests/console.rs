@@ -230,6 +230,71 @@ async fn sessions_need_the_right_key_and_changes_need_the_csrf_token() {
     p.shutdown().await;
 }
 
+/// The app API routes the console added: the message search by template and metadata, newest
+/// first; the campaign list; the overview.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_the_campaign_list_and_the_overview_answer_through_the_api() {
+    let p = Pair::start(sandbox_config(), console_config()).await;
+    p.opt_in("4915100000001", "utility").await;
+    let mut tagged = template("hello_world", "4915100000001");
+    tagged["metadata"] = json!({ "order_id": "A-7", "n": 7 });
+    let a = p.send(tagged).await;
+    let b = p.send(template("hello_world", "4915100000001")).await;
+    let (s, l) = p.get("/v1/messages?metadata=order_id:A-7").await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(l["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(l["messages"][0]["id"], a.as_str());
+    let (_, l) = p
+        .get("/v1/messages?metadata=n:7&template=hello_world")
+        .await;
+    assert_eq!(l["messages"][0]["id"], a.as_str());
+    let (_, l) = p.get("/v1/messages?template=nope").await;
+    assert_eq!(l["messages"], json!([]));
+    let (_, l) = p.get("/v1/messages?order=newest").await;
+    let ids: Vec<&str> = l["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids, [b.as_str(), a.as_str()]);
+    for bad in ["metadata=order_id", "metadata=a%20b:c", "order=sideways"] {
+        let (s, e) = p.get(&format!("/v1/messages?{bad}")).await;
+        assert_eq!(s, 400, "{bad}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_parameter");
+    }
+    let (s, c) = p
+        .post(
+            "/v1/campaigns",
+            &json!({ "name": "one", "template": { "name": "hello_world", "language": "en_US" },
+                     "audience": [{ "to": "4915100000001" }] }),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let (s, l) = p.get("/v1/campaigns").await;
+    assert_eq!(s, 200, "{l}");
+    assert_eq!(l["campaigns"][0]["id"], c["id"]);
+    assert_eq!(l["campaigns"][0]["counts"]["audience"], 1);
+    let (_, l) = p.get("/v1/campaigns?state=running").await;
+    assert_eq!(l["campaigns"], json!([]));
+    let (s, _) = p.get("/v1/campaigns?state=RUNNING").await;
+    assert_eq!(s, 400);
+    let (s, o) = p.get("/v1/overview").await;
+    assert_eq!(s, 200, "{o}");
+    assert!(o["rate"]["limit"].as_f64().unwrap() > 0.0, "{o}");
+    assert!(
+        o["queue"].is_array() && o["errors"]["codes"].is_array(),
+        "{o}"
+    );
+    let r = client()
+        .get(format!("{}/v1/overview", p.gw_base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    p.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_wrong_keys_are_slowed_then_refused() {
     let p = Pair::start(sandbox_config(), console_config()).await;
