@@ -330,9 +330,52 @@ mod tests {
         assert_eq!(cfg.app_webhooks.len(), 1);
         assert_eq!(cfg.retention.dedupe_keys_ms, 14 * crate::clock::DAY);
         assert_eq!(cfg.server, mynah_serve::ServerConfig::default());
+        assert_eq!(cfg.console.users.len(), 1);
+        cfg.console.validate(&cfg.gateway_key).unwrap();
         let overrides: crate::classify::Overrides =
             cfg.classifier.clone().unwrap().try_into().unwrap();
         assert_eq!(overrides.rule.len(), 1);
+    }
+
+    #[test]
+    fn console_users_need_names_and_keys_of_their_own() {
+        let user = |name: &str, key: &str| ConsoleUser {
+            name: name.into(),
+            key: key.into(),
+        };
+        let check = |users: Vec<ConsoleUser>| {
+            Console {
+                users,
+                ..Console::default()
+            }
+            .validate("the-gateway-key-123")
+        };
+        assert!(check(vec![user("ana", "ana-key-0123456789")]).is_ok());
+        let e = check(vec![user("ana", "short")]).unwrap_err();
+        assert!(e.contains("shorter than 16"), "{e}");
+        let e = check(vec![user(" ", "ana-key-0123456789")]).unwrap_err();
+        assert!(e.contains("printable"), "{e}");
+        let e = check(vec![
+            user("ana", "ana-key-0123456789"),
+            user("ben", "ana-key-0123456789"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("of their own"), "{e}");
+        let e = check(vec![user("ana", "the-gateway-key-123")]).unwrap_err();
+        assert!(e.contains("gateway key"), "{e}");
+        let e = check(vec![
+            user("ana", "ana-key-0123456789"),
+            user("ana", "ana-key-9876543210"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = Console {
+            origins: vec!["gateway.example.com".into()],
+            ..Console::default()
+        }
+        .validate("k")
+        .unwrap_err();
+        assert!(e.contains("origin"), "{e}");
     }
 
     /// The README's TOML block that configures the gateway.

@@ -348,7 +348,7 @@ function contactsView(args) {
       ["Given", (x) => when(x.at)], ["Recorded", (x) => when(x.recorded_at)], ["Evidence", (x) => x.evidence || ""],
     ], list, { caption });
     fill(contact,
-      el("div", { class: "split" },
+      el("div", { class: "cards" },
         el("section", { class: "panel", "aria-labelledby": "identity-title" },
           el("h3", { id: "identity-title" }, "Identity"),
           c ? kv([["Contact key", el("span", { class: "mono" }, c.person)], ["Phone", c.wa_id || "withheld"],
