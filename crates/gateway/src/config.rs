@@ -376,6 +376,13 @@ mod tests {
         .validate("k")
         .unwrap_err();
         assert!(e.contains("origin"), "{e}");
+        let e = Console {
+            gateway_key_sign_in: false,
+            ..Console::default()
+        }
+        .validate("k")
+        .unwrap_err();
+        assert!(e.contains("nobody can sign in"), "{e}");
     }
 
     /// The README's TOML block that configures the gateway.
@@ -496,6 +503,12 @@ impl Console {
                     "console.users: the key of {name:?} is also the gateway key or another user's: give each user a key of their own"
                 ));
             }
+        }
+        if self.enabled && !self.gateway_key_sign_in && self.users.is_empty() {
+            return Err(
+                "console: with gateway_key_sign_in = false and no [[console.users]] nobody can sign in (or set enabled = false)"
+                    .into(),
+            );
         }
         let hour_to_year = 60_000..=366 * crate::clock::DAY;
         if !hour_to_year.contains(&self.session_ttl_ms)
