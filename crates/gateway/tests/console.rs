@@ -76,6 +76,25 @@ async fn sessions_need_the_right_key_and_changes_need_the_csrf_token() {
             .unwrap();
         assert_eq!(r.status(), 200, "{asset}");
     }
+    // Sign-in takes JSON only, from the gateway's own origin.
+    let r = http
+        .post(url("/console/sign-in"))
+        .header("content-type", "text/plain")
+        .body(format!("{{\"key\": \"{KEY}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("set-cookie").is_none());
+    let r = http
+        .post(url("/console/sign-in"))
+        .header("origin", "https://evil.example")
+        .json(&json!({ "key": KEY }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none());
     // A wrong key: refused, clearly, and no cookie.
     let r = http
         .post(url("/console/sign-in"))

@@ -338,6 +338,17 @@ async fn sign_in<S: Store + Clone>(
         }
         return Ok(r);
     }
+    // JSON only: a page of another site cannot send it without the browser asking first.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.trim_start().starts_with("application/json"));
+    if !json {
+        return Err(AppError::new(
+            Code::InvalidBody,
+            "sign in with Content-Type: application/json and a body {\"key\": \"…\"}",
+        ));
+    }
     let input: SignIn = serde_json::from_slice(&body).map_err(|e| {
         AppError::new(
             Code::InvalidBody,
