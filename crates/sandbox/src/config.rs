@@ -1055,7 +1055,8 @@ pub struct WebhookConfig {
     pub max_in_flight: usize,
     /// Attempts kept in memory for the control API.
     pub keep_attempts: usize,
-    /// Body bytes those attempts may hold (the oldest go first).
+    /// Memory those attempts may hold, bytes: their bodies, the summaries of their events and
+    /// their other fields (the oldest go first).
     pub keep_attempt_bytes: usize,
     /// Seeded chaos.
     pub chaos: ChaosConfig,

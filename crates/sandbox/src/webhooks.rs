@@ -64,6 +64,35 @@ pub struct Event {
     pub queued_at: Millis,
 }
 
+impl Attempt {
+    /// What the attempt holds in memory, about: its body, its strings, and the summaries of its
+    /// events (once the events are delivered, the attempt is their summaries' only holder).
+    /// `webhooks.keep_attempt_bytes` bounds the sum.
+    pub fn cost(&self) -> usize {
+        let strings = self.phone_number_id.len()
+            + self.url.len()
+            + self.signature.len()
+            + self.error.as_ref().map_or(0, String::len);
+        let summaries: usize = self.events.iter().map(|e| e.cost()).sum();
+        std::mem::size_of::<Attempt>() + self.body.len() + strings + summaries
+    }
+}
+
+impl EventSummary {
+    /// About what a summary holds in memory (its allocation and its strings).
+    fn cost(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        // The summary itself and its reference counts.
+        std::mem::size_of::<EventSummary>()
+            + 16
+            + self.field.len()
+            + opt(&self.wamid)
+            + opt(&self.status)
+            + opt(&self.wa_id)
+            + opt(&self.message_type)
+    }
+}
+
 /// What an event is about, for the control API's filters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventSummary {
@@ -721,7 +750,7 @@ impl Hub {
             for json in attempts {
                 if let Ok(a) = serde_json::from_str::<Attempt>(&json) {
                     st.attempt_seq = st.attempt_seq.max(a.seq);
-                    st.attempt_bytes += a.body.len();
+                    st.attempt_bytes += a.cost();
                     st.attempts.push_back(a);
                 }
             }
@@ -865,13 +894,13 @@ impl Hub {
 
     /// Keeps an attempt in the bounded history.
     fn record(&self, st: &mut State, attempt: Attempt) {
-        st.attempt_bytes += attempt.body.len();
+        st.attempt_bytes += attempt.cost();
         st.attempts.push_back(attempt);
         while st.attempts.len() > self.cfg.keep_attempts.max(1)
             || (st.attempt_bytes > self.cfg.keep_attempt_bytes && st.attempts.len() > 1)
         {
             if let Some(old) = st.attempts.pop_front() {
-                st.attempt_bytes = st.attempt_bytes.saturating_sub(old.body.len());
+                st.attempt_bytes = st.attempt_bytes.saturating_sub(old.cost());
             }
         }
     }
@@ -2012,6 +2041,40 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#""Gr\u00fc\u00dfe \ud83d\ude00""#
         );
+    }
+
+    #[test]
+    fn an_attempt_costs_its_body_and_its_events_summaries() {
+        let summary = Arc::new(EventSummary {
+            field: "messages".into(),
+            wamid: Some("wamid.HBgNNDkxNTEwMDAwMDAwMRUCABEYEDRDQjE3MTAzMzZGMzU4ODgA".into()),
+            status: Some("delivered".into()),
+            wa_id: Some("4915100000001".into()),
+            message_type: None,
+            onprem: false,
+        });
+        let attempt = Attempt {
+            seq: 1,
+            delivery_id: 1,
+            attempt: 1,
+            phone_number_id: "106540352242922".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            subscriber: None,
+            at: 0,
+            body: Arc::from("x".repeat(10_000)),
+            signature: "sha256=00".into(),
+            status: Some(200),
+            error: None,
+            latency_ms: 1.0,
+            outcome: Outcome::Delivered,
+            next_retry_at: None,
+            events: vec![summary; 100],
+            redelivery_of: None,
+        };
+        // 100 summaries of about 230 bytes each count beside the 10,000 bytes of body.
+        let cost = attempt.cost();
+        assert!(cost > 10_000 + 100 * 200, "{cost}");
+        assert!(cost < 10_000 + 100 * 400, "{cost}");
     }
 
     #[test]
