@@ -1090,40 +1090,54 @@ pub async fn recipients<S: Store + Clone>(
 
 /// A CSV of the campaign's recipients (`state` as in the listing; `skipped` gives the skipped
 /// rows with their reasons): row, recipient, status, reason, detail, message id, state, error.
+/// Streamed a page of 1,000 rows at a time: memory stays bounded whatever the audience's size.
 pub async fn recipients_csv<S: Store + Clone>(
-    gw: &Gateway<S>,
-    id: &str,
+    gw: Arc<Gateway<S>>,
+    id: String,
     state: Option<String>,
-) -> Result<String, AppError> {
-    get(gw, id).await?;
-    let mut out = String::from("row,recipient,status,reason,detail,message_id,state,error_code\n");
-    let mut after = 0;
-    loop {
-        let rows = gw
-            .store
-            .campaign_recipients(id, state.clone(), after, 1_000)
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.row;
-        for r in &rows {
-            let fields = [
-                r.row.to_string(),
-                r.recipient.clone(),
-                r.status.clone(),
-                r.reason.clone().unwrap_or_default(),
-                r.detail.clone().unwrap_or_default(),
-                r.message_id.clone().unwrap_or_default(),
-                r.message_state
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                r.error_code.map(|c| c.to_string()).unwrap_or_default(),
-            ];
-            let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-            out.push_str(&line.join(","));
-            out.push('\n');
+) -> Result<impl futures_util::Stream<Item = Result<bytes::Bytes, AppError>>, AppError> {
+    get(&gw, &id).await?;
+    let header = bytes::Bytes::from_static(
+        b"row,recipient,status,reason,detail,message_id,state,error_code\n",
+    );
+    let pages = futures_util::stream::try_unfold(Some(0i64), move |after| {
+        let (gw, id, state) = (gw.clone(), id.clone(), state.clone());
+        async move {
+            let Some(after) = after else {
+                return Ok(None);
+            };
+            let rows = gw
+                .store
+                .campaign_recipients(&id, state, after, 1_000)
+                .await?;
+            let Some(last) = rows.last().map(|r| r.row) else {
+                return Ok(None);
+            };
+            let mut out = String::with_capacity(rows.len() * 96);
+            for r in &rows {
+                let fields = [
+                    r.row.to_string(),
+                    r.recipient.clone(),
+                    r.status.clone(),
+                    r.reason.clone().unwrap_or_default(),
+                    r.detail.clone().unwrap_or_default(),
+                    r.message_id.clone().unwrap_or_default(),
+                    r.message_state
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    r.error_code.map(|c| c.to_string()).unwrap_or_default(),
+                ];
+                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                out.push_str(&line.join(","));
+                out.push('\n');
+            }
+            Ok(Some((bytes::Bytes::from(out), Some(last))))
         }
-    }
-    Ok(out)
+    });
+    Ok(futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok(header) }),
+        pages,
+    ))
 }
 
 fn csv_field(f: &str) -> String {
