@@ -963,6 +963,8 @@ async fn progress<S: Store + Clone>(
     let counts = gw.store.campaign_counts(&c.id).await?;
     let counts = counters(&counts);
     if lock(last).get(&c.id).is_some_and(|(_, v)| *v == counts) {
+        // Unchanged: looked at again after another period, not at every tick.
+        lock(last).insert(c.id.clone(), (now, counts));
         return Ok(());
     }
     let rate = gw.cfg.rate().rate * spec.share(&gw.cfg.campaigns);
