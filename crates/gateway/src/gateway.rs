@@ -122,6 +122,7 @@ impl<S: Store + Clone> Gateway<S> {
                 "campaigns.rate_card.{k} must be a price of 0 or more"
             ));
         }
+        cfg.console.validate(&cfg.gateway_key)?;
         let limiter = NumberLimiter::try_new(cfg.rate())?;
         let pairs = PairLimiter::try_new(cfg.pair.clone())?;
         let rng = ChaCha8Rng::seed_from_u64(cfg.seed);

@@ -9,6 +9,7 @@ pub mod classify;
 pub mod clock;
 pub mod config;
 pub mod consent;
+pub mod console;
 pub mod dispatch;
 pub mod enqueue;
 pub mod error;

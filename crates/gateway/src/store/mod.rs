@@ -300,6 +300,12 @@ pub struct ListFilter {
     pub phone_number_id: Option<String>,
     /// Only this lane.
     pub lane: Option<Lane>,
+    /// Only messages of this template (by name).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Only messages whose metadata has this key with this value (compared as text).
+    #[serde(default)]
+    pub metadata: Option<(String, String)>,
     /// At most this many (0 means 100).
     pub limit: usize,
     /// Continue after this message (exclusive); an unknown id yields nothing.

@@ -1308,6 +1308,20 @@ fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<MessageRecord>, StoreEr
     if let Some(l) = f.lane {
         cond("lane", Value::Text(l.as_str().into()));
     }
+    if let Some(t) = &f.template {
+        cond("template_name", Value::Text(t.clone()));
+    }
+    if let Some((key, value)) = &f.metadata {
+        // The key as a quoted JSON path member, so no character of it is path syntax.
+        let path = format!("$.\"{}\"", key.replace('"', ""));
+        args.push(Value::Text(path));
+        args.push(Value::Text(value.clone()));
+        sql.push_str(&format!(
+            " AND json_valid(metadata) AND CAST(json_extract(metadata, ?{}) AS TEXT) = ?{}",
+            args.len() - 1,
+            args.len()
+        ));
+    }
     let (cmp, order) = if f.newest_first {
         ("<", "DESC")
     } else {
