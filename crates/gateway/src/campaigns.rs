@@ -213,7 +213,8 @@ pub async fn create<S: Store + Clone>(gw: &Gateway<S>, body: &[u8]) -> Result<Va
 }
 
 /// Adds rows to a draft's audience, checking each: the rows as stored (pending or skipped with
-/// the reason).
+/// the reason). Each batch costs a few store calls, not a few per row: the people and the
+/// consents of the whole batch are read at once, and its rows are stored in one transaction.
 pub async fn add_audience<S: Store + Clone>(
     gw: &Gateway<S>,
     campaign: &CampaignRecord,
@@ -231,10 +232,22 @@ pub async fn add_audience<S: Store + Clone>(
     }
     let mut out = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(gw.cfg.campaigns.batch.max(1)) {
-        let mut built = Vec::with_capacity(chunk.len());
-        for row in chunk {
-            built.push(check_row(gw, campaign, spec, row).await?);
-        }
+        let built = build_audience(gw, campaign, spec, chunk).await?;
+        out.extend(gw.store.add_recipients(&campaign.id, built).await?);
+    }
+    gw.changed();
+    Ok(out)
+}
+
+/// Checks a batch of rows (see [`check_rows`]) and the frequency cap: the rows to store.
+async fn build_audience<S: Store + Clone>(
+    gw: &Gateway<S>,
+    campaign: &CampaignRecord,
+    spec: &Spec,
+    chunk: &[Map<String, Value>],
+) -> Result<Vec<NewRecipient>, AppError> {
+    {
+        let mut built = check_rows(gw, campaign, spec, chunk).await?;
         // The frequency cap, in one read for the chunk.
         let cap_ms = spec
             .frequency_cap_seconds
@@ -260,10 +273,8 @@ pub async fn add_audience<S: Store + Clone>(
                 }
             }
         }
-        out.extend(gw.store.add_recipients(&campaign.id, built).await?);
+        Ok(built)
     }
-    gw.changed();
-    Ok(out)
 }
 
 fn skip(
@@ -282,113 +293,152 @@ fn skip(
     }
 }
 
-/// Checks one audience row.
-async fn check_row<S: Store + Clone>(
+/// A row past the checks that need no store: its id, columns and rendered components.
+struct Parsed {
+    id: String,
+    columns: String,
+    components: Option<Value>,
+}
+
+/// Checks a batch of audience rows: the number, the template's columns, then (one store call
+/// each for the batch) the person and the consent, the US rule, and the message as it would be
+/// enqueued now (the template checks and every other gate).
+async fn check_rows<S: Store + Clone>(
     gw: &Gateway<S>,
     campaign: &CampaignRecord,
     spec: &Spec,
-    row: &Map<String, Value>,
-) -> Result<NewRecipient, AppError> {
-    let columns = Value::Object(row.clone()).to_string();
-    let raw = ["to", "recipient", "phone", "wa_id", "user_id"]
-        .iter()
-        .find_map(|k| row.get(*k))
-        .map(|v| match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        })
-        .unwrap_or_default();
-    let id = match crate::people::parse_contact_id(&raw) {
-        Ok(id) if !id.starts_with("ct_") => id,
-        _ => {
-            return Ok(skip(
-                raw.clone(),
-                raw.clone(),
+    rows: &[Map<String, Value>],
+) -> Result<Vec<NewRecipient>, AppError> {
+    let mut out: Vec<Option<NewRecipient>> = Vec::with_capacity(rows.len());
+    let mut parsed: Vec<(usize, Parsed)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let columns = serde_json::to_string(row).unwrap_or_else(|_| "{}".into());
+        let raw = RECIPIENT_COLUMNS
+            .iter()
+            .find_map(|k| row.get(*k))
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_default();
+        let id = match crate::people::parse_contact_id(&raw) {
+            Ok(id) if !id.starts_with("ct_") => id,
+            _ => {
+                out.push(Some(skip(
+                    raw.clone(),
+                    raw.clone(),
+                    columns,
+                    "invalid_number",
+                    format!("{raw:?} is neither a phone number nor a business-scoped user id"),
+                )));
+                continue;
+            }
+        };
+        let components = match &spec.template.components {
+            Some(c) => match render(c, row) {
+                Ok(c) => Some(c),
+                Err(col) => {
+                    // Its key is its id here: a skipped row needs no person.
+                    out.push(Some(skip(
+                        id.clone(),
+                        id,
+                        columns,
+                        "missing_column",
+                        format!("the template needs the column {col:?}, which this row lacks"),
+                    )));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        parsed.push((
+            out.len(),
+            Parsed {
+                id,
                 columns,
-                "invalid_number",
-                format!("{raw:?} is neither a phone number nor a business-scoped user id"),
-            ));
-        }
-    };
-    let key = gw.store.resolve(&id).await?.unwrap_or_else(|| id.clone());
-    let category = spec.category.unwrap_or(Category::Marketing);
-    let components = match &spec.template.components {
-        Some(c) => match render(c, row) {
-            Ok(c) => Some(c),
-            Err(col) => {
-                return Ok(skip(
-                    id,
-                    key,
-                    columns,
-                    "missing_column",
-                    format!("the template needs the column {col:?}, which this row lacks"),
-                ));
-            }
-        },
-        None => None,
-    };
-    if gw.cfg.gates.consent {
-        let consents = gw.store.consents(&id).await?;
-        match consents.iter().find(|c| c.category == category) {
-            Some(c) if c.status == ConsentStatus::OptedIn => {}
-            Some(c) => {
-                return Ok(skip(
-                    id.clone(),
-                    key,
-                    columns,
-                    "opted_out",
-                    format!(
-                        "{id} opted out of {category} messages (source {})",
-                        c.source
-                    ),
-                ));
-            }
-            None => {
-                return Ok(skip(
-                    id.clone(),
-                    key,
-                    columns,
-                    "no_consent",
-                    format!("{id} has no opt-in for {category} messages"),
-                ));
-            }
-        }
-    }
-    if category == Category::Marketing
-        && gw.cfg.gates.us_marketing
-        && crate::people::is_us(gw, &id).await?
-    {
-        return Ok(skip(
-            id.clone(),
-            key,
-            columns,
-            "us_marketing",
-            format!(
-                "{id} is in the United States: marketing templates are not delivered there (131049)"
-            ),
+                components,
+            },
         ));
+        out.push(None);
     }
-    let body = message_body(spec, campaign, &id, components);
-    // The message as it would be enqueued now: the template checks and every gate.
-    let mut probe = body.clone();
-    match crate::enqueue::prepare(gw, &mut probe, None, "").await {
-        Ok(p) if p.message.state == crate::model::MessageState::Queued => Ok(NewRecipient {
-            recipient: id,
-            key,
-            columns,
-            body: Some(body.to_string()),
-            skip: None,
-        }),
-        Ok(p) => Ok(skip(
+    let ids: Vec<String> = parsed.iter().map(|(_, p)| p.id.clone()).collect();
+    let keys = gw.store.resolve_many(ids.clone()).await?;
+    let consents = if gw.cfg.gates.consent {
+        Some(gw.store.consents_many(ids).await?)
+    } else {
+        None
+    };
+    let category = spec.category.unwrap_or(Category::Marketing);
+    for (k, (slot, p)) in parsed.into_iter().enumerate() {
+        let Parsed {
             id,
-            key,
             columns,
-            "suppressed",
-            p.message.reason.unwrap_or_default(),
-        )),
-        Err(e) if e.code == Code::Unavailable => Err(e),
-        Err(e) => Ok(skip(id, key, columns, reason_of(e.code), e.details)),
+            components,
+        } = p;
+        let key = keys.get(k).cloned().flatten().unwrap_or_else(|| id.clone());
+        let skipped = |reason: &str, detail: String| {
+            Some(skip(
+                id.clone(),
+                key.clone(),
+                columns.clone(),
+                reason,
+                detail,
+            ))
+        };
+        if let Some(all) = &consents {
+            let found = all
+                .get(k)
+                .and_then(|c| c.iter().find(|c| c.category == category));
+            match found {
+                Some(c) if c.status == ConsentStatus::OptedIn => {}
+                Some(c) => {
+                    out[slot] = skipped(
+                        "opted_out",
+                        format!(
+                            "{id} opted out of {category} messages (source {})",
+                            c.source
+                        ),
+                    );
+                    continue;
+                }
+                None => {
+                    out[slot] = skipped(
+                        "no_consent",
+                        format!("{id} has no opt-in for {category} messages"),
+                    );
+                    continue;
+                }
+            }
+        }
+        if category == Category::Marketing
+            && gw.cfg.gates.us_marketing
+            && crate::people::is_us(gw, &id).await?
+        {
+            out[slot] = skipped(
+                "us_marketing",
+                format!(
+                    "{id} is in the United States: marketing templates are not delivered there (131049)"
+                ),
+            );
+            continue;
+        }
+        let mut probe = message_body(spec, campaign, &id, components);
+        let body = probe.to_string();
+        // The message as it would be enqueued now (the consent was read above).
+        out[slot] = match crate::enqueue::prepare_gated(gw, &mut probe, false).await {
+            Ok(p) if p.message.state == crate::model::MessageState::Queued => Some(NewRecipient {
+                recipient: id,
+                key,
+                columns,
+                body: Some(body),
+                skip: None,
+            }),
+            Ok(p) => skipped("suppressed", p.message.reason.unwrap_or_default()),
+            Err(e) if e.code == Code::Unavailable => return Err(e),
+            Err(e) => skipped(reason_of(e.code), e.details),
+        };
     }
+    Ok(out.into_iter().flatten().collect())
 }
 
 fn reason_of(code: Code) -> &'static str {
@@ -588,6 +638,7 @@ where
     let mut line_no = 0u64;
     let mut totals: HashMap<String, i64> = HashMap::new();
     let mut added_to_line = 0u64;
+    let mut inflight: Option<(Written, u64)> = None;
     let mut overlong = false;
     let mut first = true;
     let batch = gw.cfg.campaigns.batch.max(1);
@@ -605,6 +656,7 @@ where
         let chunk = match chunks.next().await {
             Some(Ok(c)) => c,
             Some(Err(e)) => {
+                settle(&mut inflight, &mut totals, &mut added_to_line).await?;
                 let added: i64 = totals.values().sum();
                 return Err(bad(format!(
                     "reading the audience broke off after line {added_to_line}: {e}; campaign {id} stays a draft with the {added} rows added before (add the rest from line {}, or cancel it)",
@@ -746,10 +798,15 @@ where
             }
             rows.push(row);
             if rows.len() + bad_rows.len() >= batch {
-                let (r, b) = (std::mem::take(&mut rows), std::mem::take(&mut bad_rows));
-                count(&mut totals, &gw.store.add_recipients(id, b).await?);
-                count(&mut totals, &add_audience(gw, &campaign, &spec, r).await?);
-                added_to_line = line_no;
+                // This batch is checked while the one before is written.
+                let mut all = std::mem::take(&mut bad_rows);
+                all.extend(build_audience(gw, &campaign, &spec, &std::mem::take(&mut rows)).await?);
+                settle(&mut inflight, &mut totals, &mut added_to_line).await?;
+                let (store, cid) = (gw.store.clone(), id.to_string());
+                inflight = Some((
+                    tokio::spawn(async move { store.add_recipients(&cid, all).await }),
+                    line_no,
+                ));
             }
         }
         buf.drain(..start);
@@ -759,15 +816,34 @@ where
             "the audience is empty: a header naming the columns, then one recipient per line",
         ));
     }
-    count(&mut totals, &gw.store.add_recipients(id, bad_rows).await?);
-    count(
-        &mut totals,
-        &add_audience(gw, &campaign, &spec, rows).await?,
-    );
+    settle(&mut inflight, &mut totals, &mut added_to_line).await?;
+    let mut all = bad_rows;
+    all.extend(build_audience(gw, &campaign, &spec, &rows).await?);
+    count(&mut totals, &gw.store.add_recipients(id, all).await?);
+    gw.changed();
     let mut v = view(gw, id).await?;
     v["imported"] = json!(totals);
     v["lines"] = json!(line_no);
     Ok(v)
+}
+
+/// A batch of audience rows being written, with its last line.
+type Written = tokio::task::JoinHandle<Result<Vec<RecipientRecord>, crate::store::StoreError>>;
+
+/// Waits for the batch being written, counting it.
+async fn settle(
+    inflight: &mut Option<(Written, u64)>,
+    totals: &mut HashMap<String, i64>,
+    added_to_line: &mut u64,
+) -> Result<(), AppError> {
+    if let Some((handle, line)) = inflight.take() {
+        let rows = handle.await.map_err(|e| {
+            AppError::new(Code::Unavailable, format!("writing the audience: {e}"))
+        })??;
+        count(totals, &rows);
+        *added_to_line = line;
+    }
+    Ok(())
 }
 
 /// The columns that may hold the recipient.
@@ -887,6 +963,8 @@ async fn progress<S: Store + Clone>(
     let counts = gw.store.campaign_counts(&c.id).await?;
     let counts = counters(&counts);
     if lock(last).get(&c.id).is_some_and(|(_, v)| *v == counts) {
+        // Unchanged: looked at again after another period, not at every tick.
+        lock(last).insert(c.id.clone(), (now, counts));
         return Ok(());
     }
     let rate = gw.cfg.rate().rate * spec.share(&gw.cfg.campaigns);
@@ -1014,40 +1092,54 @@ pub async fn recipients<S: Store + Clone>(
 
 /// A CSV of the campaign's recipients (`state` as in the listing; `skipped` gives the skipped
 /// rows with their reasons): row, recipient, status, reason, detail, message id, state, error.
+/// Streamed a page of 1,000 rows at a time: memory stays bounded whatever the audience's size.
 pub async fn recipients_csv<S: Store + Clone>(
-    gw: &Gateway<S>,
-    id: &str,
+    gw: Arc<Gateway<S>>,
+    id: String,
     state: Option<String>,
-) -> Result<String, AppError> {
-    get(gw, id).await?;
-    let mut out = String::from("row,recipient,status,reason,detail,message_id,state,error_code\n");
-    let mut after = 0;
-    loop {
-        let rows = gw
-            .store
-            .campaign_recipients(id, state.clone(), after, 1_000)
-            .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.row;
-        for r in &rows {
-            let fields = [
-                r.row.to_string(),
-                r.recipient.clone(),
-                r.status.clone(),
-                r.reason.clone().unwrap_or_default(),
-                r.detail.clone().unwrap_or_default(),
-                r.message_id.clone().unwrap_or_default(),
-                r.message_state
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_default(),
-                r.error_code.map(|c| c.to_string()).unwrap_or_default(),
-            ];
-            let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-            out.push_str(&line.join(","));
-            out.push('\n');
+) -> Result<impl futures_util::Stream<Item = Result<bytes::Bytes, AppError>>, AppError> {
+    get(&gw, &id).await?;
+    let header = bytes::Bytes::from_static(
+        b"row,recipient,status,reason,detail,message_id,state,error_code\n",
+    );
+    let pages = futures_util::stream::try_unfold(Some(0i64), move |after| {
+        let (gw, id, state) = (gw.clone(), id.clone(), state.clone());
+        async move {
+            let Some(after) = after else {
+                return Ok(None);
+            };
+            let rows = gw
+                .store
+                .campaign_recipients(&id, state, after, 1_000)
+                .await?;
+            let Some(last) = rows.last().map(|r| r.row) else {
+                return Ok(None);
+            };
+            let mut out = String::with_capacity(rows.len() * 96);
+            for r in &rows {
+                let fields = [
+                    r.row.to_string(),
+                    r.recipient.clone(),
+                    r.status.clone(),
+                    r.reason.clone().unwrap_or_default(),
+                    r.detail.clone().unwrap_or_default(),
+                    r.message_id.clone().unwrap_or_default(),
+                    r.message_state
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    r.error_code.map(|c| c.to_string()).unwrap_or_default(),
+                ];
+                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+                out.push_str(&line.join(","));
+                out.push('\n');
+            }
+            Ok(Some((bytes::Bytes::from(out), Some(last))))
         }
-    }
-    Ok(out)
+    });
+    Ok(futures_util::StreamExt::chain(
+        futures_util::stream::once(async move { Ok(header) }),
+        pages,
+    ))
 }
 
 fn csv_field(f: &str) -> String {

@@ -385,6 +385,26 @@ pub async fn prepare<S: Store + Clone>(
     idempotency_key: Option<String>,
     hash: &str,
 ) -> Result<Prepared, AppError> {
+    prepare_with(gw, value, idempotency_key, hash, true).await
+}
+
+/// [`prepare`] of a message without a key, with the consent gate left to the caller when
+/// `consent` is false (a campaign reads the consents of a whole batch at once).
+pub async fn prepare_gated<S: Store + Clone>(
+    gw: &Gateway<S>,
+    value: &mut Value,
+    consent: bool,
+) -> Result<Prepared, AppError> {
+    prepare_with(gw, value, None, "", consent).await
+}
+
+async fn prepare_with<S: Store + Clone>(
+    gw: &Gateway<S>,
+    value: &mut Value,
+    idempotency_key: Option<String>,
+    hash: &str,
+    consent: bool,
+) -> Result<Prepared, AppError> {
     let now = gw.now();
     let obj = value
         .as_object_mut()
@@ -535,7 +555,7 @@ pub async fn prepare<S: Store + Clone>(
             ),
         ));
     }
-    if template.is_some() && gw.cfg.gates.consent {
+    if template.is_some() && gw.cfg.gates.consent && consent {
         check_consent(gw, &to, category).await?;
     }
     if template.is_none() && gw.cfg.gates.window {

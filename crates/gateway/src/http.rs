@@ -937,6 +937,10 @@ async fn campaign_csv<S: Store + Clone>(
     Query(q): Query<RecipientsQuery>,
 ) -> Result<Response, AppError> {
     authorize(&gw, &headers)?;
-    let csv = crate::campaigns::recipients_csv(&gw, &id, q.state).await?;
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+    let csv = crate::campaigns::recipients_csv(gw, id, q.state).await?;
+    // A store failure part-way ends the body early (the status line is already sent).
+    let body = axum::body::Body::from_stream(futures_util::StreamExt::map(csv, |r| {
+        r.map_err(|e| std::io::Error::other(e.details))
+    }));
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response())
 }

@@ -435,8 +435,10 @@ fn human(secs: i64) -> String {
     }
 }
 
+/// Finished or cancelled, and every message it handed over has an outcome (sent or later).
 fn ended(v: &Value) -> bool {
     matches!(v["state"].as_str(), Some("finished" | "cancelled"))
+        && n(v, "queued") + n(v, "held") + n(v, "accepted") == 0
 }
 
 async fn status(client: &Client, id: &str, follow: bool, every_ms: u64) -> Result<(), String> {

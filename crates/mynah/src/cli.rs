@@ -81,6 +81,8 @@ enum Command {
     /// Load-test the gateway wired to an in-process sandbox: end-to-end throughput, or webhook
     /// intake latency under a steady rate.
     BenchGateway(crate::bench_gateway::BenchGatewayArgs),
+    /// Benchmark of a campaign's audience import: a generated CSV into a built campaign.
+    BenchCampaign(crate::bench_campaign::BenchCampaignArgs),
     /// Campaigns of a running gateway: create one from a CSV audience, follow it, pause,
     /// resume or cancel it.
     Campaign(crate::campaign_cmd::CampaignArgs),
@@ -273,6 +275,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Bench(args) => crate::bench::run(args).await,
         Command::BenchGateway(args) => crate::bench_gateway::run(args).await,
         Command::Campaign(args) => crate::campaign_cmd::run(args).await,
+        Command::BenchCampaign(args) => crate::bench_campaign::run(args).await,
     }
 }
 

@@ -2,6 +2,7 @@
 //! line, build the configuration, start, print where everything is, stop on Ctrl-C.
 
 mod bench;
+mod bench_campaign;
 mod bench_gateway;
 mod campaign_cmd;
 mod cli;

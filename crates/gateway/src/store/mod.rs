@@ -1302,6 +1302,36 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecipientRecord>, StoreError>> + Send;
 
+    /// [`Store::resolve`] of many identifiers in one call (a campaign's audience batch), in
+    /// input order. The default calls `resolve` for each.
+    fn resolve_many(
+        &self,
+        ids: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<Option<String>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                out.push(self.resolve(id).await?);
+            }
+            Ok(out)
+        }
+    }
+
+    /// [`Store::consents`] of many contacts in one call, in input order. The default calls
+    /// `consents` for each.
+    fn consents_many(
+        &self,
+        ids: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<Vec<Consent>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                out.push(self.consents(id).await?);
+            }
+            Ok(out)
+        }
+    }
+
     /// Appends a campaign's event to the app event feed (`events_after`): `message_id` is the
     /// campaign's id, `kind` starts with `campaign.`, the state column holds the campaign's
     /// state (an [`Event`] read back carries a placeholder message state: apps see the

@@ -3119,6 +3119,20 @@ impl Store for SqliteStore {
         self.read(id.to_owned(), |c, id| resolve(c, id)).await
     }
 
+    async fn resolve_many(&self, ids: Vec<String>) -> Result<Vec<Option<String>>, StoreError> {
+        self.read(ids, |c, ids| ids.iter().map(|id| resolve(c, id)).collect())
+            .await
+    }
+
+    async fn consents_many(&self, ids: Vec<String>) -> Result<Vec<Vec<Consent>>, StoreError> {
+        self.read(ids, |c, ids| {
+            ids.iter()
+                .map(|id| consents_where(c, CONSENTS, id))
+                .collect()
+        })
+        .await
+    }
+
     async fn person_key(&self, id: &str, kind: IdKind, at: Millis) -> Result<String, StoreError> {
         self.write((id.to_owned(), kind, at), person_key).await
     }
