@@ -534,6 +534,8 @@ function campaignsView() {
   async function render() {
     const list = (await call("/v1/campaigns")).campaigns || [];
     fill(box, list.length ? list.map(card) : el("p", { class: "muted" }, "No campaigns yet: create one with POST /v1/campaigns."));
+    // The confirmation takes the focus, so a keyboard user answers it next.
+    if (confirming) $('[data-action="confirm-cancel"]', box)?.focus();
     box.dataset.ready = "1";
   }
   act(null, render);
