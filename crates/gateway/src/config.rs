@@ -412,6 +412,16 @@ pub struct Campaigns {
     pub rate_card: std::collections::BTreeMap<String, f64>,
     /// Pending recipients the runner releases per batch, at most.
     pub batch: usize,
+    /// Quiet hours in the recipient's local time (`"21:00-08:00"`): a message whose turn comes
+    /// inside them waits until they end in the recipient's zone. Absent: none (a campaign's
+    /// `schedule.quiet_hours` may still set them).
+    pub quiet_hours: Option<crate::quiet::Window>,
+    /// The zone of a recipient whose number's country is not known (and no `time_zone` column
+    /// says): an IANA name.
+    pub time_zone: String,
+    /// A running campaign's `campaign.progress` event comes at most this often (ms of the
+    /// gateway's clock), when its counters moved; 0: none.
+    pub progress_ms: Millis,
 }
 
 impl Default for Campaigns {
@@ -422,6 +432,9 @@ impl Default for Campaigns {
             auto_resume: true,
             rate_card: std::collections::BTreeMap::new(),
             batch: 500,
+            quiet_hours: None,
+            time_zone: "UTC".into(),
+            progress_ms: 5_000,
         }
     }
 }

@@ -895,8 +895,13 @@ async fn campaign_audience<S: Store + Clone>(
     body: axum::body::Body,
 ) -> Result<Response, AppError> {
     authorize(&gw, &headers)?;
+    let charset = crate::campaigns::Charset::of_content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )?;
     let stream = body.into_data_stream();
-    let v = crate::campaigns::import_csv(&gw, &id, stream).await?;
+    let v = crate::campaigns::import_csv_with(&gw, &id, stream, charset).await?;
     Ok(axum::Json(v).into_response())
 }
 

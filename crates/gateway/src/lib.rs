@@ -22,6 +22,7 @@ pub mod link_memo;
 pub mod metrics;
 pub mod model;
 pub mod people;
+pub mod quiet;
 pub mod ratelimit;
 pub mod retention;
 pub mod server;

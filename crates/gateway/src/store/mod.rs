@@ -896,6 +896,9 @@ pub struct CampaignCounts {
     pub failed: std::collections::BTreeMap<String, i64>,
     /// Released messages still queued and held back (parked).
     pub parked: i64,
+    /// Released messages still queued that were given a later start (quiet hours).
+    #[serde(default)]
+    pub deferred: i64,
     /// Sent messages (sent, delivered or read) by category, for the cost.
     pub billable: std::collections::BTreeMap<String, i64>,
 }
@@ -1298,4 +1301,19 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecipientRecord>, StoreError>> + Send;
+
+    /// Appends a campaign's event to the app event feed (`events_after`): `message_id` is the
+    /// campaign's id, `kind` starts with `campaign.`, the state column holds the campaign's
+    /// state (an [`Event`] read back carries a placeholder message state: apps see the
+    /// campaign's, from `detail.state`). A store without it has no campaign events.
+    fn campaign_event(
+        &self,
+        _campaign: &str,
+        _kind: &str,
+        _at: Millis,
+        _state: CampaignState,
+        _detail: serde_json::Value,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 }
