@@ -22,6 +22,8 @@ const KINDS = [
   "status.delivered", "status.read", "status.failed", "status.played", "message.received",
   "sequence_wait", "sequence_released", "pair_wait", "marketing_backoff", "window_fallback",
   "resend_by_phone", "template_paused", "other_attempt.status",
+  "campaign.scheduled", "campaign.running", "campaign.paused", "campaign.finished",
+  "campaign.cancelled", "campaign.progress",
 ];
 const STATES = [
   "queued", "sending", "accepted", "held", "sent", "delivered", "read", "failed", "expired",
