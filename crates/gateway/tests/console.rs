@@ -574,11 +574,16 @@ async fn a_campaign_pauses_resumes_and_cancels_from_the_console() {
     b.click(&format!("{card} button[data-action='resume']"))
         .await;
     b.find(&format!("{card}[data-state='running']")).await;
-    // Cancel asks first.
+    // Cancel asks first, and the question takes the focus: Enter answers it.
     b.click(&format!("{card} button[data-action='cancel']"))
         .await;
-    b.click(&format!("{card} button[data-action='confirm-cancel']"))
-        .await;
+    b.wait_for(
+        "the confirmation to have the focus",
+        "return document.activeElement?.dataset.action === 'confirm-cancel'",
+        json!([]),
+    )
+    .await;
+    b.keys("\u{E007}").await;
     b.find(&format!("{card}[data-state='cancelled']")).await;
     let (_, c) = p.get(&format!("/v1/campaigns/{id}")).await;
     assert_eq!(c["state"], "cancelled", "{c}");

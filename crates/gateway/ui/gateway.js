@@ -22,6 +22,8 @@ const KINDS = [
   "status.delivered", "status.read", "status.failed", "status.played", "message.received",
   "sequence_wait", "sequence_released", "pair_wait", "marketing_backoff", "window_fallback",
   "resend_by_phone", "template_paused", "other_attempt.status",
+  "campaign.scheduled", "campaign.running", "campaign.paused", "campaign.finished",
+  "campaign.cancelled", "campaign.progress",
 ];
 const STATES = [
   "queued", "sending", "accepted", "held", "sent", "delivered", "read", "failed", "expired",
@@ -534,6 +536,8 @@ function campaignsView() {
   async function render() {
     const list = (await call("/v1/campaigns")).campaigns || [];
     fill(box, list.length ? list.map(card) : el("p", { class: "muted" }, "No campaigns yet: create one with POST /v1/campaigns."));
+    // The confirmation takes the focus, so a keyboard user answers it next.
+    if (confirming) $('[data-action="confirm-cancel"]', box)?.focus();
     box.dataset.ready = "1";
   }
   act(null, render);
