@@ -1,11 +1,14 @@
 //! The `Store` conformance suite. Every check is generic over `S: Store`; the `conformance!`
-//! macro at the bottom runs each one against every backend (SQLite on a temp file and in
-//! memory; a PostgreSQL backend adds one line there).
+//! macro at the bottom runs each one against every backend: SQLite on a temp file and in memory,
+//! and PostgreSQL when `MYNAH_TEST_DATABASE_URL` names a database (each test in a fresh schema of
+//! its own, so they run in parallel). Without the URL the PostgreSQL tests pass as skipped,
+//! unless `MYNAH_PG_TESTS=1`, which makes a missing URL or server fail them.
 
 use mynah_gateway::clock::Millis;
 use mynah_gateway::model::{
     CampaignState, Category, ConsentStatus, Effect, Lane, MessageState, Observation, PlatformStatus,
 };
+use mynah_gateway::store::postgres::{PostgresOptions, PostgresStore};
 use mynah_gateway::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use mynah_gateway::store::{
     CampaignRecord, Change, Consent, ConversationCursor, ConversationItem, Enqueued, IdKind,
@@ -59,6 +62,35 @@ async fn memory() -> SqliteStore {
     SqliteStore::open(None, SqliteOptions::default())
         .await
         .unwrap()
+}
+
+/// A PostgreSQL store in a fresh schema of the database `MYNAH_TEST_DATABASE_URL` names; `None`
+/// (the test is skipped) without the variable, unless `MYNAH_PG_TESTS=1`.
+async fn postgres() -> Option<PostgresStore> {
+    let required = std::env::var("MYNAH_PG_TESTS").is_ok_and(|v| v == "1");
+    let Some(url) = std::env::var("MYNAH_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            !required,
+            "MYNAH_PG_TESTS=1 but MYNAH_TEST_DATABASE_URL is not set"
+        );
+        eprintln!("skipped: MYNAH_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    let n = NEXT_DB.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let opts = PostgresOptions {
+        schema: Some(format!("conformance_{}_{nanos}_{n}", std::process::id())),
+        ..PostgresOptions::default()
+    };
+    match PostgresStore::open(&url, opts).await {
+        Ok(s) => Some(s),
+        Err(e) => panic!("PostgreSQL at MYNAH_TEST_DATABASE_URL: {e}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2155,6 +2187,17 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::memory().await).await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(s) = super::postgres().await {
+                        super::$name(s).await;
+                    }
                 }
             )+
         }

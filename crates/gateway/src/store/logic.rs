@@ -382,11 +382,11 @@ pub(super) fn apply_status(
 
 pub(super) const PARK_TEMPLATE: &str = "UPDATE messages SET parked_reason = ?1, updated_at = ?2 \
      WHERE state = 'queued' AND parked_reason IS NULL AND template_name = ?3 \
-     AND (?4 IS NULL OR template_language = ?4) RETURNING id, template_language";
+     AND (CAST(?4 AS TEXT) IS NULL OR template_language = ?4) RETURNING id, template_language";
 
 pub(super) const UNPARK_TEMPLATE: &str = "UPDATE messages SET parked_reason = NULL, updated_at = ?2 \
      WHERE state = 'queued' AND parked_reason = ?1 AND template_name = ?3 \
-     AND (?4 IS NULL OR template_language = ?4) RETURNING id, template_language";
+     AND (CAST(?4 AS TEXT) IS NULL OR template_language = ?4) RETURNING id, template_language";
 
 /// `(template name, language, now)`.
 pub(super) type TemplateScope = (String, Option<String>, Millis);
@@ -2110,7 +2110,7 @@ pub(super) fn campaign_recipients(
     let mut st = conn.prepare_cached(&format!(
         "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients r LEFT JOIN messages m \
          ON m.id = r.message_id WHERE r.campaign = ?1 AND r.row > ?2 \
-         AND (?3 IS NULL OR r.status = ?3 OR m.state = ?3) ORDER BY r.row LIMIT ?4"
+         AND (CAST(?3 AS TEXT) IS NULL OR r.status = ?3 OR m.state = ?3) ORDER BY r.row LIMIT ?4"
     ))?;
     let rows = st.query_map(params![id, after, state, i64_of(*limit)], recipient_row)?;
     Ok(rows.collect::<Result<_, _>>()?)

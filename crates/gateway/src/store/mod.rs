@@ -13,6 +13,7 @@
 //! - event sequence numbers are assigned in commit order, so a reader following
 //!   [`Store::events_after`] with a cursor never skips an event.
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::clock::Millis;

@@ -844,6 +844,8 @@ sql_text!(
     CampaignState
 );
 
+// The shared operations, compiled again for this backend (as for PostgreSQL): deliberate.
+#[allow(clippy::duplicate_mod)]
 #[path = "logic.rs"]
 mod logic;
 
