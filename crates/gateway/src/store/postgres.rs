@@ -155,6 +155,8 @@ impl Connector {
             .connect(postgres::NoTls)
             .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
         let conn = Connection::new(client);
+        // Notices (`… already exists, skipping`) would reach the log as lines of their own.
+        conn.batch_execute("SET client_min_messages TO warning")?;
         if let Some(s) = &self.schema {
             conn.batch_execute(&format!("SET search_path TO {s}"))?;
         }
@@ -666,15 +668,17 @@ fn writer_thread(
     }
 }
 
-/// The connection, reconnected if it was lost; `None` with the reason when that fails.
+/// The connection, connected (again) if there is none or it was lost.
 fn usable<'c>(
     conn: &'c mut Option<Connection>,
     connector: &Connector,
 ) -> Result<&'c Connection, StoreError> {
     if conn.as_ref().is_none_or(Connection::is_closed) {
-        *conn = None;
+        let lost = conn.take().is_some();
         let fresh = connector.connect()?;
-        tracing::info!("store reconnected to PostgreSQL");
+        if lost {
+            tracing::info!("store reconnected to PostgreSQL");
+        }
         *conn = Some(fresh);
     }
     conn.as_ref().ok_or(StoreError::Closed)
