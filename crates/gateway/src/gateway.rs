@@ -30,6 +30,9 @@ pub struct Gateway<S> {
     pub classifier: Classifier,
     /// The number's send rate.
     pub(crate) limiter: Mutex<NumberLimiter>,
+    /// Tokens of the number's shared bucket this instance took and has not used yet (a shared
+    /// store only: see `dispatch::take_shared`).
+    pub(crate) shared_tokens: Mutex<u32>,
     /// Per-recipient pacing.
     pub(crate) pairs: Mutex<PairLimiter>,
     /// Jitter for retries.
@@ -130,6 +133,7 @@ impl<S: Store + Clone> Gateway<S> {
             upstream,
             classifier,
             limiter: Mutex::new(limiter),
+            shared_tokens: Mutex::new(0),
             pairs: Mutex::new(pairs),
             rng: Mutex::new(rng),
             wake_dispatch: Notify::new(),

@@ -14,7 +14,7 @@ use mynah_gateway::store::{
     CampaignRecord, Change, Consent, ConversationCursor, ConversationItem, Enqueued, IdKind,
     IdentityUpdate, InboundRecord, InboxItem, InboxOutcome, ListFilter, NewEvent, NewMessage,
     NewRecipient, PARKED_TEMPLATE_PAUSED, Prunable, Pruned, Release, Sighting, StatusApplied,
-    StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
+    StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, Tokens, kind,
 };
 use serde_json::json;
 use std::collections::HashSet;
@@ -2170,6 +2170,66 @@ async fn campaigns_build_release_and_count<S: Store + Clone>(s: S) {
     assert_eq!(live.len(), 1);
 }
 
+/// A shared bucket grants at its rate up to its burst, whoever asks, and says when what was
+/// asked for will be there.
+async fn shared_buckets_grant_at_their_rate<S: Store + Clone>(s: S) {
+    let take = |want: u32, at: Millis| {
+        let s = s.clone();
+        async move {
+            s.take_tokens("number:pn1", 10.0, 5, want, at)
+                .await
+                .unwrap()
+        }
+    };
+    // A new bucket starts full.
+    assert_eq!(
+        take(3, T0).await,
+        Tokens {
+            granted: 3,
+            next_at: T0
+        }
+    );
+    // One token short at 10/s: 100 ms.
+    assert_eq!(
+        take(3, T0).await,
+        Tokens {
+            granted: 2,
+            next_at: T0 + 100
+        }
+    );
+    assert_eq!(take(1, T0).await.granted, 0);
+    // 250 ms later it holds 2.5: two go, the half stays.
+    assert_eq!(
+        take(5, T0 + 250).await,
+        Tokens {
+            granted: 2,
+            next_at: T0 + 500
+        }
+    );
+    // A clock that goes back refills nothing; a long idle refills up to the burst only.
+    assert_eq!(take(1, T0).await.granted, 0);
+    assert_eq!(take(100, T0 + 3_600_000).await.granted, 5);
+    // Another key is another bucket.
+    let other = s.take_tokens("number:pn2", 10.0, 5, 5, T0).await.unwrap();
+    assert_eq!(other.granted, 5);
+    // Concurrent takers share what the bucket holds, never more.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.take_tokens("number:pn3", 10.0, 20, 3, T0)
+                .await
+                .unwrap()
+                .granted
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert_eq!(total, 20);
+}
+
 macro_rules! conformance {
     ($($name:ident),+ $(,)?) => {
         mod sqlite_file {
@@ -2237,4 +2297,5 @@ conformance!(
     one_sighting_of_two_people_merges_them,
     identity_changes_keep_the_person,
     campaigns_build_release_and_count,
+    shared_buckets_grant_at_their_rate,
 );

@@ -1740,6 +1740,49 @@ pub(super) fn set_cursor(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Shared rate buckets
+
+/// `(key, rate, burst, want, now)`.
+pub(super) type TakeArgs = (String, f64, u32, u32, Millis);
+
+/// Refills the bucket for the time since its last take (in thousandths of a token: a rate in
+/// tokens per second adds `rate` of them per millisecond), then grants what it holds.
+pub(super) fn take_tokens(
+    conn: &Connection,
+    (key, rate, burst, want, now): &TakeArgs,
+) -> Result<Tokens, StoreError> {
+    let cap = i64::from((*burst).max(1)).saturating_mul(1_000);
+    let per_ms = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
+    let row: Option<(i64, Millis)> = conn
+        .prepare_cached("SELECT milli, updated_at FROM rate_buckets WHERE key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (held, since) = row.unwrap_or((cap, *now));
+    let elapsed = now.saturating_sub(since).max(0);
+    let refill = (elapsed as f64 * per_ms).min(cap as f64) as i64;
+    let mut milli = held.saturating_add(refill).min(cap);
+    let granted = (milli / 1_000).clamp(0, i64::from(*want));
+    milli -= granted * 1_000;
+    conn.prepare_cached(
+        "INSERT INTO rate_buckets (key, milli, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (key) DO UPDATE SET milli = excluded.milli, updated_at = excluded.updated_at",
+    )?
+    .execute(params![key, milli, since.max(*now)])?;
+    let missing = (i64::from(*want) - granted).saturating_mul(1_000) - milli;
+    let next_at = if granted == i64::from(*want) || missing <= 0 {
+        *now
+    } else if per_ms > 0.0 {
+        now.saturating_add((missing as f64 / per_ms).ceil() as Millis)
+    } else {
+        Millis::MAX
+    };
+    Ok(Tokens {
+        granted: u32::try_from(granted).unwrap_or(0),
+        next_at,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Campaigns
 
 pub(super) const CAMPAIGN_COLUMNS: &str =
@@ -2365,6 +2408,22 @@ impl Store for Backend {
 
     async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
         self.read((), |c, ()| templates(c)).await
+    }
+
+    fn shared(&self) -> bool {
+        SHARED
+    }
+
+    async fn take_tokens(
+        &self,
+        key: &str,
+        rate: f64,
+        burst: u32,
+        want: u32,
+        now: Millis,
+    ) -> Result<Tokens, StoreError> {
+        self.write((key.to_owned(), rate, burst, want, now), take_tokens)
+            .await
     }
 
     async fn events_after(&self, seq: i64, limit: usize) -> Result<Vec<Event>, StoreError> {

@@ -46,6 +46,15 @@ pub mod kind {
 /// `parked_reason` of messages parked by [`Store::park_template`].
 pub const PARKED_TEMPLATE_PAUSED: &str = "template_paused";
 
+/// What [`Store::take_tokens`] granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    /// Tokens taken (at most the number asked for).
+    pub granted: u32,
+    /// When the bucket holds what was asked for (`now` when it was all granted).
+    pub next_at: Millis,
+}
+
 /// A storage failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
@@ -1173,6 +1182,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every cached template, by name then language.
     fn templates(&self) -> impl Future<Output = Result<Vec<TemplateRecord>, StoreError>> + Send;
+
+    /// Whether other processes may use the same database at once (PostgreSQL). On an exclusive
+    /// store the `sending` rows found at start were left by a previous process; on a shared one
+    /// they may be another live instance's, recovered only once their lease has ended.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Takes up to `want` tokens of the bucket `key` shared by every instance on the database:
+    /// it refills at `rate` tokens per second (as of `now`, never backwards) up to `burst`, and a
+    /// new bucket starts full. Several instances sending for one number take their tokens here,
+    /// so together they never exceed its rate.
+    fn take_tokens(
+        &self,
+        key: &str,
+        rate: f64,
+        burst: u32,
+        want: u32,
+        now: Millis,
+    ) -> impl Future<Output = Result<Tokens, StoreError>> + Send;
 
     /// Up to `limit` events with a sequence number greater than `seq`, in order.
     fn events_after(

@@ -48,7 +48,7 @@ use super::{
     InboxItem, InboxOutcome, InboxRow, ListFilter, MessageRecord, NewEvent, NewMessage,
     NewRecipient, PARKED_TEMPLATE_PAUSED, Person, Prunable, Pruned, RECIPIENT_CANCELLED,
     RECIPIENT_PENDING, RECIPIENT_RELEASED, RECIPIENT_SKIPPED, RecipientRecord, Release, Sighting,
-    StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
+    StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, Tokens, kind,
 };
 use crate::clock::Millis;
 use crate::model::{
@@ -61,6 +61,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+
+/// Other gateway instances may use the database at the same time.
+const SHARED: bool = true;
 
 /// The store the shared operations implement [`Store`] for.
 type Backend = PostgresStore;
@@ -320,7 +323,7 @@ impl PostgresStore {
 // Schema
 
 /// Schema versions: entry `i` takes the database from version i to i + 1.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// Version 1: everything the SQLite schema has at its version 5, in PostgreSQL's types.
 const SCHEMA_V1: &str = r#"
@@ -530,6 +533,15 @@ CREATE INDEX campaign_recipients_key ON campaign_recipients (campaign, key)
     WHERE status != 'skipped';
 CREATE INDEX campaign_recipients_pending ON campaign_recipients (campaign, row)
     WHERE status = 'pending';
+"#;
+
+/// Version 2: token buckets shared by the instances (`Store::take_tokens`).
+const SCHEMA_V2: &str = r#"
+CREATE TABLE rate_buckets (
+    key TEXT COLLATE "C" PRIMARY KEY,
+    milli BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+)
 "#;
 
 fn schema_version(conn: &Connection) -> Result<i64, StoreError> {

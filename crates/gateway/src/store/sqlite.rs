@@ -33,7 +33,7 @@ use super::{
     InboxItem, InboxOutcome, InboxRow, ListFilter, MessageRecord, NewEvent, NewMessage,
     NewRecipient, PARKED_TEMPLATE_PAUSED, Person, Prunable, Pruned, RECIPIENT_CANCELLED,
     RECIPIENT_PENDING, RECIPIENT_RELEASED, RECIPIENT_SKIPPED, RecipientRecord, Release, Sighting,
-    StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
+    StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, Tokens, kind,
 };
 use crate::clock::Millis;
 use crate::model::{
@@ -374,7 +374,9 @@ fn configure(conn: &Connection, opts: &SqliteOptions) -> Result<(), StoreError> 
 /// Partial indexes spell state sets with `OR`, not `IN (…)`: SQLite evaluates an `IN` list
 /// through an ephemeral table on every update of the row, which doubled the cost of a status
 /// update. Queries repeat the index's `WHERE` term verbatim so the planner can use the index.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE messages (
@@ -615,6 +617,15 @@ CREATE INDEX campaign_recipients_pending ON campaign_recipients (campaign, row)
     WHERE status = 'pending';
 ";
 
+/// Version 6: token buckets shared by the instances of a database (`Store::take_tokens`).
+const SCHEMA_V6: &str = "
+CREATE TABLE rate_buckets (
+    key TEXT PRIMARY KEY,
+    milli INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+";
+
 /// Brings the schema to the latest version, one transaction per step.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -848,6 +859,9 @@ sql_text!(
 #[allow(clippy::duplicate_mod)]
 #[path = "logic.rs"]
 mod logic;
+
+/// One process uses the file (a second one would wait on its locks).
+const SHARED: bool = false;
 
 /// The store the shared operations implement [`Store`] for.
 type Backend = SqliteStore;
