@@ -2230,6 +2230,40 @@ async fn shared_buckets_grant_at_their_rate<S: Store + Clone>(s: S) {
     assert_eq!(total, 20);
 }
 
+/// One holder of a role at a time; the role passes on when its lease ends.
+async fn roles_have_one_holder_at_a_time<S: Store + Clone>(s: S) {
+    assert!(s.lease_role("intake", "a", T0, T0 + 100).await.unwrap());
+    assert!(
+        !s.lease_role("intake", "b", T0 + 50, T0 + 150)
+            .await
+            .unwrap()
+    );
+    // The holder renews.
+    assert!(
+        s.lease_role("intake", "a", T0 + 90, T0 + 200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.lease_role("intake", "b", T0 + 150, T0 + 250)
+            .await
+            .unwrap()
+    );
+    // Another role is free.
+    assert!(s.lease_role("templates", "b", T0, T0 + 100).await.unwrap());
+    // Once the lease ends, another instance takes it, and the first no longer holds it.
+    assert!(
+        s.lease_role("intake", "b", T0 + 200, T0 + 300)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.lease_role("intake", "a", T0 + 210, T0 + 310)
+            .await
+            .unwrap()
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),+ $(,)?) => {
         mod sqlite_file {
@@ -2298,4 +2332,5 @@ conformance!(
     identity_changes_keep_the_person,
     campaigns_build_release_and_count,
     shared_buckets_grant_at_their_rate,
+    roles_have_one_holder_at_a_time,
 );

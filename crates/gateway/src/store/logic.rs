@@ -1782,6 +1782,23 @@ pub(super) fn take_tokens(
     })
 }
 
+/// `(role, holder, now, until)`.
+pub(super) type RoleArgs = (String, String, Millis, Millis);
+
+pub(super) fn lease_role(
+    conn: &Connection,
+    (role, holder, now, until): &RoleArgs,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO roles (role, holder, until) VALUES (?1, ?2, ?4) \
+             ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+             WHERE roles.holder = excluded.holder OR roles.until <= ?3",
+        )?
+        .execute(params![role, holder, now, until])?;
+    Ok(changed == 1)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Campaigns
 
@@ -2423,6 +2440,17 @@ impl Store for Backend {
         now: Millis,
     ) -> Result<Tokens, StoreError> {
         self.write((key.to_owned(), rate, burst, want, now), take_tokens)
+            .await
+    }
+
+    async fn lease_role(
+        &self,
+        role: &str,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool, StoreError> {
+        self.write((role.to_owned(), holder.to_owned(), now, until), lease_role)
             .await
     }
 

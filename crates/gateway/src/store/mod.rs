@@ -1203,6 +1203,17 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
     ) -> impl Future<Output = Result<Tokens, StoreError>> + Send;
 
+    /// Takes or renews the lease of a role only one instance on the database plays at a time
+    /// (processing the inbox, syncing templates): `holder` gets it until `until` if it is free,
+    /// its lease has ended by `now`, or `holder` has it already. Whether `holder` has it now.
+    fn lease_role(
+        &self,
+        role: &str,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// Up to `limit` events with a sequence number greater than `seq`, in order.
     fn events_after(
         &self,

@@ -535,12 +535,18 @@ CREATE INDEX campaign_recipients_pending ON campaign_recipients (campaign, row)
     WHERE status = 'pending';
 "#;
 
-/// Version 2: token buckets shared by the instances (`Store::take_tokens`).
+/// Version 2: token buckets and role leases shared by the instances (`Store::take_tokens`,
+/// `Store::lease_role`).
 const SCHEMA_V2: &str = r#"
 CREATE TABLE rate_buckets (
     key TEXT COLLATE "C" PRIMARY KEY,
     milli BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
+);
+CREATE TABLE roles (
+    role TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until BIGINT NOT NULL
 )
 "#;
 

@@ -617,12 +617,18 @@ CREATE INDEX campaign_recipients_pending ON campaign_recipients (campaign, row)
     WHERE status = 'pending';
 ";
 
-/// Version 6: token buckets shared by the instances of a database (`Store::take_tokens`).
+/// Version 6: token buckets and role leases shared by the instances of a database
+/// (`Store::take_tokens`, `Store::lease_role`).
 const SCHEMA_V6: &str = "
 CREATE TABLE rate_buckets (
     key TEXT PRIMARY KEY,
     milli INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
+);
+CREATE TABLE roles (
+    role TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL
 );
 ";
 
