@@ -1,7 +1,8 @@
 //! The gateway's durable storage behind one small, backend-neutral trait.
 //!
-//! [`Store`] is implemented by [`sqlite::SqliteStore`] (the default); a PostgreSQL backend will
-//! implement the same trait and run the same conformance suite (`tests/store.rs`).
+//! [`Store`] is implemented by [`sqlite::SqliteStore`] (the default, embedded) and
+//! [`postgres::PostgresStore`] (several instances on one database); both run the same SQL
+//! operations (`logic.rs`) and pass the same conformance suite (`tests/store.rs`).
 //!
 //! Contract shared by every backend:
 //! - every write is durable before its future resolves (accepted work is durable before it is

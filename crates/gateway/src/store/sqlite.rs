@@ -20,8 +20,8 @@
 //! There are no foreign keys: events and orphans refer to messages by id/wamid, and nothing is
 //! deleted except by [`Store::prune`] (orphans, dedupe keys, processed inbox bodies; see
 //! `crate::retention`).
-//! The SQL sticks to what PostgreSQL also accepts where it can (`ON CONFLICT`, `RETURNING`,
-//! partial indexes); `?N` placeholders and `INTEGER PRIMARY KEY AUTOINCREMENT` are SQLite's.
+//! The operations themselves are `logic.rs`, shared with the PostgreSQL backend; this module
+//! supplies the connections, the writer, the readers and the schema.
 //!
 //! rusqlite is used rather than sqlx: sqlx runs every statement through a channel to a
 //! per-connection thread, which measured ~100 µs per statement on the 2-core target; a batch on
