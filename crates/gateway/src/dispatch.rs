@@ -235,10 +235,15 @@ async fn take_token<S: Store + Clone>(gw: &Gateway<S>, shutdown: &CancellationTo
     !gw.store.shared() || take_shared(gw, shutdown).await
 }
 
-/// How many tokens of the shared bucket one store call takes: about 50 ms of sending, so an
-/// instance that stops (or dies) strands at most that much of the number's rate.
-fn shared_slice(rate: f64, burst: u32) -> u32 {
-    ((rate / 20.0).ceil() as u32).clamp(1, burst.max(1))
+/// How many tokens of the shared bucket one store call takes: enough for 20 ms of sending plus
+/// the store's last round trip (`rtt_ms`), and at most half the burst. An instance takes at most
+/// `slice / round trip` tokens a second, so a slice smaller than that starves it (two instances
+/// with one-token slices and 50 ms round trips reached 40 of 50/s together); tokens taken but
+/// not used yet (at most a slice per instance, about `rate × round trip` in all) are what the
+/// instances can add to the bucket's burst, and what an instance that dies strands.
+fn shared_slice(rate: f64, burst: u32, rtt_ms: Millis) -> u32 {
+    let ms = 20.0 + rtt_ms.clamp(0, 1_000) as f64;
+    ((rate * ms / 1_000.0).ceil() as u32).clamp(1, (burst / 2).max(1))
 }
 
 /// Takes one token of the number's bucket in the store, shared by every instance on the
@@ -265,9 +270,15 @@ async fn take_shared<S: Store + Clone>(gw: &Gateway<S>, shutdown: &CancellationT
             let l = lock(&gw.limiter);
             (l.rate(), l.config().burst)
         };
-        let slice = shared_slice(rate, burst);
+        let rtt = gw.shared_rtt.load(std::sync::atomic::Ordering::Relaxed);
+        let slice = shared_slice(rate, burst, rtt);
         let now = gw.now();
-        let wait = match gw.store.take_tokens(&key, rate, burst, slice, now).await {
+        let taken = gw.store.take_tokens(&key, rate, burst, slice, now).await;
+        gw.shared_rtt.store(
+            gw.now().saturating_sub(now),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let wait = match taken {
             Ok(t) if t.granted > 0 => {
                 *lock(&gw.shared_tokens) += t.granted - 1;
                 return true;

@@ -41,6 +41,8 @@ pub struct Gateway<S> {
     /// Tokens of the number's shared bucket this instance took and has not used yet (a shared
     /// store only: see `dispatch::take_shared`).
     pub(crate) shared_tokens: Mutex<u32>,
+    /// How long the last take from the shared bucket took (ms), which sizes the next.
+    pub(crate) shared_rtt: std::sync::atomic::AtomicI64,
     /// Per-recipient pacing.
     pub(crate) pairs: Mutex<PairLimiter>,
     /// Jitter for retries.
@@ -142,6 +144,7 @@ impl<S: Store + Clone> Gateway<S> {
             classifier,
             limiter: Mutex::new(limiter),
             shared_tokens: Mutex::new(0),
+            shared_rtt: std::sync::atomic::AtomicI64::new(0),
             instance: format!("gw-{:016x}", rand::random::<u64>()),
             roles: Mutex::new(std::collections::HashMap::new()),
             pairs: Mutex::new(pairs),

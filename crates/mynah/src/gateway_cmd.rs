@@ -101,20 +101,24 @@ pub struct MigrateArgs {
     /// The SQLite data directory.
     #[arg(long, default_value = ".mynah-gateway", env = "MYNAH_GATEWAY_DATA_DIR")]
     pub data_dir: PathBuf,
-    /// The gateway's configuration file (for `database_url`).
+    /// The gateway's configuration file (for `database_url` and `database_schema`).
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
 
 /// Runs `mynah gateway migrate`.
 pub async fn migrate(args: &MigrateArgs) -> Result<(), String> {
-    let from_file = match &args.config {
-        Some(path) => read_config(path)?.database_url,
-        None => None,
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => Config::default(),
     };
-    match args.database_url.clone().or(from_file) {
+    match args.database_url.clone().or(file.database_url) {
         Some(url) => {
-            let version = PostgresStore::migrate(&url, PostgresOptions::default())
+            let opts = PostgresOptions {
+                schema: file.database_schema,
+                ..PostgresOptions::default()
+            };
+            let version = PostgresStore::migrate(&url, opts)
                 .await
                 .map_err(|e| format!("gateway store: {e}"))?;
             println!(
@@ -261,7 +265,11 @@ pub enum Opened {
 /// Opens the store (PostgreSQL when `database_url` is set, else SQLite) and builds the gateway.
 pub async fn open(cfg: Config) -> Result<Opened, String> {
     if let Some(url) = cfg.database_url.clone() {
-        let store = PostgresStore::open(&url, PostgresOptions::default())
+        let opts = PostgresOptions {
+            schema: cfg.database_schema.clone(),
+            ..PostgresOptions::default()
+        };
+        let store = PostgresStore::open(&url, opts)
             .await
             .map_err(|e| format!("gateway store ({}): {e}", redact_url(&url)))?;
         let gateway = Gateway::new(cfg, store.clone(), Arc::new(Clock::System))?;
