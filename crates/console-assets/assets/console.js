@@ -36,11 +36,13 @@ export function fill(node, ...children) {
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 
-/** An error answer of the API: HTTP status, platform code, title and details. */
+/** An error answer of the API: HTTP status, code, title and details (the platform's envelope,
+ *  `{error: {code, message, error_data: {details}}}`, or the gateway's,
+ *  `{error: {code, message, details}}`). */
 export class ApiError extends Error {
   constructor(status, body) {
     const e = (body && body.error) || {};
-    const details = (e.error_data && e.error_data.details) || e.message || `HTTP ${status}`;
+    const details = (e.error_data && e.error_data.details) || e.details || e.message || `HTTP ${status}`;
     super(details);
     this.status = status;
     this.code = e.code;
@@ -118,10 +120,10 @@ export function live(url, handlers, state = () => {}) {
 }
 
 /** Hash routes: `route({"phone": render, …}, fallback)`; `#/phone/123` calls
- *  `render(["123"])`. Links in `nav` get `aria-current="page"`. */
+ *  `render(["123"])` (a `?query` after the path is the view's to read). Links in `nav` get `aria-current="page"`. */
 export function route(routes, fallback) {
   const go = () => {
-    const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
+    const parts = location.hash.replace(/^#\/?/, "").split("?")[0].split("/").map(decodeURIComponent);
     const name = parts[0] && routes[parts[0]] ? parts[0] : fallback;
     for (const a of $$("nav a")) {
       if (a.getAttribute("href") === `#/${name}`) a.setAttribute("aria-current", "page");

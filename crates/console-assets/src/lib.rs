@@ -39,7 +39,24 @@ impl Asset {
     pub fn etag(&self) -> String {
         format!("\"{:016x}\"", self.hash)
     }
+
+    /// Whether a request's `If-None-Match` names this version (the answer is then `304`).
+    pub fn fresh(&self, if_none_match: Option<&str>) -> bool {
+        let etag = self.etag();
+        if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    }
 }
+
+/// The headers every console response carries besides its type and entity tag: the
+/// [`CONTENT_SECURITY_POLICY`], no type sniffing, no referrer, no framing, and revalidation on
+/// every load (so a new binary's assets are picked up at once).
+pub const HEADERS: &[(&str, &str)] = &[
+    ("content-security-policy", CONTENT_SECURITY_POLICY),
+    ("x-content-type-options", "nosniff"),
+    ("referrer-policy", "no-referrer"),
+    ("x-frame-options", "DENY"),
+    ("cache-control", "no-cache"),
+];
 
 /// `Content-Type` of JavaScript modules.
 pub const JS: &str = "text/javascript; charset=utf-8";
@@ -93,6 +110,9 @@ mod tests {
         assert!(shared("../Cargo.toml").is_none());
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let a = &SHARED[0];
+        assert!(a.fresh(Some(&format!("\"x\", {}", a.etag()))));
+        assert!(!a.fresh(Some("\"x\"")) && !a.fresh(None));
     }
 
     #[test]

@@ -49,6 +49,21 @@ pub struct Schedule {
     /// Nothing is released after this, and no message lives past it (unix ms).
     #[serde(default)]
     pub end_by: Option<Millis>,
+    /// Quiet hours in the recipient's local time (`"21:00-08:00"`), or `"off"`; the
+    /// configured `[campaigns] quiet_hours` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<String>,
+}
+
+impl Schedule {
+    /// The quiet hours in force: the campaign's, else the configured ones.
+    fn quiet(&self, d: &Defaults) -> Option<crate::quiet::Window> {
+        match self.quiet_hours.as_deref() {
+            Some("off") => None,
+            Some(w) => w.parse().ok(),
+            None => d.quiet_hours,
+        }
+    }
 }
 
 /// What `POST /v1/campaigns` takes (the audience apart).
@@ -128,6 +143,12 @@ pub async fn create<S: Store + Clone>(gw: &Gateway<S>, body: &[u8]) -> Result<Va
             "ttl_seconds must be 1 to {}",
             crate::enqueue::MAX_TTL_SECONDS
         )));
+    }
+    if let Some(w) = spec.schedule.quiet_hours.as_deref()
+        && w != "off"
+    {
+        w.parse::<crate::quiet::Window>()
+            .map_err(|e| bad(format!("schedule.quiet_hours: {e}, or \"off\"")))?;
     }
     if let (Some(a), Some(b)) = (spec.schedule.start_at, spec.schedule.end_by)
         && b <= a
@@ -429,6 +450,13 @@ fn render(v: &Value, row: &Map<String, Value>) -> Result<Value, String> {
     })
 }
 
+/// A `{{name}}` that names a column (not a positional `{{1}}`).
+fn is_column(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.chars().all(|c| c.is_ascii_digit())
+}
+
 fn render_text(s: &str, row: &Map<String, Value>) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -437,11 +465,8 @@ fn render_text(s: &str, row: &Map<String, Value>) -> Result<String, String> {
             break;
         };
         let name = rest[start + 2..start + 2 + len].trim();
-        let is_column = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !name.chars().all(|c| c.is_ascii_digit());
         out.push_str(&rest[..start]);
-        if is_column {
+        if is_column(name) {
             match row.get(name) {
                 Some(Value::String(v)) if !v.trim().is_empty() => out.push_str(v),
                 Some(Value::Number(n)) => out.push_str(&n.to_string()),
@@ -456,13 +481,84 @@ fn render_text(s: &str, row: &Map<String, Value>) -> Result<String, String> {
     Ok(out)
 }
 
+/// The character set of a CSV audience (`Content-Type: text/csv; charset=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charset {
+    /// UTF-8 (the default; a byte-order mark is dropped).
+    Utf8,
+    /// ISO-8859-1 (Latin-1): every byte is its character.
+    Latin1,
+}
+
+impl Charset {
+    /// The charset a `Content-Type` names: UTF-8 (or none) or Latin-1; anything else is refused.
+    pub fn of_content_type(ct: Option<&str>) -> Result<Charset, AppError> {
+        let Some(ct) = ct else {
+            return Ok(Charset::Utf8);
+        };
+        let charset = ct.split(';').skip(1).find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("charset")
+                .then(|| v.trim().trim_matches('"').to_ascii_lowercase())
+        });
+        match charset.as_deref() {
+            None | Some("utf-8" | "utf8" | "us-ascii") => Ok(Charset::Utf8),
+            Some("iso-8859-1" | "latin1" | "latin-1" | "iso8859-1") => Ok(Charset::Latin1),
+            Some(other) => Err(bad(format!(
+                "the audience's charset {other:?} is not read: send UTF-8 (or ISO-8859-1 with charset=iso-8859-1)"
+            ))),
+        }
+    }
+}
+
+/// The longest CSV line of an audience (longer lines are skipped as `bad_row`).
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Reads a CSV audience in UTF-8; see [`import_csv_with`].
+pub async fn import_csv<S, B, E>(gw: &Gateway<S>, id: &str, chunks: B) -> Result<Value, AppError>
+where
+    S: Store + Clone,
+    B: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    import_csv_with(gw, id, chunks, Charset::Utf8).await
+}
+
+/// Every `{{column}}` the template's components name.
+fn needed_columns(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("{{") {
+                let Some(len) = rest[start + 2..].find("}}") else {
+                    break;
+                };
+                let name = rest[start + 2..start + 2 + len].trim();
+                if is_column(name) && !out.iter().any(|c| c == name) {
+                    out.push(name.to_string());
+                }
+                rest = &rest[start + 4 + len..];
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| needed_columns(x, out)),
+        Value::Object(o) => o.values().for_each(|x| needed_columns(x, out)),
+        _ => {}
+    }
+}
+
 /// Reads a CSV audience (a header naming the columns, one recipient per line) from a stream of
-/// chunks, adding it in batches: memory stays bounded by a batch. Lines longer than
-/// `max_line` are skipped as `bad_row`.
-pub async fn import_csv<S, B, E>(
+/// chunks, adding it in batches: memory stays bounded by a batch. Refused before any row is
+/// added: a UTF-16 file, a header without a recipient column or without a column the template
+/// names, an over-long header. Skipped as `bad_row`, each with its line and reason: a line
+/// longer than [`MAX_LINE`], not in the charset, with an unterminated quote or another number
+/// of fields than the header. A failure part-way (the upload breaks off) says how many rows
+/// were added before it: the campaign stays a draft with them.
+pub async fn import_csv_with<S, B, E>(
     gw: &Gateway<S>,
     id: &str,
     mut chunks: B,
+    charset: Charset,
 ) -> Result<Value, AppError>
 where
     S: Store + Clone,
@@ -470,7 +566,6 @@ where
     E: std::fmt::Display,
 {
     use futures_util::StreamExt;
-    const MAX_LINE: usize = 64 * 1024;
     let campaign = get(gw, id).await?;
     let spec = spec_of(&campaign)?;
     if campaign.state != CampaignState::Draft {
@@ -482,71 +577,137 @@ where
             ),
         ));
     }
+    let mut needed = Vec::new();
+    if let Some(c) = &spec.template.components {
+        needed_columns(c, &mut needed);
+    }
     let mut header: Option<Vec<String>> = None;
     let mut buf: Vec<u8> = Vec::new();
     let mut rows: Vec<Map<String, Value>> = Vec::new();
     let mut bad_rows: Vec<NewRecipient> = Vec::new();
     let mut line_no = 0u64;
     let mut totals: HashMap<String, i64> = HashMap::new();
+    let mut added_to_line = 0u64;
     let mut overlong = false;
+    let mut first = true;
     let batch = gw.cfg.campaigns.batch.max(1);
-    let flush = |rows: &mut Vec<Map<String, Value>>, bad_rows: &mut Vec<NewRecipient>| {
-        (std::mem::take(rows), std::mem::take(bad_rows))
+    let bad_row = |line_no: u64, text: String, why: String| {
+        skip(
+            text,
+            format!("line:{line_no}"),
+            "{}".into(),
+            "bad_row",
+            format!("line {line_no}: {why}"),
+        )
     };
     let mut done = false;
     while !done {
         let chunk = match chunks.next().await {
             Some(Ok(c)) => c,
-            Some(Err(e)) => return Err(bad(format!("reading the audience: {e}"))),
+            Some(Err(e)) => {
+                let added: i64 = totals.values().sum();
+                return Err(bad(format!(
+                    "reading the audience broke off after line {added_to_line}: {e}; campaign {id} stays a draft with the {added} rows added before (add the rest from line {}, or cancel it)",
+                    added_to_line + 1
+                )));
+            }
             None => {
                 done = true;
                 bytes::Bytes::new()
             }
         };
+        if first && !chunk.is_empty() {
+            first = false;
+            if chunk.starts_with(&[0xFF, 0xFE])
+                || chunk.starts_with(&[0xFE, 0xFF])
+                || chunk.iter().take(64).filter(|b| **b == 0).count() > 4
+            {
+                return Err(bad(
+                    "the audience is UTF-16 (or binary): send it as UTF-8 (or ISO-8859-1 with charset=iso-8859-1); nothing was added",
+                ));
+            }
+        }
         buf.extend_from_slice(&chunk);
+        let mut start = 0;
         loop {
-            let line = match buf.iter().position(|b| *b == b'\n') {
+            let line: &[u8] = match memchr_newline(&buf[start..]) {
                 Some(i) => {
-                    let l: Vec<u8> = buf.drain(..=i).collect();
+                    let l = &buf[start..start + i + 1];
+                    start += i + 1;
                     l
                 }
-                None if done && !buf.is_empty() => std::mem::take(&mut buf),
+                None if done && start < buf.len() => {
+                    let l = &buf[start..];
+                    start = buf.len();
+                    l
+                }
                 None => {
-                    if buf.len() > MAX_LINE {
+                    if buf.len() - start > MAX_LINE {
                         overlong = true;
-                        buf.clear();
+                        start = buf.len();
                     }
                     break;
                 }
             };
             line_no += 1;
-            if overlong {
+            if overlong || line.len() > MAX_LINE + 2 {
                 overlong = false;
-                bad_rows.push(skip(
+                if header.is_none() {
+                    return Err(bad(format!(
+                        "the audience's header (line {line_no}) is longer than {MAX_LINE} bytes; nothing was added"
+                    )));
+                }
+                bad_rows.push(bad_row(
+                    line_no,
                     String::new(),
-                    format!("line:{line_no}"),
-                    "{}".into(),
-                    "bad_row",
-                    format!("line {line_no} is longer than {MAX_LINE} bytes"),
+                    format!("longer than {MAX_LINE} bytes"),
                 ));
                 continue;
             }
-            let text = match std::str::from_utf8(&line) {
-                Ok(t) => t
-                    .trim_end_matches(['\r', '\n'])
-                    .trim_start_matches('\u{feff}'),
-                Err(_) => {
-                    bad_rows.push(skip(
-                        String::new(),
-                        format!("line:{line_no}"),
-                        "{}".into(),
-                        "bad_row",
-                        format!("line {line_no} is not UTF-8"),
-                    ));
-                    continue;
-                }
+            let decoded: std::borrow::Cow<str> = match charset {
+                Charset::Utf8 => match std::str::from_utf8(line) {
+                    Ok(t) => t.into(),
+                    Err(e) => {
+                        if header.is_none() {
+                            return Err(bad(format!(
+                                "the audience's header is not UTF-8 (byte {}): send UTF-8, or say charset=iso-8859-1; nothing was added",
+                                e.valid_up_to() + 1
+                            )));
+                        }
+                        bad_rows.push(bad_row(
+                            line_no,
+                            String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned(),
+                            format!(
+                                "not UTF-8 (byte {}; a Latin-1 file is read with charset=iso-8859-1)",
+                                e.valid_up_to() + 1
+                            ),
+                        ));
+                        continue;
+                    }
+                },
+                Charset::Latin1 => line
+                    .iter()
+                    .map(|b| char::from(*b))
+                    .collect::<String>()
+                    .into(),
             };
+            let text = decoded
+                .trim_end_matches(['\r', '\n'])
+                .trim_start_matches('\u{feff}');
             if text.trim().is_empty() {
+                continue;
+            }
+            if text.bytes().filter(|b| *b == b'"').count() % 2 == 1 {
+                if header.is_none() {
+                    return Err(bad(
+                        "the audience's header has an unterminated quote; nothing was added",
+                    ));
+                }
+                bad_rows.push(bad_row(
+                    line_no,
+                    text.chars().take(200).collect(),
+                    "an unterminated quote (a field cannot span lines)".into(),
+                ));
                 continue;
             }
             let fields = crate::consent::split_csv(text);
@@ -554,26 +715,28 @@ where
                 let names: Vec<String> = fields.iter().map(|f| f.trim().to_string()).collect();
                 if !names
                     .iter()
-                    .any(|n| ["to", "recipient", "phone", "wa_id", "user_id"].contains(&n.as_str()))
+                    .any(|n| RECIPIENT_COLUMNS.contains(&n.as_str()))
                 {
-                    return Err(bad(
-                        "the CSV's header must name the recipient column: to, recipient, phone, wa_id or user_id",
-                    ));
+                    return Err(bad(format!(
+                        "the CSV's header ({}) must name the recipient column: to, recipient, phone, wa_id or user_id; nothing was added",
+                        text.chars().take(200).collect::<String>()
+                    )));
+                }
+                let missing: Vec<&String> = needed.iter().filter(|c| !names.contains(c)).collect();
+                if !missing.is_empty() {
+                    return Err(bad(format!(
+                        "the template names the column(s) {missing:?}, which the CSV's header ({}) lacks; nothing was added",
+                        names.join(",")
+                    )));
                 }
                 header = Some(names);
                 continue;
             };
             if fields.len() != names.len() {
-                bad_rows.push(skip(
+                bad_rows.push(bad_row(
+                    line_no,
                     text.chars().take(200).collect(),
-                    format!("line:{line_no}"),
-                    "{}".into(),
-                    "bad_row",
-                    format!(
-                        "line {line_no} has {} fields, the header {}",
-                        fields.len(),
-                        names.len()
-                    ),
+                    format!("{} fields, the header has {}", fields.len(), names.len()),
                 ));
                 continue;
             }
@@ -583,18 +746,35 @@ where
             }
             rows.push(row);
             if rows.len() + bad_rows.len() >= batch {
-                let (r, b) = flush(&mut rows, &mut bad_rows);
+                let (r, b) = (std::mem::take(&mut rows), std::mem::take(&mut bad_rows));
                 count(&mut totals, &gw.store.add_recipients(id, b).await?);
                 count(&mut totals, &add_audience(gw, &campaign, &spec, r).await?);
+                added_to_line = line_no;
             }
         }
+        buf.drain(..start);
     }
-    let (r, b) = flush(&mut rows, &mut bad_rows);
-    count(&mut totals, &gw.store.add_recipients(id, b).await?);
-    count(&mut totals, &add_audience(gw, &campaign, &spec, r).await?);
+    if header.is_none() {
+        return Err(bad(
+            "the audience is empty: a header naming the columns, then one recipient per line",
+        ));
+    }
+    count(&mut totals, &gw.store.add_recipients(id, bad_rows).await?);
+    count(
+        &mut totals,
+        &add_audience(gw, &campaign, &spec, rows).await?,
+    );
     let mut v = view(gw, id).await?;
     v["imported"] = json!(totals);
+    v["lines"] = json!(line_no);
     Ok(v)
+}
+
+/// The columns that may hold the recipient.
+const RECIPIENT_COLUMNS: [&str; 5] = ["to", "recipient", "phone", "wa_id", "user_id"];
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|c| *c == b'\n')
 }
 
 fn count(totals: &mut HashMap<String, i64>, rows: &[RecipientRecord]) {
@@ -620,17 +800,17 @@ pub async fn control<S: Store + Clone>(
     let c = get(gw, id).await?;
     let spec = spec_of(&c)?;
     let now = gw.now();
+    // Before its start, a campaign started (or resumed) waits for it.
+    let later = spec.schedule.start_at.is_some_and(|t| t > now);
+    let go = if later { Scheduled } else { Running };
     let (from, to, reason): (Vec<CampaignState>, CampaignState, Option<String>) = match action {
-        "start" => {
-            let later = spec.schedule.start_at.is_some_and(|t| t > now);
-            (vec![Draft], if later { Scheduled } else { Running }, None)
-        }
+        "start" => (vec![Draft], go, None),
         "pause" => (
             vec![Running, Scheduled],
             Paused,
             Some("paused by hand".into()),
         ),
-        "resume" => (vec![Paused], Running, None),
+        "resume" => (vec![Paused], go, None),
         "cancel" => (
             vec![Draft, Scheduled, Running, Paused],
             Cancelled,
@@ -643,11 +823,7 @@ pub async fn control<S: Store + Clone>(
             ));
         }
     };
-    match gw
-        .store
-        .set_campaign_state(id, from, to, reason, now)
-        .await?
-    {
+    match transition(gw, id, from, to, reason, now).await? {
         Some(_) => {
             gw.changed();
             gw.wake_campaigns.notify_one();
@@ -659,6 +835,68 @@ pub async fn control<S: Store + Clone>(
             format!("campaign {id} is {}: it cannot {action}", c.state),
         )),
     }
+}
+
+/// Moves a campaign (as [`Store::set_campaign_state`]) and, when it moved, tells apps on the
+/// event feed (SSE and app webhooks): `campaign.<new state>` with the reason and the counters.
+async fn transition<S: Store + Clone>(
+    gw: &Gateway<S>,
+    id: &str,
+    from: Vec<CampaignState>,
+    to: CampaignState,
+    reason: Option<String>,
+    now: Millis,
+) -> Result<Option<CampaignRecord>, AppError> {
+    let moved = gw
+        .store
+        .set_campaign_state(id, from, to, reason.clone(), now)
+        .await?;
+    if let Some(c) = &moved {
+        let counts = gw.store.campaign_counts(id).await?;
+        let detail = json!({
+            "state": to,
+            "reason": reason,
+            "name": c.name,
+            "counts": counters(&counts),
+        });
+        gw.store
+            .campaign_event(id, &format!("campaign.{to}"), now, to, detail)
+            .await?;
+        gw.changed();
+    }
+    Ok(moved)
+}
+
+/// While a campaign runs, a `campaign.progress` event every `[campaigns] progress_ms` of the
+/// gateway's clock when its counters moved (the first at once).
+async fn progress<S: Store + Clone>(
+    gw: &Gateway<S>,
+    c: &CampaignRecord,
+    spec: &Spec,
+    last: &std::sync::Mutex<HashMap<String, (Millis, Value)>>,
+) -> Result<(), AppError> {
+    let every = gw.cfg.campaigns.progress_ms;
+    let now = gw.now();
+    if every <= 0
+        || lock(last)
+            .get(&c.id)
+            .is_some_and(|(at, _)| now - *at < every)
+    {
+        return Ok(());
+    }
+    let counts = gw.store.campaign_counts(&c.id).await?;
+    let counts = counters(&counts);
+    if lock(last).get(&c.id).is_some_and(|(_, v)| *v == counts) {
+        return Ok(());
+    }
+    let rate = gw.cfg.rate().rate * spec.share(&gw.cfg.campaigns);
+    let detail = json!({ "state": c.state, "name": c.name, "rate": rate, "counts": counts });
+    gw.store
+        .campaign_event(&c.id, "campaign.progress", now, c.state, detail)
+        .await?;
+    lock(last).insert(c.id.clone(), (now, counts));
+    gw.changed();
+    Ok(())
 }
 
 /// The campaign as `GET /v1/campaigns/{id}` shows it: state, counters, rate, ETA and cost.
@@ -726,6 +964,7 @@ fn counters(c: &CampaignCounts) -> Value {
         "cancelled": n(&c.recipients, "cancelled") + n(&c.messages, "cancelled"),
         "queued": n(&c.messages, "queued") + n(&c.messages, "sending"),
         "parked": c.parked,
+        "deferred": c.deferred,
         "held": n(&c.messages, "held"),
         "accepted": n(&c.messages, "accepted"),
         "sent": n(&c.messages, "sent"),
@@ -831,8 +1070,9 @@ struct Budget {
 /// them. Woken by [`Gateway::wake_campaigns`], and every 200 ms.
 pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
     let budgets: std::sync::Mutex<HashMap<String, Budget>> = Default::default();
+    let reported: std::sync::Mutex<HashMap<String, (Millis, Value)>> = Default::default();
     loop {
-        let busy = match tick(&gw, &budgets).await {
+        let busy = match tick(&gw, &budgets, &reported).await {
             Ok(busy) => busy,
             Err(e) => {
                 tracing::warn!(error = %e, "campaign runner");
@@ -858,6 +1098,7 @@ const TEMPLATE_PAUSE: &str = "template ";
 async fn tick<S: Store + Clone>(
     gw: &Gateway<S>,
     budgets: &std::sync::Mutex<HashMap<String, Budget>>,
+    reported: &std::sync::Mutex<HashMap<String, (Millis, Value)>>,
 ) -> Result<bool, AppError> {
     use CampaignState::*;
     let mut busy = false;
@@ -865,6 +1106,7 @@ async fn tick<S: Store + Clone>(
         .store
         .campaigns_in(vec![Scheduled, Running, Paused])
         .await?;
+    lock(reported).retain(|id, _| live.iter().any(|c| &c.id == id));
     for c in live {
         let spec = spec_of(&c)?;
         let now = gw.now();
@@ -876,9 +1118,7 @@ async fn tick<S: Store + Clone>(
             .map(|h| h.status);
         match c.state {
             Scheduled if spec.schedule.start_at.is_none_or(|t| t <= now) => {
-                gw.store
-                    .set_campaign_state(&c.id, vec![Scheduled], Running, None, now)
-                    .await?;
+                transition(gw, &c.id, vec![Scheduled], Running, None, now).await?;
                 gw.changed();
                 busy = true;
             }
@@ -889,9 +1129,7 @@ async fn tick<S: Store + Clone>(
                     .as_deref()
                     .is_some_and(|r| r.starts_with(TEMPLATE_PAUSE));
                 if auto && for_template && status.as_deref().is_some_and(template_active) {
-                    gw.store
-                        .set_campaign_state(&c.id, vec![Paused], Running, None, now)
-                        .await?;
+                    transition(gw, &c.id, vec![Paused], Running, None, now).await?;
                     gw.changed();
                     gw.wake_dispatch.notify_one();
                     busy = true;
@@ -901,11 +1139,18 @@ async fn tick<S: Store + Clone>(
                 if let Some(s) = status.as_deref()
                     && !template_active(s)
                 {
-                    let counts = gw.store.campaign_counts(&c.id).await?;
-                    let dropped = counts.failed.get("132015").copied().unwrap_or(0);
+                    // Its messages the platform refused with 132015 — a pacing drop (the failed
+                    // webhook) or the answer to a send — wait parked with that code.
+                    let dropped = gw
+                        .store
+                        .campaign_recipients(&c.id, Some("queued".into()), 0, 1_000)
+                        .await?
+                        .iter()
+                        .filter(|r| r.error_code == Some(132015))
+                        .count();
                     let reason = if dropped > 0 {
                         format!(
-                            "{TEMPLATE_PAUSE}{} ({language}) is {}: {dropped} messages dropped by pacing (132015)",
+                            "{TEMPLATE_PAUSE}{} ({language}) is {}: {dropped} message(s) refused with 132015, parked until it is active",
                             spec.template.name,
                             s.to_ascii_uppercase()
                         )
@@ -916,13 +1161,12 @@ async fn tick<S: Store + Clone>(
                             s.to_ascii_uppercase()
                         )
                     };
-                    gw.store
-                        .set_campaign_state(&c.id, vec![Running], Paused, Some(reason), now)
-                        .await?;
+                    transition(gw, &c.id, vec![Running], Paused, Some(reason), now).await?;
                     gw.changed();
                     continue;
                 }
                 busy |= release(gw, &c, &spec, budgets).await?;
+                progress(gw, &c, &spec, reported).await?;
             }
             _ => {}
         }
@@ -942,6 +1186,8 @@ async fn release<S: Store + Clone>(
     let n = |m: &std::collections::BTreeMap<String, i64>, k: &str| m.get(k).copied().unwrap_or(0);
     let pending = n(&counts.recipients, "pending");
     let outstanding = n(&counts.messages, "queued") + n(&counts.messages, "sending");
+    // Waiting for the end of quiet hours: not in the outbox's way.
+    let in_flight = outstanding - counts.deferred;
     if spec.schedule.end_by.is_some_and(|t| t <= now) && pending > 0 {
         // Past its end: what was not released is skipped.
         loop {
@@ -976,15 +1222,15 @@ async fn release<S: Store + Clone>(
     }
     if pending == 0 {
         if outstanding == 0 {
-            gw.store
-                .set_campaign_state(
-                    &c.id,
-                    vec![CampaignState::Running],
-                    CampaignState::Finished,
-                    None,
-                    now,
-                )
-                .await?;
+            transition(
+                gw,
+                &c.id,
+                vec![CampaignState::Running],
+                CampaignState::Finished,
+                None,
+                now,
+            )
+            .await?;
             lock(budgets).remove(&c.id);
             gw.changed();
         }
@@ -1006,7 +1252,7 @@ async fn release<S: Store + Clone>(
         let elapsed = budget.at.elapsed().as_secs_f64();
         budget.at = Instant::now();
         budget.tokens = (budget.tokens + elapsed * rate).min(window);
-        let room = (window - outstanding as f64).max(0.0);
+        let room = (window - in_flight as f64).max(0.0);
         let take = budget
             .tokens
             .min(room)
@@ -1020,6 +1266,10 @@ async fn release<S: Store + Clone>(
     }
     let rows = gw.store.pending_recipients(&c.id, allowed).await?;
     let mut releases = Vec::with_capacity(rows.len());
+    let quiet = spec.schedule.quiet(&gw.cfg.campaigns);
+    let default_zone =
+        crate::quiet::zone(&gw.cfg.campaigns.time_zone).unwrap_or(chrono_tz::Tz::UTC);
+    let mut deferred = 0usize;
     for r in &rows {
         let Some(body) = &r.body else {
             releases.push(Release {
@@ -1036,6 +1286,15 @@ async fn release<S: Store + Clone>(
         let hash = format!("{}:{}", c.id, r.row);
         match crate::enqueue::prepare(gw, &mut value, None, &hash).await {
             Ok(Prepared { mut message, .. }) => {
+                if let Some(window) = quiet
+                    && let Some(at) = quiet_until(r, window, default_zone, message.not_before)
+                {
+                    // Inside the recipient's quiet hours: it starts when they end, with its
+                    // whole time-to-live from then.
+                    message.deadline = message.deadline.saturating_add(at - message.not_before);
+                    message.not_before = at;
+                    deferred += 1;
+                }
                 if let Some(end) = spec.schedule.end_by {
                     message.deadline = message.deadline.min(end);
                     if message.not_before >= message.deadline {
@@ -1070,11 +1329,37 @@ async fn release<S: Store + Clone>(
         }
     }
     let released = gw.store.release_recipients(&c.id, releases).await?;
+    if deferred > 0 {
+        // A message waiting for the morning uses none of the campaign's rate now.
+        let mut b = lock(budgets);
+        if let Some(budget) = b.get_mut(&c.id) {
+            budget.tokens = (budget.tokens + deferred as f64).min(window);
+        }
+    }
     if released > 0 {
         gw.wake_dispatch.notify_one();
     }
     gw.changed();
     Ok(true)
+}
+
+/// The end of the recipient's quiet hours when `at` falls inside them (their zone: the row's
+/// `time_zone` column, their number's country, or the default).
+fn quiet_until(
+    r: &RecipientRecord,
+    window: crate::quiet::Window,
+    default_zone: chrono_tz::Tz,
+    at: Millis,
+) -> Option<Millis> {
+    let column = if r.columns.contains("time_zone") {
+        serde_json::from_str::<Value>(&r.columns)
+            .ok()
+            .and_then(|c| c["time_zone"].as_str().map(str::to_string))
+    } else {
+        None
+    };
+    let tz = crate::quiet::zone_of(&r.recipient, column.as_deref(), default_zone);
+    crate::quiet::wait_until(at, tz, window)
 }
 
 #[cfg(test)]

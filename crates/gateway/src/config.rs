@@ -76,6 +76,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Defaults of campaigns.
     pub campaigns: Campaigns,
+    /// The web console (`/console/`): who may sign in, sessions, cookies.
+    pub console: Console,
     /// Seed of the retry jitter.
     pub seed: u64,
     /// The HTTP server's limits: header read timeout, idle timeout, connection cap.
@@ -123,6 +125,7 @@ impl Default for Config {
             sequences: Sequences::default(),
             metrics: MetricsConfig::default(),
             campaigns: Campaigns::default(),
+            console: Console::default(),
             seed: 1,
             server: mynah_serve::ServerConfig::default(),
         }
@@ -336,9 +339,59 @@ mod tests {
         assert_eq!(cfg.app_webhooks.len(), 1);
         assert_eq!(cfg.retention.dedupe_keys_ms, 14 * crate::clock::DAY);
         assert_eq!(cfg.server, mynah_serve::ServerConfig::default());
+        assert_eq!(cfg.console.users.len(), 1);
+        cfg.console.validate(&cfg.gateway_key).unwrap();
         let overrides: crate::classify::Overrides =
             cfg.classifier.clone().unwrap().try_into().unwrap();
         assert_eq!(overrides.rule.len(), 1);
+    }
+
+    #[test]
+    fn console_users_need_names_and_keys_of_their_own() {
+        let user = |name: &str, key: &str| ConsoleUser {
+            name: name.into(),
+            key: key.into(),
+        };
+        let check = |users: Vec<ConsoleUser>| {
+            Console {
+                users,
+                ..Console::default()
+            }
+            .validate("the-gateway-key-123")
+        };
+        assert!(check(vec![user("ana", "ana-key-0123456789")]).is_ok());
+        let e = check(vec![user("ana", "short")]).unwrap_err();
+        assert!(e.contains("shorter than 16"), "{e}");
+        let e = check(vec![user(" ", "ana-key-0123456789")]).unwrap_err();
+        assert!(e.contains("printable"), "{e}");
+        let e = check(vec![
+            user("ana", "ana-key-0123456789"),
+            user("ben", "ana-key-0123456789"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("of their own"), "{e}");
+        let e = check(vec![user("ana", "the-gateway-key-123")]).unwrap_err();
+        assert!(e.contains("gateway key"), "{e}");
+        let e = check(vec![
+            user("ana", "ana-key-0123456789"),
+            user("ana", "ana-key-9876543210"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("twice"), "{e}");
+        let e = Console {
+            origins: vec!["gateway.example.com".into()],
+            ..Console::default()
+        }
+        .validate("k")
+        .unwrap_err();
+        assert!(e.contains("origin"), "{e}");
+        let e = Console {
+            gateway_key_sign_in: false,
+            ..Console::default()
+        }
+        .validate("k")
+        .unwrap_err();
+        assert!(e.contains("nobody can sign in"), "{e}");
     }
 
     /// The README's TOML block that configures the gateway.
@@ -368,6 +421,16 @@ pub struct Campaigns {
     pub rate_card: std::collections::BTreeMap<String, f64>,
     /// Pending recipients the runner releases per batch, at most.
     pub batch: usize,
+    /// Quiet hours in the recipient's local time (`"21:00-08:00"`): a message whose turn comes
+    /// inside them waits until they end in the recipient's zone. Absent: none (a campaign's
+    /// `schedule.quiet_hours` may still set them).
+    pub quiet_hours: Option<crate::quiet::Window>,
+    /// The zone of a recipient whose number's country is not known (and no `time_zone` column
+    /// says): an IANA name.
+    pub time_zone: String,
+    /// A running campaign's `campaign.progress` event comes at most this often (ms of the
+    /// gateway's clock), when its counters moved; 0: none.
+    pub progress_ms: Millis,
 }
 
 impl Default for Campaigns {
@@ -378,6 +441,113 @@ impl Default for Campaigns {
             auto_resume: true,
             rate_card: std::collections::BTreeMap::new(),
             batch: 500,
+            quiet_hours: None,
+            time_zone: "UTC".into(),
+            progress_ms: 5_000,
         }
+    }
+}
+
+/// The web console (`[console]`): people sign in with the gateway key, or as a user of
+/// `[[console.users]]` with a key of their own, and get a session cookie that stands for the
+/// gateway key on the app API (with a CSRF token for every change).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Console {
+    /// Serve `/console/` at all.
+    pub enabled: bool,
+    /// Whether the gateway key itself signs in (as the user `gateway`).
+    pub gateway_key_sign_in: bool,
+    /// People with keys of their own (`[[console.users]] name = "ana", key = "…"`).
+    pub users: Vec<ConsoleUser>,
+    /// A session ends this long after sign-in, however active (ms).
+    pub session_ttl_ms: Millis,
+    /// A session ends after this long without a request (ms).
+    pub idle_timeout_ms: Millis,
+    /// Mark the cookie `Secure` (set it when the console is reached over HTTPS, as behind a
+    /// TLS-terminating proxy).
+    pub secure_cookie: bool,
+    /// Origins besides the gateway's own `Host` that a change may come from (the public origin
+    /// behind a proxy that rewrites `Host`, like `https://gateway.example.com`).
+    pub origins: Vec<String>,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console {
+            enabled: true,
+            gateway_key_sign_in: true,
+            users: Vec::new(),
+            session_ttl_ms: 12 * 3_600_000,
+            idle_timeout_ms: 3_600_000,
+            secure_cookie: false,
+            origins: Vec::new(),
+        }
+    }
+}
+
+/// A console user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleUser {
+    /// Shown in the console and the log.
+    pub name: String,
+    /// What they sign in with (at least 16 characters).
+    pub key: String,
+}
+
+/// Shortest key a console user may have.
+pub const MIN_CONSOLE_KEY: usize = 16;
+
+impl Console {
+    /// Refuses users without a name, with a short or shared key, sessions of no length.
+    pub fn validate(&self, gateway_key: &str) -> Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for u in &self.users {
+            let name = u.name.trim();
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(format!(
+                    "console.users: the name {:?} must be 1 to 64 printable characters",
+                    u.name
+                ));
+            }
+            if !names.insert(name.to_string()) {
+                return Err(format!("console.users: {name:?} is listed twice"));
+            }
+            if u.key.chars().count() < MIN_CONSOLE_KEY {
+                return Err(format!(
+                    "console.users: the key of {name:?} is shorter than {MIN_CONSOLE_KEY} characters"
+                ));
+            }
+            if u.key == gateway_key || !keys.insert(u.key.as_str()) {
+                return Err(format!(
+                    "console.users: the key of {name:?} is also the gateway key or another user's: give each user a key of their own"
+                ));
+            }
+        }
+        if self.enabled && !self.gateway_key_sign_in && self.users.is_empty() {
+            return Err(
+                "console: with gateway_key_sign_in = false and no [[console.users]] nobody can sign in (or set enabled = false)"
+                    .into(),
+            );
+        }
+        let hour_to_year = 60_000..=366 * crate::clock::DAY;
+        if !hour_to_year.contains(&self.session_ttl_ms)
+            || !hour_to_year.contains(&self.idle_timeout_ms)
+        {
+            return Err(
+                "console.session_ttl_ms and console.idle_timeout_ms must be from 1 minute to a year"
+                    .into(),
+            );
+        }
+        for o in &self.origins {
+            if !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/') {
+                return Err(format!(
+                    "console.origins: {o:?} is not an origin like https://gateway.example.com"
+                ));
+            }
+        }
+        Ok(())
     }
 }

@@ -50,6 +50,10 @@ error_table! {
     BadSignature = "bad_signature", 401, "The webhook signature does not match.";
     /// The webhook URL handshake (`GET /webhooks?hub.mode=subscribe…`) did not match.
     VerificationFailed = "verification_failed", 403, "The webhook verification handshake failed.";
+    /// A change from the console without its session's CSRF token, or from another origin.
+    Forbidden = "forbidden", 403, "Refused: a change through a console session needs the session's CSRF token and must come from the console's own origin.";
+    /// Too many failed console sign-ins lately.
+    TooManyAttempts = "too_many_attempts", 429, "Too many failed sign-ins; wait a moment and try again.";
     /// No such object.
     NotFound = "not_found", 404, "Not found.";
     /// Wrong method for the path.

@@ -76,8 +76,19 @@ const MAX_ANSWER_BODY: usize = 64 * 1024;
 // The event as apps see it
 
 /// The `data` object of an event, on both ways out:
-/// `{"seq", "message_id", "type", "at" (unix ms), "state", "detail"}`.
+/// `{"seq", "message_id", "type", "at" (unix ms), "state", "detail"}`; a campaign's event
+/// (`campaign.*`) has `campaign_id` in place of `message_id` and the campaign's state.
 pub fn event_data(e: &Event) -> Value {
+    if e.kind.starts_with("campaign.") {
+        return json!({
+            "seq": e.seq,
+            "campaign_id": e.message_id,
+            "type": e.kind,
+            "at": e.at,
+            "state": e.detail["state"],
+            "detail": e.detail,
+        });
+    }
     json!({
         "seq": e.seq,
         "message_id": e.message_id,

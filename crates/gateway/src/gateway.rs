@@ -119,11 +119,13 @@ impl<S: Store + Clone> Gateway<S> {
         if !(c.rate_share > 0.0 && c.rate_share <= 1.0) {
             return Err("campaigns.rate_share must be more than 0 and at most 1".into());
         }
-        if c.batch == 0 || c.batch > 100_000 || c.frequency_cap_ms < 0 {
+        if c.batch == 0 || c.batch > 100_000 || c.frequency_cap_ms < 0 || c.progress_ms < 0 {
             return Err(
-                "campaigns.batch must be 1 to 100000 and frequency_cap_ms not negative".into(),
+                "campaigns.batch must be 1 to 100000, frequency_cap_ms and progress_ms not negative"
+                    .into(),
             );
         }
+        crate::quiet::zone(&c.time_zone).map_err(|e| format!("campaigns.time_zone: {e}"))?;
         if let Some((k, _)) = c
             .rate_card
             .iter()
@@ -133,6 +135,7 @@ impl<S: Store + Clone> Gateway<S> {
                 "campaigns.rate_card.{k} must be a price of 0 or more"
             ));
         }
+        cfg.console.validate(&cfg.gateway_key)?;
         let limiter = NumberLimiter::try_new(cfg.rate())?;
         let pairs = PairLimiter::try_new(cfg.pair.clone())?;
         let rng = ChaCha8Rng::seed_from_u64(cfg.seed);

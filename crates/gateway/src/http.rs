@@ -41,7 +41,10 @@ pub fn router<S: Store + Clone>(gw: Arc<Gateway<S>>) -> Router {
         .route("/v1/templates", get(templates::<S>))
         .route("/v1/templates/sync", post(sync_templates::<S>))
         .route("/v1/events", get(events::<S>))
-        .route("/v1/campaigns", post(create_campaign::<S>))
+        .route(
+            "/v1/campaigns",
+            post(create_campaign::<S>).get(campaigns::<S>),
+        )
         .route("/v1/campaigns/{id}", get(campaign::<S>))
         .route("/v1/campaigns/{id}/audience", post(campaign_audience::<S>))
         .route(
@@ -116,7 +119,10 @@ async fn openapi() -> Response {
 }
 
 /// The gateway key check (`Authorization: Bearer <key>`, the scheme in any case).
-fn authorize<S: Store + Clone>(gw: &Gateway<S>, headers: &HeaderMap) -> Result<(), AppError> {
+pub(crate) fn authorize<S: Store + Clone>(
+    gw: &Gateway<S>,
+    headers: &HeaderMap,
+) -> Result<(), AppError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -364,8 +370,32 @@ struct ListQuery {
     state: Option<String>,
     to: Option<String>,
     lane: Option<String>,
+    template: Option<String>,
+    metadata: Option<String>,
+    order: Option<String>,
     limit: Option<usize>,
     after: Option<String>,
+}
+
+/// `metadata=key:value` → the key and the value (the key: letters, digits, `_`, `-`, `.`).
+fn metadata_filter(raw: &str) -> Result<(String, String), AppError> {
+    let bad = || {
+        AppError::new(
+            Code::InvalidParameter,
+            format!(
+                "metadata {raw:?} must be key:value, the key of letters, digits, _, - and . (up to 64)"
+            ),
+        )
+    };
+    let (k, v) = raw.split_once(':').ok_or_else(bad)?;
+    let ok = !k.is_empty()
+        && k.len() <= 64
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !ok {
+        return Err(bad());
+    }
+    Ok((k.to_string(), v.trim().to_string()))
 }
 
 async fn list<S: Store + Clone>(
@@ -392,13 +422,19 @@ async fn list<S: Store + Clone>(
             ),
             None => None,
         },
+        template: q.template.clone().filter(|t| !t.trim().is_empty()),
+        metadata: q.metadata.as_deref().map(metadata_filter).transpose()?,
         limit: match q.limit {
             None => 100,
             Some(l @ 1..=1_000) => l,
             Some(l) => return Err(bad(&format!("limit {l} is not from 1 to 1000"))),
         },
         after_id: q.after.clone(),
-        newest_first: false,
+        newest_first: match q.order.as_deref() {
+            None | Some("oldest") => false,
+            Some("newest") => true,
+            Some(_) => return Err(bad("order is oldest or newest")),
+        },
     };
     let limit = filter.limit;
     let rows = gw.store.list(filter).await?;
@@ -780,6 +816,59 @@ async fn create_campaign<S: Store + Clone>(
     Ok((StatusCode::CREATED, axum::Json(v)).into_response())
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct CampaignsQuery {
+    state: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The campaigns, newest first, each as `GET /v1/campaigns/{id}` shows it.
+async fn campaigns<S: Store + Clone>(
+    State(gw): Gw<S>,
+    headers: HeaderMap,
+    query: Result<Query<CampaignsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, AppError> {
+    use crate::model::CampaignState as C;
+    authorize(&gw, &headers)?;
+    let Query(q) = query.map_err(|e| AppError::new(Code::InvalidParameter, e.body_text()))?;
+    let states = match q.state.as_deref() {
+        None => vec![
+            C::Draft,
+            C::Scheduled,
+            C::Running,
+            C::Paused,
+            C::Finished,
+            C::Cancelled,
+        ],
+        Some(s) => vec![C::ALL.iter().copied().find(|c| c.as_str() == s).ok_or_else(|| {
+            AppError::new(
+                Code::InvalidParameter,
+                format!(
+                    "state {s:?} is not a campaign state (draft, scheduled, running, paused, finished, cancelled)"
+                ),
+            )
+        })?],
+    };
+    let limit = match q.limit {
+        None => 50,
+        Some(l @ 1..=200) => l,
+        Some(l) => {
+            return Err(AppError::new(
+                Code::InvalidParameter,
+                format!("limit {l} is not from 1 to 200"),
+            ));
+        }
+    };
+    let mut found = gw.store.campaigns_in(states).await?;
+    found.reverse();
+    let mut list = Vec::new();
+    for c in found.iter().take(limit) {
+        list.push(crate::campaigns::view(&gw, &c.id).await?);
+    }
+    Ok(axum::Json(json!({ "campaigns": list })).into_response())
+}
+
 async fn campaign<S: Store + Clone>(
     State(gw): Gw<S>,
     headers: HeaderMap,
@@ -806,8 +895,13 @@ async fn campaign_audience<S: Store + Clone>(
     body: axum::body::Body,
 ) -> Result<Response, AppError> {
     authorize(&gw, &headers)?;
+    let charset = crate::campaigns::Charset::of_content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )?;
     let stream = body.into_data_stream();
-    let v = crate::campaigns::import_csv(&gw, &id, stream).await?;
+    let v = crate::campaigns::import_csv_with(&gw, &id, stream, charset).await?;
     Ok(axum::Json(v).into_response())
 }
 

@@ -16,6 +16,7 @@ use crate::store::{
 use crate::upstream::UpstreamError;
 use hmac::{Hmac, Mac};
 use mynah_wire::webhook::{ChangeValue, Envelope, OnPremStatuses, RawInbound, Status};
+use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
 use std::sync::Arc;
@@ -52,10 +53,13 @@ struct Parsed {
     templates: Vec<(String, String, String)>,
 }
 
-fn parse_body(body: &[u8], out: &mut Parsed) -> bool {
-    if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
+/// Reads one inbox body, parsed once into `body` (every reader of it, typed or not, works from
+/// that one parse); `false` when it is neither a platform envelope nor an On-Premises body.
+fn parse_body(body: &serde_json::Value, out: &mut Parsed) -> bool {
+    if let Ok(env) = Envelope::deserialize(body) {
         // Inbound messages are kept whole (every field, every type), so they are read untyped.
-        out.inbound.extend(mynah_wire::webhook::raw_inbound(body));
+        out.inbound
+            .extend(mynah_wire::webhook::raw_inbound_in(body));
         for entry in env.entry {
             for change in entry.changes {
                 match change.value {
@@ -88,7 +92,7 @@ fn parse_body(body: &[u8], out: &mut Parsed) -> bool {
         }
         return true;
     }
-    if let Ok(on) = serde_json::from_slice::<OnPremStatuses>(body) {
+    if let Ok(on) = OnPremStatuses::deserialize(body) {
         for s in on.statuses {
             out.statuses.push(Status {
                 id: s.id,
@@ -182,8 +186,13 @@ async fn process<S: Store + Clone>(
     let now = gw.now();
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut all = Parsed::default();
-    for row in &rows {
-        let ok = parse_body(&row.body, &mut all);
+    // Each body is parsed once; what is not JSON at all is `unparsed` at once.
+    let values: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null))
+        .collect();
+    for (row, value) in rows.iter().zip(&values) {
+        let ok = parse_body(value, &mut all);
         outcomes.push((
             row.id,
             if ok {
@@ -238,7 +247,7 @@ async fn process<S: Store + Clone>(
     }
     // People: changes of ids, links between ids, and each sender, learned before the messages
     // are stored under their person.
-    let bodies: Vec<&[u8]> = rows.iter().map(|r| r.body.as_slice()).collect();
+    let bodies: Vec<&serde_json::Value> = values.iter().filter(|v| !v.is_null()).collect();
     let readable: Vec<&RawInbound> = all
         .inbound
         .iter()

@@ -63,8 +63,8 @@ pub fn inbound_sighting(m: &RawInbound, at: Millis) -> Sighting {
 /// The sightings of a webhook body worth learning beyond its senders: those that link two ids
 /// (a status's `recipient_id` with its `recipient_user_id`, a contact's `wa_id` with its
 /// `user_id`). A phone alone teaches nothing (its implicit person is already it).
-pub fn linking_sightings(body: &[u8], at: Millis) -> Vec<Sighting> {
-    mynah_wire::webhook::raw_identities(body)
+pub fn linking_sightings(body: &serde_json::Value, at: Millis) -> Vec<Sighting> {
+    mynah_wire::webhook::raw_identities_in(body)
         .into_iter()
         .filter(|i| {
             [&i.wa_id, &i.user_id, &i.parent_user_id]
@@ -111,14 +111,14 @@ fn ids_of(s: &Sighting) -> Vec<&str> {
 /// limiter's state follows it.
 pub async fn learn<S: Store + Clone>(
     gw: &Gateway<S>,
-    bodies: &[&[u8]],
+    bodies: &[&serde_json::Value],
     senders: Vec<Sighting>,
     now: Millis,
 ) -> Result<Vec<Option<String>>, crate::store::StoreError> {
     let mut links = Vec::new();
     let mut changed = false;
     for body in bodies {
-        for u in mynah_wire::webhook::raw_identity_updates(body) {
+        for u in mynah_wire::webhook::raw_identity_updates_in(body) {
             let update = identity_update(u, now);
             let mut before = Vec::new();
             for id in [&update.user_id, &update.wa_id, &update.parent_user_id]
@@ -292,7 +292,8 @@ mod tests {
         let body = br#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1","phone_number_id":"pn"},"statuses":[
             {"id":"wamid.1","status":"sent","timestamp":"1","recipient_id":"4915100000001","recipient_user_id":"DE.1"},
             {"id":"wamid.2","status":"sent","timestamp":"1","recipient_id":"4915100000002"}]}}]}]}"#;
-        let s = linking_sightings(body, 5);
+        let body: serde_json::Value = serde_json::from_slice(body).unwrap();
+        let s = linking_sightings(&body, 5);
         assert_eq!(s.len(), 1);
         assert_eq!(
             (s[0].wa_id.as_deref(), s[0].user_id.as_deref()),

@@ -38,7 +38,15 @@ pub async fn run<S: Store + Clone>(
             shutdown.clone(),
         )),
     ];
-    let app = crate::http::router(gw.clone());
+    let console = crate::console::Console::new(gw.clone());
+    let sampler = gw.cfg.console.enabled.then(|| {
+        tokio::spawn(crate::console::overview::run(
+            gw.clone(),
+            console.samples.clone(),
+            shutdown.clone(),
+        ))
+    });
+    let app = crate::console::wrap(crate::http::router(gw.clone()), console);
     let metrics = match &gw.cfg.metrics.listen {
         Some(addr) => {
             let listener = TcpListener::bind(addr).await?;
@@ -64,6 +72,9 @@ pub async fn run<S: Store + Clone>(
     shutdown.cancel();
     for t in tasks {
         let _ = t.await;
+    }
+    if let Some(s) = sampler {
+        let _ = s.await;
     }
     if let Some(m) = metrics {
         let _ = m.await;

@@ -204,6 +204,8 @@ pub async fn set_status<S: Store + Clone>(
         Err(e) => tracing::error!(error = %e, "updating the template cache failed"),
     }
     follow_status(gw, name, language, status, now).await;
+    // A campaign sending it pauses (or resumes) now, not at the runner's next look.
+    gw.wake_campaigns.notify_one();
 }
 
 /// A `message_template_status_update` event.

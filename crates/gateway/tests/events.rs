@@ -594,6 +594,8 @@ fn openapi_documents_every_route() {
         ("/health", "get"),
         ("/openapi.json", "get"),
         ("/v1/campaigns", "post"),
+        ("/v1/campaigns", "get"),
+        ("/v1/overview", "get"),
         ("/v1/campaigns/{id}", "get"),
         ("/v1/campaigns/{id}/start", "post"),
         ("/v1/campaigns/{id}/pause", "post"),

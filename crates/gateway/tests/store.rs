@@ -738,6 +738,50 @@ async fn list_filters_and_pages<S: Store + Clone>(s: S) {
         ..ListFilter::default()
     };
     assert!(s.list(other_number).await.unwrap().is_empty());
+    // By template name and by a metadata key's value (numbers compare as their text).
+    let tagged = |id: &str, template: Option<&str>, metadata: Option<&str>| NewMessage {
+        template: template.map(|t| TemplateRef {
+            name: t.into(),
+            language: "en".into(),
+        }),
+        metadata: metadata.map(str::to_string),
+        ..msg(id)
+    };
+    enqueue_all(
+        &s,
+        vec![
+            tagged("m1", Some("promo"), Some(r#"{"order":"A-1","n":7}"#)),
+            tagged("m2", Some("receipt"), Some(r#"{"order":"A-2"}"#)),
+            tagged("m3", None, Some(r#"{"order":"A-1"}"#)),
+        ],
+    )
+    .await;
+    let by = |template: Option<&str>, metadata: Option<(&str, &str)>| ListFilter {
+        template: template.map(str::to_string),
+        metadata: metadata.map(|(k, v)| (k.to_string(), v.to_string())),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(&s.list(by(Some("promo"), None)).await.unwrap()), ["m1"]);
+    assert_eq!(
+        ids(&s.list(by(None, Some(("order", "A-1")))).await.unwrap()),
+        ["m1", "m3"]
+    );
+    assert_eq!(
+        ids(&s.list(by(None, Some(("n", "7")))).await.unwrap()),
+        ["m1"]
+    );
+    assert!(
+        s.list(by(Some("receipt"), Some(("order", "A-1"))))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.list(by(None, Some(("missing", "A-1"))))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn inbox_append_pending_finish<S: Store + Clone>(s: S) {

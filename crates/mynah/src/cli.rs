@@ -81,6 +81,9 @@ enum Command {
     /// Load-test the gateway wired to an in-process sandbox: end-to-end throughput, or webhook
     /// intake latency under a steady rate.
     BenchGateway(crate::bench_gateway::BenchGatewayArgs),
+    /// Campaigns of a running gateway: create one from a CSV audience, follow it, pause,
+    /// resume or cancel it.
+    Campaign(crate::campaign_cmd::CampaignArgs),
 }
 
 /// Which clock the sandbox runs on.
@@ -269,6 +272,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve(args) => serve_both(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
         Command::BenchGateway(args) => crate::bench_gateway::run(args).await,
+        Command::Campaign(args) => crate::campaign_cmd::run(args).await,
     }
 }
 

@@ -339,6 +339,14 @@ pub fn banner(cfg: &Config, base: &str, file: Option<&Path>) {
         cfg.webhook_auth()
     );
     println!("  api doc   {base}/openapi.json");
+    if cfg.console.enabled {
+        let who = match (cfg.console.gateway_key_sign_in, cfg.console.users.len()) {
+            (true, 0) => "the gateway key".to_string(),
+            (true, n) => format!("the gateway key or one of {n} users' keys"),
+            (false, n) => format!("one of {n} users' keys"),
+        };
+        println!("  console   {base}/console/ (sign in with {who})");
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_gateway;
+mod campaign_cmd;
 mod cli;
 mod gateway_cmd;
 

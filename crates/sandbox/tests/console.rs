@@ -555,50 +555,6 @@ async fn the_user_sets_a_username_and_changes_number_from_the_phone() {
     h.shutdown().await;
 }
 
-/// Every focusable control of the page: visible ones must be reachable by Tab (no negative
-/// tabindex, not disabled without a reason) and have a name.
-const UNNAMED_CONTROLS: &str = r#"
-  const bad = [];
-  for (const c of document.querySelectorAll('button, input, select, textarea, a[href]')) {
-    if (c.closest('[hidden]') || c.offsetParent === null) continue;
-    if (c.tabIndex < 0) bad.push('not tabbable: ' + c.outerHTML.slice(0, 80));
-    const name = (c.getAttribute('aria-label') || c.textContent || c.labels?.[0]?.textContent || c.placeholder || c.title || '').trim();
-    if (!name && c.type !== 'checkbox') bad.push('no name: ' + c.outerHTML.slice(0, 80));
-  }
-  return bad;
-"#;
-
-/// Text whose contrast with its background is below WCAG AA (4.5:1, or 3:1 for large text).
-const LOW_CONTRAST: &str = r#"
-  const rgb = (c) => { const m = c.match(/[\d.]+/g); return m ? m.map(Number) : [0, 0, 0, 0]; };
-  const lum = ([r, g, b]) => {
-    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
-    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
-  };
-  const background = (el) => {
-    for (let e = el; e; e = e.parentElement) {
-      const c = rgb(getComputedStyle(e).backgroundColor);
-      if (c.length < 4 || c[3] > 0.9) return c;
-    }
-    return [255, 255, 255];
-  };
-  const bad = [];
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-    const el = n.parentElement;
-    if (!n.textContent.trim() || !el || el.offsetParent === null || el.closest('[hidden], .sr-only')) continue;
-    const s = getComputedStyle(el);
-    if (el.closest('button:disabled')) continue;
-    const fg = rgb(s.color), bg = background(el);
-    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
-    const ratio = (a + 0.05) / (b + 0.05);
-    const size = parseFloat(s.fontSize), bold = Number(s.fontWeight) >= 700;
-    const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
-    if (ratio < need) bad.push(`${ratio.toFixed(2)} ${el.tagName}.${el.className}: ${n.textContent.trim().slice(0, 30)}`);
-  }
-  return [...new Set(bad)];
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_fits_a_360_px_phone_and_works_by_keyboard() {
     if !browser::enabled("the_console_fits_a_360_px_phone_and_works_by_keyboard") {
@@ -623,9 +579,9 @@ async fn the_console_fits_a_360_px_phone_and_works_by_keyboard() {
             )
             .await;
         assert_eq!(overflow, 0, "{view}: wider than 360 px");
-        let bad = b.eval(UNNAMED_CONTROLS, json!([])).await;
+        let bad = b.eval(browser::UNNAMED_CONTROLS, json!([])).await;
         assert_eq!(bad, json!([]), "{view}");
-        let low = b.eval(LOW_CONTRAST, json!([])).await;
+        let low = b.eval(browser::LOW_CONTRAST, json!([])).await;
         assert_eq!(low, json!([]), "{view}: text below AA contrast");
     }
     // By keyboard alone: the skip link first, then into the page; the reply goes out with Enter.

@@ -898,9 +898,12 @@ impl RawInbound {
 /// Every inbound message of a webhook body (`messages` changes), untyped. A body that is not a
 /// platform envelope yields none.
 pub fn raw_inbound(body: &[u8]) -> Vec<RawInbound> {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
+    serde_json::from_slice::<serde_json::Value>(body)
+        .map_or_else(|_| Vec::new(), |v| raw_inbound_in(&v))
+}
+
+/// [`raw_inbound`] of a body already parsed (one parse serves every reader of a body).
+pub fn raw_inbound_in(v: &serde_json::Value) -> Vec<RawInbound> {
     let mut out = Vec::new();
     let entries = v.get("entry").and_then(serde_json::Value::as_array);
     for entry in entries.into_iter().flatten() {
@@ -1015,11 +1018,14 @@ fn change_values(v: &serde_json::Value) -> Vec<(&str, &serde_json::Value)> {
 /// statuses, the recipient fields of statuses, `user_preferences` items. A body that is not a
 /// platform envelope yields none.
 pub fn raw_identities(body: &[u8]) -> Vec<RawIdentity> {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
+    serde_json::from_slice::<serde_json::Value>(body)
+        .map_or_else(|_| Vec::new(), |v| raw_identities_in(&v))
+}
+
+/// [`raw_identities`] of a body already parsed.
+pub fn raw_identities_in(v: &serde_json::Value) -> Vec<RawIdentity> {
     let mut out = Vec::new();
-    for (field, value) in change_values(&v) {
+    for (field, value) in change_values(v) {
         if field != "messages" && field != "user_preferences" {
             continue;
         }
@@ -1060,11 +1066,14 @@ pub fn raw_identities(body: &[u8]) -> Vec<RawIdentity> {
 
 /// Every change of a user's identifiers a webhook body reports.
 pub fn raw_identity_updates(body: &[u8]) -> Vec<RawIdentityUpdate> {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
+    serde_json::from_slice::<serde_json::Value>(body)
+        .map_or_else(|_| Vec::new(), |v| raw_identity_updates_in(&v))
+}
+
+/// [`raw_identity_updates`] of a body already parsed.
+pub fn raw_identity_updates_in(v: &serde_json::Value) -> Vec<RawIdentityUpdate> {
     let mut out = Vec::new();
-    for (field, value) in change_values(&v) {
+    for (field, value) in change_values(v) {
         match field {
             "user_id_update" => {
                 let items = value

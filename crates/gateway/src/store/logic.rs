@@ -488,6 +488,12 @@ pub(super) fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<MessageRecor
     if let Some(l) = f.lane {
         cond("lane", Value::Text(l.as_str().into()));
     }
+    if let Some(t) = &f.template {
+        cond("template_name", Value::Text(t.clone()));
+    }
+    if let Some((key, value)) = &f.metadata {
+        sql.push_str(&metadata_equals(&mut args, key, value));
+    }
     let (cmp, order) = if f.newest_first {
         ("<", "DESC")
     } else {
@@ -719,13 +725,20 @@ pub(super) fn sequence_timeouts(
 
 pub(super) fn event(r: &Row<'_>) -> sql::Result<Event> {
     let detail: String = r.get(4)?;
+    let kind: String = r.get(2)?;
+    // A campaign's event holds the campaign's state: no message state to read.
+    let state = if kind.starts_with("campaign.") {
+        MessageState::Queued
+    } else {
+        r.get(5)?
+    };
     Ok(Event {
         seq: r.get(0)?,
         message_id: r.get(1)?,
-        kind: r.get(2)?,
+        kind,
         at: r.get(3)?,
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-        state: r.get(5)?,
+        state,
     })
 }
 
@@ -2129,9 +2142,10 @@ pub(super) fn campaign_counts(conn: &Connection, id: &str) -> Result<CampaignCou
     }
     {
         let mut st = conn.prepare_cached(
-            "SELECT state, category, last_error_code, parked_reason IS NOT NULL, count(*) \
-             FROM messages WHERE campaign = ?1 \
-             GROUP BY state, category, last_error_code, parked_reason IS NOT NULL",
+            "SELECT state, category, last_error_code, parked_reason IS NOT NULL, \
+             not_before > created_at, count(*) FROM messages WHERE campaign = ?1 \
+             GROUP BY state, category, last_error_code, parked_reason IS NOT NULL, \
+             not_before > created_at",
         )?;
         let rows = st.query_map([id], |r| {
             Ok((
@@ -2139,11 +2153,12 @@ pub(super) fn campaign_counts(conn: &Connection, id: &str) -> Result<CampaignCou
                 r.get::<_, Category>(1)?,
                 r.get::<_, Option<i64>>(2)?,
                 r.get::<_, bool>(3)?,
-                r.get::<_, i64>(4)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })?;
         for row in rows {
-            let (state, category, code, parked, n) = row?;
+            let (state, category, code, parked, deferred, n) = row?;
             *c.messages.entry(state.as_str().to_string()).or_default() += n;
             if state == MessageState::Failed {
                 let code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
@@ -2151,6 +2166,9 @@ pub(super) fn campaign_counts(conn: &Connection, id: &str) -> Result<CampaignCou
             }
             if state == MessageState::Queued && parked {
                 c.parked += n;
+            }
+            if state == MessageState::Queued && deferred {
+                c.deferred += n;
             }
             if matches!(
                 state,
@@ -2559,6 +2577,31 @@ impl Store for Backend {
     ) -> Result<Option<CampaignRecord>, StoreError> {
         self.write((id.to_owned(), from, to, reason, at), set_campaign_state)
             .await
+    }
+
+    async fn campaign_event(
+        &self,
+        campaign: &str,
+        kind: &str,
+        at: Millis,
+        state: CampaignState,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let row = (
+            campaign.to_owned(),
+            kind.to_owned(),
+            at,
+            state.to_string(),
+            detail.to_string(),
+        );
+        self.write(row, |c, (id, kind, at, state, detail)| {
+            c.prepare_cached(
+                "INSERT INTO events (message_id, kind, at, detail, state) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, kind, at, detail, state])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn campaign_counts(&self, id: &str) -> Result<CampaignCounts, StoreError> {

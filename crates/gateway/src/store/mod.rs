@@ -311,6 +311,12 @@ pub struct ListFilter {
     pub phone_number_id: Option<String>,
     /// Only this lane.
     pub lane: Option<Lane>,
+    /// Only messages of this template (by name).
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Only messages whose metadata has this key with this value (compared as text).
+    #[serde(default)]
+    pub metadata: Option<(String, String)>,
     /// At most this many (0 means 100).
     pub limit: usize,
     /// Continue after this message (exclusive); an unknown id yields nothing.
@@ -901,6 +907,9 @@ pub struct CampaignCounts {
     pub failed: std::collections::BTreeMap<String, i64>,
     /// Released messages still queued and held back (parked).
     pub parked: i64,
+    /// Released messages still queued that were given a later start (quiet hours).
+    #[serde(default)]
+    pub deferred: i64,
     /// Sent messages (sent, delivered or read) by category, for the cost.
     pub billable: std::collections::BTreeMap<String, i64>,
 }
@@ -1334,4 +1343,19 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<RecipientRecord>, StoreError>> + Send;
+
+    /// Appends a campaign's event to the app event feed (`events_after`): `message_id` is the
+    /// campaign's id, `kind` starts with `campaign.`, the state column holds the campaign's
+    /// state (an [`Event`] read back carries a placeholder message state: apps see the
+    /// campaign's, from `detail.state`). A store without it has no campaign events.
+    fn campaign_event(
+        &self,
+        _campaign: &str,
+        _kind: &str,
+        _at: Millis,
+        _state: CampaignState,
+        _detail: serde_json::Value,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 }

@@ -68,6 +68,19 @@ const SHARED: bool = true;
 /// The store the shared operations implement [`Store`] for.
 type Backend = PostgresStore;
 
+/// The `list` condition "metadata has `key` with `value`" (compared as text), its two values
+/// pushed on `args`. Metadata that is not a JSON object matches nothing (it is stored as the
+/// app's JSON, so it always parses).
+fn metadata_equals(args: &mut Vec<Value>, key: &str, value: &str) -> String {
+    args.push(Value::Text(key.to_owned()));
+    args.push(Value::Text(value.to_owned()));
+    format!(
+        " AND (CASE WHEN left(ltrim(metadata), 1) = '{{' THEN metadata::jsonb ->> CAST(?{} AS TEXT) END) = CAST(?{} AS TEXT)",
+        args.len() - 1,
+        args.len()
+    )
+}
+
 /// How to open a [`PostgresStore`].
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {

@@ -872,6 +872,18 @@ const SHARED: bool = false;
 /// The store the shared operations implement [`Store`] for.
 type Backend = SqliteStore;
 
+/// The `list` condition "metadata has `key` with `value`" (compared as text), its two values
+/// pushed on `args`: the key as a quoted JSON path member, so no character of it is path syntax.
+fn metadata_equals(args: &mut Vec<Value>, key: &str, value: &str) -> String {
+    args.push(Value::Text(format!("$.\"{}\"", key.replace('"', ""))));
+    args.push(Value::Text(value.to_owned()));
+    format!(
+        " AND json_valid(metadata) AND CAST(json_extract(metadata, ?{}) AS TEXT) = ?{}",
+        args.len() - 1,
+        args.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::logic::*;

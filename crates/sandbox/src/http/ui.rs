@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use mynah_console_assets::{Asset, CONTENT_SECURITY_POLICY, HTML, JS};
+use mynah_console_assets::{Asset, HTML, JS};
 use mynah_wire::error::{ApiError, ErrorCode};
 
 /// Where the console lives.
@@ -79,12 +79,11 @@ fn redirect(to: &str) -> Response {
 /// An asset with its type, entity tag and the console's security headers; `304` when the
 /// browser has it already.
 fn serve(req: &Request, a: &Asset) -> Response {
-    let etag = a.etag();
-    let fresh = req
-        .headers()
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let fresh = a.fresh(
+        req.headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok()),
+    );
     let mut resp = if fresh {
         let mut r = Response::new(Body::empty());
         *r.status_mut() = StatusCode::NOT_MODIFIED;
@@ -99,23 +98,11 @@ fn serve(req: &Request, a: &Asset) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static(a.content_type),
     );
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(&a.etag()) {
         h.insert(header::ETAG, v);
     }
-    // Revalidated on every load, so a new binary's assets are picked up at once.
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    for (name, value) in mynah_console_assets::HEADERS {
+        h.insert(*name, HeaderValue::from_static(value));
+    }
     resp
 }

@@ -1,7 +1,9 @@
 //! A small W3C WebDriver client over `reqwest`, enough to drive a headless Chromium through
 //! `chromedriver`: sessions, navigation, elements (find, click, type, text), scripts, window size
-//! and screenshots. The console tests need a dozen commands; speaking the JSON protocol directly
-//! keeps the dev-dependencies to what the tests already use.
+//! and screenshots; and the page checks both consoles run (keyboard reach, contrast). The
+//! gateway's console tests include this file too (`#[path]`), so there is one client. The tests
+//! need a dozen commands; speaking the JSON protocol directly keeps the dev-dependencies to what
+//! the tests already use.
 //!
 //! Whether the tests run: with `MYNAH_BROWSER_TESTS=1` they must (a missing `chromedriver` or
 //! `chromium` fails them — CI sets it); with `MYNAH_BROWSER_TESTS=0` they are skipped; unset, they
@@ -65,6 +67,50 @@ pub fn enabled(test: &str) -> bool {
         }
     }
 }
+
+/// A script for [`Browser::eval`]: every focusable control of the page that is visible must be
+/// reachable by Tab (no negative tabindex) and have a name; returns those that fail (`[]`).
+pub const UNNAMED_CONTROLS: &str = r#"
+  const bad = [];
+  for (const c of document.querySelectorAll('button, input, select, textarea, a[href]')) {
+    if (c.closest('[hidden]') || c.offsetParent === null) continue;
+    if (c.tabIndex < 0) bad.push('not tabbable: ' + c.outerHTML.slice(0, 80));
+    const name = (c.getAttribute('aria-label') || c.textContent || c.labels?.[0]?.textContent || c.placeholder || c.title || '').trim();
+    if (!name && c.type !== 'checkbox') bad.push('no name: ' + c.outerHTML.slice(0, 80));
+  }
+  return bad;
+"#;
+
+/// A script for [`Browser::eval`]: text whose contrast with its background is below WCAG AA (4.5:1, or 3:1 for large text).
+pub const LOW_CONTRAST: &str = r#"
+  const rgb = (c) => { const m = c.match(/[\d.]+/g); return m ? m.map(Number) : [0, 0, 0, 0]; };
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length < 4 || c[3] > 0.9) return c;
+    }
+    return [255, 255, 255];
+  };
+  const bad = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    const el = n.parentElement;
+    if (!n.textContent.trim() || !el || el.offsetParent === null || el.closest('[hidden], .sr-only')) continue;
+    const s = getComputedStyle(el);
+    if (el.closest('button:disabled')) continue;
+    const fg = rgb(s.color), bg = background(el);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    const size = parseFloat(s.fontSize), bold = Number(s.fontWeight) >= 700;
+    const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < need) bad.push(`${ratio.toFixed(2)} ${el.tagName}.${el.className}: ${n.textContent.trim().slice(0, 30)}`);
+  }
+  return [...new Set(bad)];
+"#;
 
 /// A `chromedriver` child process and one browser session in it.
 pub struct Browser {
