@@ -2274,6 +2274,45 @@ async fn shared_buckets_grant_at_their_rate<S: Store + Clone>(s: S) {
     assert_eq!(total, 20);
 }
 
+/// `list` by template name and by a metadata key's value (compared as text).
+async fn list_filters_by_template_and_metadata<S: Store + Clone>(s: S) {
+    let tagged = |id: &str, meta: Option<&str>| NewMessage {
+        metadata: meta.map(str::to_string),
+        ..msg(id)
+    };
+    enqueue_all(
+        &s,
+        vec![
+            of_template("t1", "promo", "en"),
+            of_template("t2", "other", "en"),
+            tagged("m1", Some(r#"{"order":"42","n":7}"#)),
+            tagged("m2", Some(r#"{"order":"43"}"#)),
+            tagged("m3", None),
+        ],
+    )
+    .await;
+    let by = |template: Option<&str>, meta: Option<(&str, &str)>| ListFilter {
+        template: template.map(str::to_string),
+        metadata: meta.map(|(k, v)| (k.to_string(), v.to_string())),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(&s.list(by(Some("promo"), None)).await.unwrap()), ["t1"]);
+    assert_eq!(
+        ids(&s.list(by(None, Some(("order", "42")))).await.unwrap()),
+        ["m1"]
+    );
+    assert_eq!(
+        ids(&s.list(by(None, Some(("n", "7")))).await.unwrap()),
+        ["m1"]
+    );
+    assert!(
+        s.list(by(None, Some(("missing", "1"))))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 /// One holder of a role at a time; the role passes on when its lease ends.
 async fn roles_have_one_holder_at_a_time<S: Store + Clone>(s: S) {
     assert!(s.lease_role("intake", "a", T0, T0 + 100).await.unwrap());
@@ -2377,4 +2416,5 @@ conformance!(
     campaigns_build_release_and_count,
     shared_buckets_grant_at_their_rate,
     roles_have_one_holder_at_a_time,
+    list_filters_by_template_and_metadata,
 );
