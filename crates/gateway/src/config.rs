@@ -17,6 +17,13 @@ pub struct Config {
     pub listen: String,
     /// Data directory (SQLite); `None` keeps everything in memory.
     pub data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite (`postgres://user:password@host:port/database`): several
+    /// gateway instances may share the database. `None`: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// The PostgreSQL schema the gateway's tables live in (created if missing; lowercase letters,
+    /// digits and `_`). `None`: the connection's default (`public`). Instances share state only
+    /// when they name the same database and schema.
+    pub database_schema: Option<String>,
     /// The key apps present.
     pub gateway_key: String,
     /// App secret: incoming webhooks must carry a valid `X-Hub-Signature-256`. Empty: not checked
@@ -82,6 +89,8 @@ impl Default for Config {
         Config {
             listen: "127.0.0.1:8361".to_string(),
             data_dir: None,
+            database_url: None,
+            database_schema: None,
             gateway_key: DEV_GATEWAY_KEY.to_string(),
             app_secret: String::new(),
             webhook_secret_header: None,

@@ -22,10 +22,13 @@ use tokio_util::sync::CancellationToken;
 const IDLE_TICK: Duration = Duration::from_millis(50);
 
 /// At start: rows left in `sending` by a previous process have an unknown outcome; the restart
-/// policy decides (resend, or `unknown` until a status webhook settles them).
+/// policy decides (resend, or `unknown` until a status webhook settles them). On a shared store
+/// (several instances) only rows whose lease has ended are taken: the others belong to live
+/// instances. [`recover_leases`] goes on doing that while the gateway runs.
 pub async fn recover<S: Store + Clone>(gw: &Gateway<S>) {
     let now = gw.now();
-    let rows = match gw.store.expired_leases(Millis::MAX).await {
+    let until = if gw.store.shared() { now } else { Millis::MAX };
+    let rows = match gw.store.expired_leases(until).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "reading unfinished sends failed");
@@ -35,16 +38,18 @@ pub async fn recover<S: Store + Clone>(gw: &Gateway<S>) {
     if rows.is_empty() {
         return;
     }
-    tracing::warn!(count = rows.len(), policy = ?gw.cfg.restart_policy, "sends interrupted by a restart");
+    let why = if gw.store.shared() {
+        "its instance stopped (its lease ended) before the answer was recorded"
+    } else {
+        "interrupted by a restart before the answer was recorded"
+    };
+    tracing::warn!(count = rows.len(), policy = ?gw.cfg.restart_policy, "{why}");
     let changes = rows
         .iter()
-        .map(|r| {
-            unknown_outcome(
-                gw,
-                r,
-                now,
-                "interrupted by a restart before the answer was recorded",
-            )
+        .map(|r| Change {
+            // An answer recorded meanwhile (a slow instance, not a dead one) stands.
+            only_from: Some(MessageState::Sending),
+            ..unknown_outcome(gw, r, now, why)
         })
         .collect();
     if let Err(e) = gw.store.apply(changes).await {
@@ -212,13 +217,77 @@ async fn expire_unsent<S: Store + Clone>(gw: &Gateway<S>, row: &MessageRecord, w
     apply(gw, vec![change]).await;
 }
 
-/// Waits for a token of the number's bucket; false when shutting down.
+/// Waits for a token of the number's bucket (and, on a shared store, of the bucket all
+/// instances share); false when shutting down.
 async fn take_token<S: Store + Clone>(gw: &Gateway<S>, shutdown: &CancellationToken) -> bool {
     loop {
         let now = gw.now();
         let wait = match lock(&gw.limiter).try_take(now) {
-            Ok(()) => return true,
+            Ok(()) => break,
             Err(at) => (at - now).clamp(1, 1_000),
+        };
+        gw.metrics.token_waits.inc();
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+        }
+    }
+    !gw.store.shared() || take_shared(gw, shutdown).await
+}
+
+/// How many tokens of the shared bucket one store call takes: enough for 20 ms of sending plus
+/// the store's last round trip (`rtt_ms`), and at most half the burst. An instance takes at most
+/// `slice / round trip` tokens a second, so a slice smaller than that starves it (two instances
+/// with one-token slices and 50 ms round trips reached 40 of 50/s together); tokens taken but
+/// not used yet (at most a slice per instance, about `rate × round trip` in all) are what the
+/// instances can add to the bucket's burst, and what an instance that dies strands.
+fn shared_slice(rate: f64, burst: u32, rtt_ms: Millis) -> u32 {
+    let ms = 20.0 + rtt_ms.clamp(0, 1_000) as f64;
+    ((rate * ms / 1_000.0).ceil() as u32).clamp(1, (burst / 2).max(1))
+}
+
+/// Takes one token of the number's bucket in the store, shared by every instance on the
+/// database, in slices (see `ARCHITECTURE.md`, "Several gateways on one database"); false when
+/// shutting down.
+async fn take_shared<S: Store + Clone>(gw: &Gateway<S>, shutdown: &CancellationToken) -> bool {
+    let key = format!(
+        "number:{}",
+        gw.cfg
+            .upstream
+            .phone_number_id
+            .as_deref()
+            .unwrap_or("default")
+    );
+    loop {
+        {
+            let mut held = lock(&gw.shared_tokens);
+            if *held > 0 {
+                *held -= 1;
+                return true;
+            }
+        }
+        let (rate, burst) = {
+            let l = lock(&gw.limiter);
+            (l.rate(), l.config().burst)
+        };
+        let rtt = gw.shared_rtt.load(std::sync::atomic::Ordering::Relaxed);
+        let slice = shared_slice(rate, burst, rtt);
+        let now = gw.now();
+        let taken = gw.store.take_tokens(&key, rate, burst, slice, now).await;
+        gw.shared_rtt.store(
+            gw.now().saturating_sub(now),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let wait = match taken {
+            Ok(t) if t.granted > 0 => {
+                *lock(&gw.shared_tokens) += t.granted - 1;
+                return true;
+            }
+            Ok(t) => t.next_at.saturating_sub(now).clamp(1, 1_000),
+            Err(e) => {
+                tracing::error!(error = %e, "taking the number's shared tokens failed");
+                100
+            }
         };
         gw.metrics.token_waits.inc();
         tokio::select! {
@@ -507,6 +576,24 @@ fn merge(a: &serde_json::Value, b: serde_json::Value) -> serde_json::Value {
         o.extend(extra);
     }
     out
+}
+
+/// On a shared store: the sends of an instance that died mid-send are found by their ended
+/// leases and settled by the restart policy, as at a start. (An exclusive store needs none of
+/// this: its only process settles its own sends.)
+pub async fn recover_leases<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
+    if !gw.store.shared() {
+        return;
+    }
+    let every = Duration::from_millis(u64::try_from(gw.cfg.dispatch.lease_ms / 2).unwrap_or(0))
+        .clamp(Duration::from_millis(100), Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        recover(&gw).await;
+    }
 }
 
 /// TTL drop detection: a message accepted or sent but not delivered by its deadline plus the

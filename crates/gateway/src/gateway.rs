@@ -16,6 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// How long a role's lease lasts ([`Gateway::plays`]): an instance that dies hands its roles
+/// on after this.
+pub const ROLE_LEASE_MS: Millis = 5_000;
+
 /// The sending service.
 pub struct Gateway<S> {
     /// Configuration.
@@ -30,6 +34,15 @@ pub struct Gateway<S> {
     pub classifier: Classifier,
     /// The number's send rate.
     pub(crate) limiter: Mutex<NumberLimiter>,
+    /// This instance's name in role leases (random per start).
+    pub instance: String,
+    /// The roles this instance holds (on a shared store), with the end of its lease.
+    roles: Mutex<std::collections::HashMap<String, Millis>>,
+    /// Tokens of the number's shared bucket this instance took and has not used yet (a shared
+    /// store only: see `dispatch::take_shared`).
+    pub(crate) shared_tokens: Mutex<u32>,
+    /// How long the last take from the shared bucket took (ms), which sizes the next.
+    pub(crate) shared_rtt: std::sync::atomic::AtomicI64,
     /// Per-recipient pacing.
     pub(crate) pairs: Mutex<PairLimiter>,
     /// Jitter for retries.
@@ -133,6 +146,10 @@ impl<S: Store + Clone> Gateway<S> {
             upstream,
             classifier,
             limiter: Mutex::new(limiter),
+            shared_tokens: Mutex::new(0),
+            shared_rtt: std::sync::atomic::AtomicI64::new(0),
+            instance: format!("gw-{:016x}", rand::random::<u64>()),
+            roles: Mutex::new(std::collections::HashMap::new()),
             pairs: Mutex::new(pairs),
             rng: Mutex::new(rng),
             wake_dispatch: Notify::new(),
@@ -153,6 +170,46 @@ impl<S: Store + Clone> Gateway<S> {
     /// Now.
     pub fn now(&self) -> Millis {
         self.clock.now()
+    }
+
+    /// Whether this instance plays `role` (a task one instance on a database runs at a time:
+    /// `intake`, `templates`). Always on an exclusive store; on a shared one, while it holds the
+    /// role's lease ([`ROLE_LEASE_MS`]), renewed once a third of it has passed. It stops acting
+    /// on a lease two thirds before its end, so another instance can take over only after this
+    /// one has stopped (with clocks that agree to within that margin).
+    pub async fn plays(&self, role: &str) -> bool {
+        if !self.store.shared() {
+            return true;
+        }
+        let now = self.now();
+        if let Some(until) = lock(&self.roles).get(role)
+            && now < until - ROLE_LEASE_MS * 2 / 3
+        {
+            return true;
+        }
+        let held = match self
+            .store
+            .lease_role(role, &self.instance, now, now + ROLE_LEASE_MS)
+            .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(role, error = %e, "renewing a role's lease failed");
+                false
+            }
+        };
+        let mut roles = lock(&self.roles);
+        if held {
+            if roles
+                .insert(role.to_string(), now + ROLE_LEASE_MS)
+                .is_none()
+            {
+                tracing::info!(role, instance = %self.instance, "this instance plays the role");
+            }
+        } else if roles.remove(role).is_some() {
+            tracing::info!(role, instance = %self.instance, "another instance plays the role now");
+        }
+        held
     }
 
     /// The sending number's id (one gateway instance sends for one number).

@@ -142,8 +142,17 @@ fn inbound_record(m: &RawInbound, now: Millis) -> Option<InboundRecord> {
 }
 
 /// Processes the inbox until `shutdown`.
+/// On a shared store one instance at a time processes it (role `intake`); every instance takes
+/// webhooks into it.
 pub async fn run<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
     loop {
+        if !gw.plays("intake").await {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            continue;
+        }
         let rows = match gw.store.pending_inbox(256).await {
             Ok(r) => r,
             Err(e) => {

@@ -23,6 +23,10 @@ pub async fn run<S: Store + Clone>(
         tokio::spawn(crate::intake::run(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::campaigns::run(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::dispatch::sweep_expired(gw.clone(), shutdown.clone())),
+        tokio::spawn(crate::dispatch::recover_leases(
+            gw.clone(),
+            shutdown.clone(),
+        )),
         tokio::spawn(crate::templates::run_sync(gw.clone(), shutdown.clone())),
         tokio::spawn(crate::retention::run(gw.clone(), shutdown.clone())),
         tokio::spawn(watch_links(gw.clone(), shutdown.clone())),

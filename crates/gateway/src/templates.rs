@@ -112,16 +112,51 @@ async fn sync_locked<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String>
     Ok(n)
 }
 
-/// Syncs at start and then every `template_sync_ms`, until `shutdown`.
+/// How often an instance that does not sync templates (another one on the database does)
+/// reads the cache the syncing instance keeps.
+const FOLLOW_MS: Millis = 5_000;
+
+/// Syncs at start and then every `template_sync_ms`, until `shutdown`. On a shared store one
+/// instance at a time syncs (role `templates`, renewed every third of its lease); the others
+/// read what it stored every [`FOLLOW_MS`].
 pub async fn run_sync<S: Store + Clone>(gw: Arc<Gateway<S>>, shutdown: CancellationToken) {
+    let shared = gw.store.shared();
+    let mut synced_at: Option<Millis> = None;
+    let mut followed_at: Option<Millis> = None;
     loop {
-        match sync(&gw).await {
-            Ok(n) => tracing::debug!(templates = n, "template cache synced"),
-            Err(e) => {
-                tracing::warn!(error = %e, "template sync failed; the cache keeps what it has")
+        let now = gw.now();
+        if gw.plays("templates").await {
+            let due = !shared
+                || synced_at.is_none_or(|at| {
+                    gw.cfg.template_sync_ms > 0 && now - at >= gw.cfg.template_sync_ms
+                });
+            if due {
+                match sync(&gw).await {
+                    Ok(n) => tracing::debug!(templates = n, "template cache synced"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "template sync failed; the cache keeps what it has")
+                    }
+                }
+                synced_at = Some(now);
+            }
+        } else {
+            // Taking the role over later syncs at once.
+            synced_at = None;
+            if followed_at.is_none_or(|at| now - at >= FOLLOW_MS) {
+                match gw.store.templates().await {
+                    Ok(records) => {
+                        gw.template_heads.remember(&records);
+                        gw.templates_synced
+                            .store(true, std::sync::atomic::Ordering::Release);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "reading the template cache failed"),
+                }
+                followed_at = Some(now);
             }
         }
-        let every = if gw.cfg.template_sync_ms > 0 {
+        let every = if shared {
+            crate::gateway::ROLE_LEASE_MS / 3
+        } else if gw.cfg.template_sync_ms > 0 {
             gw.cfg.template_sync_ms
         } else {
             // Never again, but keep the task alive for shutdown.

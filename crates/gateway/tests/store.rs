@@ -1,17 +1,20 @@
 //! The `Store` conformance suite. Every check is generic over `S: Store`; the `conformance!`
-//! macro at the bottom runs each one against every backend (SQLite on a temp file and in
-//! memory; a PostgreSQL backend adds one line there).
+//! macro at the bottom runs each one against every backend: SQLite on a temp file and in memory,
+//! and PostgreSQL when `MYNAH_TEST_DATABASE_URL` names a database (each test in a fresh schema of
+//! its own, so they run in parallel). Without the URL the PostgreSQL tests pass as skipped,
+//! unless `MYNAH_PG_TESTS=1`, which makes a missing URL or server fail them.
 
 use mynah_gateway::clock::Millis;
 use mynah_gateway::model::{
     CampaignState, Category, ConsentStatus, Effect, Lane, MessageState, Observation, PlatformStatus,
 };
+use mynah_gateway::store::postgres::{PostgresOptions, PostgresStore};
 use mynah_gateway::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use mynah_gateway::store::{
     CampaignRecord, Change, Consent, ConversationCursor, ConversationItem, Enqueued, IdKind,
     IdentityUpdate, InboundRecord, InboxItem, InboxOutcome, ListFilter, NewEvent, NewMessage,
     NewRecipient, PARKED_TEMPLATE_PAUSED, Prunable, Pruned, Release, Sighting, StatusApplied,
-    StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, kind,
+    StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, Tokens, kind,
 };
 use serde_json::json;
 use std::collections::HashSet;
@@ -59,6 +62,35 @@ async fn memory() -> SqliteStore {
     SqliteStore::open(None, SqliteOptions::default())
         .await
         .unwrap()
+}
+
+/// A PostgreSQL store in a fresh schema of the database `MYNAH_TEST_DATABASE_URL` names; `None`
+/// (the test is skipped) without the variable, unless `MYNAH_PG_TESTS=1`.
+async fn postgres() -> Option<PostgresStore> {
+    let required = std::env::var("MYNAH_PG_TESTS").is_ok_and(|v| v == "1");
+    let Some(url) = std::env::var("MYNAH_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            !required,
+            "MYNAH_PG_TESTS=1 but MYNAH_TEST_DATABASE_URL is not set"
+        );
+        eprintln!("skipped: MYNAH_TEST_DATABASE_URL is not set");
+        return None;
+    };
+    let n = NEXT_DB.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let opts = PostgresOptions {
+        schema: Some(format!("conformance_{}_{nanos}_{n}", std::process::id())),
+        ..PostgresOptions::default()
+    };
+    match PostgresStore::open(&url, opts).await {
+        Ok(s) => Some(s),
+        Err(e) => panic!("PostgreSQL at MYNAH_TEST_DATABASE_URL: {e}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2182,6 +2214,139 @@ async fn campaigns_build_release_and_count<S: Store + Clone>(s: S) {
     assert_eq!(live.len(), 1);
 }
 
+/// A shared bucket grants at its rate up to its burst, whoever asks, and says when what was
+/// asked for will be there.
+async fn shared_buckets_grant_at_their_rate<S: Store + Clone>(s: S) {
+    let take = |want: u32, at: Millis| {
+        let s = s.clone();
+        async move {
+            s.take_tokens("number:pn1", 10.0, 5, want, at)
+                .await
+                .unwrap()
+        }
+    };
+    // A new bucket starts full.
+    assert_eq!(
+        take(3, T0).await,
+        Tokens {
+            granted: 3,
+            next_at: T0
+        }
+    );
+    // One token short at 10/s: 100 ms.
+    assert_eq!(
+        take(3, T0).await,
+        Tokens {
+            granted: 2,
+            next_at: T0 + 100
+        }
+    );
+    assert_eq!(take(1, T0).await.granted, 0);
+    // 250 ms later it holds 2.5: two go, the half stays.
+    assert_eq!(
+        take(5, T0 + 250).await,
+        Tokens {
+            granted: 2,
+            next_at: T0 + 500
+        }
+    );
+    // A clock that goes back refills nothing; a long idle refills up to the burst only.
+    assert_eq!(take(1, T0).await.granted, 0);
+    assert_eq!(take(100, T0 + 3_600_000).await.granted, 5);
+    // Another key is another bucket.
+    let other = s.take_tokens("number:pn2", 10.0, 5, 5, T0).await.unwrap();
+    assert_eq!(other.granted, 5);
+    // Concurrent takers share what the bucket holds, never more.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.take_tokens("number:pn3", 10.0, 20, 3, T0)
+                .await
+                .unwrap()
+                .granted
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    assert_eq!(total, 20);
+}
+
+/// `list` by template name and by a metadata key's value (compared as text).
+async fn list_filters_by_template_and_metadata<S: Store + Clone>(s: S) {
+    let tagged = |id: &str, meta: Option<&str>| NewMessage {
+        metadata: meta.map(str::to_string),
+        ..msg(id)
+    };
+    enqueue_all(
+        &s,
+        vec![
+            of_template("t1", "promo", "en"),
+            of_template("t2", "other", "en"),
+            tagged("m1", Some(r#"{"order":"42","n":7}"#)),
+            tagged("m2", Some(r#"{"order":"43"}"#)),
+            tagged("m3", None),
+        ],
+    )
+    .await;
+    let by = |template: Option<&str>, meta: Option<(&str, &str)>| ListFilter {
+        template: template.map(str::to_string),
+        metadata: meta.map(|(k, v)| (k.to_string(), v.to_string())),
+        ..ListFilter::default()
+    };
+    assert_eq!(ids(&s.list(by(Some("promo"), None)).await.unwrap()), ["t1"]);
+    assert_eq!(
+        ids(&s.list(by(None, Some(("order", "42")))).await.unwrap()),
+        ["m1"]
+    );
+    assert_eq!(
+        ids(&s.list(by(None, Some(("n", "7")))).await.unwrap()),
+        ["m1"]
+    );
+    assert!(
+        s.list(by(None, Some(("missing", "1"))))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// One holder of a role at a time; the role passes on when its lease ends.
+async fn roles_have_one_holder_at_a_time<S: Store + Clone>(s: S) {
+    assert!(s.lease_role("intake", "a", T0, T0 + 100).await.unwrap());
+    assert!(
+        !s.lease_role("intake", "b", T0 + 50, T0 + 150)
+            .await
+            .unwrap()
+    );
+    // The holder renews.
+    assert!(
+        s.lease_role("intake", "a", T0 + 90, T0 + 200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.lease_role("intake", "b", T0 + 150, T0 + 250)
+            .await
+            .unwrap()
+    );
+    // Another role is free.
+    assert!(s.lease_role("templates", "b", T0, T0 + 100).await.unwrap());
+    // Once the lease ends, another instance takes it, and the first no longer holds it.
+    assert!(
+        s.lease_role("intake", "b", T0 + 200, T0 + 300)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.lease_role("intake", "a", T0 + 210, T0 + 310)
+            .await
+            .unwrap()
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),+ $(,)?) => {
         mod sqlite_file {
@@ -2199,6 +2364,17 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::memory().await).await;
+                }
+            )+
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(s) = super::postgres().await {
+                        super::$name(s).await;
+                    }
                 }
             )+
         }
@@ -2238,4 +2414,7 @@ conformance!(
     one_sighting_of_two_people_merges_them,
     identity_changes_keep_the_person,
     campaigns_build_release_and_count,
+    shared_buckets_grant_at_their_rate,
+    roles_have_one_holder_at_a_time,
+    list_filters_by_template_and_metadata,
 );

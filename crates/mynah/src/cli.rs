@@ -303,6 +303,9 @@ async fn serve_sandbox(args: SandboxArgs) -> Result<(), String> {
 }
 
 async fn serve_gateway(args: crate::gateway_cmd::GatewayArgs) -> Result<(), String> {
+    if let Some(crate::gateway_cmd::GatewayAction::Migrate(m)) = &args.action {
+        return crate::gateway_cmd::migrate(m).await;
+    }
     let cfg = args.to_config()?;
     let listener = mynah_serve::bind(args.listen)
         .await

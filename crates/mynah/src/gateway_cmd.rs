@@ -4,6 +4,7 @@
 use clap::{Args, ValueEnum};
 use mynah_gateway::clock::Clock;
 use mynah_gateway::config::Config;
+use mynah_gateway::store::postgres::{PostgresOptions, PostgresStore};
 use mynah_gateway::store::sqlite::{SqliteOptions, SqliteStore};
 use mynah_gateway::upstream::Dialect;
 use mynah_gateway::{Gateway, run};
@@ -39,6 +40,10 @@ pub struct GatewayArgs {
     /// Keep everything in memory (tests and demos: nothing survives a restart).
     #[arg(long)]
     pub ephemeral: bool,
+    /// Store in PostgreSQL instead (`postgres://user:password@host:port/database`); several
+    /// gateway instances may share one database.
+    #[arg(long, env = "MYNAH_GATEWAY_DATABASE_URL", conflicts_with = "ephemeral")]
+    pub database_url: Option<String>,
     /// The upstream's dialect. Without it (and without an `[upstream]` table in the config
     /// file) the gateway sends to a local sandbox at http://127.0.0.1:8360 with its
     /// development key, as `mynah sandbox` starts it.
@@ -73,6 +78,84 @@ pub struct GatewayArgs {
     /// TOML file with everything else (gates, limits, classifier rows, app webhooks).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub action: Option<GatewayAction>,
+}
+
+/// `mynah gateway <action>`.
+#[derive(Debug, clap::Subcommand)]
+pub enum GatewayAction {
+    /// Bring the store's schema to this build's version and exit (the gateway also does it at
+    /// start; instances starting together take turns).
+    Migrate(MigrateArgs),
+}
+
+/// Flags of `mynah gateway migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The PostgreSQL database (else the config file's `database_url`, else SQLite in
+    /// `--data-dir`).
+    #[arg(long, env = "MYNAH_GATEWAY_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The SQLite data directory.
+    #[arg(long, default_value = ".mynah-gateway", env = "MYNAH_GATEWAY_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// The gateway's configuration file (for `database_url` and `database_schema`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Runs `mynah gateway migrate`.
+pub async fn migrate(args: &MigrateArgs) -> Result<(), String> {
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => Config::default(),
+    };
+    match args.database_url.clone().or(file.database_url) {
+        Some(url) => {
+            let opts = PostgresOptions {
+                schema: file.database_schema,
+                ..PostgresOptions::default()
+            };
+            let version = PostgresStore::migrate(&url, opts)
+                .await
+                .map_err(|e| format!("gateway store: {e}"))?;
+            println!(
+                "{}: the gateway schema is at version {version}",
+                redact_url(&url)
+            );
+        }
+        None => {
+            std::fs::create_dir_all(&args.data_dir)
+                .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
+            let path = args.data_dir.join("gateway.db");
+            let store = SqliteStore::open(Some(&path), SqliteOptions::default())
+                .await
+                .map_err(|e| format!("gateway store: {e}"))?;
+            store.close().await;
+            println!("{}: the gateway schema is up to date", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// A database URL without its password, for banners and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{scheme}://{name}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 impl GatewayArgs {
@@ -84,6 +167,12 @@ impl GatewayArgs {
         };
         cfg.listen = self.listen.to_string();
         cfg.data_dir = (!self.ephemeral).then(|| self.data_dir.clone());
+        if let Some(url) = &self.database_url {
+            cfg.database_url = Some(url.clone());
+        }
+        if self.ephemeral {
+            cfg.database_url = None;
+        }
         let dev = Config::default().upstream;
         let untouched = cfg.upstream.base_url == dev.base_url
             && cfg.upstream.api_key == dev.api_key
@@ -154,16 +243,38 @@ pub fn read_config(path: &Path) -> Result<Config, String> {
     toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// An opened gateway and what closing it needs.
-pub struct Opened {
-    /// The gateway.
-    pub gateway: Arc<Gateway<SqliteStore>>,
-    /// Its store (closed after the gateway stops).
-    pub store: SqliteStore,
+/// An opened gateway and what closing it needs, on either backend (the gateway is generic over
+/// its store; the binary picks one at start).
+pub enum Opened {
+    /// SQLite (a file in the data directory, or memory).
+    Sqlite {
+        /// The gateway.
+        gateway: Arc<Gateway<SqliteStore>>,
+        /// Its store (closed after the gateway stops).
+        store: SqliteStore,
+    },
+    /// PostgreSQL (`database_url`).
+    Postgres {
+        /// The gateway.
+        gateway: Arc<Gateway<PostgresStore>>,
+        /// Its store (closed after the gateway stops).
+        store: PostgresStore,
+    },
 }
 
-/// Opens the store and builds the gateway.
+/// Opens the store (PostgreSQL when `database_url` is set, else SQLite) and builds the gateway.
 pub async fn open(cfg: Config) -> Result<Opened, String> {
+    if let Some(url) = cfg.database_url.clone() {
+        let opts = PostgresOptions {
+            schema: cfg.database_schema.clone(),
+            ..PostgresOptions::default()
+        };
+        let store = PostgresStore::open(&url, opts)
+            .await
+            .map_err(|e| format!("gateway store ({}): {e}", redact_url(&url)))?;
+        let gateway = Gateway::new(cfg, store.clone(), Arc::new(Clock::System))?;
+        return Ok(Opened::Postgres { gateway, store });
+    }
     let path = match &cfg.data_dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -176,7 +287,7 @@ pub async fn open(cfg: Config) -> Result<Opened, String> {
         .await
         .map_err(|e| format!("gateway store: {e}"))?;
     let gateway = Gateway::new(cfg, store.clone(), Arc::new(Clock::System))?;
-    Ok(Opened { gateway, store })
+    Ok(Opened::Sqlite { gateway, store })
 }
 
 /// Serves an opened gateway until `shutdown`, then commits what is queued.
@@ -185,8 +296,18 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let result = run(listener, opened.gateway, shutdown).await;
-    opened.store.close().await;
+    let result = match opened {
+        Opened::Sqlite { gateway, store } => {
+            let r = run(listener, gateway, shutdown).await;
+            store.close().await;
+            r
+        }
+        Opened::Postgres { gateway, store } => {
+            let r = run(listener, gateway, shutdown).await;
+            store.close().await;
+            r
+        }
+    };
     result.map_err(|e| e.to_string())
 }
 
@@ -198,9 +319,10 @@ pub fn banner(cfg: &Config, base: &str, file: Option<&Path>) {
     }
     println!(
         "  storage   {}",
-        match &cfg.data_dir {
-            Some(d) => format!("{} (SQLite)", d.join("gateway.db").display()),
-            None => "in memory (--ephemeral)".to_string(),
+        match (&cfg.database_url, &cfg.data_dir) {
+            (Some(url), _) => format!("{} (PostgreSQL)", redact_url(url)),
+            (None, Some(d)) => format!("{} (SQLite)", d.join("gateway.db").display()),
+            (None, None) => "in memory (--ephemeral)".to_string(),
         }
     );
     println!(
@@ -300,6 +422,20 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(local.upstream.base(), "http://127.0.0.1:9");
+    }
+
+    #[test]
+    fn database_urls_lose_their_password_in_the_banner() {
+        assert_eq!(
+            redact_url("postgres://gw:s3cret@db.example:5432/mynah"),
+            "postgres://gw:***@db.example:5432/mynah"
+        );
+        assert_eq!(
+            redact_url("postgres://gw@db/mynah"),
+            "postgres://gw@db/mynah"
+        );
+        let pg = config(&["--database-url", "postgres://gw@db/mynah"]).unwrap();
+        assert_eq!(pg.database_url.as_deref(), Some("postgres://gw@db/mynah"));
     }
 
     #[test]

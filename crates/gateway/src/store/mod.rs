@@ -1,7 +1,8 @@
 //! The gateway's durable storage behind one small, backend-neutral trait.
 //!
-//! [`Store`] is implemented by [`sqlite::SqliteStore`] (the default); a PostgreSQL backend will
-//! implement the same trait and run the same conformance suite (`tests/store.rs`).
+//! [`Store`] is implemented by [`sqlite::SqliteStore`] (the default, embedded) and
+//! [`postgres::PostgresStore`] (several instances on one database); both run the same SQL
+//! operations (`logic.rs`) and pass the same conformance suite (`tests/store.rs`).
 //!
 //! Contract shared by every backend:
 //! - every write is durable before its future resolves (accepted work is durable before it is
@@ -13,6 +14,7 @@
 //! - event sequence numbers are assigned in commit order, so a reader following
 //!   [`Store::events_after`] with a cursor never skips an event.
 
+pub mod postgres;
 pub mod sqlite;
 
 use crate::clock::Millis;
@@ -44,6 +46,15 @@ pub mod kind {
 
 /// `parked_reason` of messages parked by [`Store::park_template`].
 pub const PARKED_TEMPLATE_PAUSED: &str = "template_paused";
+
+/// What [`Store::take_tokens`] granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    /// Tokens taken (at most the number asked for).
+    pub granted: u32,
+    /// When the bucket holds what was asked for (`now` when it was all granted).
+    pub next_at: Millis,
+}
 
 /// A storage failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1181,6 +1192,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every cached template, by name then language.
     fn templates(&self) -> impl Future<Output = Result<Vec<TemplateRecord>, StoreError>> + Send;
+
+    /// Whether other processes may use the same database at once (PostgreSQL). On an exclusive
+    /// store the `sending` rows found at start were left by a previous process; on a shared one
+    /// they may be another live instance's, recovered only once their lease has ended.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Takes up to `want` tokens of the bucket `key` shared by every instance on the database:
+    /// it refills at `rate` tokens per second (as of `now`, never backwards) up to `burst`, and a
+    /// new bucket starts full. Several instances sending for one number take their tokens here,
+    /// so together they never exceed its rate.
+    fn take_tokens(
+        &self,
+        key: &str,
+        rate: f64,
+        burst: u32,
+        want: u32,
+        now: Millis,
+    ) -> impl Future<Output = Result<Tokens, StoreError>> + Send;
+
+    /// Takes or renews the lease of a role only one instance on the database plays at a time
+    /// (processing the inbox, syncing templates): `holder` gets it until `until` if it is free,
+    /// its lease has ended by `now`, or `holder` has it already. Whether `holder` has it now.
+    fn lease_role(
+        &self,
+        role: &str,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Up to `limit` events with a sequence number greater than `seq`, in order.
     fn events_after(

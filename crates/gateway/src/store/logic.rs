@@ -1,0 +1,2636 @@
+//! The store's operations in SQL, shared by the SQLite and PostgreSQL backends.
+//!
+//! Each operation is a plain function over a connection inside the caller's transaction. The
+//! file is compiled once per backend (`#[path]` modules of `sqlite.rs` and `postgres.rs`): the
+//! parent module supplies `Connection`, `Row`, `params!`, `Value`, `OptionalExtension` and the
+//! `sql` error types — rusqlite's own for SQLite, a thin layer over the `postgres` crate with
+//! the same surface for PostgreSQL, which turns `?N` placeholders into `$N`. The SQL is
+//! written in the dialect both accept (`ON CONFLICT`, `RETURNING`, `IS DISTINCT FROM`, partial
+//! indexes, `CASE` rather than two-argument `max`); the comment `/* FOR UPDATE SKIP LOCKED */` in
+//! a claim's row choice is SQL there on PostgreSQL (several instances claim side by side).
+
+use super::*;
+
+pub(super) fn json_text(v: &serde_json::Value) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("event detail: {e}")))
+}
+
+pub(super) fn i64_of(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+/// The message columns, in the order [`record`] reads them.
+macro_rules! columns {
+    () => {
+        "seq, id, idempotency_key, phone_number_id, recipient, category, template_name, \
+         template_language, lane, body, metadata, state, reason, parked_reason, wamid, attempts, \
+         next_attempt_at, not_before, deadline, lease_until, last_error_code, last_error, \
+         created_at, updated_at, accepted_at, sent_at, delivered_at, read_at, failed_at, \
+         request_hash, person, sequence_rule, sequence_prev"
+    };
+}
+
+pub(super) fn record(r: &Row<'_>) -> sql::Result<MessageRecord> {
+    let name: Option<String> = r.get(6)?;
+    let language: Option<String> = r.get(7)?;
+    Ok(MessageRecord {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        idempotency_key: r.get(2)?,
+        phone_number_id: r.get(3)?,
+        to: r.get(4)?,
+        category: r.get(5)?,
+        template: name.map(|name| TemplateRef {
+            name,
+            language: language.unwrap_or_default(),
+        }),
+        lane: r.get(8)?,
+        body: r.get(9)?,
+        metadata: r.get(10)?,
+        state: r.get(11)?,
+        reason: r.get(12)?,
+        parked_reason: r.get(13)?,
+        wamid: r.get(14)?,
+        attempts: r.get(15)?,
+        next_attempt_at: r.get(16)?,
+        not_before: r.get(17)?,
+        deadline: r.get(18)?,
+        lease_until: r.get(19)?,
+        last_error_code: r.get(20)?,
+        last_error: r.get(21)?,
+        created_at: r.get(22)?,
+        updated_at: r.get(23)?,
+        accepted_at: r.get(24)?,
+        sent_at: r.get(25)?,
+        delivered_at: r.get(26)?,
+        read_at: r.get(27)?,
+        failed_at: r.get(28)?,
+        request_hash: r.get(29)?,
+        person: r.get(30)?,
+        sequence: r
+            .get::<_, Option<String>>(31)?
+            .and_then(|rule| serde_json::from_str(&rule).ok()),
+        sequence_prev: r.get(32)?,
+    })
+}
+
+pub(super) fn records(
+    conn: &Connection,
+    sql: &str,
+    args: impl sql::Params,
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut st = conn.prepare_cached(sql)?;
+    let rows = st.query_map(args, record)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub(super) fn one_record(
+    conn: &Connection,
+    sql: &str,
+    key: &str,
+) -> Result<Option<MessageRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row([key], record)
+        .optional()?)
+}
+
+pub(super) const BY_ID: &str = concat!("SELECT ", columns!(), " FROM messages WHERE id = ?1");
+pub(super) const BY_IDEMPOTENCY_KEY: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM messages WHERE idempotency_key = ?1"
+);
+pub(super) const BY_WAMID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM messages WHERE wamid = ?1 ORDER BY seq DESC LIMIT 1"
+);
+
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, idempotency_key, phone_number_id, \
+     recipient, category, template_name, template_language, lane, body, metadata, state, reason, \
+     next_attempt_at, not_before, deadline, created_at, updated_at, request_hash, person, \
+     sequence_key, sequence_rule) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15, ?15, ?16, \
+     ?17, ?18, ?19) \
+     ON CONFLICT DO NOTHING";
+
+pub(super) fn enqueue(
+    conn: &Connection,
+    messages: &[NewMessage],
+) -> Result<Vec<Enqueued>, StoreError> {
+    messages.iter().map(|m| enqueue_one(conn, m)).collect()
+}
+
+pub(super) fn enqueue_one(conn: &Connection, m: &NewMessage) -> Result<Enqueued, StoreError> {
+    let template = m.template.as_ref();
+    // A phone nobody is linked to keeps its implicit key (no row written on the send path); a
+    // BSUID nobody is known by gets a person.
+    let person = match &m.person {
+        Some(p) => Some(p.clone()),
+        None => match key_of(conn, &m.to, None)? {
+            Some(k) => Some(k),
+            None => key_of(conn, &m.to, Some(m.created_at))?,
+        },
+    };
+    let inserted = conn.prepare_cached(INSERT_MESSAGE)?.execute(params![
+        m.id,
+        m.idempotency_key,
+        m.phone_number_id,
+        m.to,
+        m.category,
+        template.map(|t| t.name.as_str()),
+        template.map(|t| t.language.as_str()),
+        m.lane,
+        m.body,
+        m.metadata,
+        m.state,
+        m.reason,
+        m.not_before,
+        m.deadline,
+        m.created_at,
+        m.request_hash,
+        person,
+        m.sequence.as_ref().map(|q| q.key.as_str()),
+        m.sequence
+            .as_ref()
+            .map(|q| serde_json::to_string(q).map_err(|e| StoreError::Invalid(e.to_string())))
+            .transpose()?,
+    ])?;
+    if inserted == 1 {
+        let detail = match &m.reason {
+            Some(r) => serde_json::json!({ "reason": r }),
+            None => serde_json::json!({}),
+        };
+        let event = NewEvent::new(m.event_kind(), m.created_at, detail);
+        insert_event(conn, &m.id, &event, m.state)?;
+        if let Some(step) = &m.sequence
+            && m.state == MessageState::Queued
+        {
+            place_in_sequence(conn, m, person.as_deref().unwrap_or(&m.to), step)?;
+        }
+        return Ok(Enqueued::Inserted { id: m.id.clone() });
+    }
+    existing(conn, m)?
+        .map(|r| Enqueued::Existing(Box::new(r)))
+        .ok_or_else(|| StoreError::Backend(format!("message {} conflicted but is absent", m.id)))
+}
+
+/// The row a conflicting insert collided with: by idempotency key, else by id.
+pub(super) fn existing(
+    conn: &Connection,
+    m: &NewMessage,
+) -> Result<Option<MessageRecord>, StoreError> {
+    if let Some(key) = &m.idempotency_key
+        && let Some(r) = one_record(conn, BY_IDEMPOTENCY_KEY, key)?
+    {
+        return Ok(Some(r));
+    }
+    one_record(conn, BY_ID, &m.id)
+}
+
+pub(super) const CLAIM: &str = concat!(
+    "UPDATE messages SET state = 'sending', lease_until = ?1, attempts = attempts + 1, \
+     updated_at = ?2 WHERE seq IN (SELECT seq FROM messages WHERE state = 'queued' \
+     AND parked_reason IS NULL AND lane = ?3 AND next_attempt_at <= ?2 AND not_before <= ?2 \
+     ORDER BY next_attempt_at, seq LIMIT ?4 /* FOR UPDATE SKIP LOCKED */) RETURNING ",
+    columns!()
+);
+
+pub(super) fn claim(
+    conn: &Connection,
+    &(now, limit, lease_until): &(Millis, usize, Millis),
+) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut out = Vec::new();
+    for lane in Lane::DISPATCH_ORDER {
+        let left = limit.saturating_sub(out.len());
+        if left == 0 {
+            break;
+        }
+        let mut got = records(conn, CLAIM, params![lease_until, now, lane, i64_of(left)])?;
+        // RETURNING has no defined order.
+        got.sort_by_key(|r| (r.next_attempt_at, r.seq));
+        out.append(&mut got);
+    }
+    Ok(out)
+}
+
+/// Which row an update targets.
+pub(super) enum RowKey<'a> {
+    /// By message id.
+    Id(&'a str),
+    /// By insertion sequence (rowid): no index lookup.
+    Seq(i64),
+}
+
+pub(super) fn sql_ref<T: ToSql>(v: &T) -> &dyn ToSql {
+    v
+}
+
+/// Updates one row with `UPDATE messages SET …` naming only the columns `c` changes, so SQLite
+/// touches only the indexes that depend on them; `false` if the row does not exist.
+/// Applies `c` to one row; its state afterwards, or `None` when no row has that key.
+pub(super) fn update_message(
+    conn: &Connection,
+    key: RowKey<'_>,
+    c: &Change,
+) -> Result<Option<MessageState>, StoreError> {
+    let (code, text) = match &c.last_error {
+        Some((code, text)) => (Some(code), Some(text)),
+        None => (None, None),
+    };
+    let values: [(&str, Option<&dyn ToSql>); 10] = [
+        ("wamid", c.wamid.as_ref().map(sql_ref)),
+        ("next_attempt_at", c.next_attempt_at.as_ref().map(sql_ref)),
+        ("body", c.body.as_ref().map(sql_ref)),
+        ("accepted_at", c.accepted_at.as_ref().map(sql_ref)),
+        ("sent_at", c.sent_at.as_ref().map(sql_ref)),
+        ("delivered_at", c.delivered_at.as_ref().map(sql_ref)),
+        ("read_at", c.read_at.as_ref().map(sql_ref)),
+        ("failed_at", c.failed_at.as_ref().map(sql_ref)),
+        ("last_error_code", code.map(sql_ref)),
+        ("last_error", text.map(sql_ref)),
+    ];
+    let mut args: Vec<&dyn ToSql> = Vec::with_capacity(values.len() + 2);
+    let mut sql = String::with_capacity(192);
+    match &key {
+        RowKey::Id(id) => args.push(id),
+        RowKey::Seq(seq) => args.push(seq),
+    }
+    args.push(&c.at);
+    sql.push_str("UPDATE messages SET updated_at = ?2");
+    if let Some(state) = &c.state {
+        args.push(state);
+        let to = args.len();
+        match &c.only_from {
+            Some(from) => {
+                args.push(from);
+                sql.push_str(&format!(
+                    ", state = CASE WHEN state = ?{} THEN ?{to} ELSE state END",
+                    args.len()
+                ));
+            }
+            None => sql.push_str(&format!(", state = ?{to}")),
+        }
+    }
+    for (column, value) in values {
+        if let Some(v) = value {
+            args.push(v);
+            sql.push_str(&format!(", {column} = ?{}", args.len()));
+        }
+    }
+    if c.clear_lease {
+        sql.push_str(", lease_until = NULL");
+    }
+    if c.clear_failure && c.failed_at.is_none() {
+        sql.push_str(", failed_at = NULL");
+    }
+    if c.clear_failure && c.last_error.is_none() {
+        sql.push_str(", last_error_code = NULL, last_error = NULL");
+    }
+    sql.push_str(match key {
+        RowKey::Id(_) => " WHERE id = ?1 RETURNING state",
+        RowKey::Seq(_) => " WHERE seq = ?1 RETURNING state",
+    });
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(args.as_slice())?;
+    Ok(match rows.next()? {
+        Some(r) => Some(r.get(0)?),
+        None => None,
+    })
+}
+
+pub(super) fn apply(conn: &Connection, changes: &[Change]) -> Result<Vec<bool>, StoreError> {
+    changes.iter().map(|c| apply_one(conn, c)).collect()
+}
+
+pub(super) fn apply_one(conn: &Connection, c: &Change) -> Result<bool, StoreError> {
+    // The state after the change (a conditional change may have left it as it was).
+    let Some(state) = update_message(conn, RowKey::Id(&c.id), c)? else {
+        return Ok(false);
+    };
+    if let Some(event) = &c.event {
+        insert_event(conn, &c.id, event, state)?;
+    }
+    Ok(true)
+}
+
+pub(super) const PROGRESS_BY_WAMID: &str = "SELECT seq, id, state, accepted_at, sent_at, delivered_at, \
+     read_at, failed_at, last_error_code FROM messages WHERE wamid = ?1 ORDER BY seq DESC LIMIT 1";
+
+/// A message found by wamid: its seq, id and progress.
+pub(super) type Found = (i64, String, Progress);
+
+pub(super) fn progress_by_wamid(
+    conn: &Connection,
+    wamid: &str,
+) -> Result<Option<Found>, StoreError> {
+    let found = conn
+        .prepare_cached(PROGRESS_BY_WAMID)?
+        .query_row([wamid], |r| {
+            let progress = Progress {
+                state: r.get(2)?,
+                accepted_at: r.get(3)?,
+                sent_at: r.get(4)?,
+                delivered_at: r.get(5)?,
+                read_at: r.get(6)?,
+                failed_at: r.get(7)?,
+                error_code: r.get(8)?,
+            };
+            Ok((r.get(0)?, r.get(1)?, progress))
+        })
+        .optional()?;
+    Ok(found)
+}
+
+pub(super) fn apply_statuses(
+    conn: &Connection,
+    updates: &[StatusUpdate],
+) -> Result<Vec<StatusApplied>, StoreError> {
+    updates.iter().map(|u| apply_status(conn, u)).collect()
+}
+
+pub(super) fn apply_status(
+    conn: &Connection,
+    u: &StatusUpdate,
+) -> Result<StatusApplied, StoreError> {
+    let Some((seq, id, progress)) = progress_by_wamid(conn, &u.wamid)? else {
+        park_orphan(conn, &(u.wamid.clone(), u.payload.clone(), u.received_at))?;
+        return Ok(StatusApplied::Orphaned);
+    };
+    if let Some(key) = &u.dedupe_key
+        && !remember_key(conn, key, u.received_at)?
+    {
+        return Ok(StatusApplied::Duplicate);
+    }
+    let t = observe(&progress, &u.observation);
+    if t.changes_row() {
+        let change = Change::from_transition(String::new(), u.received_at, &t);
+        update_message(conn, RowKey::Seq(seq), &change)?;
+    }
+    let state = t.state.unwrap_or(progress.state);
+    insert_event(conn, &id, &u.event, state)?;
+    Ok(StatusApplied::Applied {
+        id,
+        state,
+        effect: t.effect,
+    })
+}
+
+pub(super) const PARK_TEMPLATE: &str = "UPDATE messages SET parked_reason = ?1, updated_at = ?2 \
+     WHERE state = 'queued' AND parked_reason IS NULL AND template_name = ?3 \
+     AND (CAST(?4 AS TEXT) IS NULL OR template_language = ?4) RETURNING id, template_language";
+
+pub(super) const UNPARK_TEMPLATE: &str = "UPDATE messages SET parked_reason = NULL, updated_at = ?2 \
+     WHERE state = 'queued' AND parked_reason = ?1 AND template_name = ?3 \
+     AND (CAST(?4 AS TEXT) IS NULL OR template_language = ?4) RETURNING id, template_language";
+
+/// `(template name, language, now)`.
+pub(super) type TemplateScope = (String, Option<String>, Millis);
+
+pub(super) fn park_template(conn: &Connection, scope: &TemplateScope) -> Result<u64, StoreError> {
+    move_parked(conn, PARK_TEMPLATE, kind::PARKED, scope)
+}
+
+pub(super) fn unpark_template(conn: &Connection, scope: &TemplateScope) -> Result<u64, StoreError> {
+    move_parked(conn, UNPARK_TEMPLATE, kind::UNPARKED, scope)
+}
+
+pub(super) fn move_parked(
+    conn: &Connection,
+    sql: &str,
+    event_kind: &str,
+    (name, language, now): &TemplateScope,
+) -> Result<u64, StoreError> {
+    let moved: Vec<(String, Option<String>)> = {
+        let mut st = conn.prepare_cached(sql)?;
+        let rows = st.query_map(params![PARKED_TEMPLATE_PAUSED, now, name, language], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, lang) in &moved {
+        let detail = serde_json::json!({
+            "reason": PARKED_TEMPLATE_PAUSED,
+            "template": { "name": name, "language": lang },
+        });
+        let event = NewEvent::new(event_kind, *now, detail);
+        insert_event(conn, id, &event, MessageState::Queued)?;
+    }
+    Ok(moved.len() as u64)
+}
+
+pub(super) const EXPIRED_LEASES: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM messages WHERE state = 'sending' AND lease_until <= ?1 ORDER BY lease_until, seq"
+);
+
+pub(super) const OVERDUE: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM messages WHERE (state = 'accepted' OR state = 'held' OR state = 'sent') \
+     AND deadline <= ?1 \
+     ORDER BY deadline, seq LIMIT ?2"
+);
+
+pub(super) const EXPIRE_PARKED: &str = "UPDATE messages SET state = 'expired', updated_at = ?1 \
+     WHERE seq IN (SELECT seq FROM messages WHERE state = 'queued' AND parked_reason IS NOT NULL \
+     AND deadline <= ?1 ORDER BY deadline LIMIT ?2) RETURNING id, deadline, parked_reason";
+
+pub(super) fn expire_parked(
+    conn: &Connection,
+    &(now, limit): &(Millis, usize),
+) -> Result<Vec<String>, StoreError> {
+    let expired: Vec<(String, Millis, Option<String>)> = {
+        let mut st = conn.prepare_cached(EXPIRE_PARKED)?;
+        let rows = st.query_map(params![now, i64_of(limit)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (id, deadline, parked) in &expired {
+        let detail = serde_json::json!({
+            "deadline": deadline,
+            "sent": false,
+            "reason": "its time-to-live ended while it was held back",
+            "parked": parked,
+        });
+        insert_event(
+            conn,
+            id,
+            &NewEvent::new("expired", now, detail),
+            MessageState::Expired,
+        )?;
+    }
+    Ok(expired.into_iter().map(|(id, _, _)| id).collect())
+}
+
+pub(super) fn list(conn: &Connection, f: &ListFilter) -> Result<Vec<MessageRecord>, StoreError> {
+    let mut sql = String::from(concat!("SELECT ", columns!(), " FROM messages WHERE 1 = 1"));
+    let mut args: Vec<Value> = Vec::new();
+    let mut cond = |column: &str, value: Value| {
+        args.push(value);
+        sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+    };
+    if let Some(s) = f.state {
+        cond("state", Value::Text(s.as_str().into()));
+    }
+    if let Some(to) = &f.to {
+        cond("recipient", Value::Text(to.clone()));
+    }
+    if let Some(p) = &f.phone_number_id {
+        cond("phone_number_id", Value::Text(p.clone()));
+    }
+    if let Some(l) = f.lane {
+        cond("lane", Value::Text(l.as_str().into()));
+    }
+    if let Some(t) = &f.template {
+        cond("template_name", Value::Text(t.clone()));
+    }
+    if let Some((key, value)) = &f.metadata {
+        sql.push_str(&metadata_equals(&mut args, key, value));
+    }
+    let (cmp, order) = if f.newest_first {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some(after) = &f.after_id {
+        args.push(Value::Text(after.clone()));
+        sql.push_str(&format!(
+            " AND seq {cmp} (SELECT seq FROM messages WHERE id = ?{})",
+            args.len()
+        ));
+    }
+    args.push(Value::Integer(i64_of(f.effective_limit())));
+    sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?{}", args.len()));
+    records(conn, &sql, params_from_iter(args.iter()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+pub(super) const INSERT_EVENT: &str =
+    "INSERT INTO events (message_id, kind, at, detail, state) VALUES (?1, ?2, ?3, ?4, ?5)";
+
+pub(super) fn insert_event(
+    conn: &Connection,
+    message_id: &str,
+    e: &NewEvent,
+    state: MessageState,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(INSERT_EVENT)?.execute(params![
+        message_id,
+        e.kind,
+        e.at,
+        json_text(&e.detail)?,
+        state
+    ])?;
+    if state.is_lost() || matches!(state, MessageState::Delivered | MessageState::Read) {
+        advance_sequence(conn, message_id, state, e.at)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ordered sequences
+
+/// Why a message waiting for the one before it in its sequence is parked.
+pub(super) const SEQUENCE_PARK: &str = "sequence";
+
+/// Puts a freshly inserted message after the latest message of its sequence for the same
+/// person: it waits (parked until the timeout, in `next_attempt_at`) while that one is on its
+/// way, fails at once when that one was lost and the sequence stops on failure, and goes now
+/// otherwise.
+pub(super) fn place_in_sequence(
+    conn: &Connection,
+    m: &NewMessage,
+    person: &str,
+    step: &SequenceStep,
+) -> Result<(), StoreError> {
+    let prev: Option<(String, MessageState)> = conn
+        .prepare_cached(
+            "SELECT id, state FROM messages WHERE person = ?1 AND sequence_key = ?2 AND id <> ?3 \
+             ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![person, step.key, m.id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((prev, prev_state)) = prev else {
+        return Ok(());
+    };
+    conn.prepare_cached("UPDATE messages SET sequence_prev = ?2 WHERE id = ?1")?
+        .execute(params![m.id, prev])?;
+    if step.wait.met_by(prev_state) {
+        return Ok(());
+    }
+    if prev_state.is_lost() {
+        return match step.on_failure {
+            OnSequenceFailure::Continue => Ok(()),
+            OnSequenceFailure::Stop => {
+                fail_step(conn, &m.id, &step.key, &prev, prev_state, m.created_at)
+            }
+        };
+    }
+    let until = m.created_at.saturating_add(step.timeout_ms);
+    conn.prepare_cached(
+        "UPDATE messages SET parked_reason = ?2, next_attempt_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![m.id, SEQUENCE_PARK, until])?;
+    let detail = serde_json::json!({
+        "sequence": step.key, "after": prev, "until": step.wait, "timeout_at": until,
+    });
+    insert_event(
+        conn,
+        &m.id,
+        &NewEvent::new("sequence_wait", m.created_at, detail),
+        MessageState::Queued,
+    )
+}
+
+/// Fails a waiting step of a sequence because the message before it was lost (its own event
+/// then carries the failure on to the step after it).
+pub(super) fn fail_step(
+    conn: &Connection,
+    id: &str,
+    key: &str,
+    prev: &str,
+    prev_state: MessageState,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let reason = format!("the message before it in sequence {key:?} ({prev}) is {prev_state}");
+    fail_waiting(conn, id, "sequence_stopped", &reason, prev, at)
+}
+
+/// Fails a queued step of a sequence, never sent, with its `failed` event (which carries the
+/// failure on to the step after it).
+pub(super) fn fail_waiting(
+    conn: &Connection,
+    id: &str,
+    kind: &str,
+    reason: &str,
+    prev: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE messages SET state = 'failed', parked_reason = NULL, reason = ?2, failed_at = ?3, \
+         updated_at = ?3 WHERE id = ?1 AND state = 'queued'",
+    )?
+    .execute(params![id, reason, at])?;
+    let detail = serde_json::json!({ "kind": kind, "reason": reason, "after": prev });
+    insert_event(
+        conn,
+        id,
+        &NewEvent::new("failed", at, detail),
+        MessageState::Failed,
+    )
+}
+
+/// Lets the message waiting for `id` in its sequence go (its wait is met, or `id` was lost and
+/// the sequence continues on failure), or fails it (lost, and the sequence stops).
+pub(super) fn advance_sequence(
+    conn: &Connection,
+    id: &str,
+    state: MessageState,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let waiting: Vec<(String, Option<String>)> = {
+        let mut st = conn.prepare_cached(
+            "SELECT id, sequence_rule FROM messages WHERE sequence_prev = ?1 \
+             AND state = 'queued' AND parked_reason = ?2",
+        )?;
+        let rows = st.query_map(params![id, SEQUENCE_PARK], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (next, rule) in waiting {
+        let Some(step) = rule.and_then(|r| serde_json::from_str::<SequenceStep>(&r).ok()) else {
+            continue;
+        };
+        if step.wait.met_by(state)
+            || (state.is_lost() && step.on_failure == OnSequenceFailure::Continue)
+        {
+            release_step(
+                conn,
+                &next,
+                at,
+                serde_json::json!({ "after": id, "state": state }),
+            )?;
+        } else if state.is_lost() {
+            fail_step(conn, &next, &step.key, id, state, at)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn release_step(
+    conn: &Connection,
+    id: &str,
+    at: Millis,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE messages SET parked_reason = NULL, next_attempt_at = ?2, updated_at = ?2 \
+         WHERE id = ?1 AND state = 'queued' AND parked_reason = ?3",
+    )?
+    .execute(params![id, at, SEQUENCE_PARK])?;
+    insert_event(
+        conn,
+        id,
+        &NewEvent::new("sequence_released", at, detail),
+        MessageState::Queued,
+    )
+}
+
+pub(super) fn sequence_timeouts(
+    conn: &Connection,
+    &(now, limit): &(Millis, usize),
+) -> Result<Vec<String>, StoreError> {
+    let due: Vec<(String, Option<String>, Option<String>)> = {
+        let mut st = conn.prepare_cached(
+            "SELECT id, sequence_rule, sequence_prev FROM messages WHERE state = 'queued' \
+             AND parked_reason = ?1 AND next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![SEQUENCE_PARK, now, i64_of(limit)], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut out = Vec::with_capacity(due.len());
+    for (id, rule, prev) in due {
+        let step = rule.and_then(|r| serde_json::from_str::<SequenceStep>(&r).ok());
+        let prev = prev.unwrap_or_default();
+        match step.map(|s| (s.on_timeout, s.key)) {
+            Some((OnSequenceTimeout::FailRest, key)) => {
+                let reason = format!(
+                    "the message before it in sequence {key:?} ({prev}) did not get there in time"
+                );
+                fail_waiting(conn, &id, "sequence_timeout", &reason, &prev, now)?;
+            }
+            _ => release_step(
+                conn,
+                &id,
+                now,
+                serde_json::json!({ "after": prev, "timeout": true }),
+            )?,
+        }
+        out.push(id);
+    }
+    Ok(out)
+}
+
+pub(super) fn event(r: &Row<'_>) -> sql::Result<Event> {
+    let detail: String = r.get(4)?;
+    let kind: String = r.get(2)?;
+    // A campaign's event holds the campaign's state: no message state to read.
+    let state = if kind.starts_with("campaign.") {
+        MessageState::Queued
+    } else {
+        r.get(5)?
+    };
+    Ok(Event {
+        seq: r.get(0)?,
+        message_id: r.get(1)?,
+        kind,
+        at: r.get(3)?,
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        state,
+    })
+}
+
+pub(super) fn events_where(
+    conn: &Connection,
+    sql: &str,
+    args: impl sql::Params,
+) -> Result<Vec<Event>, StoreError> {
+    let mut st = conn.prepare_cached(sql)?;
+    let rows = st.query_map(args, event)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub(super) const EVENTS_OF: &str = "SELECT seq, message_id, kind, at, detail, state FROM events \
+     WHERE message_id = ?1 ORDER BY seq";
+pub(super) const EVENTS_AFTER: &str = "SELECT seq, message_id, kind, at, detail, state FROM events \
+     WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+
+// ---------------------------------------------------------------------------------------------
+// Orphans, inbox, dedupe
+
+pub(super) fn park_orphan(
+    conn: &Connection,
+    (wamid, payload, at): &(String, String, Millis),
+) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO orphan_statuses (wamid, payload, at) VALUES (?1, ?2, ?3)")?
+        .execute(params![wamid, payload, at])?;
+    Ok(())
+}
+
+pub(super) fn take_orphans(conn: &Connection, wamid: &str) -> Result<Vec<String>, StoreError> {
+    let mut st =
+        conn.prepare_cached("DELETE FROM orphan_statuses WHERE wamid = ?1 RETURNING seq, payload")?;
+    let rows = st.query_map([wamid], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut taken = rows.collect::<Result<Vec<_>, _>>()?;
+    taken.sort_by_key(|(seq, _)| *seq);
+    Ok(taken.into_iter().map(|(_, p)| p).collect())
+}
+
+pub(super) fn append_inbox(conn: &Connection, items: &[InboxItem]) -> Result<Vec<i64>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "INSERT INTO inbox (received_at, source, body) VALUES (?1, ?2, ?3) RETURNING id",
+    )?;
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        ids.push(
+            st.query_row(params![item.received_at, item.source, item.body], |r| {
+                r.get(0)
+            })?,
+        );
+    }
+    Ok(ids)
+}
+
+pub(super) fn pending_inbox(conn: &Connection, limit: &usize) -> Result<Vec<InboxRow>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, received_at, source, body, outcome FROM inbox \
+         WHERE outcome IS NULL ORDER BY id LIMIT ?1",
+    )?;
+    let rows = st.query_map([i64_of(*limit)], |r| {
+        Ok(InboxRow {
+            id: r.get(0)?,
+            received_at: r.get(1)?,
+            source: r.get(2)?,
+            body: r.get(3)?,
+            outcome: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub(super) fn finish_inbox(
+    conn: &Connection,
+    outcomes: &[(i64, InboxOutcome)],
+) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached("UPDATE inbox SET outcome = ?2 WHERE id = ?1")?;
+    for (id, outcome) in outcomes {
+        st.execute(params![id, outcome])?;
+    }
+    Ok(())
+}
+
+pub(super) fn remember_keys(
+    conn: &Connection,
+    (keys, at): &(Vec<String>, Millis),
+) -> Result<Vec<bool>, StoreError> {
+    keys.iter().map(|k| remember_key(conn, k, *at)).collect()
+}
+
+/// Records a dedupe key; `true` the first time. The primary key decides, not a prior read.
+pub(super) fn remember_key(conn: &Connection, key: &str, at: Millis) -> Result<bool, StoreError> {
+    let inserted = conn
+        .prepare_cached("INSERT INTO dedupe_keys (key, at) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?
+        .execute(params![key, at])?;
+    Ok(inserted == 1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inbound messages, the conversation, cancellation
+
+pub(super) const INSERT_INBOUND: &str = "INSERT INTO inbound_messages (id, phone_number_id, wa_id, \
+     profile_name, type, context_id, body, timestamp, received_at, person) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING";
+
+pub(super) const INBOUND_COLUMNS: &str = "seq, id, phone_number_id, wa_id, profile_name, type, context_id, \
+     body, timestamp, received_at, person";
+
+pub(super) fn record_inbound(
+    conn: &Connection,
+    items: &[InboundRecord],
+) -> Result<Vec<bool>, StoreError> {
+    let mut out = Vec::with_capacity(items.len());
+    for m in items {
+        // Same dedupe key as before the conversation was stored, so a redelivery of a message
+        // processed by an older version is still a duplicate.
+        if !remember_key(conn, &format!("m:{}", m.id), m.received_at)? {
+            out.push(false);
+            continue;
+        }
+        let person = match &m.person {
+            Some(p) => Some(p.clone()),
+            None => key_of(conn, &m.wa_id, Some(m.received_at))?,
+        };
+        conn.prepare_cached(INSERT_INBOUND)?.execute(params![
+            m.id,
+            m.phone_number_id,
+            m.wa_id,
+            m.profile_name,
+            m.kind,
+            m.context_id,
+            m.body,
+            m.timestamp,
+            m.received_at,
+            person,
+        ])?;
+        note_inbound(
+            conn,
+            &[(
+                m.phone_number_id.clone(),
+                person.unwrap_or_else(|| m.wa_id.clone()),
+                m.timestamp,
+            )],
+        )?;
+        let replied: Option<String> = match &m.context_id {
+            Some(w) => conn
+                .prepare_cached(
+                    "SELECT id FROM messages WHERE wamid = ?1 ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row([w], |r| r.get(0))
+                .optional()?,
+            None => None,
+        };
+        let event = NewEvent::new(
+            kind::MESSAGE_RECEIVED,
+            m.received_at,
+            m.event_detail(replied.as_deref()),
+        );
+        insert_event(conn, &m.id, &event, MessageState::Received)?;
+        out.push(true);
+    }
+    Ok(out)
+}
+
+pub(super) fn inbound_row(r: &Row<'_>) -> sql::Result<InboundRecord> {
+    Ok(InboundRecord {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        phone_number_id: r.get(2)?,
+        wa_id: r.get(3)?,
+        profile_name: r.get(4)?,
+        kind: r.get(5)?,
+        context_id: r.get(6)?,
+        body: r.get(7)?,
+        timestamp: r.get(8)?,
+        received_at: r.get(9)?,
+        person: r.get(10)?,
+    })
+}
+
+/// `(wa_id, before, limit)`.
+pub(super) type ConversationArgs = (String, Option<ConversationCursor>, usize);
+
+pub(super) fn conversation(
+    conn: &Connection,
+    (wa_id, before, limit): &ConversationArgs,
+) -> Result<Vec<ConversationItem>, StoreError> {
+    // Each side's newest `limit` items before the cursor, then merged. An item is before the
+    // cursor when its key (time, outbound?, seq) is smaller.
+    let (at, outbound, seq) = match before {
+        Some(c) => (c.at, c.outbound, c.seq),
+        None => (Millis::MAX, true, i64::MAX),
+    };
+    // Every identifier of the person: their key.
+    let Some(wa_id) = key_of(conn, wa_id, None)? else {
+        return Ok(Vec::new());
+    };
+    let out_sql = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM messages WHERE person = ?1 AND (created_at < ?2 OR (created_at = ?2 AND ?3 \
+         AND seq < ?4)) ORDER BY created_at DESC, seq DESC LIMIT ?5"
+    );
+    let mut items: Vec<ConversationItem> = records(
+        conn,
+        out_sql,
+        params![wa_id, at, outbound, seq, i64_of(*limit)],
+    )?
+    .into_iter()
+    .map(|r| ConversationItem::Outbound(Box::new(r)))
+    .collect();
+    let in_sql = format!(
+        "SELECT {INBOUND_COLUMNS} FROM inbound_messages WHERE person = ?1 AND (received_at < ?2 \
+         OR (received_at = ?2 AND (?3 OR seq < ?4))) ORDER BY received_at DESC, seq DESC LIMIT ?5"
+    );
+    let mut st = conn.prepare_cached(&in_sql)?;
+    let rows = st.query_map(
+        params![wa_id, at, outbound, seq, i64_of(*limit)],
+        inbound_row,
+    )?;
+    for r in rows {
+        items.push(ConversationItem::Inbound(Box::new(r?)));
+    }
+    items.sort_by_key(|i| {
+        let c = i.cursor();
+        std::cmp::Reverse((c.at, c.outbound, c.seq))
+    });
+    items.truncate(*limit);
+    Ok(items)
+}
+
+pub(super) const CANCEL: &str = "UPDATE messages SET state = 'cancelled', updated_at = ?2, \
+     lease_until = NULL WHERE id = ?1 AND state = 'queued' RETURNING parked_reason";
+
+pub(super) fn cancel(
+    conn: &Connection,
+    (id, at): &(String, Millis),
+) -> Result<Option<MessageRecord>, StoreError> {
+    let parked: Option<Option<String>> = conn
+        .prepare_cached(CANCEL)?
+        .query_row(params![id, at], |r| r.get(0))
+        .optional()?;
+    if let Some(parked) = parked {
+        let detail = serde_json::json!({ "was_parked": parked });
+        let event = NewEvent::new(kind::CANCELLED, *at, detail);
+        insert_event(conn, id, &event, MessageState::Cancelled)?;
+    }
+    one_record(conn, BY_ID, id)
+}
+
+// ---------------------------------------------------------------------------------------------
+// People and their identifiers
+
+/// A fresh person key.
+pub(super) fn new_person_key() -> String {
+    format!("{PERSON_KEY_PREFIX}{:016x}", rand::random::<u64>())
+}
+
+/// How stored person keys that are not phones start.
+pub(super) const PERSON_KEY_PREFIX: &str = "ct_";
+
+/// Whether a person is stored under `key`.
+pub(super) fn has_person(conn: &Connection, key: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM people WHERE person = ?1")?
+        .query_row([key], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// The key of the person `id` names: the person it is linked to; a `ct_` key as itself; a phone
+/// linked to nobody names its implicit person, keyed by the phone itself (only sends are stored
+/// under it). With `create`, an identifier linked to nobody gets a stored person (the implicit
+/// person's sends move to it).
+pub(super) fn key_of(
+    conn: &Connection,
+    id: &str,
+    create: Option<Millis>,
+) -> Result<Option<String>, StoreError> {
+    let found: Option<String> = conn
+        .prepare_cached("SELECT person FROM identities WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if found.is_some() {
+        return Ok(found);
+    }
+    if id.starts_with(PERSON_KEY_PREFIX) {
+        return Ok(has_person(conn, id)?.then(|| id.to_string()));
+    }
+    let Some(kind) = IdKind::of(id) else {
+        // Neither a phone nor a BSUID (a group id): its own key, never stored as a person.
+        return Ok(Some(id.to_string()));
+    };
+    match create {
+        None => Ok((kind == IdKind::Phone).then(|| id.to_string())),
+        Some(at) => {
+            let key = create_person(conn, at)?;
+            link(conn, &key, id, kind, at)?;
+            if kind == IdKind::Phone {
+                adopt(conn, &key, id)?;
+            }
+            Ok(Some(key))
+        }
+    }
+}
+
+pub(super) fn lookup(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    key_of(conn, id, None)
+}
+
+/// The stored person `id` is linked to (or names, for a `ct_` key); `None` for an implicit one.
+pub(super) fn linked(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    match key_of(conn, id, None)? {
+        Some(k) if k.starts_with(PERSON_KEY_PREFIX) => Ok(Some(k)),
+        _ => Ok(None),
+    }
+}
+
+pub(super) fn history(
+    conn: &Connection,
+    person: &str,
+    at: Millis,
+    kind: &str,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO identity_history (person, at, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![person, at, kind, json_text(&detail)?])?;
+    Ok(())
+}
+
+pub(super) fn create_person(conn: &Connection, at: Millis) -> Result<String, StoreError> {
+    let key = new_person_key();
+    conn.prepare_cached("INSERT INTO people (person, created_at, updated_at) VALUES (?1, ?2, ?2)")?
+        .execute(params![key, at])?;
+    Ok(key)
+}
+
+/// Links `id` to `person` (moving it from another person is the caller's merge).
+pub(super) fn link(
+    conn: &Connection,
+    person: &str,
+    id: &str,
+    kind: IdKind,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let linked = conn
+        .prepare_cached(
+            "INSERT INTO identities (id, person, kind, since) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute(params![id, person, kind.as_str(), at])?;
+    if linked == 1 {
+        set_current(conn, person, id, kind, at)?;
+        history(
+            conn,
+            person,
+            at,
+            "linked",
+            serde_json::json!({ "id": id, "kind": kind.as_str() }),
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn resolve(conn: &Connection, id: &str) -> Result<Option<String>, StoreError> {
+    lookup(conn, id)
+}
+
+pub(super) fn person_key(
+    conn: &Connection,
+    (id, kind, at): &(String, IdKind, Millis),
+) -> Result<String, StoreError> {
+    if let Some(p) = conn
+        .prepare_cached("SELECT person FROM identities WHERE id = ?1")?
+        .query_row([id], |r| r.get::<_, String>(0))
+        .optional()?
+    {
+        return Ok(p);
+    }
+    let key = create_person(conn, *at)?;
+    link(conn, &key, id, *kind, *at)?;
+    if *kind == IdKind::Phone {
+        adopt(conn, &key, id)?;
+    }
+    Ok(key)
+}
+
+/// Moves everything of `from` to `into`: identifiers, consents (the later-recorded current one
+/// per category wins), consent history, windows (the later time), the profile's gaps, history.
+pub(super) fn merge(
+    conn: &Connection,
+    into: &str,
+    from: &str,
+    at: Millis,
+) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE identities SET person = ?1 WHERE person = ?2")?
+        .execute(params![into, from])?;
+    adopt(conn, into, from)?;
+    conn.prepare_cached(
+        "UPDATE people SET \
+         wa_id = coalesce(wa_id, (SELECT wa_id FROM people WHERE person = ?2)), \
+         user_id = coalesce(user_id, (SELECT user_id FROM people WHERE person = ?2)), \
+         parent_user_id = coalesce(parent_user_id, (SELECT parent_user_id FROM people WHERE person = ?2)), \
+         username = coalesce(username, (SELECT username FROM people WHERE person = ?2)), \
+         profile_name = coalesce(profile_name, (SELECT profile_name FROM people WHERE person = ?2)), \
+         updated_at = ?3 WHERE person = ?1",
+    )?
+    .execute(params![into, from, at])?;
+    conn.prepare_cached("DELETE FROM people WHERE person = ?1")?
+        .execute([from])?;
+    conn.prepare_cached("UPDATE identity_history SET person = ?1 WHERE person = ?2")?
+        .execute(params![into, from])?;
+    history(
+        conn,
+        into,
+        at,
+        "merged",
+        serde_json::json!({ "from": from }),
+    )
+}
+
+/// Moves the state stored under the key `from` (a merged person, or a phone's implicit person)
+/// to `into`: consents (the later-recorded current one per category wins), consent history,
+/// windows (the later time), sends and inbound messages.
+pub(super) fn adopt(conn: &Connection, into: &str, from: &str) -> Result<(), StoreError> {
+    // Current consents: the one recorded later wins per category.
+    conn.prepare_cached(
+        "DELETE FROM consents WHERE wa_id = ?1 AND EXISTS (SELECT 1 FROM consents o \
+         WHERE o.wa_id = ?2 AND o.category = consents.category \
+         AND o.recorded_at > consents.recorded_at)",
+    )?
+    .execute(params![into, from])?;
+    conn.prepare_cached(
+        "UPDATE consents SET wa_id = ?1 WHERE wa_id = ?2 AND NOT EXISTS (SELECT 1 FROM consents c \
+         WHERE c.wa_id = ?1 AND c.category = consents.category)",
+    )?
+    .execute(params![into, from])?;
+    conn.prepare_cached("DELETE FROM consents WHERE wa_id = ?1")?
+        .execute([from])?;
+    conn.prepare_cached("UPDATE consent_history SET wa_id = ?1 WHERE wa_id = ?2")?
+        .execute(params![into, from])?;
+    conn.prepare_cached(
+        "INSERT INTO inbound_windows (phone_number_id, wa_id, last_at) \
+         SELECT phone_number_id, ?1, last_at FROM inbound_windows WHERE wa_id = ?2 \
+         ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET last_at = excluded.last_at \
+         WHERE excluded.last_at > inbound_windows.last_at",
+    )?
+    .execute(params![into, from])?;
+    conn.prepare_cached("DELETE FROM inbound_windows WHERE wa_id = ?1")?
+        .execute([from])?;
+    conn.prepare_cached("UPDATE messages SET person = ?1 WHERE person = ?2")?
+        .execute(params![into, from])?;
+    conn.prepare_cached("UPDATE inbound_messages SET person = ?1 WHERE person = ?2")?
+        .execute(params![into, from])?;
+    Ok(())
+}
+
+/// The sighting's identifiers with their kinds.
+pub(super) fn ids_of(s: &Sighting) -> Vec<(&str, IdKind)> {
+    [
+        (s.wa_id.as_deref(), IdKind::Phone),
+        (s.user_id.as_deref(), IdKind::UserId),
+        (s.parent_user_id.as_deref(), IdKind::ParentUserId),
+    ]
+    .into_iter()
+    .filter_map(|(id, k)| id.filter(|i| !i.is_empty()).map(|i| (i, k)))
+    .collect()
+}
+
+/// The oldest of several people (the one that survives a merge).
+pub(super) fn oldest(conn: &Connection, people: &[String]) -> Result<String, StoreError> {
+    let mut best: Option<(Millis, String)> = None;
+    for p in people {
+        let created: Millis = conn
+            .prepare_cached("SELECT created_at FROM people WHERE person = ?1")?
+            .query_row([p], |r| r.get(0))
+            .optional()?
+            .unwrap_or(Millis::MAX);
+        if best.as_ref().is_none_or(|(c, k)| (created, p) < (*c, k)) {
+            best = Some((created, p.clone()));
+        }
+    }
+    best.map(|(_, p)| p)
+        .ok_or_else(|| StoreError::Invalid("no person to merge into".into()))
+}
+
+pub(super) fn learn_one(conn: &Connection, s: &Sighting) -> Result<Option<String>, StoreError> {
+    let ids = ids_of(s);
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let mut people: Vec<String> = Vec::new();
+    let mut implicit = Vec::new();
+    for (id, kind) in &ids {
+        match linked(conn, id)? {
+            Some(p) if !people.contains(&p) => people.push(p),
+            Some(_) => {}
+            None if *kind == IdKind::Phone => implicit.push(*id),
+            None => {}
+        }
+    }
+    let person = match people.len() {
+        0 => create_person(conn, s.at)?,
+        1 => people.remove(0),
+        _ => {
+            let into = oldest(conn, &people)?;
+            for other in people.iter().filter(|p| **p != into) {
+                merge(conn, &into, other, s.at)?;
+            }
+            into
+        }
+    };
+    for (id, kind) in &ids {
+        link(conn, &person, id, *kind, s.at)?;
+    }
+    for phone in implicit {
+        adopt(conn, &person, phone)?;
+    }
+    // The profile follows the latest sighting that carries it.
+    conn.prepare_cached(
+        "UPDATE people SET \
+         username = coalesce(?2, username), profile_name = coalesce(?3, profile_name), \
+         updated_at = CASE WHEN ?4 > updated_at THEN ?4 ELSE updated_at END \
+         WHERE person = ?1 AND (coalesce(?2, username) IS DISTINCT FROM username \
+         OR coalesce(?3, profile_name) IS DISTINCT FROM profile_name)",
+    )?
+    .execute(params![person, s.username, s.profile_name, s.at])?;
+    Ok(Some(person))
+}
+
+pub(super) fn learn(
+    conn: &Connection,
+    sightings: &[Sighting],
+) -> Result<Vec<Option<String>>, StoreError> {
+    sightings.iter().map(|s| learn_one(conn, s)).collect()
+}
+
+pub(super) fn change_identity(conn: &Connection, u: &IdentityUpdate) -> Result<String, StoreError> {
+    let mut found = None;
+    for id in [
+        u.previous_user_id.as_deref(),
+        u.previous_wa_id.as_deref(),
+        u.user_id.as_deref(),
+        u.wa_id.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(p) = linked(conn, id)? {
+            found = Some(p);
+            break;
+        }
+    }
+    let person = match found {
+        Some(p) => p,
+        None => create_person(conn, u.at)?,
+    };
+    // The user left the previous phone (a new one, or one the platform withholds): it is
+    // unlinked, since numbers are given to other people later.
+    // The previous phone's implicit state (sends while nobody was linked to it) was theirs.
+    if let Some(old) = &u.previous_wa_id
+        && linked(conn, old)?.is_none()
+    {
+        adopt(conn, &person, old)?;
+    }
+    if let Some(old) = &u.previous_wa_id
+        && u.wa_id.as_deref() != Some(old.as_str())
+    {
+        let unlinked = conn
+            .prepare_cached("DELETE FROM identities WHERE id = ?1 AND person = ?2")?
+            .execute(params![old, person])?;
+        if unlinked > 0 {
+            conn.prepare_cached(
+                "UPDATE people SET wa_id = NULL, updated_at = ?3 WHERE person = ?1 AND wa_id = ?2",
+            )?
+            .execute(params![person, old, u.at])?;
+            history(
+                conn,
+                &person,
+                u.at,
+                "number_changed",
+                serde_json::json!({ "previous": old, "current": u.wa_id, "source": u.source }),
+            )?;
+        }
+    }
+    let current: Option<String> = conn
+        .prepare_cached("SELECT user_id FROM people WHERE person = ?1")?
+        .query_row([&person], |r| r.get(0))
+        .optional()?
+        .flatten();
+    if let Some(new) = &u.user_id
+        && current.as_deref() != Some(new.as_str())
+    {
+        history(
+            conn,
+            &person,
+            u.at,
+            "user_id_changed",
+            serde_json::json!({ "previous": u.previous_user_id, "current": new, "source": u.source }),
+        )?;
+    }
+    for (id, kind) in [
+        (u.wa_id.as_deref(), IdKind::Phone),
+        (u.user_id.as_deref(), IdKind::UserId),
+        (u.parent_user_id.as_deref(), IdKind::ParentUserId),
+    ] {
+        let Some(id) = id else { continue };
+        match linked(conn, id)? {
+            Some(other) if other != person => merge(conn, &person, &other, u.at)?,
+            Some(_) => {}
+            None if kind == IdKind::Phone => adopt(conn, &person, id)?,
+            None => {}
+        }
+        link(conn, &person, id, kind, u.at)?;
+        set_current(conn, &person, id, kind, u.at)?;
+    }
+    Ok(person)
+}
+
+/// Makes `id` the person's current id of its kind.
+pub(super) fn set_current(
+    conn: &Connection,
+    person: &str,
+    id: &str,
+    kind: IdKind,
+    at: Millis,
+) -> Result<(), StoreError> {
+    let column = match kind {
+        IdKind::Phone => "wa_id",
+        IdKind::UserId => "user_id",
+        IdKind::ParentUserId => "parent_user_id",
+    };
+    conn.prepare_cached(&format!(
+        "UPDATE people SET {column} = ?2, updated_at = ?3 WHERE person = ?1"
+    ))?
+    .execute(params![person, id, at])?;
+    Ok(())
+}
+
+pub(super) const PERSON_COLUMNS: &str =
+    "person, wa_id, user_id, parent_user_id, username, profile_name, updated_at";
+
+pub(super) fn person(conn: &Connection, id: &str) -> Result<Option<Person>, StoreError> {
+    let Some(key) = lookup(conn, id)? else {
+        return Ok(None);
+    };
+    if key == id && IdKind::of(id) == Some(IdKind::Phone) {
+        // A phone nobody is linked to: its implicit person, nothing stored yet.
+        return Ok(Some(Person {
+            key: key.clone(),
+            wa_id: Some(key),
+            user_id: None,
+            parent_user_id: None,
+            username: None,
+            profile_name: None,
+            updated_at: 0,
+        }));
+    }
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {PERSON_COLUMNS} FROM people WHERE person = ?1"
+        ))?
+        .query_row([key], |r| {
+            Ok(Person {
+                key: r.get(0)?,
+                wa_id: r.get(1)?,
+                user_id: r.get(2)?,
+                parent_user_id: r.get(3)?,
+                username: r.get(4)?,
+                profile_name: r.get(5)?,
+                updated_at: r.get(6)?,
+            })
+        })
+        .optional()?)
+}
+
+pub(super) fn identifiers(
+    conn: &Connection,
+    key: &str,
+) -> Result<Vec<(String, IdKind)>, StoreError> {
+    let mut st = conn
+        .prepare_cached("SELECT id, kind FROM identities WHERE person = ?1 ORDER BY since, id")?;
+    let rows = st.query_map([key], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, kind) = row?;
+        let kind = IdKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("identity kind {kind:?}")))?;
+        out.push((id, kind));
+    }
+    Ok(out)
+}
+
+pub(super) fn identity_history(
+    conn: &Connection,
+    key: &str,
+) -> Result<Vec<IdentityChange>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT seq, person, at, kind, detail FROM identity_history WHERE person = ?1 ORDER BY seq",
+    )?;
+    let rows = st.query_map([key], |r| {
+        let detail: String = r.get(4)?;
+        Ok(IdentityChange {
+            seq: r.get(0)?,
+            person: r.get(1)?,
+            at: r.get(2)?,
+            kind: r.get(3)?,
+            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consents, conversation windows, templates, cursors
+
+pub(super) fn put_consents(
+    conn: &Connection,
+    changes: &[ConsentChange],
+) -> Result<Vec<bool>, StoreError> {
+    let mut history = conn.prepare_cached(
+        "INSERT INTO consent_history (wa_id, category, status, source, evidence, at, recorded_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    // Recorded order decides, except that an opt-in claiming a time before the opt-out in force
+    // is history only (the person opted in before they opted out). An opt-out always takes.
+    let mut current = conn.prepare_cached(
+        "INSERT INTO consents (wa_id, category, status, source, evidence, at, recorded_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (wa_id, category) DO UPDATE SET \
+         status = excluded.status, source = excluded.source, evidence = excluded.evidence, \
+         at = excluded.at, recorded_at = excluded.recorded_at \
+         WHERE excluded.status = 'opted_out' OR consents.status = 'opted_in' \
+         OR excluded.at >= consents.at",
+    )?;
+    let mut out = Vec::with_capacity(changes.len());
+    for c in changes {
+        // Stored under the person's key, whichever of their ids the change names.
+        let key = key_of(conn, &c.wa_id, Some(c.recorded_at))?.unwrap_or_else(|| c.wa_id.clone());
+        let row = params![
+            key,
+            c.category,
+            c.status,
+            c.source,
+            c.evidence,
+            c.at,
+            c.recorded_at
+        ];
+        history.execute(row)?;
+        let became = current.execute(row)?;
+        out.push(became == 1);
+    }
+    Ok(out)
+}
+
+pub(super) fn consent(r: &Row<'_>) -> sql::Result<Consent> {
+    Ok(Consent {
+        wa_id: r.get(0)?,
+        category: r.get(1)?,
+        status: r.get(2)?,
+        source: r.get(3)?,
+        evidence: r.get(4)?,
+        at: r.get(5)?,
+        recorded_at: r.get(6)?,
+    })
+}
+
+pub(super) fn consents_where(
+    conn: &Connection,
+    sql: &str,
+    wa_id: &str,
+) -> Result<Vec<Consent>, StoreError> {
+    let Some(key) = key_of(conn, wa_id, None)? else {
+        return Ok(Vec::new());
+    };
+    let mut st = conn.prepare_cached(sql)?;
+    // Named as asked: the person's consents hold whichever of their ids the caller used.
+    let rows = st.query_map([&key], |r| {
+        consent(r).map(|c| Consent {
+            wa_id: wa_id.to_string(),
+            ..c
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+pub(super) const CONSENTS: &str = "SELECT wa_id, category, status, source, evidence, at, recorded_at \
+     FROM consents WHERE wa_id = ?1 ORDER BY category";
+pub(super) const CONSENT_HISTORY: &str = "SELECT wa_id, category, status, source, evidence, at, recorded_at \
+     FROM consent_history WHERE wa_id = ?1 ORDER BY seq";
+
+pub(super) fn note_inbound(
+    conn: &Connection,
+    notes: &[(String, String, Millis)],
+) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached(
+        "INSERT INTO inbound_windows (phone_number_id, wa_id, last_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (phone_number_id, wa_id) DO UPDATE SET last_at = excluded.last_at \
+         WHERE excluded.last_at > inbound_windows.last_at",
+    )?;
+    for (pnid, wa_id, at) in notes {
+        st.execute(params![pnid, wa_id, at])?;
+    }
+    Ok(())
+}
+
+pub(super) fn last_inbound(
+    conn: &Connection,
+    (pnid, wa_id): &(String, String),
+) -> Result<Option<Millis>, StoreError> {
+    let Some(wa_id) = key_of(conn, wa_id, None)? else {
+        return Ok(None);
+    };
+    Ok(conn
+        .prepare_cached(
+            "SELECT last_at FROM inbound_windows WHERE phone_number_id = ?1 AND wa_id = ?2",
+        )?
+        .query_row([pnid, &wa_id], |r| r.get(0))
+        .optional()?)
+}
+
+/// Each count reads a partial index of its states (never the whole table).
+pub(super) fn queue_depth(conn: &Connection) -> Result<Vec<(String, Lane, u64)>, StoreError> {
+    const COUNTS: [(&str, &str); 4] = [
+        (
+            "queued",
+            "SELECT 'queued', lane, count(*) FROM messages WHERE state = 'queued' \
+             AND parked_reason IS NULL GROUP BY lane",
+        ),
+        (
+            "parked",
+            "SELECT 'parked', lane, count(*) FROM messages WHERE state = 'queued' \
+             AND parked_reason IS NOT NULL GROUP BY lane",
+        ),
+        (
+            "sending",
+            "SELECT 'sending', lane, count(*) FROM messages WHERE state = 'sending' GROUP BY lane",
+        ),
+        (
+            "in_flight",
+            "SELECT state, lane, count(*) FROM messages \
+             WHERE (state = 'accepted' OR state = 'held' OR state = 'sent') GROUP BY state, lane",
+        ),
+    ];
+    let mut out = Vec::new();
+    for (_, sql) in COUNTS {
+        let mut st = conn.prepare_cached(sql)?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Lane>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (state, lane, n) = row?;
+            out.push((state, lane, u64::try_from(n).unwrap_or(0)));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn upsert_templates(
+    conn: &Connection,
+    templates: &[TemplateRecord],
+) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached(
+        "INSERT INTO templates (name, language, category, status, id, components, updated_at, \
+         parameter_format) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (name, language) DO UPDATE SET \
+         category = excluded.category, status = excluded.status, id = excluded.id, \
+         components = excluded.components, updated_at = excluded.updated_at, \
+         parameter_format = excluded.parameter_format \
+         WHERE excluded.updated_at >= templates.updated_at",
+    )?;
+    for t in templates {
+        st.execute(params![
+            t.name,
+            t.language,
+            t.category,
+            t.status,
+            t.id,
+            t.components,
+            t.updated_at,
+            t.parameter_format
+        ])?;
+    }
+    Ok(())
+}
+
+pub(super) fn template_row(r: &Row<'_>) -> sql::Result<TemplateRecord> {
+    Ok(TemplateRecord {
+        name: r.get(0)?,
+        language: r.get(1)?,
+        category: r.get(2)?,
+        status: r.get(3)?,
+        id: r.get(4)?,
+        components: r.get(5)?,
+        updated_at: r.get(6)?,
+        parameter_format: r.get(7)?,
+    })
+}
+
+pub(super) const TEMPLATE_COLUMNS: &str =
+    "name, language, category, status, id, components, updated_at, parameter_format";
+
+pub(super) fn template(
+    conn: &Connection,
+    (name, language): &(String, String),
+) -> Result<Option<TemplateRecord>, StoreError> {
+    let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates WHERE name = ?1 AND language = ?2");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([name, language], template_row)
+        .optional()?)
+}
+
+pub(super) fn templates(conn: &Connection) -> Result<Vec<TemplateRecord>, StoreError> {
+    let sql = format!("SELECT {TEMPLATE_COLUMNS} FROM templates ORDER BY name, language");
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map([], template_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `(what, before, limit)`.
+pub(super) type PruneArgs = (Prunable, Millis, usize);
+
+pub(super) fn prune(
+    conn: &Connection,
+    &(what, before, limit): &PruneArgs,
+) -> Result<Pruned, StoreError> {
+    // (table, row key in arrival order, arrival time, rows never deleted)
+    let (table, key, time, keep) = match what {
+        Prunable::Orphans => ("orphan_statuses", "seq", "at", "0"),
+        Prunable::DedupeKeys => ("dedupe_keys", "rowid", "at", "0"),
+        Prunable::Inbox => (
+            "inbox",
+            "id",
+            "received_at",
+            "(outcome IS NULL OR outcome = 'unparsed')",
+        ),
+    };
+    let name = format!("prune.{table}");
+    let mut from = cursor(conn, &name)?;
+    // A table without AUTOINCREMENT reuses keys once its newest rows are gone: a cursor past
+    // every key starts over.
+    let max: Option<i64> = conn
+        .prepare_cached(&format!("SELECT max({key}) FROM {table}"))?
+        .query_row([], |r| r.get(0))?;
+    if max.is_none_or(|m| m < from) {
+        from = 0;
+    }
+    let rows = conn
+        .prepare_cached(&format!(
+            "SELECT {key}, {time} < ?2, {keep} FROM {table} WHERE {key} > ?1 \
+             ORDER BY {key} LIMIT ?3"
+        ))?
+        .query_map(params![from, before, i64_of(limit)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let examined = rows.len();
+    let mut last = from;
+    let mut reached_young = false;
+    let mut delete = conn.prepare_cached(&format!("DELETE FROM {table} WHERE {key} = ?1"))?;
+    let mut deleted = 0;
+    for (k, old, kept) in rows {
+        if !old {
+            reached_young = true;
+            break;
+        }
+        last = k;
+        if !kept {
+            deleted += delete.execute([k])? as u64;
+        }
+    }
+    if last != from || from == 0 {
+        set_cursor(conn, &(name, last))?;
+    }
+    Ok(Pruned {
+        deleted,
+        more: !reached_young && examined == limit,
+    })
+}
+
+pub(super) fn cursor(conn: &Connection, name: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM cursors WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+pub(super) fn set_cursor(
+    conn: &Connection,
+    (name, value): &(String, i64),
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO cursors (name, value) VALUES (?1, ?2) \
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![name, value])?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared rate buckets
+
+/// `(key, rate, burst, want, now)`.
+pub(super) type TakeArgs = (String, f64, u32, u32, Millis);
+
+/// Refills the bucket for the time since its last take (in thousandths of a token: a rate in
+/// tokens per second adds `rate` of them per millisecond), then grants what it holds.
+pub(super) fn take_tokens(
+    conn: &Connection,
+    (key, rate, burst, want, now): &TakeArgs,
+) -> Result<Tokens, StoreError> {
+    let cap = i64::from((*burst).max(1)).saturating_mul(1_000);
+    let per_ms = if rate.is_finite() { rate.max(0.0) } else { 0.0 };
+    let row: Option<(i64, Millis)> = conn
+        .prepare_cached("SELECT milli, updated_at FROM rate_buckets WHERE key = ?1")?
+        .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (held, since) = row.unwrap_or((cap, *now));
+    let elapsed = now.saturating_sub(since).max(0);
+    let refill = (elapsed as f64 * per_ms).min(cap as f64) as i64;
+    let mut milli = held.saturating_add(refill).min(cap);
+    let granted = (milli / 1_000).clamp(0, i64::from(*want));
+    milli -= granted * 1_000;
+    conn.prepare_cached(
+        "INSERT INTO rate_buckets (key, milli, updated_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (key) DO UPDATE SET milli = excluded.milli, updated_at = excluded.updated_at",
+    )?
+    .execute(params![key, milli, since.max(*now)])?;
+    let missing = (i64::from(*want) - granted).saturating_mul(1_000) - milli;
+    let next_at = if granted == i64::from(*want) || missing <= 0 {
+        *now
+    } else if per_ms > 0.0 {
+        now.saturating_add((missing as f64 / per_ms).ceil() as Millis)
+    } else {
+        Millis::MAX
+    };
+    Ok(Tokens {
+        granted: u32::try_from(granted).unwrap_or(0),
+        next_at,
+    })
+}
+
+/// `(role, holder, now, until)`.
+pub(super) type RoleArgs = (String, String, Millis, Millis);
+
+pub(super) fn lease_role(
+    conn: &Connection,
+    (role, holder, now, until): &RoleArgs,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO roles (role, holder, until) VALUES (?1, ?2, ?4) \
+             ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+             WHERE roles.holder = excluded.holder OR roles.until <= ?3",
+        )?
+        .execute(params![role, holder, now, until])?;
+    Ok(changed == 1)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Campaigns
+
+pub(super) const CAMPAIGN_COLUMNS: &str =
+    "id, name, state, reason, spec, created_at, updated_at, started_at, finished_at";
+
+pub(super) fn campaign_row(r: &Row<'_>) -> sql::Result<CampaignRecord> {
+    Ok(CampaignRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        state: r.get(2)?,
+        reason: r.get(3)?,
+        spec: r.get(4)?,
+        created_at: r.get(5)?,
+        updated_at: r.get(6)?,
+        started_at: r.get(7)?,
+        finished_at: r.get(8)?,
+    })
+}
+
+pub(super) fn create_campaign(conn: &Connection, c: &CampaignRecord) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO campaigns (id, name, state, reason, spec, created_at, updated_at, \
+         started_at, finished_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![
+        c.id,
+        c.name,
+        c.state,
+        c.reason,
+        c.spec,
+        c.created_at,
+        c.updated_at,
+        c.started_at,
+        c.finished_at
+    ])?;
+    Ok(())
+}
+
+pub(super) fn campaign(conn: &Connection, id: &str) -> Result<Option<CampaignRecord>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?1"
+        ))?
+        .query_row([id], campaign_row)
+        .optional()?)
+}
+
+pub(super) fn campaigns_in(
+    conn: &Connection,
+    states: &[CampaignState],
+) -> Result<Vec<CampaignRecord>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE state = ?1 ORDER BY created_at, id"
+    ))?;
+    let mut out = Vec::new();
+    for s in states {
+        let rows = st.query_map([s], campaign_row)?;
+        out.extend(rows.collect::<Result<Vec<_>, _>>()?);
+    }
+    out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(out)
+}
+
+pub(super) const RECIPIENT_COLUMNS: &str = "r.row, r.recipient, r.key, r.status, r.reason, r.detail, \
+     r.columns, r.body, r.message_id, m.state, m.last_error_code";
+
+pub(super) fn recipient_row(r: &Row<'_>) -> sql::Result<RecipientRecord> {
+    Ok(RecipientRecord {
+        row: r.get(0)?,
+        recipient: r.get(1)?,
+        key: r.get(2)?,
+        status: r.get(3)?,
+        reason: r.get(4)?,
+        detail: r.get(5)?,
+        columns: r.get(6)?,
+        body: r.get(7)?,
+        message_id: r.get(8)?,
+        message_state: r.get(9)?,
+        error_code: r.get(10)?,
+    })
+}
+
+pub(super) fn add_recipients(
+    conn: &Connection,
+    (id, recipients): &(String, Vec<NewRecipient>),
+) -> Result<Vec<RecipientRecord>, StoreError> {
+    let mut row: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(max(row), 0) FROM campaign_recipients WHERE campaign = ?1",
+        )?
+        .query_row([id], |r| r.get(0))?;
+    let mut seen = conn.prepare_cached(
+        "SELECT row FROM campaign_recipients WHERE campaign = ?1 AND key = ?2 \
+         AND status != 'skipped' LIMIT 1",
+    )?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO campaign_recipients (campaign, row, recipient, key, status, reason, detail, \
+         columns, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut out = Vec::with_capacity(recipients.len());
+    for n in recipients {
+        row += 1;
+        let mut skip = n.skip.clone();
+        if skip.is_none()
+            && let Some(first) = seen
+                .query_row(params![id, n.key], |r| r.get::<_, i64>(0))
+                .optional()?
+        {
+            skip = Some((
+                "duplicate".to_string(),
+                format!("{} is already in the audience (row {first})", n.recipient),
+            ));
+        }
+        let status = if skip.is_some() {
+            RECIPIENT_SKIPPED
+        } else {
+            RECIPIENT_PENDING
+        };
+        let (reason, detail) = match &skip {
+            Some((r, d)) => (Some(r.as_str()), Some(d.as_str())),
+            None => (None, None),
+        };
+        let body = if skip.is_some() { None } else { n.body.clone() };
+        insert.execute(params![
+            id,
+            row,
+            n.recipient,
+            n.key,
+            status,
+            reason,
+            detail,
+            n.columns,
+            body
+        ])?;
+        out.push(RecipientRecord {
+            row,
+            recipient: n.recipient.clone(),
+            key: n.key.clone(),
+            status: status.to_string(),
+            reason: reason.map(str::to_string),
+            detail: detail.map(str::to_string),
+            columns: n.columns.clone(),
+            body,
+            message_id: None,
+            message_state: None,
+            error_code: None,
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn contacted_by_campaigns(
+    conn: &Connection,
+    (keys, except, since): &(Vec<String>, String, Millis),
+) -> Result<Vec<bool>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT 1 FROM messages WHERE person = ?1 AND campaign IS NOT NULL AND campaign != ?2 \
+         AND created_at >= ?3 LIMIT 1",
+    )?;
+    keys.iter()
+        .map(|k| Ok(st.exists(params![k, except, since])?))
+        .collect()
+}
+
+pub(super) fn pending_recipients(
+    conn: &Connection,
+    (id, limit): &(String, usize),
+) -> Result<Vec<RecipientRecord>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients r LEFT JOIN messages m \
+         ON m.id = r.message_id WHERE r.campaign = ?1 AND r.status = 'pending' \
+         ORDER BY r.row LIMIT ?2"
+    ))?;
+    let rows = st.query_map(params![id, i64_of(*limit)], recipient_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn release_recipients(
+    conn: &Connection,
+    (id, releases): &(String, Vec<Release>),
+) -> Result<usize, StoreError> {
+    let running: bool = conn
+        .prepare_cached("SELECT 1 FROM campaigns WHERE id = ?1 AND state = 'running'")?
+        .exists([id])?;
+    if !running {
+        return Ok(0);
+    }
+    let mut released = 0;
+    for r in releases {
+        match (&r.message, &r.skip) {
+            (Some(m), _) => {
+                let id_now = match enqueue_one(conn, m)? {
+                    Enqueued::Inserted { id } => id,
+                    Enqueued::Existing(first) => first.id,
+                };
+                conn.prepare_cached("UPDATE messages SET campaign = ?1 WHERE id = ?2")?
+                    .execute(params![id, id_now])?;
+                conn.prepare_cached(
+                    "UPDATE campaign_recipients SET status = ?3, message_id = ?4 \
+                     WHERE campaign = ?1 AND row = ?2 AND status = 'pending'",
+                )?
+                .execute(params![id, r.row, RECIPIENT_RELEASED, id_now])?;
+                released += 1;
+            }
+            (None, Some((reason, detail))) => {
+                conn.prepare_cached(
+                    "UPDATE campaign_recipients SET status = ?3, reason = ?4, detail = ?5 \
+                     WHERE campaign = ?1 AND row = ?2 AND status = 'pending'",
+                )?
+                .execute(params![id, r.row, RECIPIENT_SKIPPED, reason, detail])?;
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(released)
+}
+
+/// The `parked_reason` of a paused campaign's queued messages.
+pub(super) fn campaign_park(id: &str) -> String {
+    format!("campaign:{id}")
+}
+
+pub(super) type CampaignMove = (
+    String,
+    Vec<CampaignState>,
+    CampaignState,
+    Option<String>,
+    Millis,
+);
+
+pub(super) fn set_campaign_state(
+    conn: &Connection,
+    (id, from, to, reason, at): &CampaignMove,
+) -> Result<Option<CampaignRecord>, StoreError> {
+    let Some(now) = campaign(conn, id)? else {
+        return Ok(None);
+    };
+    if !from.contains(&now.state) {
+        return Ok(None);
+    }
+    let started = matches!(to, CampaignState::Running) && now.started_at.is_none();
+    let ended = matches!(to, CampaignState::Finished | CampaignState::Cancelled);
+    conn.prepare_cached(
+        "UPDATE campaigns SET state = ?2, reason = ?3, updated_at = ?4, \
+         started_at = CASE WHEN ?5 THEN ?4 ELSE started_at END, \
+         finished_at = CASE WHEN ?6 THEN ?4 ELSE finished_at END WHERE id = ?1",
+    )?
+    .execute(params![id, to, reason, at, started, ended])?;
+    let park = campaign_park(id);
+    let moved: Vec<String> = match to {
+        CampaignState::Paused => {
+            let mut st = conn.prepare_cached(
+                "UPDATE messages SET parked_reason = ?2, updated_at = ?3 WHERE campaign = ?1 \
+                 AND state = 'queued' AND parked_reason IS NULL RETURNING id",
+            )?;
+            let rows = st.query_map(params![id, park, at], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        }
+        CampaignState::Running => {
+            let mut st = conn.prepare_cached(
+                "UPDATE messages SET parked_reason = NULL, updated_at = ?3 WHERE campaign = ?1 \
+                 AND state = 'queued' AND parked_reason = ?2 RETURNING id",
+            )?;
+            let rows = st.query_map(params![id, park, at], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        }
+        CampaignState::Cancelled => {
+            let ids: Vec<String> = {
+                let mut st = conn.prepare_cached(
+                    "SELECT id FROM messages WHERE campaign = ?1 AND state = 'queued'",
+                )?;
+                let rows = st.query_map([id], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for m in &ids {
+                cancel(conn, &(m.clone(), *at))?;
+            }
+            conn.prepare_cached(
+                "UPDATE campaign_recipients SET status = ?2 WHERE campaign = ?1 \
+                 AND status = 'pending'",
+            )?
+            .execute(params![id, RECIPIENT_CANCELLED])?;
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
+    let kind = match to {
+        CampaignState::Paused => Some(kind::PARKED),
+        CampaignState::Running => Some(kind::UNPARKED),
+        _ => None,
+    };
+    if let Some(kind) = kind {
+        for m in &moved {
+            let detail = serde_json::json!({ "reason": park, "campaign": id });
+            insert_event(
+                conn,
+                m,
+                &NewEvent::new(kind, *at, detail),
+                MessageState::Queued,
+            )?;
+        }
+    }
+    campaign(conn, id)
+}
+
+pub(super) fn campaign_counts(conn: &Connection, id: &str) -> Result<CampaignCounts, StoreError> {
+    let mut c = CampaignCounts::default();
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT status, coalesce(reason, ''), count(*) FROM campaign_recipients \
+             WHERE campaign = ?1 GROUP BY status, reason",
+        )?;
+        let rows = st.query_map([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (status, reason, n) = row?;
+            *c.recipients.entry(status.clone()).or_default() += n;
+            if status == RECIPIENT_SKIPPED {
+                *c.skipped.entry(reason).or_default() += n;
+            }
+        }
+    }
+    {
+        let mut st = conn.prepare_cached(
+            "SELECT state, category, last_error_code, parked_reason IS NOT NULL, \
+             not_before > created_at, count(*) FROM messages WHERE campaign = ?1 \
+             GROUP BY state, category, last_error_code, parked_reason IS NOT NULL, \
+             not_before > created_at",
+        )?;
+        let rows = st.query_map([id], |r| {
+            Ok((
+                r.get::<_, MessageState>(0)?,
+                r.get::<_, Category>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        for row in rows {
+            let (state, category, code, parked, deferred, n) = row?;
+            *c.messages.entry(state.as_str().to_string()).or_default() += n;
+            if state == MessageState::Failed {
+                let code = code.map_or_else(|| "none".to_string(), |c| c.to_string());
+                *c.failed.entry(code).or_default() += n;
+            }
+            if state == MessageState::Queued && parked {
+                c.parked += n;
+            }
+            if state == MessageState::Queued && deferred {
+                c.deferred += n;
+            }
+            if matches!(
+                state,
+                MessageState::Sent | MessageState::Delivered | MessageState::Read
+            ) {
+                *c.billable.entry(category.as_str().to_string()).or_default() += n;
+            }
+        }
+    }
+    Ok(c)
+}
+
+pub(super) fn campaign_recipients(
+    conn: &Connection,
+    (id, state, after, limit): &(String, Option<String>, i64, usize),
+) -> Result<Vec<RecipientRecord>, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {RECIPIENT_COLUMNS} FROM campaign_recipients r LEFT JOIN messages m \
+         ON m.id = r.message_id WHERE r.campaign = ?1 AND r.row > ?2 \
+         AND (CAST(?3 AS TEXT) IS NULL OR r.status = ?3 OR m.state = ?3) ORDER BY r.row LIMIT ?4"
+    ))?;
+    let rows = st.query_map(params![id, after, state, i64_of(*limit)], recipient_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The trait
+
+impl Store for Backend {
+    async fn enqueue(&self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
+        messages.iter().try_for_each(NewMessage::validate)?;
+        self.write(messages, |c, m| enqueue(c, m)).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
+        self.read(id.to_owned(), |c, id| one_record(c, BY_ID, id))
+            .await
+    }
+
+    async fn by_idempotency_key(&self, key: &str) -> Result<Option<MessageRecord>, StoreError> {
+        self.read(key.to_owned(), |c, k| one_record(c, BY_IDEMPOTENCY_KEY, k))
+            .await
+    }
+
+    async fn by_wamid(&self, wamid: &str) -> Result<Option<MessageRecord>, StoreError> {
+        self.read(wamid.to_owned(), |c, w| one_record(c, BY_WAMID, w))
+            .await
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<Event>, StoreError> {
+        self.read(id.to_owned(), |c, id| events_where(c, EVENTS_OF, [id]))
+            .await
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<Vec<MessageRecord>, StoreError> {
+        self.read(filter, list).await
+    }
+
+    async fn claim(
+        &self,
+        now: Millis,
+        limit: usize,
+        lease_until: Millis,
+    ) -> Result<Vec<MessageRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.write((now, limit, lease_until), claim).await
+    }
+
+    async fn apply(&self, changes: Vec<Change>) -> Result<Vec<bool>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(changes, |c, ch| apply(c, ch)).await
+    }
+
+    async fn apply_statuses(
+        &self,
+        updates: Vec<StatusUpdate>,
+    ) -> Result<Vec<StatusApplied>, StoreError> {
+        if updates.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(updates, |c, u| apply_statuses(c, u)).await
+    }
+
+    async fn park_template(
+        &self,
+        name: &str,
+        language: Option<&str>,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let scope = (name.to_owned(), language.map(str::to_owned), now);
+        self.write(scope, park_template).await
+    }
+
+    async fn unpark_template(
+        &self,
+        name: &str,
+        language: Option<&str>,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let scope = (name.to_owned(), language.map(str::to_owned), now);
+        self.write(scope, unpark_template).await
+    }
+
+    async fn expired_leases(&self, now: Millis) -> Result<Vec<MessageRecord>, StoreError> {
+        self.read(now, |c, now| records(c, EXPIRED_LEASES, [now]))
+            .await
+    }
+
+    async fn overdue(&self, now: Millis, limit: usize) -> Result<Vec<MessageRecord>, StoreError> {
+        self.read((now, i64_of(limit)), |c, (now, limit)| {
+            records(c, OVERDUE, [now, limit])
+        })
+        .await
+    }
+
+    async fn expire_parked(&self, now: Millis, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.write((now, limit), expire_parked).await
+    }
+
+    async fn sequence_timeouts(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.write((now, limit), sequence_timeouts).await
+    }
+
+    async fn park_orphan(
+        &self,
+        wamid: &str,
+        payload: String,
+        at: Millis,
+    ) -> Result<(), StoreError> {
+        self.write((wamid.to_owned(), payload, at), park_orphan)
+            .await
+    }
+
+    async fn take_orphans(&self, wamid: &str) -> Result<Vec<String>, StoreError> {
+        self.write(wamid.to_owned(), |c, w| take_orphans(c, w))
+            .await
+    }
+
+    async fn append_inbox(&self, items: Vec<InboxItem>) -> Result<Vec<i64>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(items, |c, i| append_inbox(c, i)).await
+    }
+
+    async fn pending_inbox(&self, limit: usize) -> Result<Vec<InboxRow>, StoreError> {
+        self.read(limit, pending_inbox).await
+    }
+
+    async fn finish_inbox(&self, outcomes: Vec<(i64, InboxOutcome)>) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.write(outcomes, |c, o| finish_inbox(c, o)).await
+    }
+
+    async fn remember_keys(&self, keys: Vec<String>, at: Millis) -> Result<Vec<bool>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write((keys, at), remember_keys).await
+    }
+
+    async fn put_consents(&self, changes: Vec<ConsentChange>) -> Result<Vec<bool>, StoreError> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(changes, |c, ch| put_consents(c, ch)).await
+    }
+
+    async fn consents(&self, wa_id: &str) -> Result<Vec<Consent>, StoreError> {
+        self.read(wa_id.to_owned(), |c, w| consents_where(c, CONSENTS, w))
+            .await
+    }
+
+    async fn consent_history(&self, wa_id: &str) -> Result<Vec<Consent>, StoreError> {
+        self.read(wa_id.to_owned(), |c, w| {
+            consents_where(c, CONSENT_HISTORY, w)
+        })
+        .await
+    }
+
+    async fn note_inbound(&self, notes: Vec<(String, String, Millis)>) -> Result<(), StoreError> {
+        if notes.is_empty() {
+            return Ok(());
+        }
+        self.write(notes, |c, n| note_inbound(c, n)).await
+    }
+
+    async fn last_inbound(
+        &self,
+        phone_number_id: &str,
+        wa_id: &str,
+    ) -> Result<Option<Millis>, StoreError> {
+        let key = (phone_number_id.to_owned(), wa_id.to_owned());
+        self.read(key, last_inbound).await
+    }
+
+    async fn record_inbound(&self, messages: Vec<InboundRecord>) -> Result<Vec<bool>, StoreError> {
+        self.write(messages, |c, m| record_inbound(c, m)).await
+    }
+
+    async fn conversation(
+        &self,
+        wa_id: &str,
+        before: Option<ConversationCursor>,
+        limit: usize,
+    ) -> Result<Vec<ConversationItem>, StoreError> {
+        self.read((wa_id.to_owned(), before, limit), conversation)
+            .await
+    }
+
+    async fn cancel(&self, id: &str, at: Millis) -> Result<Option<MessageRecord>, StoreError> {
+        self.write((id.to_owned(), at), cancel).await
+    }
+
+    async fn resolve(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.read(id.to_owned(), |c, id| resolve(c, id)).await
+    }
+
+    async fn resolve_many(&self, ids: Vec<String>) -> Result<Vec<Option<String>>, StoreError> {
+        self.read(ids, |c, ids| ids.iter().map(|id| resolve(c, id)).collect())
+            .await
+    }
+
+    async fn consents_many(&self, ids: Vec<String>) -> Result<Vec<Vec<Consent>>, StoreError> {
+        self.read(ids, |c, ids| {
+            ids.iter()
+                .map(|id| consents_where(c, CONSENTS, id))
+                .collect()
+        })
+        .await
+    }
+
+    async fn person_key(&self, id: &str, kind: IdKind, at: Millis) -> Result<String, StoreError> {
+        self.write((id.to_owned(), kind, at), person_key).await
+    }
+
+    async fn learn(&self, sightings: Vec<Sighting>) -> Result<Vec<Option<String>>, StoreError> {
+        if sightings.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(sightings, |c, s| learn(c, s)).await
+    }
+
+    async fn change_identity(&self, update: IdentityUpdate) -> Result<String, StoreError> {
+        self.write(update, change_identity).await
+    }
+
+    async fn person(&self, id: &str) -> Result<Option<Person>, StoreError> {
+        self.read(id.to_owned(), |c, id| person(c, id)).await
+    }
+
+    async fn identifiers(&self, key: &str) -> Result<Vec<(String, IdKind)>, StoreError> {
+        self.read(key.to_owned(), |c, k| identifiers(c, k)).await
+    }
+
+    async fn identity_history(&self, key: &str) -> Result<Vec<IdentityChange>, StoreError> {
+        self.read(key.to_owned(), |c, k| identity_history(c, k))
+            .await
+    }
+
+    async fn upsert_templates(&self, templates: Vec<TemplateRecord>) -> Result<(), StoreError> {
+        if templates.is_empty() {
+            return Ok(());
+        }
+        self.write(templates, |c, t| upsert_templates(c, t)).await
+    }
+
+    async fn template(
+        &self,
+        name: &str,
+        language: &str,
+    ) -> Result<Option<TemplateRecord>, StoreError> {
+        self.read((name.to_owned(), language.to_owned()), template)
+            .await
+    }
+
+    async fn templates(&self) -> Result<Vec<TemplateRecord>, StoreError> {
+        self.read((), |c, ()| templates(c)).await
+    }
+
+    fn shared(&self) -> bool {
+        SHARED
+    }
+
+    async fn take_tokens(
+        &self,
+        key: &str,
+        rate: f64,
+        burst: u32,
+        want: u32,
+        now: Millis,
+    ) -> Result<Tokens, StoreError> {
+        self.write((key.to_owned(), rate, burst, want, now), take_tokens)
+            .await
+    }
+
+    async fn lease_role(
+        &self,
+        role: &str,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+    ) -> Result<bool, StoreError> {
+        self.write((role.to_owned(), holder.to_owned(), now, until), lease_role)
+            .await
+    }
+
+    async fn events_after(&self, seq: i64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.read((seq, i64_of(limit)), |c, (seq, limit)| {
+            events_where(c, EVENTS_AFTER, [seq, limit])
+        })
+        .await
+    }
+
+    async fn cursor(&self, name: &str) -> Result<i64, StoreError> {
+        self.read(name.to_owned(), |c, n| cursor(c, n)).await
+    }
+
+    async fn queue_depth(&self) -> Result<Vec<(String, Lane, u64)>, StoreError> {
+        self.read((), |c, _| queue_depth(c)).await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        self.read((), |c, _| {
+            Ok(
+                c.prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
+                    .query_row([], |r| r.get(0))?,
+            )
+        })
+        .await
+    }
+
+    async fn set_cursor(&self, name: &str, value: i64) -> Result<(), StoreError> {
+        self.write((name.to_owned(), value), set_cursor).await
+    }
+
+    async fn prune(
+        &self,
+        what: Prunable,
+        before: Millis,
+        limit: usize,
+    ) -> Result<Pruned, StoreError> {
+        self.write((what, before, limit.max(1)), prune).await
+    }
+
+    async fn create_campaign(&self, campaign: CampaignRecord) -> Result<(), StoreError> {
+        self.write(campaign, create_campaign).await
+    }
+
+    async fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>, StoreError> {
+        self.read(id.to_owned(), |c, id| campaign(c, id)).await
+    }
+
+    async fn campaigns_in(
+        &self,
+        states: Vec<CampaignState>,
+    ) -> Result<Vec<CampaignRecord>, StoreError> {
+        self.read(states, |c, s| campaigns_in(c, s)).await
+    }
+
+    async fn add_recipients(
+        &self,
+        campaign: &str,
+        recipients: Vec<NewRecipient>,
+    ) -> Result<Vec<RecipientRecord>, StoreError> {
+        self.write((campaign.to_owned(), recipients), add_recipients)
+            .await
+    }
+
+    async fn contacted_by_campaigns(
+        &self,
+        keys: Vec<String>,
+        except: &str,
+        since: Millis,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.read((keys, except.to_owned(), since), contacted_by_campaigns)
+            .await
+    }
+
+    async fn pending_recipients(
+        &self,
+        campaign: &str,
+        limit: usize,
+    ) -> Result<Vec<RecipientRecord>, StoreError> {
+        self.read((campaign.to_owned(), limit), pending_recipients)
+            .await
+    }
+
+    async fn release_recipients(
+        &self,
+        campaign: &str,
+        releases: Vec<Release>,
+    ) -> Result<usize, StoreError> {
+        for r in &releases {
+            if let Some(m) = &r.message {
+                m.validate()?;
+            }
+        }
+        self.write((campaign.to_owned(), releases), release_recipients)
+            .await
+    }
+
+    async fn set_campaign_state(
+        &self,
+        id: &str,
+        from: Vec<CampaignState>,
+        to: CampaignState,
+        reason: Option<String>,
+        at: Millis,
+    ) -> Result<Option<CampaignRecord>, StoreError> {
+        self.write((id.to_owned(), from, to, reason, at), set_campaign_state)
+            .await
+    }
+
+    async fn campaign_event(
+        &self,
+        campaign: &str,
+        kind: &str,
+        at: Millis,
+        state: CampaignState,
+        detail: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let row = (
+            campaign.to_owned(),
+            kind.to_owned(),
+            at,
+            state.to_string(),
+            detail.to_string(),
+        );
+        self.write(row, |c, (id, kind, at, state, detail)| {
+            c.prepare_cached(
+                "INSERT INTO events (message_id, kind, at, detail, state) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![id, kind, at, detail, state])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn campaign_counts(&self, id: &str) -> Result<CampaignCounts, StoreError> {
+        self.read(id.to_owned(), |c, id| campaign_counts(c, id))
+            .await
+    }
+
+    async fn campaign_recipients(
+        &self,
+        id: &str,
+        state: Option<String>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<RecipientRecord>, StoreError> {
+        self.read((id.to_owned(), state, after, limit), campaign_recipients)
+            .await
+    }
+}
