@@ -79,6 +79,9 @@ error_table! {
     InvalidCampaign = "invalid_campaign", 400, "The campaign is not valid.";
     /// The campaign is not in a state that allows this.
     CampaignState = "campaign_state", 409, "The campaign's state does not allow this.";
+    /// The platform refused a request the gateway made for this one with its rate limit;
+    /// `Retry-After` says when to ask again.
+    UpstreamRateLimited = "upstream_rate_limited", 429, "The platform's rate limit refused the request; try again after Retry-After.";
     /// Storage or upstream trouble; try again.
     Unavailable = "unavailable", 503, "The gateway cannot take the request right now.";
 }
@@ -90,6 +93,8 @@ pub struct AppError {
     pub code: Code,
     /// What exactly.
     pub details: String,
+    /// Seconds for a `Retry-After` header, when waiting is the answer.
+    pub retry_after_s: Option<u64>,
 }
 
 impl AppError {
@@ -98,7 +103,14 @@ impl AppError {
         AppError {
             code,
             details: details.into(),
+            retry_after_s: None,
         }
+    }
+
+    /// The same error with a `Retry-After` of `secs` (at least 1).
+    pub fn retry_after(mut self, secs: u64) -> AppError {
+        self.retry_after_s = Some(secs.max(1));
+        self
     }
 }
 
@@ -136,7 +148,12 @@ impl IntoResponse for AppError {
                 details: &self.details,
             },
         };
-        (status, axum::Json(body)).into_response()
+        let mut r = (status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_s {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }
 

@@ -634,10 +634,24 @@ async fn sync_templates<S: Store + Clone>(
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
     authorize(&gw, &headers)?;
-    crate::templates::sync(&gw)
-        .await
-        .map_err(|e| AppError::new(Code::Unavailable, format!("template sync: {e}")))?;
+    crate::templates::sync(&gw).await.map_err(sync_error)?;
     template_list(&gw).await
+}
+
+/// A failed sync: the platform's rate limit is the caller's to wait out (429 with its
+/// `Retry-After`); anything else is the gateway's trouble (503).
+fn sync_error(e: crate::templates::SyncError) -> AppError {
+    use crate::templates::SyncError;
+    match &e {
+        SyncError::Upstream(u) if u.http_status() == Some(429) => {
+            let secs = u
+                .retry_after()
+                .map_or(1, |ms| (ms.max(0) as u64).div_ceil(1000));
+            AppError::new(Code::UpstreamRateLimited, format!("template sync: {e}"))
+                .retry_after(secs)
+        }
+        _ => AppError::new(Code::Unavailable, format!("template sync: {e}")),
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -55,15 +55,33 @@ pub async fn sync_on_demand<S: Store + Clone>(gw: &Gateway<S>) -> bool {
     ok
 }
 
+/// Why a sync failed (the cache is unchanged).
+#[derive(Debug)]
+pub enum SyncError {
+    /// The upstream's template API failed or refused.
+    Upstream(crate::upstream::UpstreamError),
+    /// The store could not be read or written.
+    Store(String),
+}
+
+impl std::fmt::Display for SyncError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncError::Upstream(e) => e.fmt(f),
+            SyncError::Store(e) => f.write_str(e),
+        }
+    }
+}
+
 /// Reads every template from the upstream into the cache; returns how many.
-pub async fn sync<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String> {
+pub async fn sync<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, SyncError> {
     let mut last = gw.last_sync.lock().await;
     let result = sync_locked(gw).await;
     *last = Some(gw.now());
     result
 }
 
-async fn sync_locked<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String> {
+async fn sync_locked<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, SyncError> {
     let listed = gw.upstream.list_templates().await;
     let now = gw.now();
     match &listed {
@@ -74,8 +92,12 @@ async fn sync_locked<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String>
         Err(crate::upstream::UpstreamError::Config(_)) => {}
         _ => gw.health.upstream_answered(now, gw.upstream_url()),
     }
-    let listed = listed.map_err(|e| e.to_string())?;
-    let before = gw.store.templates().await.map_err(|e| e.to_string())?;
+    let listed = listed.map_err(SyncError::Upstream)?;
+    let before = gw
+        .store
+        .templates()
+        .await
+        .map_err(|e| SyncError::Store(e.to_string()))?;
     let records: Vec<TemplateRecord> = listed
         .into_iter()
         .map(|t| TemplateRecord {
@@ -105,7 +127,7 @@ async fn sync_locked<S: Store + Clone>(gw: &Gateway<S>) -> Result<usize, String>
     gw.store
         .upsert_templates(records.clone())
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SyncError::Store(e.to_string()))?;
     gw.template_heads.remember(&records);
     gw.templates_synced
         .store(true, std::sync::atomic::Ordering::Release);

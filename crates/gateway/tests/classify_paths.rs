@@ -264,3 +264,42 @@ async fn an_unknown_outcome_is_resent_at_least_once() {
     assert_eq!(sent[0]["id"], m["wamid"]);
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_template_sync_answers_429_with_retry_after() {
+    let mut sb = sandbox_config();
+    sb.limits.other_per_second = Some(1);
+    // Room for the gateway's sync at start and the harness's own.
+    sb.limits.other_burst = Some(2);
+    let p = Pair::start(sb, gateway_config()).await;
+    // The sandbox takes one template listing a second: asking quickly soon meets its limit.
+    let mut refused = None;
+    for _ in 0..10 {
+        let r = p
+            .http
+            .post(format!("{}/v1/templates/sync", p.gw_base))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 200 {
+            refused = Some(r);
+            break;
+        }
+    }
+    let r = refused.expect("the sandbox's limit refused a listing");
+    assert_eq!(r.status(), 429);
+    let after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&after), "{after}");
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"]["code"], "upstream_rate_limited", "{b}");
+    // The cache is unchanged: the templates listed before are still there.
+    let (s, t) = p.get("/v1/templates").await;
+    assert_eq!(s, 200);
+    assert!(!t["templates"].as_array().unwrap().is_empty(), "{t}");
+    p.shutdown().await;
+}

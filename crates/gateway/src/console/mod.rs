@@ -325,18 +325,14 @@ async fn sign_in<S: Store + Clone>(
 ) -> Result<Response, AppError> {
     c.same_origin(&headers)?;
     if let Some(wait) = c.sessions.locked_out() {
-        let mut r = AppError::new(
+        return Err(AppError::new(
             Code::TooManyAttempts,
             format!(
                 "too many failed sign-ins lately: try again in {} s",
                 wait.as_secs().max(1)
             ),
         )
-        .into_response();
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Ok(r);
+        .retry_after(wait.as_secs()));
     }
     // JSON only: a page of another site cannot send it without the browser asking first.
     let json = headers
