@@ -38,6 +38,7 @@
 
 use crate::clock::{Clock, Millis};
 use crate::config::AppWebhook;
+use crate::roles::Roles;
 use crate::store::{Event, Store, StoreError};
 use axum::http::HeaderMap;
 use axum::response::sse::{self, KeepAlive, KeepAliveStream, Sse};
@@ -462,13 +463,16 @@ pub struct EndpointStatus {
     pub disabled: bool,
 }
 
-/// The app webhook pusher: one worker per configured endpoint ([`Pusher::run`]).
+/// The app webhook pusher: one worker per configured endpoint ([`Pusher::run`]). With
+/// [`Pusher::with_roles`] on a shared store, one instance at a time pushes to an endpoint (the
+/// role `app_webhook:{url}`); another takes over from the stored cursor when it stops.
 pub struct Pusher<S> {
     store: S,
     clock: Arc<Clock>,
     opts: PushOptions,
     client: reqwest::Client,
     endpoints: Vec<(AppWebhook, watch::Sender<EndpointStatus>)>,
+    roles: Option<Arc<Roles<S>>>,
 }
 
 impl<S: Store + Clone> Pusher<S> {
@@ -508,7 +512,14 @@ impl<S: Store + Clone> Pusher<S> {
             opts,
             client,
             endpoints,
+            roles: None,
         })
+    }
+
+    /// Pushes to an endpoint only while this instance plays its role (see [`Roles`]).
+    pub fn with_roles(mut self, roles: Arc<Roles<S>>) -> Pusher<S> {
+        self.roles = Some(roles);
+        self
     }
 
     /// A live view of every endpoint's worker, in configuration order.
@@ -531,6 +542,7 @@ impl<S: Store + Clone> Pusher<S> {
                 status,
                 cursor: 0,
                 persisted: 0,
+                roles: self.roles.clone(),
             };
             tasks.spawn(worker.run(wake.clone(), cancel.clone()));
         }
@@ -542,28 +554,18 @@ impl<S: Store + Clone> Pusher<S> {
     }
 }
 
-/// Pushes the store's events to `hooks` with the default [`PushOptions`] until `cancel` fires.
+/// Pushes the store's events to `hooks` with the default [`PushOptions`] until `cancel` fires,
+/// each endpoint from one instance at a time (`roles`).
 pub async fn run_pusher<S: Store + Clone>(
     store: S,
     hooks: Vec<AppWebhook>,
     clock: Arc<Clock>,
+    roles: Arc<Roles<S>>,
     wake: Arc<Notify>,
     cancel: CancellationToken,
 ) {
-    run_pusher_with(store, hooks, clock, wake, cancel, PushOptions::default()).await;
-}
-
-/// [`run_pusher`] with explicit options.
-pub async fn run_pusher_with<S: Store + Clone>(
-    store: S,
-    hooks: Vec<AppWebhook>,
-    clock: Arc<Clock>,
-    wake: Arc<Notify>,
-    cancel: CancellationToken,
-    opts: PushOptions,
-) {
-    match Pusher::new(store, hooks, clock, opts) {
-        Ok(pusher) => pusher.run(wake, cancel).await,
+    match Pusher::new(store, hooks, clock, PushOptions::default()) {
+        Ok(pusher) => pusher.with_roles(roles).run(wake, cancel).await,
         Err(e) => error!(error = %e, "app webhooks: cannot build the HTTP client"),
     }
 }
@@ -583,6 +585,8 @@ enum Outcome {
     Delivered,
     Gone,
     Cancelled,
+    /// Another instance pushes to this endpoint now.
+    Yielded,
 }
 
 /// One endpoint's worker.
@@ -598,31 +602,67 @@ struct Worker<S> {
     cursor: i64,
     /// The cursor value last written to the store.
     persisted: i64,
+    /// On a shared store: push only while this instance plays the endpoint's role.
+    roles: Option<Arc<Roles<S>>>,
 }
 
 impl<S: Store> Worker<S> {
-    async fn run(mut self, wake: Arc<Notify>, cancel: CancellationToken) {
+    /// Whether this instance pushes to the endpoint now (always, without roles).
+    async fn playing(&self) -> bool {
+        match &self.roles {
+            None => true,
+            Some(r) => r.plays(&self.name).await,
+        }
+    }
+
+    /// Reads the stored cursor (again); false when the store closed or `cancel` fired.
+    async fn load_cursor(&mut self, cancel: &CancellationToken) -> bool {
         self.cursor = loop {
             match self.store.cursor(&self.name).await {
                 Ok(c) => break c,
-                Err(StoreError::Closed) => return,
+                Err(StoreError::Closed) => return false,
                 Err(e) => {
                     warn!(url = %self.hook.url, error = %e, "app webhook: reading the cursor failed");
-                    if pause(self.opts.idle_tick, &cancel).await {
-                        return;
+                    if pause(self.opts.idle_tick, cancel).await {
+                        return false;
                     }
                 }
             }
         };
         self.persisted = self.cursor;
-        let (cursor, url) = (self.cursor, self.hook.url.clone());
+        let cursor = self.cursor;
         self.status.send_modify(|s| {
             s.cursor = cursor;
             s.persisted = cursor;
         });
-        info!(url = %url, cursor, "app webhook worker started");
+        info!(url = %self.hook.url, cursor, "app webhook worker started");
+        true
+    }
+
+    async fn run(mut self, wake: Arc<Notify>, cancel: CancellationToken) {
+        let url = self.hook.url.clone();
+        // Whether this instance pushed to the endpoint at the last look.
+        let mut pushing = false;
         loop {
             let notified = wake.notified();
+            if !self.playing().await {
+                if pushing {
+                    self.persist().await;
+                    pushing = false;
+                    info!(url = %url, "app webhook: another instance pushes to this endpoint now");
+                }
+                if pause(self.opts.idle_tick, &cancel).await {
+                    return;
+                }
+                continue;
+            }
+            if !pushing {
+                // Where this instance (or the one that pushed before) left off.
+                if !self.load_cursor(&cancel).await {
+                    return;
+                }
+                pushing = true;
+            }
             let batch = match self
                 .store
                 .events_after(self.cursor, self.opts.batch.max(1))
@@ -648,6 +688,9 @@ impl<S: Store> Worker<S> {
                     self.cursor = event.seq;
                     continue;
                 }
+                if !self.playing().await {
+                    break;
+                }
                 match self.deliver(&event, &cancel).await {
                     Outcome::Delivered => {
                         self.cursor = event.seq;
@@ -672,6 +715,7 @@ impl<S: Store> Worker<S> {
                         self.persist().await;
                         return;
                     }
+                    Outcome::Yielded => break,
                 }
             }
             self.persist().await;
@@ -685,6 +729,9 @@ impl<S: Store> Worker<S> {
         let body = Bytes::from(webhook_body(event));
         let mut failures: u32 = 0;
         loop {
+            if failures > 0 && !self.playing().await {
+                return Outcome::Yielded;
+            }
             let attempt = tokio::select! {
                 a = self.attempt(&id, &body) => a,
                 _ = cancel.cancelled() => return Outcome::Cancelled,

@@ -16,9 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// How long a role's lease lasts ([`Gateway::plays`]): an instance that dies hands its roles
-/// on after this.
-pub const ROLE_LEASE_MS: Millis = 5_000;
+pub use crate::roles::ROLE_LEASE_MS;
 
 /// The sending service.
 pub struct Gateway<S> {
@@ -36,8 +34,8 @@ pub struct Gateway<S> {
     pub(crate) limiter: Mutex<NumberLimiter>,
     /// This instance's name in role leases (random per start).
     pub instance: String,
-    /// The roles this instance holds (on a shared store), with the end of its lease.
-    roles: Mutex<std::collections::HashMap<String, Millis>>,
+    /// The roles this instance holds (on a shared store).
+    pub roles: Arc<crate::roles::Roles<S>>,
     /// Tokens of the number's shared bucket this instance took and has not used yet (a shared
     /// store only: see `dispatch::take_shared`).
     pub(crate) shared_tokens: Mutex<u32>,
@@ -139,6 +137,12 @@ impl<S: Store + Clone> Gateway<S> {
         let limiter = NumberLimiter::try_new(cfg.rate())?;
         let pairs = PairLimiter::try_new(cfg.pair.clone())?;
         let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let instance = format!("gw-{:016x}", rand::random::<u64>());
+        let roles = Arc::new(crate::roles::Roles::new(
+            store.clone(),
+            clock.clone(),
+            instance.clone(),
+        ));
         Ok(Arc::new(Gateway {
             cfg,
             store,
@@ -148,8 +152,8 @@ impl<S: Store + Clone> Gateway<S> {
             limiter: Mutex::new(limiter),
             shared_tokens: Mutex::new(0),
             shared_rtt: std::sync::atomic::AtomicI64::new(0),
-            instance: format!("gw-{:016x}", rand::random::<u64>()),
-            roles: Mutex::new(std::collections::HashMap::new()),
+            roles,
+            instance,
             pairs: Mutex::new(pairs),
             rng: Mutex::new(rng),
             wake_dispatch: Notify::new(),
@@ -172,44 +176,9 @@ impl<S: Store + Clone> Gateway<S> {
         self.clock.now()
     }
 
-    /// Whether this instance plays `role` (a task one instance on a database runs at a time:
-    /// `intake`, `templates`). Always on an exclusive store; on a shared one, while it holds the
-    /// role's lease ([`ROLE_LEASE_MS`]), renewed once a third of it has passed. It stops acting
-    /// on a lease two thirds before its end, so another instance can take over only after this
-    /// one has stopped (with clocks that agree to within that margin).
+    /// Whether this instance plays `role` (see [`crate::roles::Roles::plays`]).
     pub async fn plays(&self, role: &str) -> bool {
-        if !self.store.shared() {
-            return true;
-        }
-        let now = self.now();
-        if let Some(until) = lock(&self.roles).get(role)
-            && now < until - ROLE_LEASE_MS * 2 / 3
-        {
-            return true;
-        }
-        let held = match self
-            .store
-            .lease_role(role, &self.instance, now, now + ROLE_LEASE_MS)
-            .await
-        {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(role, error = %e, "renewing a role's lease failed");
-                false
-            }
-        };
-        let mut roles = lock(&self.roles);
-        if held {
-            if roles
-                .insert(role.to_string(), now + ROLE_LEASE_MS)
-                .is_none()
-            {
-                tracing::info!(role, instance = %self.instance, "this instance plays the role");
-            }
-        } else if roles.remove(role).is_some() {
-            tracing::info!(role, instance = %self.instance, "another instance plays the role now");
-        }
-        held
+        self.roles.plays(role).await
     }
 
     /// The sending number's id (one gateway instance sends for one number).
@@ -258,6 +227,21 @@ impl<S: Store + Clone> Gateway<S> {
     /// Tells followers that changes were committed.
     pub fn changed(&self) {
         self.wake_events.notify_waiters();
+    }
+}
+
+impl Gateway<crate::store::postgres::PostgresStore> {
+    /// Wakes this instance's event followers (SSE streams, app webhooks) and its inbox
+    /// processor when any instance on the database commits a change (`LISTEN`/`NOTIFY`), so
+    /// what another instance wrote is seen at once rather than at the next poll.
+    pub fn follow_other_instances(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
+        let gw = Arc::downgrade(self);
+        self.store.follow_changes(move || {
+            if let Some(gw) = gw.upgrade() {
+                gw.wake_events.notify_waiters();
+                gw.wake_inbox.notify_one();
+            }
+        })
     }
 }
 

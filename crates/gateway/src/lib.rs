@@ -25,6 +25,7 @@ pub mod people;
 pub mod quiet;
 pub mod ratelimit;
 pub mod retention;
+pub mod roles;
 pub mod server;
 pub mod statuses;
 pub mod store;

@@ -34,6 +34,7 @@ pub async fn run<S: Store + Clone>(
             gw.store.clone(),
             gw.cfg.app_webhooks.clone(),
             gw.clock.clone(),
+            gw.roles.clone(),
             gw.wake_events.clone(),
             shutdown.clone(),
         )),

@@ -9,134 +9,13 @@ use mynah_gateway::clock::Millis;
 use mynah_gateway::model::{Category, Lane, MessageState};
 use mynah_gateway::store::postgres::{PostgresOptions, PostgresStore};
 use mynah_gateway::store::{NewMessage, Store};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "support/pg_cluster.rs"]
+mod pg_cluster;
+use pg_cluster::{Cluster, pg_bin};
+
 const T0: Millis = 1_700_000_000_000;
-
-fn pg_bin() -> Option<PathBuf> {
-    if let Ok(b) = std::env::var("MYNAH_PG_BIN") {
-        return Some(PathBuf::from(b));
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .flatten()
-        .map(|e| e.path().join("bin"))
-        .filter(|p| p.join("initdb").exists())
-        .collect();
-    found.sort();
-    found.pop()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// Runs a PostgreSQL program, as the `postgres` user when the test runs as root.
-fn pg(bin: &Path, program: &str, args: &[&str]) {
-    let exe = bin.join(program);
-    let status = if is_root() {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&exe)
-            .args(args)
-            .status()
-    } else {
-        Command::new(&exe).args(args).status()
-    };
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "{program} {args:?} failed"
-    );
-}
-
-/// A scratch cluster, stopped and removed when dropped.
-struct Cluster {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Cluster {
-    fn start(bin: PathBuf) -> Cluster {
-        let dir = std::env::temp_dir().join(format!("mynah-pg-restart-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch directory");
-        if is_root() {
-            let ok = Command::new("chown")
-                .arg("postgres")
-                .arg(&dir)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "chown postgres {}", dir.display());
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let data = dir.join("data");
-        let data = data.to_string_lossy().to_string();
-        pg(
-            &bin,
-            "initdb",
-            &[
-                "-D",
-                &data,
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        );
-        let cluster = Cluster { bin, dir, port };
-        cluster.ctl(&["start"]);
-        cluster
-    }
-
-    fn ctl(&self, action: &[&str]) {
-        let data = self.dir.join("data").to_string_lossy().to_string();
-        let log = self.dir.join("server.log").to_string_lossy().to_string();
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            self.port,
-            self.dir.display()
-        );
-        let mut args = vec![
-            "-D", &data, "-l", &log, "-w", "-t", "60", "-m", "fast", "-o", &opts,
-        ];
-        args.extend_from_slice(action);
-        pg(&self.bin, "pg_ctl", &args);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let data = self.dir.join("data").to_string_lossy().to_string();
-        let exe = self.bin.join("pg_ctl");
-        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
-        let _ = if is_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&exe)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&exe).args(args).output()
-        };
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn message(n: usize) -> NewMessage {
     NewMessage {

@@ -67,6 +67,15 @@ async fn memory() -> SqliteStore {
 /// A PostgreSQL store in a fresh schema of the database `MYNAH_TEST_DATABASE_URL` names; `None`
 /// (the test is skipped) without the variable, unless `MYNAH_PG_TESTS=1`.
 async fn postgres() -> Option<PostgresStore> {
+    let (url, opts) = postgres_options()?;
+    match PostgresStore::open(&url, opts).await {
+        Ok(s) => Some(s),
+        Err(e) => panic!("PostgreSQL at MYNAH_TEST_DATABASE_URL: {e}"),
+    }
+}
+
+/// The test database's URL and options naming a fresh schema.
+fn postgres_options() -> Option<(String, PostgresOptions)> {
     let required = std::env::var("MYNAH_PG_TESTS").is_ok_and(|v| v == "1");
     let Some(url) = std::env::var("MYNAH_TEST_DATABASE_URL")
         .ok()
@@ -87,10 +96,7 @@ async fn postgres() -> Option<PostgresStore> {
         schema: Some(format!("conformance_{}_{nanos}_{n}", std::process::id())),
         ..PostgresOptions::default()
     };
-    match PostgresStore::open(&url, opts).await {
-        Ok(s) => Some(s),
-        Err(e) => panic!("PostgreSQL at MYNAH_TEST_DATABASE_URL: {e}"),
-    }
+    Some((url, opts))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2418,3 +2424,56 @@ conformance!(
     roles_have_one_holder_at_a_time,
     list_filters_by_template_and_metadata,
 );
+
+/// The next wake-up, within 10 s.
+async fn wait(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+) -> Result<Option<()>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await
+}
+
+/// PostgreSQL only: a commit of one instance wakes the followers of another on the same schema
+/// (`LISTEN`/`NOTIFY`), and not those of another schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_commits_wake_other_instances() {
+    let Some((url, opts)) = postgres_options() else {
+        return;
+    };
+    let writer = PostgresStore::open(&url, opts.clone()).await.unwrap();
+    let follower = PostgresStore::open(&url, opts.clone()).await.unwrap();
+    let (other_url, mut other_opts) = postgres_options().unwrap();
+    other_opts.schema = other_opts.schema.map(|s| format!("{s}_other"));
+    let elsewhere = PostgresStore::open(&other_url, other_opts).await.unwrap();
+    let (tx, mut woken) = tokio::sync::mpsc::unbounded_channel();
+    let (tx2, mut woken_elsewhere) = tokio::sync::mpsc::unbounded_channel();
+    follower
+        .follow_changes(move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
+    elsewhere
+        .follow_changes(move || {
+            let _ = tx2.send(());
+        })
+        .unwrap();
+    // Once when listening starts (what was missed before is worth a look).
+    wait(&mut woken).await.expect("listening").unwrap();
+    wait(&mut woken_elsewhere)
+        .await
+        .expect("listening")
+        .unwrap();
+    writer.enqueue(vec![msg("m1")]).await.unwrap();
+    wait(&mut woken)
+        .await
+        .expect("woken by the other's commit")
+        .unwrap();
+    writer.set_cursor("c", 1).await.unwrap();
+    wait(&mut woken).await.expect("woken again").unwrap();
+    assert!(
+        woken_elsewhere.try_recv().is_err(),
+        "another schema's commits are not this one's"
+    );
+    for s in [writer, follower, elsewhere] {
+        s.close().await;
+    }
+}

@@ -273,6 +273,9 @@ pub async fn open(cfg: Config) -> Result<Opened, String> {
             .await
             .map_err(|e| format!("gateway store ({}): {e}", redact_url(&url)))?;
         let gateway = Gateway::new(cfg, store.clone(), Arc::new(Clock::System))?;
+        gateway
+            .follow_other_instances()
+            .map_err(|e| format!("gateway store: {e}"))?;
         return Ok(Opened::Postgres { gateway, store });
     }
     let path = match &cfg.data_dir {

@@ -1,22 +1,26 @@
 //! Two gateway processes on one PostgreSQL database, in front of one sandbox whose number
-//! allows 50 messages a second; 1,000 template messages, enqueued through both to go at one
-//! moment (`not_before`, so the sending is measured, not the enqueueing); `kill -9` of one
-//! gateway in the middle of the sending. Checks:
+//! allows 100 messages a second; 5,000 template messages, enqueued through both faster than
+//! they go (the first waits a moment: `not_before`, so the sending is measured, not the
+//! enqueueing); `kill -9` of one gateway in the middle of the sending. Checks:
 //! - every acknowledged message reaches `read` (the survivor claims the dead one's queue, and
 //!   recovers its in-flight sends when their lease ends, under `at_least_once`);
 //! - duplicates only where the outcome was unknown: the sandbox saw at most one send per message
 //!   plus the rows the dead instance had in flight;
 //! - zero 429 from the sandbox, and the two together sent at the number's rate (within 5 %),
-//!   measured between the 10th and 90th percentile of acceptance times.
+//!   measured between the 25th and 90th percentile of acceptance times;
+//! - both gateways push their app webhooks to one endpoint, one instance at a time (a role):
+//!   every message's `status.read` event arrives, and twice only around the kill (the
+//!   survivor resumes from the stored cursor).
 //!
 //! Needs `MYNAH_TEST_DATABASE_URL` (each run in a fresh schema); skipped without it unless
-//! `MYNAH_PG_TESTS=1`. The number of messages (1,000, not the issue's 5,000) and the rate keep
-//! the run near 35 s; the rate is one that two debug-built gateways, the sandbox and PostgreSQL
-//! sustain on a loaded 2-core machine (at 200/s they reached about 100/s together there: the
-//! measure would have been of the machine, not of the sharing).
+//! `MYNAH_PG_TESTS=1`. The rate is one that two debug-built gateways, the sandbox and
+//! PostgreSQL sustain on a loaded 2-core machine, so that the measure is of the sharing, not of
+//! the machine.
 #![cfg(unix)]
 
 mod common;
+#[path = "../../gateway/tests/support/pg_cluster.rs"]
+mod pg_cluster;
 
 use common::{Proc, Scratch, free_port, log_file};
 use serde_json::Value;
@@ -28,16 +32,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MESSAGES: usize = 1_000;
-const RATE: u32 = 50;
-/// The gateways' burst, which is also the shared bucket's capacity: with 10 (0.2 s) the bucket
+const MESSAGES: usize = 5_000;
+const RATE: u32 = 100;
+/// The gateways' burst, which is also the shared bucket's capacity: with 0.2 s of it the bucket
 /// filled while both instances waited on slow store round trips on a loaded machine, and tokens
 /// were lost (45 of 50/s); half a second of burst absorbs that.
-const BURST: u32 = 25;
+const BURST: u32 = RATE / 2;
 const CLIENTS: usize = 16;
-/// The messages go this long after the test starts enqueueing them (all are in by then).
-const START_AFTER_MS: i64 = 8_000;
-const KILL_AFTER: usize = 350;
+/// The messages go this long after the test starts enqueueing them.
+const START_AFTER_MS: i64 = 3_000;
+const KILL_AFTER: usize = 1_500;
+/// Events the app webhook pusher reads per batch (the most a takeover may deliver again).
+const PUSH_BATCH: usize = 100;
 const CONCURRENCY: usize = 32;
 const KEY: &str = "k";
 const FIRST_RECIPIENT: u64 = 4_915_120_000_000;
@@ -67,6 +73,9 @@ profile = "unlimited"
 messages_per_second = {RATE}
 messages_burst = {burst}
 max_pending = 1000000
+# The gateways take webhooks as fast as this machine lets them; the platform's backpressure
+# (503 when its webhooks lag) would measure the machine, not the sharing.
+max_webhook_lag_ms = 600000
 
 [latency]
 sent = {{ min_ms = 1, max_ms = 5 }}
@@ -108,7 +117,7 @@ action = {{ latency_ms = 20 }}
     )
 }
 
-fn gateway_toml(url: &str, schema: &str) -> String {
+fn gateway_toml(url: &str, schema: &str, hook: &str) -> String {
     format!(
         r#"
 database_url = "{url}"
@@ -125,8 +134,51 @@ window = false
 concurrency = {CONCURRENCY}
 lease_ms = 2000
 reconcile_ms = 500
+
+[[app_webhooks]]
+url = "{hook}"
+secret = "whsec_dGVzdA=="
+events = ["status.read"]
 "#
     )
+}
+
+/// What an app webhook endpoint received: `(webhook-id, data.message_id)` of every POST.
+type Pushed = Arc<Mutex<Vec<(String, String)>>>;
+
+/// An app webhook endpoint on a real port.
+async fn hook_receiver() -> (String, Pushed) {
+    let got: Pushed = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let sink = sink.clone();
+            async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let message = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["data"]["message_id"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((id, message));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the hook receiver");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, got)
 }
 
 fn start_sandbox(dir: &Path, port: u16) -> Proc {
@@ -193,6 +245,25 @@ async fn wait_ready(http: &reqwest::Client, url: &str) {
     }
 }
 
+/// Now, in unix ms.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Reads the sandbox's templates into the gateway at `base`.
+async fn sync_templates(http: &reqwest::Client, base: &str) {
+    let r = http
+        .post(format!("{base}/v1/templates/sync"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .expect("template sync");
+    assert_eq!(r.status(), 200);
+}
+
 /// Every message of the gateway at `base` (pages of 1,000).
 async fn messages(http: &reqwest::Client, base: &str) -> Result<Vec<Value>, String> {
     let mut out: Vec<Value> = Vec::new();
@@ -225,8 +296,9 @@ fn state(m: &Value) -> &str {
     m["state"].as_str().unwrap_or("")
 }
 
-/// Enqueues messages until each is acknowledged, alternating gateways; a retry of one goes to
-/// the other gateway with the same idempotency key.
+/// Enqueues messages until each is acknowledged (as many as `acked` has room for),
+/// alternating gateways; a retry of one goes to the other gateway with the same idempotency
+/// key.
 async fn enqueue(
     bases: [String; 2],
     not_before: i64,
@@ -235,9 +307,10 @@ async fn enqueue(
     deadline: Instant,
 ) -> Result<(), String> {
     let http = client();
+    let count = acked.lock().unwrap_or_else(|e| e.into_inner()).len();
     loop {
         let n = next.fetch_add(1, Ordering::Relaxed);
-        if n >= MESSAGES {
+        if n >= count {
             return Ok(());
         }
         let body = serde_json::json!({
@@ -285,7 +358,8 @@ async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() 
     let schema = format!("instances_{}", std::process::id());
     let (sb_port, a_port, b_port) = (free_port(), free_port(), free_port());
     fs::write(dir.join("sandbox.toml"), sandbox_toml([a_port, b_port])).expect("config");
-    fs::write(dir.join("gateway.toml"), gateway_toml(&url, &schema)).expect("config");
+    let (hook, hooked) = hook_receiver().await;
+    fs::write(dir.join("gateway.toml"), gateway_toml(&url, &schema, &hook)).expect("config");
     let _sandbox = start_sandbox(&dir, sb_port);
     let mut a = start_gateway(&dir, "gateway-a", a_port, sb_port);
     let _b = start_gateway(&dir, "gateway-b", b_port, sb_port);
@@ -298,23 +372,13 @@ async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() 
     wait_ready(&http, &format!("{sb}/_mynah/health")).await;
     for base in &bases {
         wait_ready(&http, &format!("{base}/health")).await;
-        let r = http
-            .post(format!("{base}/v1/templates/sync"))
-            .bearer_auth(KEY)
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .expect("template sync");
-        assert_eq!(r.status(), 200);
+        sync_templates(&http, base).await;
     }
 
     let next = Arc::new(AtomicUsize::new(0));
     let acked: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; MESSAGES]));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let not_before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-        + START_AFTER_MS;
+    let deadline = Instant::now() + Duration::from_secs(30 + (MESSAGES as u64) / u64::from(RATE));
+    let not_before = now_ms() + START_AFTER_MS;
     let clients: Vec<_> = (0..CLIENTS)
         .map(|_| {
             tokio::spawn(enqueue(
@@ -338,10 +402,12 @@ async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() 
         .iter()
         .map(|i| i.clone().expect("acknowledged"))
         .collect();
+    // The queue never ran dry: the rate is measured from the 25th percentile on.
     let all = messages(&http, &bases[1]).await.expect("list");
+    let gone = all.iter().filter(|m| state(m) != "queued").count();
     assert!(
-        all.iter().all(|m| state(m) == "queued"),
-        "every message was in before the first went: enqueueing took longer than {START_AFTER_MS} ms"
+        gone < MESSAGES / 4,
+        "enqueueing was slower than sending: {gone} had gone when the last was in"
     );
 
     // kill -9 of gateway A once KILL_AFTER messages went out, while sends are in flight.
@@ -428,21 +494,164 @@ async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() 
         .sum();
     assert_eq!(throttled, 0.0, "the sandbox answered 429 {throttled} times");
 
-    // The two together at the number's rate: acceptance times between the 10th and the 90th
-    // percentile (past the first burst, before the recovered stragglers).
+    // The two together at the number's rate: acceptance times between the 25th and the 90th
+    // percentile (past the first burst and the enqueueing, before the recovered stragglers).
     let mut times: Vec<i64> = finished
         .iter()
         .filter_map(|m| m["accepted_at"].as_i64())
         .collect();
     times.sort_unstable();
-    let (lo, hi) = (times.len() / 10, times.len() * 9 / 10);
+    let (lo, hi) = (times.len() / 4, times.len() * 9 / 10);
     let span = (times[hi] - times[lo]) as f64 / 1_000.0;
     let rate = (hi - lo) as f64 / span;
     assert!(
         (rate - f64::from(RATE)).abs() <= f64::from(RATE) * 0.05,
         "combined rate {rate:.1}/s; the number's limit is {RATE}/s"
     );
-    eprintln!(
-        "2 gateways: {MESSAGES} messages, combined {rate:.1}/s of {RATE}/s, {in_flight_at_kill} in flight at the kill, {resent} resent, {sent} sends seen by the sandbox"
+
+    // App webhooks: every message's `status.read` event, from one pusher at a time.
+    let pushed = loop {
+        let got = hooked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let read: std::collections::HashSet<&str> = got.iter().map(|(_, m)| m.as_str()).collect();
+        let missing = ids.iter().filter(|id| !read.contains(id.as_str())).count();
+        if missing == 0 {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(60),
+            "{missing} of {MESSAGES} messages' read events not pushed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let distinct = pushed
+        .iter()
+        .map(|(id, _)| id)
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let twice = pushed.len() - distinct;
+    assert!(
+        twice <= 2 * PUSH_BATCH,
+        "{twice} events pushed more than once: both instances pushed"
     );
+    eprintln!(
+        "2 gateways: {MESSAGES} messages, combined {rate:.1}/s of {RATE}/s, {in_flight_at_kill} in flight at the kill, {resent} resent, {sent} sends seen by the sandbox; {distinct} read events pushed, {twice} twice"
+    );
+}
+
+/// Ids of the messages in `acked` that are not `read` at the gateway at `base` (all of them if
+/// it cannot be asked).
+async fn unread(http: &reqwest::Client, base: &str, acked: &[String]) -> usize {
+    let all = messages(http, base).await.unwrap_or_default();
+    let read: std::collections::HashSet<&str> = all
+        .iter()
+        .filter(|m| state(m) == "read")
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    acked
+        .iter()
+        .filter(|id| !read.contains(id.as_str()))
+        .count()
+}
+
+/// PostgreSQL restarted (a scratch cluster of the test's own) while two gateways enqueue and
+/// send: both reconnect by themselves and resume; every acknowledged message reaches `read`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_database_loses_nothing_the_gateways_acknowledged() {
+    let required = std::env::var("MYNAH_PG_TESTS").is_ok_and(|v| v == "1");
+    let Some(bin) = pg_cluster::pg_bin() else {
+        assert!(
+            !required,
+            "MYNAH_PG_TESTS=1 but no PostgreSQL binaries were found"
+        );
+        eprintln!("skipped: no PostgreSQL binaries (initdb)");
+        return;
+    };
+    let cluster = tokio::task::spawn_blocking(move || pg_cluster::Cluster::start(bin))
+        .await
+        .expect("cluster");
+    let scratch = Scratch::new("pg-instances", "restart");
+    let dir = scratch.0.clone();
+    let (sb_port, a_port, b_port) = (free_port(), free_port(), free_port());
+    fs::write(dir.join("sandbox.toml"), sandbox_toml([a_port, b_port])).expect("config");
+    let (hook, _hooked) = hook_receiver().await;
+    fs::write(
+        dir.join("gateway.toml"),
+        gateway_toml(&cluster.url(), "restart", &hook),
+    )
+    .expect("config");
+    let _sandbox = start_sandbox(&dir, sb_port);
+    let mut a = start_gateway(&dir, "gateway-a", a_port, sb_port);
+    let mut b = start_gateway(&dir, "gateway-b", b_port, sb_port);
+    let http = client();
+    let bases = [
+        format!("http://127.0.0.1:{a_port}"),
+        format!("http://127.0.0.1:{b_port}"),
+    ];
+    wait_ready(&http, &format!("http://127.0.0.1:{sb_port}/_mynah/health")).await;
+    for base in &bases {
+        wait_ready(&http, &format!("{base}/health")).await;
+        sync_templates(&http, base).await;
+    }
+    const COUNT: usize = 1_000;
+    let next = Arc::new(AtomicUsize::new(0));
+    let acked: Arc<Mutex<Vec<Option<String>>>> = Arc::new(Mutex::new(vec![None; COUNT]));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(enqueue(
+                bases.clone(),
+                now_ms(),
+                next.clone(),
+                acked.clone(),
+                deadline,
+            ))
+        })
+        .collect();
+    // The restart, once a few hundred are in and sending has begun.
+    while next.load(Ordering::Relaxed) < 300 && !clients.iter().any(|c| c.is_finished()) {
+        assert!(Instant::now() < deadline, "enqueueing did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.ctl(&["restart"]);
+        cluster
+    })
+    .await
+    .expect("restart");
+    for c in clients {
+        c.await
+            .expect("client")
+            .expect("every message acknowledged");
+    }
+    let ids: Vec<String> = acked
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|i| i.clone().expect("acknowledged"))
+        .collect();
+    loop {
+        let left = unread(&http, &bases[0], &ids).await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(30),
+            "{left} of {COUNT} acknowledged messages not read after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        a.try_wait().is_none() && b.try_wait().is_none(),
+        "a gateway exited"
+    );
+    for name in ["gateway-a", "gateway-b"] {
+        let log = fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+        assert!(
+            log.contains("reconnected to PostgreSQL"),
+            "{name} never lost its connection: the restart tested nothing"
+        );
+    }
+    a.terminate();
+    b.terminate();
+    drop(cluster);
 }

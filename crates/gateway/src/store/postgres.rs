@@ -119,6 +119,7 @@ pub struct PostgresStore {
 }
 
 struct Shared {
+    connector: Connector,
     jobs: mpsc::Sender<Box<dyn Job>>,
     reads: Mutex<Option<std::sync::mpsc::Sender<Box<dyn Job>>>>,
     stop: CancellationToken,
@@ -134,6 +135,8 @@ struct Connector {
     write_lock: i64,
     /// The advisory lock key of migrations.
     migrate_lock: i64,
+    /// The channel every commit notifies (`LISTEN`ed by [`PostgresStore::follow_changes`]).
+    channel: String,
 }
 
 impl Connector {
@@ -160,6 +163,7 @@ impl Connector {
             schema: opts.schema.clone(),
             write_lock: lock_key("write", scope),
             migrate_lock: lock_key("migrate", scope),
+            channel: format!("mynah_changes_{:016x}", lock_key("changes", scope)),
         })
     }
 
@@ -249,6 +253,7 @@ impl PostgresStore {
         ));
         Ok(PostgresStore {
             shared: Arc::new(Shared {
+                connector,
                 jobs,
                 reads: Mutex::new(Some(reads)),
                 stop,
@@ -270,6 +275,18 @@ impl PostgresStore {
         })
         .await
         .map_err(|e| StoreError::Backend(format!("migrate: {e}")))?
+    }
+
+    /// Calls `on_change` (from a thread of its own) soon after any instance on the database
+    /// commits a change, until the store closes: `LISTEN`/`NOTIFY` on a channel of the store's
+    /// schema. Followers that poll anyway (event streams, app webhooks, the inbox) wake at once.
+    pub fn follow_changes(&self, on_change: impl Fn() + Send + 'static) -> Result<(), StoreError> {
+        let (c, stop) = (self.shared.connector.clone(), self.shared.stop.clone());
+        std::thread::Builder::new()
+            .name("mynah-pg-listen".into())
+            .spawn(move || listen_thread(c, stop, Box::new(on_change)))
+            .map(|_| ())
+            .map_err(|e| StoreError::Backend(format!("listener thread: {e}")))
     }
 
     /// Stops the writer after it commits everything queued, and waits for it. Later calls
@@ -724,7 +741,7 @@ fn commit_batch(conn: &mut Option<Connection>, connector: &Connector, mut jobs: 
             return;
         }
     };
-    match run_in_transaction(c, connector.write_lock, &mut jobs) {
+    match run_in_transaction(c, connector, &mut jobs) {
         Ok(()) => jobs.into_iter().for_each(|j| j.finish(Ok(()))),
         Err(e) if jobs.len() == 1 || c.is_closed() => {
             jobs.into_iter().for_each(|j| j.finish(Err(e.clone())));
@@ -732,28 +749,95 @@ fn commit_batch(conn: &mut Option<Connection>, connector: &Connector, mut jobs: 
         Err(e) => {
             tracing::warn!(error = %e, calls = jobs.len(), "store batch failed; retrying one by one");
             for mut job in jobs {
-                let outcome =
-                    run_in_transaction(c, connector.write_lock, std::slice::from_mut(&mut job));
+                let outcome = run_in_transaction(c, connector, std::slice::from_mut(&mut job));
                 job.finish(outcome);
             }
         }
     }
 }
 
+/// Runs `jobs` in one transaction under the write lock; the commit notifies the store's
+/// channel (in the same round trip), so other instances' followers wake up.
 fn run_in_transaction(
     conn: &Connection,
-    lock: i64,
+    connector: &Connector,
     jobs: &mut [Box<dyn Job>],
 ) -> Result<(), StoreError> {
-    conn.batch_execute(&format!("BEGIN; SELECT pg_advisory_xact_lock({lock})"))?;
+    conn.batch_execute(&format!(
+        "BEGIN; SELECT pg_advisory_xact_lock({})",
+        connector.write_lock
+    ))?;
     let ran = jobs.iter_mut().try_for_each(|job| job.run(conn));
-    match ran.and_then(|()| Ok(conn.batch_execute("COMMIT")?)) {
+    let commit = format!("NOTIFY {}; COMMIT", connector.channel);
+    match ran.and_then(|()| Ok(conn.batch_execute(&commit)?)) {
         Ok(()) => Ok(()),
         Err(e) => {
             if !conn.is_closed() {
                 let _ = conn.batch_execute("ROLLBACK");
             }
             Err(e)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Change notifications
+
+/// How long the listener waits for a notification before it looks at the stop token.
+const LISTEN_TICK: Duration = Duration::from_millis(250);
+
+/// Calls `on_change` after commits of other processes (and this one's) on the store's channel,
+/// once per burst of notifications, and once after each reconnection (notifications sent while
+/// disconnected are lost). Until `stop`.
+fn listen_thread(connector: Connector, stop: CancellationToken, on_change: Box<dyn Fn() + Send>) {
+    use postgres::fallible_iterator::FallibleIterator;
+    let mut client: Option<postgres::Client> = None;
+    let mut failing = false;
+    while !stop.is_cancelled() {
+        let c = match &mut client {
+            Some(c) if !c.is_closed() => c,
+            _ => {
+                let connected = connector.config.connect(postgres::NoTls).and_then(|mut c| {
+                    c.batch_execute(&format!("LISTEN {}", connector.channel))
+                        .map(|()| c)
+                });
+                match connected {
+                    Ok(c) => {
+                        if std::mem::take(&mut failing) {
+                            tracing::info!("change notifications: listening again");
+                        }
+                        on_change();
+                        client.insert(c)
+                    }
+                    Err(e) => {
+                        if !std::mem::replace(&mut failing, true) {
+                            tracing::warn!(error = %e, "change notifications: cannot listen; retrying (followers poll meanwhile)");
+                        }
+                        client = None;
+                        std::thread::sleep(LISTEN_TICK * 4);
+                        continue;
+                    }
+                }
+            }
+        };
+        let lost = {
+            let mut notifications = c.notifications();
+            let first = notifications.timeout_iter(LISTEN_TICK).next();
+            match first {
+                Ok(Some(_)) => {
+                    // The rest of the burst, as far as it has arrived.
+                    while let Ok(Some(_)) = notifications.iter().next() {}
+                    on_change();
+                    None
+                }
+                Ok(None) => None,
+                Err(e) => Some(e),
+            }
+        };
+        if let Some(e) = lost {
+            tracing::warn!(error = %e, "change notifications: connection lost");
+            failing = true;
+            client = None;
         }
     }
 }
