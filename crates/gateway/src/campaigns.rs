@@ -1274,13 +1274,12 @@ async fn release<S: Store + Clone>(
     budgets: &std::sync::Mutex<HashMap<String, Budget>>,
 ) -> Result<bool, AppError> {
     let now = gw.now();
-    let counts = gw.store.campaign_counts(&c.id).await?;
-    let n = |m: &std::collections::BTreeMap<String, i64>, k: &str| m.get(k).copied().unwrap_or(0);
-    let pending = n(&counts.recipients, "pending");
-    let outstanding = n(&counts.messages, "queued") + n(&counts.messages, "sending");
+    // Read through indexes on every pass: the full counters cost a scan of the audience.
+    let flow = gw.store.campaign_flow(&c.id).await?;
+    let outstanding = flow.outstanding;
     // Waiting for the end of quiet hours: not in the outbox's way.
-    let in_flight = outstanding - counts.deferred;
-    if spec.schedule.end_by.is_some_and(|t| t <= now) && pending > 0 {
+    let in_flight = outstanding - flow.deferred;
+    if spec.schedule.end_by.is_some_and(|t| t <= now) && flow.pending {
         // Past its end: what was not released is skipped.
         loop {
             let rows = gw.store.pending_recipients(&c.id, 1_000).await?;
@@ -1312,7 +1311,7 @@ async fn release<S: Store + Clone>(
         }
         return Ok(true);
     }
-    if pending == 0 {
+    if !flow.pending {
         if outstanding == 0 {
             transition(
                 gw,
@@ -1330,7 +1329,7 @@ async fn release<S: Store + Clone>(
     }
     // Pacing: the platform holds this template's first messages; release nothing more until
     // they are released or dropped.
-    if n(&counts.messages, "held") > 0 {
+    if flow.held > 0 {
         return Ok(false);
     }
     let rate = (gw.cfg.rate().rate * spec.share(&gw.cfg.campaigns)).max(0.1);

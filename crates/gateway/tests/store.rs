@@ -2090,6 +2090,7 @@ async fn campaigns_build_release_and_count<S: Store + Clone>(s: S) {
     // Not running: nothing is released.
     let pending = s.pending_recipients("cmp1", 10).await.unwrap();
     assert_eq!(pending.iter().map(|r| r.row).collect::<Vec<_>>(), [1, 2, 6]);
+    assert!(s.campaign_flow("cmp1").await.unwrap().pending);
     let n = s
         .release_recipients("cmp1", vec![release_of(1, "4915100000001", "m1")])
         .await
@@ -2139,6 +2140,10 @@ async fn campaigns_build_release_and_count<S: Store + Clone>(s: S) {
         .unwrap();
     assert_eq!(n, 2);
     assert!(s.pending_recipients("cmp1", 10).await.unwrap().is_empty());
+    // The runner's flow: nothing pending, both messages in flight.
+    let flow = s.campaign_flow("cmp1").await.unwrap();
+    assert!(!flow.pending);
+    assert_eq!((flow.outstanding, flow.deferred, flow.held), (2, 0, 0));
     // The frequency cap sees messages of other campaigns only.
     let hit = s
         .contacted_by_campaigns(
@@ -2170,6 +2175,8 @@ async fn campaigns_build_release_and_count<S: Store + Clone>(s: S) {
     assert_eq!(m2.parked_reason.as_deref(), Some("campaign:cmp1"));
     assert!(s.claim(T0 + 4, 10, T0 + 10_000).await.unwrap().is_empty());
     let counts = s.campaign_counts("cmp1").await.unwrap();
+    let flow = s.campaign_flow("cmp1").await.unwrap();
+    assert_eq!(flow.outstanding, 2, "queued (parked) and sending");
     assert_eq!(counts.parked, 1);
     assert_eq!(counts.messages.get("sending"), Some(&1));
     assert_eq!(counts.recipients.get("released"), Some(&2));

@@ -18,6 +18,12 @@
 //!
 //! Progress is read from the gateway's event feed (`Store::events_after`), as an app following
 //! `/v1/events` would; that reader shares the machine with everything else.
+//!
+//! With `--database-url` the gateway keeps its outbox in PostgreSQL (a fresh schema per run),
+//! and `--instances N` runs N gateway instances on that database in this process, each with its
+//! own store connections and port; the load generator spreads its connections over them and the
+//! sandbox sends its webhooks to the first (any instance takes them). At the end the CPU time of
+//! this process and of the PostgreSQL server's processes is reported per message.
 
 use clap::{Args, ValueEnum};
 use mynah_gateway::Gateway;
@@ -25,6 +31,7 @@ use mynah_gateway::clock::Clock;
 use mynah_gateway::config::Config as GwConfig;
 use mynah_gateway::model::{Category, Lane, MessageState};
 use mynah_gateway::ratelimit::NumberLimitConfig;
+use mynah_gateway::store::postgres::{PostgresOptions, PostgresStore};
 use mynah_gateway::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use mynah_gateway::store::{Change, NewEvent, NewMessage, Store, TemplateRef};
 use mynah_gateway::upstream::UpstreamConfig;
@@ -51,6 +58,9 @@ pub enum Mode {
     Throughput,
     /// Webhook intake latency under a steady offered rate.
     Intake,
+    /// A campaign of `--count` recipients at its rate share, with transactional messages sent
+    /// meanwhile at `--rate`.
+    Campaign,
 }
 
 /// Where the gateway keeps its outbox.
@@ -109,6 +119,67 @@ pub struct BenchGatewayArgs {
     /// The gateway's send rate ceiling, messages/s.
     #[arg(long, default_value_t = 20_000.0)]
     send_rate: f64,
+    /// PostgreSQL instead of SQLite (`postgres://user:password@host:port/db`; a fresh schema
+    /// `bench_<pid>` is created, and dropped at the end).
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Gateway instances on the database (PostgreSQL only).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// Campaign: its share of the gateway's send rate.
+    #[arg(long, default_value_t = 0.5)]
+    share: f64,
+}
+
+/// A store the benchmark can run the gateway on.
+trait BenchStore: Store + Clone + 'static {
+    /// Commits what is queued and stops.
+    fn close_store(&self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+impl BenchStore for SqliteStore {
+    async fn close_store(&self) {
+        self.close().await;
+    }
+}
+
+impl BenchStore for PostgresStore {
+    async fn close_store(&self) {
+        self.close().await;
+    }
+}
+
+/// CPU time (user + system) of the processes whose pid is `pid`, or of every process named
+/// `postgres` (`None`), in ms, from `/proc` (0 where it cannot be read).
+fn cpu_ms(pid: Option<u32>) -> u64 {
+    // Clock ticks per second: 100 on Linux everywhere this runs.
+    const TICK_MS: u64 = 10;
+    let ticks = |stat: &str| -> Option<(String, u64)> {
+        let open = stat.find('(')?;
+        let close = stat.rfind(')')?;
+        let comm = stat.get(open + 1..close)?.to_string();
+        let mut fields = stat.get(close + 2..)?.split_whitespace();
+        // After the name: state is field 3; utime and stime are fields 14 and 15.
+        let utime: u64 = fields.nth(11)?.parse().ok()?;
+        let stime: u64 = fields.next()?.parse().ok()?;
+        Some((comm, utime + stime))
+    };
+    match pid {
+        Some(p) => std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| ticks(&s))
+            .map_or(0, |(_, t)| t * TICK_MS),
+        None => std::fs::read_dir("/proc")
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+                    .filter_map(|s| ticks(&s))
+                    .filter(|(comm, _)| comm == "postgres")
+                    .map(|(_, t)| t * TICK_MS)
+                    .sum()
+            })
+            .unwrap_or(0),
+    }
 }
 
 /// Progress read from the gateway's event feed.
@@ -128,7 +199,7 @@ struct Progress {
 }
 
 /// Follows the event feed until `stop`, counting what the benchmark waits for.
-async fn follow(store: SqliteStore, progress: Arc<Progress>, stop: CancellationToken) {
+async fn follow<S: Store>(store: S, progress: Arc<Progress>, stop: CancellationToken) {
     const PAGE: usize = 20_000;
     let mut seq = 0;
     let mut enqueued_at: HashMap<String, i64> = HashMap::new();
@@ -206,26 +277,108 @@ fn percentiles<T: Copy + Into<f64>>(sorted: &[T], scale: f64) -> String {
     )
 }
 
-/// The wired pair and what stopping it needs.
-struct Rig {
-    gw: Arc<Gateway<SqliteStore>>,
-    store: SqliteStore,
-    gw_authority: String,
+/// The SQLite store the options ask for, and its scratch directory to remove at the end.
+async fn open_sqlite(args: &BenchGatewayArgs) -> Result<(SqliteStore, Option<PathBuf>), String> {
+    let scratch = match args.store {
+        Storage::Memory => None,
+        Storage::File => Some(args.data_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("mynah-bench-gateway-{}", std::process::id()))
+        })),
+    };
+    if let Some(dir) = &scratch {
+        let _ = std::fs::remove_file(dir.join("gateway.db"));
+        let _ = std::fs::remove_file(dir.join("gateway.db-wal"));
+        let _ = std::fs::remove_file(dir.join("gateway.db-shm"));
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let opts = SqliteOptions {
+        synchronous: if args.sync_normal {
+            Synchronous::Normal
+        } else {
+            Synchronous::Full
+        },
+        checkpoint_every: if args.checkpoint_in_writer {
+            None
+        } else {
+            SqliteOptions::default().checkpoint_every
+        },
+        ..SqliteOptions::default()
+    };
+    let db = scratch.as_ref().map(|d| d.join("gateway.db"));
+    let store = SqliteStore::open(db.as_deref(), opts)
+        .await
+        .map_err(|e| format!("gateway store: {e}"))?;
+    let keep = args.data_dir.is_some();
+    Ok((store, if keep { None } else { scratch }))
+}
+
+/// The benchmark's schema on PostgreSQL (fresh per run).
+fn bench_schema() -> String {
+    format!("bench_{}", std::process::id())
+}
+
+/// One PostgreSQL store per instance, on a fresh schema.
+async fn open_postgres(args: &BenchGatewayArgs, url: &str) -> Result<Vec<PostgresStore>, String> {
+    let mut stores = Vec::new();
+    for _ in 0..args.instances.max(1) {
+        let opts = PostgresOptions {
+            schema: Some(bench_schema()),
+            ..PostgresOptions::default()
+        };
+        stores.push(
+            PostgresStore::open(url, opts)
+                .await
+                .map_err(|e| format!("gateway store (PostgreSQL): {e}"))?,
+        );
+    }
+    Ok(stores)
+}
+
+/// Drops the benchmark's schema.
+async fn drop_schema(url: &str) {
+    let url = url.to_string();
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls)?;
+        client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", bench_schema()))
+    })
+    .await;
+}
+
+/// The wired planes and what stopping them needs.
+struct Rig<S> {
+    /// The first gateway instance (the sandbox's webhooks go to it).
+    gw: Arc<Gateway<S>>,
+    /// Its store.
+    store: S,
+    /// Every instance's store.
+    stores: Vec<S>,
+    /// Every instance's `host:port`.
+    authorities: Vec<String>,
     shutdown: CancellationToken,
-    gateway_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    gateway_tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     scratch: Option<PathBuf>,
 }
 
-impl Rig {
-    async fn start(args: &BenchGatewayArgs, webhooks: bool) -> Result<Rig, String> {
+impl<S: BenchStore> Rig<S> {
+    /// The sandbox and one gateway instance per store.
+    async fn start(
+        args: &BenchGatewayArgs,
+        webhooks: bool,
+        stores: Vec<S>,
+        scratch: Option<PathBuf>,
+    ) -> Result<Rig<S>, String> {
         let shutdown = CancellationToken::new();
-        let gw_listener = mynah_serve::bind(([127, 0, 0, 1], 0).into())
-            .await
-            .map_err(|e| e.to_string())?;
-        let gw_authority = gw_listener
-            .local_addr()
-            .map_err(|e| e.to_string())?
-            .to_string();
+        let mut listeners = Vec::new();
+        let mut authorities = Vec::new();
+        for _ in &stores {
+            let l = mynah_serve::bind(([127, 0, 0, 1], 0).into())
+                .await
+                .map_err(|e| e.to_string())?;
+            authorities.push(l.local_addr().map_err(|e| e.to_string())?.to_string());
+            listeners.push(l);
+        }
+        let gw_authority = authorities.first().cloned().ok_or("no store")?;
 
         // The platform: limits and delivery rules off, a lifecycle of a few milliseconds.
         let mut sb_cfg = SbConfig::default();
@@ -269,37 +422,7 @@ impl Rig {
             let _ = mynah_sandbox::http::run(sb_listener, sb, stop).await;
         });
 
-        // The gateway: gates off, the send rate raised.
-        let scratch = match args.store {
-            Storage::Memory => None,
-            Storage::File => Some(args.data_dir.clone().unwrap_or_else(|| {
-                std::env::temp_dir().join(format!("mynah-bench-gateway-{}", std::process::id()))
-            })),
-        };
-        if let Some(dir) = &scratch {
-            let _ = std::fs::remove_file(dir.join("gateway.db"));
-            let _ = std::fs::remove_file(dir.join("gateway.db-wal"));
-            let _ = std::fs::remove_file(dir.join("gateway.db-shm"));
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        let opts = SqliteOptions {
-            synchronous: if args.sync_normal {
-                Synchronous::Normal
-            } else {
-                Synchronous::Full
-            },
-            checkpoint_every: if args.checkpoint_in_writer {
-                None
-            } else {
-                SqliteOptions::default().checkpoint_every
-            },
-            ..SqliteOptions::default()
-        };
-        let db = scratch.as_ref().map(|d| d.join("gateway.db"));
-        let store = SqliteStore::open(db.as_deref(), opts)
-            .await
-            .map_err(|e| format!("gateway store: {e}"))?;
+        // The gateways: gates off, the send rate raised.
         let mut cfg = GwConfig {
             gateway_key: KEY.to_string(),
             app_secret: DEV_APP_SECRET.to_string(),
@@ -317,34 +440,42 @@ impl Rig {
         cfg.gates.window = false;
         cfg.dispatch.concurrency = args.dispatch_concurrency.max(1);
         cfg.server.max_connections = cfg.server.max_connections.max(cap);
-        let gw = Gateway::new(cfg, store.clone(), Arc::new(Clock::System))?;
-        // The template cache, before the first enqueue.
-        mynah_gateway::templates::sync(&gw)
-            .await
-            .map_err(|e| format!("template sync: {e}"))?;
-        let gateway_task = tokio::spawn(mynah_gateway::run(
-            gw_listener,
-            gw.clone(),
-            shutdown.clone(),
-        ));
+        let mut gws = Vec::new();
+        let mut gateway_tasks = Vec::new();
+        for (store, listener) in stores.iter().zip(listeners) {
+            let gw = Gateway::new(cfg.clone(), store.clone(), Arc::new(Clock::System))?;
+            // The template cache, before the first enqueue.
+            mynah_gateway::templates::sync(&gw)
+                .await
+                .map_err(|e| format!("template sync: {e}"))?;
+            gateway_tasks.push(tokio::spawn(mynah_gateway::run(
+                listener,
+                gw.clone(),
+                shutdown.clone(),
+            )));
+            gws.push(gw);
+        }
+        let gw = gws.first().cloned().ok_or("no store")?;
+        let store = stores.first().cloned().ok_or("no store")?;
         Ok(Rig {
             gw,
             store,
-            gw_authority,
+            stores,
+            authorities,
             shutdown,
-            gateway_task,
-            scratch: if args.data_dir.is_some() {
-                None
-            } else {
-                scratch
-            },
+            gateway_tasks,
+            scratch,
         })
     }
 
     async fn stop(self) {
         self.shutdown.cancel();
-        let _ = self.gateway_task.await;
-        self.store.close().await;
+        for t in self.gateway_tasks {
+            let _ = t.await;
+        }
+        for s in &self.stores {
+            s.close_store().await;
+        }
         if let Some(dir) = self.scratch {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -372,6 +503,19 @@ async fn post(
     headers: &[(&str, &str)],
     body: String,
 ) -> Option<u16> {
+    post_for_body(conn, authority, path, headers, body)
+        .await
+        .map(|(status, _)| status)
+}
+
+/// [`post`], with the answer's body.
+async fn post_for_body(
+    conn: &mut Sender,
+    authority: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> Option<(u16, bytes::Bytes)> {
     let mut req = hyper::Request::post(path)
         .header("host", authority)
         .header("content-type", "application/json");
@@ -384,10 +528,11 @@ async fn post(
     conn.ready().await.ok()?;
     let resp = conn.send_request(req).await.ok()?;
     let status = resp.status().as_u16();
-    let _ = http_body_util::BodyExt::collect(resp.into_body())
+    let body = http_body_util::BodyExt::collect(resp.into_body())
         .await
-        .ok()?;
-    Some(status)
+        .ok()?
+        .to_bytes();
+    Some((status, body))
 }
 
 fn print_memory() {
@@ -406,14 +551,47 @@ pub async fn run(args: BenchGatewayArgs) -> Result<(), String> {
     if !matches!(args.lifecycle.as_str(), "delivered" | "read") {
         return Err("--lifecycle is delivered or read".into());
     }
-    match args.mode {
-        Mode::Throughput => throughput(args).await,
-        Mode::Intake => intake(args).await,
+    let webhooks = args.mode != Mode::Intake;
+    match args.database_url.clone() {
+        Some(url) => {
+            let stores = open_postgres(&args, &url).await?;
+            let rig = Rig::start(&args, webhooks, stores, None).await?;
+            let result = match args.mode {
+                Mode::Throughput => throughput(args, rig).await,
+                Mode::Intake => intake(args, rig).await,
+                Mode::Campaign => campaign(args, rig).await,
+            };
+            drop_schema(&url).await;
+            result
+        }
+        None => {
+            if args.instances > 1 {
+                return Err("--instances needs --database-url (one database they share)".into());
+            }
+            let (store, scratch) = open_sqlite(&args).await?;
+            let rig = Rig::start(&args, webhooks, vec![store], scratch).await?;
+            match args.mode {
+                Mode::Throughput => throughput(args, rig).await,
+                Mode::Intake => intake(args, rig).await,
+                Mode::Campaign => campaign(args, rig).await,
+            }
+        }
     }
 }
 
-async fn throughput(args: BenchGatewayArgs) -> Result<(), String> {
-    let rig = Rig::start(&args, true).await?;
+/// What the run's store is, for the headline.
+fn storage_name(args: &BenchGatewayArgs) -> String {
+    match (&args.database_url, args.store) {
+        (Some(_), _) if args.instances > 1 => {
+            format!("PostgreSQL, {} instances", args.instances)
+        }
+        (Some(_), _) => "PostgreSQL".into(),
+        (None, Storage::File) => "SQLite file".into(),
+        (None, Storage::Memory) => "SQLite in-memory".into(),
+    }
+}
+
+async fn throughput<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<(), String> {
     let progress = Arc::new(Progress::default());
     let follow_stop = CancellationToken::new();
     let follower = tokio::spawn(follow(
@@ -429,10 +607,7 @@ async fn throughput(args: BenchGatewayArgs) -> Result<(), String> {
             Some(c) => format!("{c} messages"),
             None => format!("{} s", args.duration),
         },
-        match args.store {
-            Storage::File => "SQLite file",
-            Storage::Memory => "SQLite in-memory",
-        },
+        storage_name(&args),
         if args.sync_normal {
             ", synchronous NORMAL"
         } else {
@@ -455,11 +630,12 @@ async fn throughput(args: BenchGatewayArgs) -> Result<(), String> {
     let limit = args.count.unwrap_or(u64::MAX);
     let started = Instant::now();
     let start_ms = rig.gw.now();
+    let cpu_at_start = (cpu_ms(Some(std::process::id())), cpu_ms(None));
     let mut tasks = Vec::new();
-    for _ in 0..args.connections.max(1) {
+    for c in 0..args.connections.max(1) {
         let (stop, issued, acked, errors) =
             (stop.clone(), issued.clone(), acked.clone(), errors.clone());
-        let authority = rig.gw_authority.clone();
+        let authority = rig.authorities[c % rig.authorities.len()].clone();
         let per_connection = (rate > 0)
             .then(|| Duration::from_secs_f64(args.connections.max(1) as f64 / rate as f64));
         tasks.push(tokio::spawn(async move {
@@ -558,6 +734,10 @@ async fn throughput(args: BenchGatewayArgs) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered = progress.delivered.load(Ordering::Relaxed);
+    let cpu = (
+        cpu_ms(Some(std::process::id())).saturating_sub(cpu_at_start.0),
+        cpu_ms(None).saturating_sub(cpu_at_start.1),
+    );
     let last_ms = progress.last_delivered_at.load(Ordering::Relaxed) as i64;
     let e2e_secs = ((last_ms - start_ms).max(1) as f64) / 1_000.0;
     follow_stop.cancel();
@@ -590,6 +770,17 @@ async fn throughput(args: BenchGatewayArgs) -> Result<(), String> {
         progress.statuses.load(Ordering::Relaxed),
         progress.failed.load(Ordering::Relaxed)
     );
+    let per = |ms: u64| ms as f64 * 1_000.0 / delivered.max(1) as f64;
+    println!(
+        "cpu       {:.0} µs per message in this process (gateway{}, sandbox, load generator){}",
+        per(cpu.0),
+        if rig.authorities.len() > 1 { "s" } else { "" },
+        if args.database_url.is_some() {
+            format!(" + {:.0} µs in PostgreSQL's processes", per(cpu.1))
+        } else {
+            String::new()
+        }
+    );
     print_memory();
     rig.stop().await;
     Ok(())
@@ -618,7 +809,7 @@ fn status_body(wamid: &str, id: &str, to: u64, status: &str, ts: i64) -> String 
 }
 
 /// Puts `n` messages in the outbox as if the upstream had accepted them (wamid `wamid.bench{i}`).
-async fn seed(rig: &Rig, n: u64) -> Result<(), String> {
+async fn seed<S: BenchStore>(rig: &Rig<S>, n: u64) -> Result<(), String> {
     let now = rig.gw.now();
     let chunk = 2_000;
     let mut i = 0;
@@ -673,13 +864,12 @@ async fn seed(rig: &Rig, n: u64) -> Result<(), String> {
     Ok(())
 }
 
-async fn intake(args: BenchGatewayArgs) -> Result<(), String> {
+async fn intake<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<(), String> {
     let rate = args.rate.unwrap_or(3_000).max(1);
     let connections = args.connections.max(1) as u64;
     let total = rate * args.duration;
     let messages = total.div_ceil(3).max(1);
     // The sandbox sends no webhooks here: the load generator is the platform.
-    let rig = Rig::start(&args, false).await?;
     seed(&rig, messages).await?;
     let progress = Arc::new(Progress::default());
     let follow_stop = CancellationToken::new();
@@ -696,10 +886,7 @@ async fn intake(args: BenchGatewayArgs) -> Result<(), String> {
     println!(
         "mynah bench-gateway intake: {total} status webhooks (sent, delivered, read for {messages} messages; one event per POST, signed) at {rate}/s for {} s over {connections} connections, each POST at its scheduled time ({} store{})",
         args.duration,
-        match args.store {
-            Storage::File => "SQLite file",
-            Storage::Memory => "SQLite in-memory",
-        },
+        storage_name(&args),
         if args.sync_normal {
             ", synchronous NORMAL"
         } else {
@@ -713,7 +900,7 @@ async fn intake(args: BenchGatewayArgs) -> Result<(), String> {
     let mut tasks = Vec::new();
     for c in 0..connections {
         let (answered, errors) = (answered.clone(), errors.clone());
-        let authority = rig.gw_authority.clone();
+        let authority = rig.authorities[c as usize % rig.authorities.len()].clone();
         tasks.push(tokio::spawn(async move {
             // (latency from the scheduled time, service time), µs
             let mut lat: Vec<(u32, u32)> = Vec::with_capacity(100_000);
@@ -830,6 +1017,225 @@ async fn intake(args: BenchGatewayArgs) -> Result<(), String> {
         } else {
             ""
         }
+    );
+    print_memory();
+    rig.stop().await;
+    Ok(())
+}
+
+/// Campaign mode: a campaign of `--count` recipients (a CSV streamed through the import the
+/// HTTP route uses) sent at `--share` of `--send-rate`, while one connection offers transactional
+/// messages at `--rate` (default 100/s). Reported: the campaign's rate between the 5th and the
+/// 95th percentile of its acceptances against its share, and the transactional messages'
+/// enqueue → accepted latency percentiles.
+async fn campaign<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<(), String> {
+    let recipients = args.count.unwrap_or(100_000).max(1);
+    let tx_rate = args.rate.unwrap_or(100).max(1);
+    let share = args.share;
+    let spec = serde_json::json!({
+        "name": "bench",
+        "template": { "name": "hello_world", "language": "en_US" },
+        "rate_share": share,
+        "schedule": { "quiet_hours": "off" },
+    });
+    let created = mynah_gateway::campaigns::create(&rig.gw, spec.to_string().as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let id = created["id"].as_str().unwrap_or_default().to_string();
+    let chunks = futures_util::stream::unfold(0u64, move |next| async move {
+        if next > recipients {
+            return None;
+        }
+        let mut chunk = String::with_capacity(70 * 1024);
+        let mut i = next;
+        if i == 0 {
+            chunk.push_str("to\n");
+        }
+        while i < recipients && chunk.len() < 64 * 1024 {
+            chunk.push_str(&(FIRST_RECIPIENT + i).to_string());
+            chunk.push('\n');
+            i += 1;
+        }
+        let end = if i == recipients { recipients + 1 } else { i };
+        Some((
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(chunk)),
+            end,
+        ))
+    });
+    let imported = mynah_gateway::campaigns::import_csv(&rig.gw, &id, Box::pin(chunks))
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "mynah bench-gateway campaign: {recipients} recipients ({}) at {share} of {}/s = {:.0}/s, transactional messages meanwhile at {tx_rate}/s ({} store)",
+        imported["imported"],
+        args.send_rate,
+        share * args.send_rate,
+        storage_name(&args),
+    );
+    // Acceptances, from the event feed: message → (enqueued at, accepted at).
+    let accepted: Arc<Mutex<HashMap<String, (i64, i64)>>> = Arc::default();
+    let follow_stop = CancellationToken::new();
+    let follower = {
+        let (store, accepted, stop) = (rig.store.clone(), accepted.clone(), follow_stop.clone());
+        tokio::spawn(async move {
+            let mut seq = 0;
+            let mut enqueued: HashMap<String, i64> = HashMap::new();
+            loop {
+                let events = store.events_after(seq, 20_000).await.unwrap_or_default();
+                let full = events.len() == 20_000;
+                let mut got = Vec::new();
+                for e in events {
+                    seq = e.seq;
+                    match e.kind.as_str() {
+                        "enqueued" => {
+                            enqueued.insert(e.message_id, e.at);
+                        }
+                        "accepted" => {
+                            if let Some(t0) = enqueued.remove(&e.message_id) {
+                                got.push((e.message_id, (t0, e.at)));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                accepted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(got);
+                if !full {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+        })
+    };
+    mynah_gateway::campaigns::control(&rig.gw, &id, "start")
+        .await
+        .map_err(|e| e.to_string())?;
+    // Transactional messages while the campaign runs, paced on one connection.
+    let stop = Arc::new(AtomicBool::new(false));
+    let tx = {
+        let (stop, authority) = (stop.clone(), rig.authorities[0].clone());
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            let mut errors = 0u64;
+            let Some(mut conn) = connect(&authority).await else {
+                return (ids, 1);
+            };
+            let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / tx_rate as f64));
+            pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let auth = format!("Bearer {KEY}");
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                pace.tick().await;
+                let body = format!(
+                    r#"{{"to":"{}","type":"text","text":{{"body":"Your code is {n}"}}}}"#,
+                    FIRST_RECIPIENT + 50_000_000 + n
+                );
+                n += 1;
+                let answer = post_for_body(
+                    &mut conn,
+                    &authority,
+                    "/v1/messages",
+                    &[("authorization", auth.as_str())],
+                    body,
+                )
+                .await;
+                match answer {
+                    Some((202, b)) => {
+                        if let Some(id) = serde_json::from_slice::<serde_json::Value>(&b)
+                            .ok()
+                            .and_then(|v| v["id"].as_str().map(str::to_string))
+                        {
+                            ids.push(id);
+                        }
+                    }
+                    Some(_) => errors += 1,
+                    None => {
+                        errors += 1;
+                        match connect(&authority).await {
+                            Some(c) => conn = c,
+                            None => break,
+                        }
+                    }
+                }
+            }
+            (ids, errors)
+        })
+    };
+    // Until the campaign has handed every recipient over (or 10 minutes).
+    let started = Instant::now();
+    let mut second = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        second += 1;
+        let v = mynah_gateway::campaigns::view(&rig.gw, &id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let c = &v["counts"];
+        let n = |k: &str| c[k].as_i64().unwrap_or(0);
+        if second % 5 == 0 {
+            println!(
+                "  [{second:>3} s] campaign {}: {} pending · {} queued · {} accepted or later",
+                v["state"].as_str().unwrap_or("?"),
+                n("pending"),
+                n("queued"),
+                n("accepted") + n("sent") + n("delivered") + n("read"),
+            );
+        }
+        let done = n("pending") + n("queued") + n("held") == 0;
+        if done || started.elapsed() > Duration::from_secs(600) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (tx_ids, tx_errors) = tx.await.map_err(|e| e.to_string())?;
+    // The transactional messages' acceptances (bounded wait).
+    let drain = Instant::now();
+    loop {
+        let have = {
+            let a = accepted.lock().unwrap_or_else(|e| e.into_inner());
+            tx_ids.iter().filter(|i| a.contains_key(*i)).count()
+        };
+        if have == tx_ids.len() || drain.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    follow_stop.cancel();
+    let _ = follower.await;
+    let accepted = std::mem::take(&mut *accepted.lock().unwrap_or_else(|e| e.into_inner()));
+    let tx_set: std::collections::HashSet<&String> = tx_ids.iter().collect();
+    let mut tx_lat: Vec<u32> = Vec::new();
+    let mut campaign_at: Vec<i64> = Vec::new();
+    for (id, (t0, t1)) in &accepted {
+        if tx_set.contains(id) {
+            tx_lat.push((t1 - t0).clamp(0, i64::from(u32::MAX)) as u32);
+        } else {
+            campaign_at.push(*t1);
+        }
+    }
+    tx_lat.sort_unstable();
+    campaign_at.sort_unstable();
+    let (lo, hi) = (campaign_at.len() / 20, campaign_at.len() * 19 / 20);
+    let span = campaign_at
+        .get(hi)
+        .zip(campaign_at.get(lo))
+        .map_or(0, |(b, a)| b - a);
+    let rate = (hi - lo) as f64 / (span.max(1) as f64 / 1_000.0);
+    let target = share * args.send_rate;
+    println!(
+        "campaign  {} of {recipients} accepted upstream; {rate:.0}/s between the 5th and 95th percentile = {:.1} % of its share ({target:.0}/s)",
+        campaign_at.len(),
+        100.0 * rate / target
+    );
+    println!(
+        "transact. {} sent meanwhile ({tx_errors} errors), {} accepted; enqueue → accepted {}",
+        tx_ids.len(),
+        tx_lat.len(),
+        percentiles(&tx_lat, 1.0)
     );
     print_memory();
     rig.stop().await;

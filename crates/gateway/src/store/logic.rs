@@ -2118,6 +2118,50 @@ pub(super) fn set_campaign_state(
     campaign(conn, id)
 }
 
+pub(super) fn campaign_flow(conn: &Connection, id: &str) -> Result<CampaignFlow, StoreError> {
+    let pending: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM (SELECT 1 FROM campaign_recipients \
+             WHERE campaign = ?1 AND status = ?2 LIMIT 1) AS p",
+        )?
+        .query_row(params![id, RECIPIENT_PENDING], |r| r.get(0))?;
+    let mut flow = CampaignFlow {
+        pending: pending > 0,
+        ..CampaignFlow::default()
+    };
+    let mut st = conn.prepare_cached(
+        "SELECT state, count(*), sum(CASE WHEN not_before > created_at THEN 1 ELSE 0 END) \
+         FROM messages WHERE campaign = ?1 AND state IN (?2, ?3, ?4) GROUP BY state",
+    )?;
+    let rows = st.query_map(
+        params![
+            id,
+            MessageState::Queued.as_str(),
+            MessageState::Sending.as_str(),
+            MessageState::Held.as_str()
+        ],
+        |r| {
+            Ok((
+                r.get::<_, MessageState>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+            ))
+        },
+    )?;
+    for row in rows {
+        let (state, n, later) = row?;
+        match state {
+            MessageState::Held => flow.held += n,
+            MessageState::Queued => {
+                flow.outstanding += n;
+                flow.deferred += later.unwrap_or(0);
+            }
+            _ => flow.outstanding += n,
+        }
+    }
+    Ok(flow)
+}
+
 pub(super) fn campaign_counts(conn: &Connection, id: &str) -> Result<CampaignCounts, StoreError> {
     let mut c = CampaignCounts::default();
     {
@@ -2616,6 +2660,10 @@ impl Store for Backend {
             Ok(())
         })
         .await
+    }
+
+    async fn campaign_flow(&self, id: &str) -> Result<CampaignFlow, StoreError> {
+        self.read(id.to_owned(), |c, id| campaign_flow(c, id)).await
     }
 
     async fn campaign_counts(&self, id: &str) -> Result<CampaignCounts, StoreError> {

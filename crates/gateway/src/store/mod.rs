@@ -914,6 +914,19 @@ pub struct CampaignCounts {
     pub billable: std::collections::BTreeMap<String, i64>,
 }
 
+/// A running campaign's flow ([`Store::campaign_flow`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CampaignFlow {
+    /// Some recipient is still pending (not released, skipped or cancelled).
+    pub pending: bool,
+    /// Released messages `queued` or `sending`.
+    pub outstanding: i64,
+    /// Of those, queued with a later start (quiet hours).
+    pub deferred: i64,
+    /// Released messages the platform holds (pacing).
+    pub held: i64,
+}
+
 /// The gateway's storage. Every method is one atomic operation; writes are durable when the
 /// future resolves. See the module docs for the shared contract.
 pub trait Store: Send + Sync + 'static {
@@ -1333,6 +1346,13 @@ pub trait Store: Send + Sync + 'static {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<CampaignCounts, StoreError>> + Send;
+
+    /// What a campaign's runner needs on every pass, read through indexes only (its cost does
+    /// not grow with the audience): whether recipients are pending, and its messages in flight.
+    fn campaign_flow(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<CampaignFlow, StoreError>> + Send;
 
     /// A campaign's recipients after row `after`, at most `limit`, in row order; `state`
     /// filters by the recipient's status or its message's state.

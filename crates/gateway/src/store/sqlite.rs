@@ -28,12 +28,13 @@
 //! one blocking thread with cached statements costs a few µs per statement.
 
 use super::{
-    CampaignCounts, CampaignRecord, Change, Consent, ConsentChange, ConversationCursor,
-    ConversationItem, Enqueued, Event, IdKind, IdentityChange, IdentityUpdate, InboundRecord,
-    InboxItem, InboxOutcome, InboxRow, ListFilter, MessageRecord, NewEvent, NewMessage,
-    NewRecipient, PARKED_TEMPLATE_PAUSED, Person, Prunable, Pruned, RECIPIENT_CANCELLED,
-    RECIPIENT_PENDING, RECIPIENT_RELEASED, RECIPIENT_SKIPPED, RecipientRecord, Release, Sighting,
-    StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, Tokens, kind,
+    CampaignCounts, CampaignFlow, CampaignRecord, Change, Consent, ConsentChange,
+    ConversationCursor, ConversationItem, Enqueued, Event, IdKind, IdentityChange, IdentityUpdate,
+    InboundRecord, InboxItem, InboxOutcome, InboxRow, ListFilter, MessageRecord, NewEvent,
+    NewMessage, NewRecipient, PARKED_TEMPLATE_PAUSED, Person, Prunable, Pruned,
+    RECIPIENT_CANCELLED, RECIPIENT_PENDING, RECIPIENT_RELEASED, RECIPIENT_SKIPPED, RecipientRecord,
+    Release, Sighting, StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef,
+    Tokens, kind,
 };
 use crate::clock::Millis;
 use crate::model::{
