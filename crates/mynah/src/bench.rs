@@ -152,6 +152,38 @@ async fn pause(stop: &CancellationToken, wait: Duration) {
 
 /// Runs the benchmark.
 pub async fn run(args: BenchArgs) -> Result<(), String> {
+    measure(args).await.map(|_| ())
+}
+
+/// Flags for a run of this benchmark beside another (`bench-gateway --compare`): `connections`,
+/// `duration` and `batch_size` as given, the rest at their defaults.
+pub fn args_for(connections: usize, duration: u64, batch_size: usize) -> Result<BenchArgs, String> {
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+    let (c, d, b) = (
+        connections.to_string(),
+        duration.to_string(),
+        batch_size.to_string(),
+    );
+    <Flags as clap::Parser>::try_parse_from([
+        "bench",
+        "--connections",
+        &c,
+        "--duration",
+        &d,
+        "--batch-size",
+        &b,
+    ])
+    .map(|f| f.bench)
+    .map_err(|e| e.to_string())
+}
+
+/// Runs the benchmark; the messages per second with their whole lifecycle delivered (with the
+/// in-process sandbox), else accepted messages per second.
+pub async fn measure(args: BenchArgs) -> Result<f64, String> {
     let shutdown = CancellationToken::new();
     let received = Arc::new(Received::default());
     let (base, sandbox) = match &args.url {
@@ -429,7 +461,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         );
     }
     shutdown.cancel();
-    Ok(())
+    Ok(if sandbox.is_some() {
+        accepted as f64 / total
+    } else {
+        accepted as f64 / elapsed
+    })
 }
 
 /// A line of `/proc/self/status` (`VmHWM`: peak resident memory, `VmRSS`: resident now).

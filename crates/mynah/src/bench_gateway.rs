@@ -129,6 +129,10 @@ pub struct BenchGatewayArgs {
     /// Campaign: its share of the gateway's send rate.
     #[arg(long, default_value_t = 0.5)]
     share: f64,
+    /// Throughput: first run `mynah bench` (the sandbox alone, whole lifecycle, the same
+    /// connections, duration and webhook batch size), then this, and print both and the ratio.
+    #[arg(long)]
+    compare: bool,
 }
 
 /// A store the benchmark can run the gateway on.
@@ -546,10 +550,30 @@ fn print_memory() {
     }
 }
 
-/// Runs the benchmark.
-pub async fn run(args: BenchGatewayArgs) -> Result<(), String> {
+/// Runs the benchmark; the end-to-end messages per second in the throughput mode (0 in the
+/// others).
+pub async fn run(args: BenchGatewayArgs) -> Result<f64, String> {
     if !matches!(args.lifecycle.as_str(), "delivered" | "read") {
         return Err("--lifecycle is delivered or read".into());
+    }
+    if args.compare {
+        if args.mode != Mode::Throughput || args.count.is_some() {
+            return Err("--compare runs the throughput mode for --duration seconds".into());
+        }
+        let reference = crate::bench::args_for(args.connections, args.duration, args.batch_size)?;
+        println!("== mynah bench (the sandbox alone, whole lifecycle)");
+        let sandbox = crate::bench::measure(reference).await?;
+        println!("== mynah bench-gateway");
+        let compare = BenchGatewayArgs {
+            compare: false,
+            ..args
+        };
+        let gateway = Box::pin(run(compare)).await?;
+        println!(
+            "ratio     bench-gateway {gateway:.0} msg/s end to end ÷ bench {sandbox:.0} msg/s with the whole lifecycle = {:.2}",
+            gateway / sandbox.max(1.0)
+        );
+        return Ok(0.0);
     }
     let webhooks = args.mode != Mode::Intake;
     match args.database_url.clone() {
@@ -591,7 +615,7 @@ fn storage_name(args: &BenchGatewayArgs) -> String {
     }
 }
 
-async fn throughput<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<(), String> {
+async fn throughput<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<f64, String> {
     let progress = Arc::new(Progress::default());
     let follow_stop = CancellationToken::new();
     let follower = tokio::spawn(follow(
@@ -783,7 +807,7 @@ async fn throughput<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Resul
     );
     print_memory();
     rig.stop().await;
-    Ok(())
+    Ok(delivered as f64 / e2e_secs)
 }
 
 /// A status webhook as the platform sends it (one status per POST).
@@ -864,7 +888,7 @@ async fn seed<S: BenchStore>(rig: &Rig<S>, n: u64) -> Result<(), String> {
     Ok(())
 }
 
-async fn intake<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<(), String> {
+async fn intake<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<f64, String> {
     let rate = args.rate.unwrap_or(3_000).max(1);
     let connections = args.connections.max(1) as u64;
     let total = rate * args.duration;
@@ -1020,7 +1044,7 @@ async fn intake<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<()
     );
     print_memory();
     rig.stop().await;
-    Ok(())
+    Ok(0.0)
 }
 
 /// Campaign mode: a campaign of `--count` recipients (a CSV streamed through the import the
@@ -1028,7 +1052,7 @@ async fn intake<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<()
 /// messages at `--rate` (default 100/s). Reported: the campaign's rate between the 5th and the
 /// 95th percentile of its acceptances against its share, and the transactional messages'
 /// enqueue → accepted latency percentiles.
-async fn campaign<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<(), String> {
+async fn campaign<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<f64, String> {
     let recipients = args.count.unwrap_or(100_000).max(1);
     let tx_rate = args.rate.unwrap_or(100).max(1);
     let share = args.share;
@@ -1239,5 +1263,5 @@ async fn campaign<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<
     );
     print_memory();
     rig.stop().await;
-    Ok(())
+    Ok(0.0)
 }

@@ -273,7 +273,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Gateway(args) => serve_gateway(args).await,
         Command::Serve(args) => serve_both(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
-        Command::BenchGateway(args) => crate::bench_gateway::run(args).await,
+        Command::BenchGateway(args) => crate::bench_gateway::run(args).await.map(|_| ()),
         Command::Campaign(args) => crate::campaign_cmd::run(args).await,
         Command::BenchCampaign(args) => crate::bench_campaign::run(args).await,
     }
