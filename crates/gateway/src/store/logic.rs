@@ -1167,6 +1167,22 @@ pub(super) fn merge(
 /// to `into`: consents (the later-recorded current one per category wins), consent history,
 /// windows (the later time), sends and inbound messages.
 pub(super) fn adopt(conn: &Connection, into: &str, from: &str) -> Result<(), StoreError> {
+    // The messages sent to the phone before anyone was linked to it: the usual case.
+    conn.prepare_cached("UPDATE messages SET person = ?1 WHERE person = ?2")?
+        .execute(params![into, from])?;
+    // Consents, windows and inbound messages of a phone nobody was linked to are rare: one look
+    // instead of seven writes.
+    let any: i64 = conn
+        .prepare_cached(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM consents WHERE wa_id = ?1) \
+             OR EXISTS (SELECT 1 FROM consent_history WHERE wa_id = ?1) \
+             OR EXISTS (SELECT 1 FROM inbound_windows WHERE wa_id = ?1) \
+             OR EXISTS (SELECT 1 FROM inbound_messages WHERE person = ?1) THEN 1 ELSE 0 END",
+        )?
+        .query_row([from], |r| r.get(0))?;
+    if any == 0 {
+        return Ok(());
+    }
     // Current consents: the one recorded later wins per category.
     conn.prepare_cached(
         "DELETE FROM consents WHERE wa_id = ?1 AND EXISTS (SELECT 1 FROM consents o \
@@ -1192,8 +1208,6 @@ pub(super) fn adopt(conn: &Connection, into: &str, from: &str) -> Result<(), Sto
     .execute(params![into, from])?;
     conn.prepare_cached("DELETE FROM inbound_windows WHERE wa_id = ?1")?
         .execute([from])?;
-    conn.prepare_cached("UPDATE messages SET person = ?1 WHERE person = ?2")?
-        .execute(params![into, from])?;
     conn.prepare_cached("UPDATE inbound_messages SET person = ?1 WHERE person = ?2")?
         .execute(params![into, from])?;
     Ok(())
@@ -1235,13 +1249,17 @@ pub(super) fn learn_one(conn: &Connection, s: &Sighting) -> Result<Option<String
     }
     let mut people: Vec<String> = Vec::new();
     let mut implicit = Vec::new();
+    // Each id's person as found: ids already linked to the person chosen need no link.
+    let mut found: Vec<Option<String>> = Vec::with_capacity(ids.len());
     for (id, kind) in &ids {
-        match linked(conn, id)? {
-            Some(p) if !people.contains(&p) => people.push(p),
+        let p = linked(conn, id)?;
+        match &p {
+            Some(p) if !people.contains(p) => people.push(p.clone()),
             Some(_) => {}
             None if *kind == IdKind::Phone => implicit.push(*id),
             None => {}
         }
+        found.push(p);
     }
     let person = match people.len() {
         0 => create_person(conn, s.at)?,
@@ -1254,8 +1272,10 @@ pub(super) fn learn_one(conn: &Connection, s: &Sighting) -> Result<Option<String
             into
         }
     };
-    for (id, kind) in &ids {
-        link(conn, &person, id, *kind, s.at)?;
+    for ((id, kind), was) in ids.iter().zip(&found) {
+        if was.as_deref() != Some(person.as_str()) {
+            link(conn, &person, id, *kind, s.at)?;
+        }
     }
     for phone in implicit {
         adopt(conn, &person, phone)?;
