@@ -32,6 +32,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The tests of this file run one at a time: each measures rates on a 2-core machine.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const MESSAGES: usize = 5_000;
 const RATE: u32 = 100;
 /// The gateways' burst, which is also the shared bucket's capacity: with 0.2 s of it the bucket
@@ -353,6 +356,7 @@ async fn enqueue(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() {
     let Some(url) = database() else { return };
+    let _serial = SERIAL.lock().await;
     let scratch = Scratch::new("pg-instances", "kill9");
     let dir = scratch.0.clone();
     let schema = format!("instances_{}", std::process::id());
@@ -566,6 +570,7 @@ async fn a_restarted_database_loses_nothing_the_gateways_acknowledged() {
         eprintln!("skipped: no PostgreSQL binaries (initdb)");
         return;
     };
+    let _serial = SERIAL.lock().await;
     let cluster = tokio::task::spawn_blocking(move || pg_cluster::Cluster::start(bin))
         .await
         .expect("cluster");

@@ -723,7 +723,9 @@ fn usable<'c>(
     connector: &Connector,
 ) -> Result<&'c Connection, StoreError> {
     if conn.as_ref().is_none_or(Connection::is_closed) {
-        let lost = conn.take().is_some();
+        // A lost connection stays in its slot until a new one is made, so that the reconnection
+        // is told even when the first attempts fail (the server is still restarting).
+        let lost = conn.is_some();
         let fresh = connector.connect()?;
         if lost {
             tracing::info!("store reconnected to PostgreSQL");
