@@ -364,7 +364,13 @@ async fn check_rows<S: Store + Clone>(
     let ids: Vec<String> = parsed.iter().map(|(_, p)| p.id.clone()).collect();
     let keys = gw.store.resolve_many(ids.clone()).await?;
     let consents = if gw.cfg.gates.consent {
-        Some(gw.store.consents_many(ids).await?)
+        // By the keys just resolved: one look-up of each person, not two.
+        let people = keys
+            .iter()
+            .zip(ids)
+            .map(|(k, id)| k.clone().unwrap_or(id))
+            .collect();
+        Some(gw.store.consents_many(people).await?)
     } else {
         None
     };

@@ -1538,9 +1538,20 @@ pub(super) fn consents_where(
     let Some(key) = key_of(conn, wa_id, None)? else {
         return Ok(Vec::new());
     };
+    consents_of_key(conn, sql, &key, wa_id)
+}
+
+/// The consents stored under a person's `key` (`sql` is [`CONSENTS`] or [`CONSENT_HISTORY`]),
+/// each named `wa_id`.
+pub(super) fn consents_of_key(
+    conn: &Connection,
+    sql: &str,
+    key: &str,
+    wa_id: &str,
+) -> Result<Vec<Consent>, StoreError> {
     let mut st = conn.prepare_cached(sql)?;
     // Named as asked: the person's consents hold whichever of their ids the caller used.
-    let rows = st.query_map([&key], |r| {
+    let rows = st.query_map([key], |r| {
         consent(r).map(|c| Consent {
             wa_id: wa_id.to_string(),
             ..c
@@ -2469,7 +2480,14 @@ impl Store for Backend {
     async fn consents_many(&self, ids: Vec<String>) -> Result<Vec<Vec<Consent>>, StoreError> {
         self.read(ids, |c, ids| {
             ids.iter()
-                .map(|id| consents_where(c, CONSENTS, id))
+                .map(|id| {
+                    if id.starts_with(PERSON_KEY_PREFIX) {
+                        // A key `resolve` returned: no identity look-up.
+                        consents_of_key(c, CONSENTS, id, id)
+                    } else {
+                        consents_where(c, CONSENTS, id)
+                    }
+                })
                 .collect()
         })
         .await

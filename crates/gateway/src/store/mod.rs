@@ -1379,8 +1379,9 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
-    /// [`Store::consents`] of many contacts in one call, in input order. The default calls
-    /// `consents` for each.
+    /// [`Store::consents`] of many contacts in one call, in input order: each an id, or a
+    /// person's key as [`Store::resolve`] returned it (read without looking the person up
+    /// again). The default calls `consents` for each.
     fn consents_many(
         &self,
         ids: Vec<String>,
