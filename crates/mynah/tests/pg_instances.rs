@@ -395,17 +395,7 @@ async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() 
         })
         .collect();
 
-    for c in clients {
-        c.await
-            .expect("client")
-            .expect("every message acknowledged");
-    }
-    let ids: Vec<String> = acked
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|i| i.clone().expect("acknowledged"))
-        .collect();
+    let ids = acknowledged(clients, &acked).await;
     // The queue never ran dry: the rate is measured from the 25th percentile on.
     let all = messages(&http, &bases[1]).await.expect("list");
     let gone = all.iter().filter(|m| state(m) != "queued").count();
@@ -542,8 +532,26 @@ async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() 
     );
 }
 
-/// Ids of the messages in `acked` that are not `read` at the gateway at `base` (all of them if
-/// it cannot be asked).
+/// Waits for the enqueueing clients; the ids every message was acknowledged with, in order.
+async fn acknowledged(
+    clients: Vec<tokio::task::JoinHandle<Result<(), String>>>,
+    acked: &Mutex<Vec<Option<String>>>,
+) -> Vec<String> {
+    for c in clients {
+        c.await
+            .expect("client")
+            .expect("every message acknowledged");
+    }
+    acked
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|i| i.clone().expect("acknowledged"))
+        .collect()
+}
+
+/// How many of the messages `acked` are not `read` at the gateway at `base` (all of them if it
+/// cannot be asked).
 async fn unread(http: &reqwest::Client, base: &str, acked: &[String]) -> usize {
     let all = messages(http, base).await.unwrap_or_default();
     let read: std::collections::HashSet<&str> = all
@@ -623,17 +631,7 @@ async fn a_restarted_database_loses_nothing_the_gateways_acknowledged() {
     })
     .await
     .expect("restart");
-    for c in clients {
-        c.await
-            .expect("client")
-            .expect("every message acknowledged");
-    }
-    let ids: Vec<String> = acked
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|i| i.clone().expect("acknowledged"))
-        .collect();
+    let ids = acknowledged(clients, &acked).await;
     loop {
         let left = unread(&http, &bases[0], &ids).await;
         if left == 0 {
