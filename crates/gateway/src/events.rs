@@ -646,8 +646,9 @@ impl<S: Store> Worker<S> {
         loop {
             let notified = wake.notified();
             if !self.playing().await {
+                // The cursor stays as stored (after every batch): the instance that pushes now
+                // may have moved it on already.
                 if pushing {
-                    self.persist().await;
                     pushing = false;
                     info!(url = %url, "app webhook: another instance pushes to this endpoint now");
                 }
@@ -683,12 +684,14 @@ impl<S: Store> Worker<S> {
                     _ = cancel.cancelled() => break,
                 }
             }
+            let mut yielded = false;
             for event in batch {
                 if !type_matches(&self.hook.events, &event.kind) {
                     self.cursor = event.seq;
                     continue;
                 }
                 if !self.playing().await {
+                    yielded = true;
                     break;
                 }
                 match self.deliver(&event, &cancel).await {
@@ -715,12 +718,21 @@ impl<S: Store> Worker<S> {
                         self.persist().await;
                         return;
                     }
-                    Outcome::Yielded => break,
+                    Outcome::Yielded => {
+                        yielded = true;
+                        break;
+                    }
                 }
+            }
+            if yielded {
+                // Noticed at the top of the loop; nothing stored over the new pusher's cursor.
+                continue;
             }
             self.persist().await;
         }
-        self.persist().await;
+        if pushing {
+            self.persist().await;
+        }
     }
 
     /// Delivers one event, retrying until it is delivered, the endpoint is gone, or `cancel`.
