@@ -1,7 +1,8 @@
 //! Two gateway processes on one PostgreSQL database, in front of one sandbox whose number
 //! allows 100 messages a second; 5,000 template messages, enqueued through both faster than
 //! they go (the first waits a moment: `not_before`, so the sending is measured, not the
-//! enqueueing); `kill -9` of one gateway in the middle of the sending. Checks:
+//! enqueueing); `kill -9` in the middle of the sending of the gateway that pushes the app
+//! webhooks. Checks:
 //! - every acknowledged message reaches `read` (the survivor claims the dead one's queue, and
 //!   recovers its in-flight sends when their lease ends, under `at_least_once`);
 //! - duplicates only where the outcome was unknown: the sandbox saw at most one send per message
@@ -365,8 +366,10 @@ async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() 
     let (hook, hooked) = hook_receiver().await;
     fs::write(dir.join("gateway.toml"), gateway_toml(&url, &schema, &hook)).expect("config");
     let _sandbox = start_sandbox(&dir, sb_port);
-    let mut a = start_gateway(&dir, "gateway-a", a_port, sb_port);
-    let _b = start_gateway(&dir, "gateway-b", b_port, sb_port);
+    let mut gateways = [
+        start_gateway(&dir, "gateway-a", a_port, sb_port),
+        start_gateway(&dir, "gateway-b", b_port, sb_port),
+    ];
     let http = client();
     let sb = format!("http://127.0.0.1:{sb_port}");
     let bases = [
@@ -404,7 +407,8 @@ async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() 
         "enqueueing was slower than sending: {gone} had gone when the last was in"
     );
 
-    // kill -9 of gateway A once KILL_AFTER messages went out, while sends are in flight.
+    // kill -9, once KILL_AFTER messages went out while sends are in flight, of the gateway that
+    // pushes the app webhooks (the other must take its role over).
     let progressed = ["accepted", "held", "sent", "delivered", "read"];
     loop {
         let all = messages(&http, &bases[1]).await.unwrap_or_default();
@@ -419,8 +423,17 @@ async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() 
         assert!(Instant::now() < deadline, "never {KILL_AFTER} sent: {done}");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    a.kill9();
-    let in_flight_at_kill = messages(&http, &bases[1])
+    let pusher = ["gateway-a", "gateway-b"]
+        .iter()
+        .position(|name| {
+            fs::read_to_string(dir.join(format!("{name}.log")))
+                .unwrap_or_default()
+                .contains("plays the role role=\"app_webhook:")
+        })
+        .expect("one gateway pushes the app webhooks");
+    gateways[pusher].kill9();
+    let survivor = &bases[1 - pusher];
+    let in_flight_at_kill = messages(&http, survivor)
         .await
         .expect("list after the kill")
         .iter()
@@ -429,7 +442,7 @@ async fn two_gateways_share_one_database_and_the_numbers_rate_through_a_kill9() 
 
     // Every acknowledged message reaches `read` through the survivor.
     let finished = loop {
-        let all = messages(&http, &bases[1]).await.unwrap_or_default();
+        let all = messages(&http, survivor).await.unwrap_or_default();
         let by_id: HashMap<&str, &Value> = all
             .iter()
             .map(|m| (m["id"].as_str().unwrap_or(""), m))
