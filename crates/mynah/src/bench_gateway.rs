@@ -129,6 +129,10 @@ pub struct BenchGatewayArgs {
     /// Campaign: its share of the gateway's send rate.
     #[arg(long, default_value_t = 0.5)]
     share: f64,
+    /// Throughput: send to this many recipients in turn (0: a new one for every message), so
+    /// that the sandbox's virtual users stay bounded in a long run.
+    #[arg(long, default_value_t = 0)]
+    recipients: u64,
     /// Throughput: first run `mynah bench` (the sandbox alone, whole lifecycle, the same
     /// connections, duration and webhook batch size), then this, and print both and the ratio.
     #[arg(long)]
@@ -539,6 +543,18 @@ async fn post_for_body(
     Some((status, body))
 }
 
+/// This process's resident memory now, KiB (0 where the system does not say).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn print_memory() {
     if let Ok(status) = std::fs::read_to_string("/proc/self/status")
         && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM"))
@@ -656,6 +672,7 @@ async fn throughput<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Resul
     let start_ms = rig.gw.now();
     let cpu_at_start = (cpu_ms(Some(std::process::id())), cpu_ms(None));
     let mut tasks = Vec::new();
+    let recipients = args.recipients;
     for c in 0..args.connections.max(1) {
         let (stop, issued, acked, errors) =
             (stop.clone(), issued.clone(), acked.clone(), errors.clone());
@@ -682,9 +699,9 @@ async fn throughput<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Resul
                 if n >= limit {
                     break;
                 }
+                let to = FIRST_RECIPIENT + if recipients > 0 { n % recipients } else { n };
                 let body = format!(
-                    r#"{{"to":"{}","type":"template","template":{{"name":"hello_world","language":{{"code":"en_US"}}}}}}"#,
-                    FIRST_RECIPIENT + n
+                    r#"{{"to":"{to}","type":"template","template":{{"name":"hello_world","language":{{"code":"en_US"}}}}}}"#,
                 );
                 let t = Instant::now();
                 let status = post(
@@ -724,11 +741,12 @@ async fn throughput<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Resul
             progress.delivered.load(Ordering::Relaxed),
         );
         println!(
-            "  [{second:>3} s] {:>6} enqueued/s · {:>6} accepted upstream/s · {:>6} delivered applied/s · backlog {:>6}",
+            "  [{second:>3} s] {:>6} enqueued/s · {:>6} accepted upstream/s · {:>6} delivered applied/s · backlog {:>6} · rss {} MiB",
             now.0 - last.0,
             now.1 - last.1,
             now.2 - last.2,
-            now.0.saturating_sub(now.2)
+            now.0.saturating_sub(now.2),
+            rss_kib() / 1024
         );
         last = now;
         let done = match args.count {
