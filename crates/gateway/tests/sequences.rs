@@ -1,7 +1,8 @@
 //! Ordered sequences end to end through a real sandbox: messages posted with the same
 //! `sequence` key to one person go out one at a time in the order accepted, each after the one
-//! before was delivered; a failed step stops the rest (unless told to continue); a step that
-//! waits too long is sent anyway or fails the rest, as configured.
+//! before was delivered (also for 1,000 sequences under the sandbox's webhook reorder and delay
+//! chaos); a failed step stops the rest (unless told to continue); a step that waits too long is
+//! sent anyway or fails the rest, as configured.
 
 mod common;
 
@@ -213,6 +214,110 @@ async fn a_bad_sequence_field_is_refused_with_the_reason() {
             b["error"]["details"].as_str().unwrap().contains(says),
             "{bad}: {b}"
         );
+    }
+    p.shutdown().await;
+}
+
+/// Every message of the gateway, by id (pages of 1,000).
+async fn all_messages(p: &Pair) -> std::collections::HashMap<String, Value> {
+    let mut out = std::collections::HashMap::new();
+    let mut after = String::new();
+    loop {
+        let (s, page) = p.get(&format!("/v1/messages?limit=1000{after}")).await;
+        assert_eq!(s, 200, "{page}");
+        let list = page["messages"].as_array().cloned().unwrap_or_default();
+        let full = list.len() == 1_000;
+        if let Some(last) = list.last().and_then(|m| m["id"].as_str()) {
+            after = format!("&after={last}");
+        }
+        for m in list {
+            if let Some(id) = m["id"].as_str() {
+                out.insert(id.to_string(), m.clone());
+            }
+        }
+        if !full {
+            return out;
+        }
+    }
+}
+
+/// 1,000 sequences of three steps under the sandbox's webhook chaos (half the webhooks held
+/// back and overtaken, a third delayed) and deliveries that take 1 to 60 ms: every step is
+/// handed over only after the step accepted before it was delivered, so each sequence's
+/// messages are delivered in the order they were accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_sequences_are_delivered_in_order_under_webhook_chaos() {
+    const SEQUENCES: usize = 1_000;
+    const STEPS: usize = 3;
+    let mut sb = sandbox_config();
+    sb.limits.profile = mynah_sandbox::config::LimitProfile::Unlimited;
+    sb.latency.delivered = mynah_sandbox::config::Latency {
+        min_ms: 1,
+        max_ms: 60,
+    };
+    sb.webhooks.chaos.reorder = 0.5;
+    sb.webhooks.chaos.reorder_hold_ms = 30;
+    sb.webhooks.chaos.delay = 0.3;
+    sb.webhooks.chaos.delay_ms = Some(mynah_sandbox::config::Latency {
+        min_ms: 0,
+        max_ms: 60,
+    });
+    let mut gw = no_consent_gate();
+    gw.rate = Some(mynah_gateway::ratelimit::NumberLimitConfig {
+        rate: 500.0,
+        burst: 100,
+        ..mynah_gateway::ratelimit::NumberLimitConfig::default()
+    });
+    let p = Pair::start(sb, gw).await;
+    // Step k of every sequence is accepted before step k + 1 of any.
+    let ids = enqueue_many(&p, SEQUENCES * STEPS, |i| {
+        let (sequence, k) = (i % SEQUENCES, i / SEQUENCES);
+        step(
+            &format!("491517{sequence:07}"),
+            &format!("s{k}"),
+            json!("onboarding"),
+        )
+    })
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let all = loop {
+        let all = all_messages(&p).await;
+        let done = ids
+            .iter()
+            .filter(|id| {
+                all.get(id.as_str())
+                    .is_some_and(|m| m["state"] == "delivered" || m["state"] == "read")
+            })
+            .count();
+        if done == ids.len() {
+            break all;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{done} of {} delivered",
+            ids.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    for sequence in 0..SEQUENCES {
+        for k in 1..STEPS {
+            let (before, id) = (
+                &ids[(k - 1) * SEQUENCES + sequence],
+                &ids[k * SEQUENCES + sequence],
+            );
+            let m = &all[id.as_str()];
+            let prev = &all[before.as_str()];
+            assert_eq!(m["sequence"]["after"], before.as_str(), "{m:#}");
+            let (accepted, delivered) = (
+                m["accepted_at"].as_i64().unwrap(),
+                prev["delivered_at"].as_i64().unwrap(),
+            );
+            assert!(
+                accepted >= delivered,
+                "sequence {sequence}: step {k} handed over at {accepted}, before step {} was delivered at {delivered}",
+                k - 1
+            );
+        }
     }
     p.shutdown().await;
 }
