@@ -476,3 +476,12 @@ fn proc_status(field: &str) -> Option<String> {
         .find(|l| l.split(':').next() == Some(field))?;
     Some(line[field.len() + 1..].trim().to_string())
 }
+
+/// A `/proc/self/status` field in kB (`VmRSS`, `VmHWM`) as a number of KiB.
+pub(crate) fn proc_status_kib(field: &str) -> Option<u64> {
+    proc_status(field)?
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}

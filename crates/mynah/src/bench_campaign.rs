@@ -39,15 +39,32 @@ pub struct BenchCampaignArgs {
 
 /// Peak resident memory of this process, KiB (`VmHWM`), where the system says.
 fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    crate::bench::proc_status_kib("VmHWM")
+}
+
+/// A generated CSV audience of `rows` rows, as the import reads an upload: 64 KiB chunks
+/// made as they are read, `header` first, then `line(i)` (with its newline) for each row.
+pub(crate) fn csv_chunks(
+    rows: u64,
+    header: &'static str,
+    line: impl Fn(u64) -> String + Copy + Send + 'static,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send {
+    futures_util::stream::unfold(0u64, move |next| async move {
+        if next > rows {
+            return None;
+        }
+        let mut chunk = String::with_capacity(70 * 1024);
+        let mut i = next;
+        if i == 0 {
+            chunk.push_str(header);
+        }
+        while i < rows && chunk.len() < 64 * 1024 {
+            chunk.push_str(&line(i));
+            i += 1;
+        }
+        let end = if i == rows { rows + 1 } else { i };
+        Some((Ok(bytes::Bytes::from(chunk)), end))
+    })
 }
 
 /// Runs the benchmark.
@@ -127,24 +144,8 @@ async fn bench(args: &BenchCampaignArgs, dir: &std::path::Path) -> Result<(), St
     let rss_before = peak_rss_kib();
     // The CSV, generated as it is read: 64 KiB chunks.
     let rows = args.rows;
-    let chunks = futures_util::stream::unfold(0u64, move |next| async move {
-        if next > rows {
-            return None;
-        }
-        let mut chunk = String::with_capacity(70 * 1024);
-        let mut i = next;
-        if i == 0 {
-            chunk.push_str("to,first_name\n");
-        }
-        while i < rows && chunk.len() < 64 * 1024 {
-            chunk.push_str(&format!("{},Name{i}\n", number(i)));
-            i += 1;
-        }
-        let end = if i == rows { rows + 1 } else { i };
-        Some((
-            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(chunk)),
-            end,
-        ))
+    let chunks = csv_chunks(rows, "to,first_name\n", move |i| {
+        format!("{},Name{i}\n", number(i))
     });
     let started = Instant::now();
     let v = mynah_gateway::campaigns::import_csv(&gw, &id, Box::pin(chunks))

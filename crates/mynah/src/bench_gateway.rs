@@ -545,14 +545,7 @@ async fn post_for_body(
 
 /// This process's resident memory now, KiB (0 where the system does not say).
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    crate::bench::proc_status_kib("VmRSS").unwrap_or(0)
 }
 
 fn print_memory() {
@@ -1084,25 +1077,8 @@ async fn campaign<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<
         .await
         .map_err(|e| e.to_string())?;
     let id = created["id"].as_str().unwrap_or_default().to_string();
-    let chunks = futures_util::stream::unfold(0u64, move |next| async move {
-        if next > recipients {
-            return None;
-        }
-        let mut chunk = String::with_capacity(70 * 1024);
-        let mut i = next;
-        if i == 0 {
-            chunk.push_str("to\n");
-        }
-        while i < recipients && chunk.len() < 64 * 1024 {
-            chunk.push_str(&(FIRST_RECIPIENT + i).to_string());
-            chunk.push('\n');
-            i += 1;
-        }
-        let end = if i == recipients { recipients + 1 } else { i };
-        Some((
-            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(chunk)),
-            end,
-        ))
+    let chunks = crate::bench_campaign::csv_chunks(recipients, "to\n", |i| {
+        format!("{}\n", FIRST_RECIPIENT + i)
     });
     let imported = mynah_gateway::campaigns::import_csv(&rig.gw, &id, Box::pin(chunks))
         .await

@@ -132,12 +132,14 @@ struct Shared {
 struct Connector {
     config: postgres::Config,
     schema: Option<String>,
-    /// The advisory lock key of write transactions.
-    write_lock: i64,
     /// The advisory lock key of migrations.
     migrate_lock: i64,
     /// The channel every commit notifies (`LISTEN`ed by [`PostgresStore::follow_changes`]).
     channel: String,
+    /// `BEGIN` and the advisory lock of write transactions (one key per schema), and `NOTIFY`
+    /// with `COMMIT`: the ends of a write transaction.
+    begin: String,
+    commit: String,
 }
 
 impl Connector {
@@ -159,12 +161,15 @@ impl Connector {
             )));
         }
         let scope = opts.schema.as_deref().unwrap_or("public");
+        let write_lock = lock_key("write", scope);
+        let channel = format!("mynah_changes_{:016x}", lock_key("changes", scope));
         Ok(Connector {
             config,
             schema: opts.schema.clone(),
-            write_lock: lock_key("write", scope),
             migrate_lock: lock_key("migrate", scope),
-            channel: format!("mynah_changes_{:016x}", lock_key("changes", scope)),
+            channel: channel.clone(),
+            begin: format!("BEGIN; SELECT pg_advisory_xact_lock({write_lock})"),
+            commit: format!("NOTIFY {channel}; COMMIT"),
         })
     }
 
@@ -766,13 +771,9 @@ fn run_in_transaction(
     connector: &Connector,
     jobs: &mut [Box<dyn Job>],
 ) -> Result<(), StoreError> {
-    conn.batch_execute(&format!(
-        "BEGIN; SELECT pg_advisory_xact_lock({})",
-        connector.write_lock
-    ))?;
+    conn.batch_execute(&connector.begin)?;
     let ran = jobs.iter_mut().try_for_each(|job| job.run(conn));
-    let commit = format!("NOTIFY {}; COMMIT", connector.channel);
-    match ran.and_then(|()| Ok(conn.batch_execute(&commit)?)) {
+    match ran.and_then(|()| Ok(conn.batch_execute(&connector.commit)?)) {
         Ok(()) => Ok(()),
         Err(e) => {
             if !conn.is_closed() {
