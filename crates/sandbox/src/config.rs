@@ -357,12 +357,17 @@ impl Default for RulesConfig {
 pub struct RetentionConfig {
     /// Messages kept (memory and disk); the oldest finished ones go first.
     pub max_messages: usize,
+    /// A user with no message either way for this long (ms) and no open window is kept compact
+    /// in memory (about a tenth of a whole user; its journal row is untouched); 0 keeps every
+    /// user whole.
+    pub idle_user_ms: Millis,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
             max_messages: 200_000,
+            idle_user_ms: crate::clock::DAY,
         }
     }
 }
@@ -484,6 +489,7 @@ impl Config {
             1,
             usize::MAX,
         )?;
+        duration("retention.idle_user_ms", self.retention.idle_user_ms)?;
         self.rules.validate("rules")?;
         for (a, account) in self.accounts.iter().enumerate() {
             if account.portfolio.trim().is_empty() {

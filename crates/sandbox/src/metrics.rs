@@ -1,7 +1,7 @@
 //! The sandbox's metrics in the Prometheus text format (OpenMetrics flavour, which Prometheus
 //! reads): requests by route, dialect and status; webhook deliveries by outcome; messages held
-//! for quality assessment, the webhook backlog and how far behind the sender is, read when
-//! scraped. Served on `GET /metrics`, local like the control API.
+//! for quality assessment, the webhook backlog, how far behind the sender is and the virtual
+//! users awake and asleep, read when scraped. Served on `GET /metrics`, local like the control API.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +19,13 @@ pub struct RequestLabels {
     pub dialect: &'static str,
     /// The HTTP status.
     pub status: u16,
+}
+
+/// Whether virtual users are kept whole or compact.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UserLabels {
+    /// `awake` (whole in memory) or `asleep` (idle past every window, compact).
+    pub state: &'static str,
 }
 
 /// A webhook delivery attempt's outcome.
@@ -43,6 +50,8 @@ pub struct Metrics {
     /// How far behind the webhook sender is, now: the age of the oldest event waiting for a
     /// receiver that is not paused, seconds.
     pub webhook_lag_seconds: Gauge<f64, AtomicU64>,
+    /// Virtual users by state, now.
+    pub users: Family<UserLabels, Gauge>,
 }
 
 impl Metrics {
@@ -78,8 +87,15 @@ impl Metrics {
             "Age of the oldest webhook event waiting for a receiver that is not paused",
             webhook_lag_seconds.clone(),
         );
+        let users = Family::<UserLabels, Gauge>::default();
+        registry.register(
+            "users",
+            "Virtual users in memory: awake (whole) or asleep (idle past every window, compact)",
+            users.clone(),
+        );
         Metrics {
             registry,
+            users,
             webhook_lag_seconds,
             requests,
             webhooks,

@@ -47,12 +47,28 @@ impl WaId {
     /// defines it; `None` when the number is not a valid number of any region.
     /// A `+1` number is `US` only with a US area code; Canada and the Caribbean share `+1`.
     pub fn region(&self) -> Option<String> {
-        let plus = format!("+{}", self.0);
-        let number = phonenumber::parse(None, &plus).ok()?;
-        if !phonenumber::is_valid(&number) {
-            return None;
+        self.region_code()
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+    }
+
+    /// [`WaId::region`] as its two letters, from a process-wide cache of recent numbers: the
+    /// numbering plan's parse and validation cost microseconds, and one message asks for its
+    /// recipient's region several times (policy, pricing, quiet hours, identity).
+    pub fn region_code(&self) -> Option<[u8; 2]> {
+        let key = region_cache::key(&self.0);
+        if let Some(hit) = key.and_then(region_cache::get) {
+            return hit;
         }
-        number.country().id().map(|id| id.as_ref().to_string())
+        let plus = format!("+{}", self.0);
+        let found = phonenumber::parse(None, &plus)
+            .ok()
+            .filter(phonenumber::is_valid)
+            .and_then(|n| n.country().id())
+            .and_then(|id| <[u8; 2]>::try_from(id.as_ref().as_bytes()).ok());
+        if let Some(k) = key {
+            region_cache::put(k, found);
+        }
+        found
     }
 
     /// The country calling code (leading digits: `1`, `49`, `55` …), if the plan knows it.
@@ -65,7 +81,47 @@ impl WaId {
 
     /// True for a United States number (`+1` with a US area code).
     pub fn is_us(&self) -> bool {
-        self.0.starts_with('1') && self.region().as_deref() == Some("US")
+        self.0.starts_with('1') && self.region_code() == Some(*b"US")
+    }
+}
+
+/// The regions of recently seen numbers, bounded: at [`region_cache::CAPACITY`] entries it starts
+/// over (a number's region never changes, so a miss only costs the look-up again).
+mod region_cache {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, PoisonError};
+
+    /// Most numbers remembered (about 24 bytes each).
+    pub const CAPACITY: usize = 65_536;
+
+    static CACHE: Mutex<Option<HashMap<u64, Option<[u8; 2]>>>> = Mutex::new(None);
+
+    /// The number as an integer: digits without a leading zero (as every `wa_id`) name one value.
+    pub fn key(digits: &str) -> Option<u64> {
+        if digits.len() > 19 || digits.starts_with('0') {
+            return None;
+        }
+        digits.parse().ok()
+    }
+
+    pub fn get(key: u64) -> Option<Option<[u8; 2]>> {
+        let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.as_ref()?.get(&key).copied()
+    }
+
+    pub fn put(key: u64, region: Option<[u8; 2]>) {
+        let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = cache.get_or_insert_with(HashMap::new);
+        if map.len() >= CAPACITY {
+            map.clear();
+        }
+        map.insert(key, region);
+    }
+
+    #[cfg(test)]
+    pub fn len() -> usize {
+        let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.as_ref().map_or(0, HashMap::len)
     }
 }
 
@@ -108,6 +164,28 @@ mod tests {
         assert!(WaId::parse("hello").is_err());
         assert!(WaId::parse("123").is_err());
         assert!(WaId::parse("1234567890123456").is_err());
+    }
+
+    #[test]
+    fn the_region_cache_answers_as_the_plan_and_stays_bounded() {
+        // A second look is a cache hit with the same answer, valid or not.
+        for n in ["4915112345678", "14155552671", "99900000000001"] {
+            let w = WaId::from_digits(n);
+            assert_eq!(w.region_code(), w.region_code());
+        }
+        assert_eq!(
+            WaId::from_digits("4915112345678").region_code(),
+            Some(*b"DE")
+        );
+        assert_eq!(WaId::from_digits("99900000000001").region_code(), None);
+        for i in 0..(region_cache::CAPACITY as u64 + 10) {
+            region_cache::put(10_000_000 + i, None);
+        }
+        assert!(region_cache::len() <= region_cache::CAPACITY);
+        assert_eq!(
+            WaId::from_digits("14165550123").region().as_deref(),
+            Some("CA")
+        );
     }
 
     #[test]

@@ -94,10 +94,11 @@ fn mint(seed: u64, scope: &str, wa_id: &str) -> String {
 
 /// The two-letter country of a phone number's region (`ZZ` when it has none, as magic numbers).
 fn country(wa_id: &str) -> String {
-    WaId::from_digits(wa_id)
-        .region()
-        .filter(|r| r.len() == 2 && r.bytes().all(|b| b.is_ascii_uppercase()))
-        .unwrap_or_else(|| "ZZ".to_string())
+    let code = WaId::from_digits(wa_id)
+        .region_code()
+        .filter(|r| r.iter().all(u8::is_ascii_uppercase))
+        .unwrap_or(*b"ZZ");
+    String::from_utf8_lossy(&code).into_owned()
 }
 
 /// The error of a business-scoped user id that names no user of the portfolio (2026 note §1.6:
@@ -140,7 +141,12 @@ impl World {
             let cfg = self.cfg.portfolio(&p);
             self.portfolios.insert(p, cfg);
         }
-        let users: Vec<String> = self.users.keys().cloned().collect();
+        let users: Vec<String> = self
+            .users
+            .keys()
+            .cloned()
+            .chain(self.dormant.wa_ids())
+            .collect();
         for wa_id in users {
             self.index_user(&wa_id);
         }
@@ -158,45 +164,38 @@ impl World {
         PortfolioIds { user_id, parent }
     }
 
-    /// Records a user's ids in every portfolio (both ways).
+    /// Records a user's ids in every portfolio, id → user (user → id is minted when asked:
+    /// a keyed hash costs less than a map of every user's ids would hold).
     pub(super) fn index_user(&mut self, wa_id: &str) {
         let portfolios: Vec<String> = self.portfolios.keys().cloned().collect();
-        let mut mine = BTreeMap::new();
         for p in portfolios {
             let ids = self.mint_ids(&p, wa_id);
-            self.by_user_id.insert(
-                (p.clone(), ids.user_id.as_str().to_string()),
-                wa_id.to_string(),
-            );
             if let Some(parent) = &ids.parent {
                 self.by_user_id
                     .insert((p.clone(), parent.as_str().to_string()), wa_id.to_string());
             }
-            mine.insert(p, ids);
+            self.by_user_id
+                .insert((p, ids.user_id.as_str().to_string()), wa_id.to_string());
         }
-        self.user_ids.insert(wa_id.to_string(), mine);
     }
 
     /// Forgets a user's ids (the user moved to another number).
     fn unindex_user(&mut self, wa_id: &str) {
-        if let Some(mine) = self.user_ids.remove(wa_id) {
-            for (p, ids) in mine {
+        let portfolios: Vec<String> = self.portfolios.keys().cloned().collect();
+        for p in portfolios {
+            let ids = self.mint_ids(&p, wa_id);
+            if let Some(parent) = ids.parent {
                 self.by_user_id
-                    .remove(&(p.clone(), ids.user_id.as_str().to_string()));
-                if let Some(parent) = ids.parent {
-                    self.by_user_id.remove(&(p, parent.as_str().to_string()));
-                }
+                    .remove(&(p.clone(), parent.as_str().to_string()));
             }
+            self.by_user_id
+                .remove(&(p, ids.user_id.as_str().to_string()));
         }
     }
 
     /// The user's ids in a portfolio.
     pub fn ids_of(&self, portfolio: &str, wa_id: &str) -> PortfolioIds {
-        self.user_ids
-            .get(wa_id)
-            .and_then(|m| m.get(portfolio))
-            .cloned()
-            .unwrap_or_else(|| self.mint_ids(portfolio, wa_id))
+        self.mint_ids(portfolio, wa_id)
     }
 
     /// Every BSUID of a user, by portfolio, and the parent ids.
@@ -316,7 +315,7 @@ impl World {
 
     /// What webhooks to `pnid` say about the user `wa_id` now.
     pub(super) fn ident(&self, pnid: &str, wa_id: &str, now: Millis) -> Ident {
-        let Some(user) = self.users.get(wa_id) else {
+        let Some(user) = self.user(wa_id) else {
             // A number that is no user (a BSUID read as a phone number).
             return Ident {
                 name: default_name(wa_id),
@@ -328,7 +327,7 @@ impl World {
         Ident {
             name: user.name.clone(),
             username: user.username.clone(),
-            phone: self.shareable(pnid, user, now).then(|| wa_id.to_string()),
+            phone: self.shareable(pnid, &user, now).then(|| wa_id.to_string()),
             user_id: Some(ids.user_id.to_string()),
             parent: ids.parent.map(|p| p.to_string()),
         }
@@ -361,6 +360,7 @@ impl World {
     ) {
         let portfolio = self.portfolio_of(pnid).to_string();
         let book = self.portfolio_cfg(&portfolio).contact_book;
+        self.wake(wa_id);
         let Some(user) = self.users.get_mut(wa_id) else {
             return;
         };
@@ -391,6 +391,7 @@ impl World {
             .ok_or_else(|| unknown_user_id("bsuid", id.as_str()))?
             .to_string();
         let mut fx = self.fx();
+        self.wake(&wa_id);
         let Some(user) = self.users.get_mut(&wa_id) else {
             return Ok((false, fx));
         };
@@ -460,6 +461,8 @@ impl World {
             })?
             .as_str()
             .to_string();
+        self.wake(wa_id);
+        self.wake(&new);
         let old_user = self
             .users
             .get(wa_id)
@@ -649,10 +652,10 @@ impl World {
         self.portfolios
             .values()
             .map(|p| {
-                let mut book: Vec<(&String, Millis)> = self
-                    .users
-                    .values()
-                    .filter_map(|u| u.contact_book.get(&p.id).map(|t| (&u.wa_id, *t)))
+                let mut book: Vec<(String, Millis)> = self
+                    .all_users()
+                    .iter()
+                    .filter_map(|u| u.contact_book.get(&p.id).map(|t| (u.wa_id.clone(), *t)))
                     .collect();
                 book.sort();
                 let entries: Vec<serde_json::Value> = book
@@ -660,7 +663,7 @@ impl World {
                     .map(|(wa_id, at)| {
                         serde_json::json!({
                             "wa_id": wa_id,
-                            "user_id": self.ids_of(&p.id, wa_id).user_id,
+                            "user_id": self.ids_of(&p.id, &wa_id).user_id,
                             "recorded_at": at,
                         })
                     })

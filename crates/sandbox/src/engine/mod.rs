@@ -17,6 +17,7 @@ use crate::store::{Kind, Snapshot, Write};
 use crate::templates::{self, Registry};
 use crate::webhooks::{EventSummary, NewEvent};
 use bytes::Bytes;
+use indexmap::IndexMap;
 use mynah_wire::error::{ApiError, ErrorCode};
 use mynah_wire::message::{Content, MediaSource, SendMessage};
 use mynah_wire::response::{MessageStatus, SendResponse};
@@ -222,8 +223,14 @@ pub struct World {
     pub numbers: BTreeMap<String, Number>,
     tokens: HashMap<String, Vec<String>>,
     keys: HashMap<String, String>,
-    /// Users by `wa_id`.
-    pub users: HashMap<String, User>,
+    /// Users by `wa_id`, awake (those idle past every window sleep in `dormant`: read users
+    /// through [`World::user`] and [`World::all_users`], and wake one with [`World::wake`]
+    /// before changing it).
+    pub users: IndexMap<String, User>,
+    /// Users idle past every window, compact.
+    dormant: dormant::Dormant,
+    /// Where the next idle sweep of `users` starts.
+    sweep_at: usize,
     /// Messages by wamid (boxed: the table's spare slots cost a pointer each, not a message).
     pub messages: MessageMap,
     /// Wamids in arrival order (each shares its allocation with its key in `messages`).
@@ -260,7 +267,6 @@ pub struct World {
     /// The business portfolios of the numbers (and of the configuration), with their settings.
     portfolios: BTreeMap<String, crate::config::PortfolioConfig>,
     /// Each user's ids by portfolio.
-    user_ids: HashMap<String, BTreeMap<String, identity::PortfolioIds>>,
     /// (portfolio, BSUID or parent id) → the user's phone number.
     by_user_id: HashMap<(String, String), String>,
 }
@@ -268,11 +274,13 @@ pub struct World {
 /// Messages by wamid.
 pub type MessageMap = HashMap<Arc<str>, Box<Message>>;
 
+mod dormant;
 mod identity;
 mod pacing;
 mod policy;
 mod quality;
 mod template_ops;
+use dormant::SWEEP_PER_CALL;
 pub use identity::{By, Ident, PortfolioIds, Target};
 pub use pacing::Verdict;
 pub use policy::holdout_by_seed;
@@ -321,7 +329,9 @@ impl World {
             numbers: BTreeMap::new(),
             tokens: HashMap::new(),
             keys: HashMap::new(),
-            users: HashMap::new(),
+            users: IndexMap::new(),
+            dormant: dormant::Dormant::default(),
+            sweep_at: 0,
             messages: HashMap::new(),
             order: VecDeque::new(),
             watch: Arc::new(AtomicUsize::new(0)),
@@ -338,7 +348,6 @@ impl World {
             epoch,
             base_url: String::new(),
             portfolios: BTreeMap::new(),
-            user_ids: HashMap::new(),
             by_user_id: HashMap::new(),
         };
         let mut fx = w.fx();
@@ -384,6 +393,9 @@ impl World {
         for wa_id in everyone {
             w.index_user(&wa_id);
         }
+        // Users idle past every window go back to sleep at once.
+        let all = w.users.len();
+        w.sleep_idle(now, all);
         let mut msgs: Vec<Message> = snapshot
             .take(Kind::Message)
             .into_iter()
@@ -748,6 +760,7 @@ impl World {
     /// The user, created at first contact (`now`) with the default behaviour, or a magic
     /// number's.
     fn user_entry_at(&mut self, wa_id: &str, now: Millis, fx: &mut Effects) -> &mut User {
+        self.wake(wa_id);
         if !self.users.contains_key(wa_id) {
             let default = &self.cfg.users.default;
             let behaviour =
@@ -781,6 +794,9 @@ impl World {
             graph_version,
             marketing,
         } = via;
+        // Sweep first: the user this send is for is then awake until it ends.
+        self.sleep_idle(now, SWEEP_PER_CALL);
+        self.wake(&target.wa_id);
         let number = self.numbers.get(pnid).ok_or_else(|| {
             ApiError::with_details(ErrorCode::ParameterValueNotValid33, "Unknown phone number.")
         })?;
@@ -1234,6 +1250,8 @@ impl World {
         }
         let wa_id = msg.wa_id.clone();
         let (msg_fate, msg_expires, msg_dialect) = (msg.fate.clone(), msg.expires_at, msg.dialect);
+        self.sleep_idle(now, SWEEP_PER_CALL);
+        self.wake(&wa_id);
         let behaviour = match self.users.get(&wa_id) {
             Some(u) => u.behaviour.clone(),
             // A message to a number that is no user (a BSUID read as a phone) only fails.

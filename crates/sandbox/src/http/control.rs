@@ -120,14 +120,18 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).skip(1).collect();
     let method = req.method().clone();
     match (method.clone(), segs.as_slice()) {
-        (Method::GET, ["health"]) | (Method::GET, []) => Ok(json(&serde_json::json!({
+        (Method::GET, ["health"]) | (Method::GET, []) => {
+            let (awake, asleep) = sb.world().user_counts();
+            Ok(json(&serde_json::json!({
             "status": "ok",
+            "users": { "awake": awake, "asleep": asleep },
             "clock": if sb.clock.is_manual() { "manual" } else { "system" },
             "now": sb.clock.now(),
             "pending_webhooks": sb.hub.pending(),
             "webhook_lag_ms": sb.webhook_lag_ms(),
             "max_webhook_lag_ms": sb.config.limits.max_webhook_lag_ms,
-        }))),
+            })))
+        }
         (Method::POST, ["reset"]) => {
             // No body, an empty one, or `{"keep_clock": true}`.
             let bytes = read_body(req.into_body(), sb.config.limits.max_body_bytes)
@@ -239,19 +243,18 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
         }
         (Method::GET, ["users"]) => {
             let world = sb.world();
-            let mut users: Vec<_> = world.users.values().collect();
+            let mut users = world.all_users();
             users.sort_by(|a, b| a.wa_id.cmp(&b.wa_id));
-            let views: Vec<_> = users.into_iter().map(|u| user_view(&world, u)).collect();
+            let views: Vec<_> = users.iter().map(|u| user_view(&world, u)).collect();
             Ok(json(&Listing::users(views)))
         }
         (Method::GET, ["users", id]) => {
             let world = sb.world();
             let wa_id = world.user_key(None, id)?;
             let u = world
-                .users
-                .get(&wa_id)
+                .user(&wa_id)
                 .ok_or_else(|| not_found(format!("no user {id}")))?;
-            Ok(json(&user_view(&world, u)))
+            Ok(json(&user_view(&world, &u)))
         }
         (Method::PUT | Method::PATCH | Method::POST, ["users", id]) => {
             let wa_id = sb.world().user_key(None, id)?;

@@ -62,7 +62,16 @@ async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
 
 /// `GET /metrics`: the gauges read now, then every metric in the text format.
 fn metrics(sb: &Sandbox) -> Response {
-    let held = sb.world().held_count();
+    let (held, (awake, asleep)) = {
+        let world = sb.world();
+        (world.held_count(), world.user_counts())
+    };
+    for (state, n) in [("awake", awake), ("asleep", asleep)] {
+        sb.metrics
+            .users
+            .get_or_create(&crate::metrics::UserLabels { state })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
     sb.metrics
         .held_messages
         .set(i64::try_from(held).unwrap_or(i64::MAX));
