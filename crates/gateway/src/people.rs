@@ -149,14 +149,22 @@ pub async fn learn<S: Store + Clone>(
             .collect();
         (memo.fresh(links), memo.fresh(sender_links))
     };
-    let mut before: Vec<(String, String)> = Vec::new();
-    for s in links.iter().chain(&sender_links) {
-        for id in ids_of(s) {
-            if let Some(old) = gw.store.resolve(id).await? {
-                before.push((id.to_string(), old));
-            }
-        }
-    }
+    // Who each id names now, to move the pair limiter's entries of people a merge retires.
+    let ids: Vec<String> = links
+        .iter()
+        .chain(&sender_links)
+        .flat_map(|s| ids_of(s).into_iter().map(str::to_string))
+        .collect();
+    let found = if ids.is_empty() {
+        Vec::new()
+    } else {
+        gw.store.resolve_many(ids.clone()).await?
+    };
+    let before: Vec<(String, String)> = ids
+        .into_iter()
+        .zip(found)
+        .filter_map(|(id, old)| old.map(|o| (id, o)))
+        .collect();
     let n = links.len();
     let mut all = links;
     all.extend(senders);
@@ -164,11 +172,17 @@ pub async fn learn<S: Store + Clone>(
         return Ok(Vec::new());
     }
     let mut keys = gw.store.learn(all).await?;
-    for (id, old) in before {
-        if let Some(new) = gw.store.resolve(&id).await?
-            && new != old
-        {
-            lock(&gw.pairs).rekey(&old, &new);
+    if !before.is_empty() {
+        let after = gw
+            .store
+            .resolve_many(before.iter().map(|(id, _)| id.clone()).collect())
+            .await?;
+        for ((_, old), new) in before.iter().zip(after) {
+            if let Some(new) = new
+                && new != *old
+            {
+                lock(&gw.pairs).rekey(old, &new);
+            }
         }
     }
     Ok(keys.split_off(n))

@@ -546,6 +546,266 @@ async fn statuses_apply_monotonically<S: Store + Clone>(s: S) {
     assert_eq!(timeline[5], ("status.read".into(), MessageState::Read));
 }
 
+/// A batch of statuses applied in one call ends exactly as the same statuses applied one call
+/// each: outcomes, rows (state, every timestamp, the error) and timelines. Two sets of messages
+/// (`b…`, `c…`) get the same statuses, with orphans, repeated wamids, a failure superseded by a
+/// delivery, and a dedupe key repeated within the batch.
+async fn statuses_applied_together_match_one_by_one<S: Store + Clone>(s: S) {
+    let secs = T0 / 1_000;
+    for set in ["b", "c"] {
+        enqueue_all(&s, (1..=4).map(|i| msg(&format!("{set}{i}"))).collect()).await;
+    }
+    s.claim(T0, 8, T0 + 1_000).await.unwrap();
+    for set in ["b", "c"] {
+        for i in 1..=4 {
+            accept(&s, &format!("{set}{i}"), &format!("wamid.{set}{i}"), T0 + 1).await;
+        }
+    }
+    let statuses = |set: &str| -> Vec<StatusUpdate> {
+        let w = |i: u32| format!("wamid.{set}{i}");
+        let failed = StatusUpdate {
+            observation: Observation::platform(
+                PlatformStatus::Failed,
+                secs + 12,
+                Some((131026, "undeliverable".into())),
+            ),
+            ..status(&w(2), PlatformStatus::Failed, secs + 12)
+        };
+        vec![
+            status(&w(1), PlatformStatus::Sent, secs + 10),
+            status(
+                &format!("wamid.{set}-unknown"),
+                PlatformStatus::Sent,
+                secs + 10,
+            ),
+            failed,
+            keyed_status(&w(4), PlatformStatus::Sent, secs + 11),
+            status(&w(1), PlatformStatus::Delivered, secs + 20),
+            status(&w(3), PlatformStatus::Read, secs + 30),
+            keyed_status(&w(4), PlatformStatus::Sent, secs + 11),
+            status(&w(2), PlatformStatus::Delivered, secs + 25),
+            status(&w(1), PlatformStatus::Sent, secs + 9),
+            status(&w(1), PlatformStatus::Delivered, secs + 20),
+        ]
+    };
+    let together = s.apply_statuses(statuses("b")).await.unwrap();
+    let mut alone = Vec::new();
+    for u in statuses("c") {
+        alone.extend(s.apply_statuses(vec![u]).await.unwrap());
+    }
+    let rename = |o: &StatusApplied| match o {
+        StatusApplied::Applied { id, state, effect } => StatusApplied::Applied {
+            id: id.replacen('c', "b", 1),
+            state: *state,
+            effect: *effect,
+        },
+        other => other.clone(),
+    };
+    assert_eq!(together, alone.iter().map(rename).collect::<Vec<_>>());
+    assert!(together.contains(&StatusApplied::Duplicate));
+    assert!(together.contains(&StatusApplied::Orphaned));
+    for i in 1..=4 {
+        let (b, c) = (format!("b{i}"), format!("c{i}"));
+        let (rb, rc) = (
+            s.get(&b).await.unwrap().unwrap(),
+            s.get(&c).await.unwrap().unwrap(),
+        );
+        assert_eq!(
+            (
+                rb.state,
+                rb.accepted_at,
+                rb.sent_at,
+                rb.delivered_at,
+                rb.read_at
+            ),
+            (
+                rc.state,
+                rc.accepted_at,
+                rc.sent_at,
+                rc.delivered_at,
+                rc.read_at
+            ),
+            "{b} and {c}"
+        );
+        assert_eq!(
+            (
+                rb.failed_at,
+                rb.last_error_code,
+                rb.last_error,
+                rb.updated_at
+            ),
+            (
+                rc.failed_at,
+                rc.last_error_code,
+                rc.last_error,
+                rc.updated_at
+            ),
+            "{b} and {c}"
+        );
+        let timeline = |id: String| {
+            let s = s.clone();
+            async move {
+                s.events(&id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| (e.kind, e.at, e.state))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(timeline(b).await, timeline(c).await);
+    }
+    let b2 = s.get("b2").await.unwrap().unwrap();
+    assert_eq!((b2.state, b2.failed_at), (MessageState::Delivered, None));
+}
+
+/// Sightings learned in one call end as the same sightings learned one call each: the same
+/// grouping of ids into people (keys are random, so compared by which results are equal) and
+/// the same profiles; with first sightings, repeats, a profile, a username and a merge.
+async fn sightings_learned_together_match_one_by_one<S: Store + Clone>(s: S) {
+    // Set 1 (one call) uses phones 49151… and BSUIDs DE.1…; set 2 (a call each) 49152…, DE.2….
+    let sightings = |set: u32| -> Vec<Sighting> {
+        let phone = |i: u32| Some(format!("4915{set}0000000{i}"));
+        let bsuid = |i: u32| Some(format!("DE.{set}00000000000000{i}"));
+        let at = |i: i64| T0 + i;
+        vec![
+            Sighting {
+                wa_id: phone(1),
+                at: at(1),
+                ..Sighting::default()
+            },
+            Sighting {
+                wa_id: phone(1),
+                user_id: bsuid(1),
+                at: at(2),
+                ..Sighting::default()
+            },
+            Sighting {
+                wa_id: phone(1),
+                user_id: bsuid(1),
+                at: at(3),
+                ..Sighting::default()
+            },
+            Sighting {
+                user_id: bsuid(2),
+                at: at(4),
+                ..Sighting::default()
+            },
+            Sighting {
+                wa_id: phone(2),
+                user_id: bsuid(2),
+                at: at(5),
+                ..Sighting::default()
+            },
+            Sighting {
+                wa_id: phone(3),
+                user_id: bsuid(3),
+                profile_name: Some("Ana".into()),
+                at: at(6),
+                ..Sighting::default()
+            },
+            Sighting {
+                user_id: bsuid(3),
+                username: Some(format!("ana.{set}")),
+                at: at(7),
+                ..Sighting::default()
+            },
+            Sighting::default(),
+            // Two first sightings in a row, one of a phone with a send stored under it.
+            Sighting {
+                wa_id: phone(4),
+                user_id: bsuid(4),
+                at: at(8),
+                ..Sighting::default()
+            },
+            Sighting {
+                wa_id: phone(5),
+                user_id: bsuid(5),
+                profile_name: Some("Bo".into()),
+                at: at(8),
+                ..Sighting::default()
+            },
+            Sighting {
+                wa_id: phone(1),
+                user_id: bsuid(2),
+                at: at(8),
+                ..Sighting::default()
+            },
+            Sighting {
+                wa_id: phone(2),
+                user_id: bsuid(2),
+                at: at(9),
+                ..Sighting::default()
+            },
+            Sighting {
+                user_id: bsuid(1),
+                at: at(10),
+                ..Sighting::default()
+            },
+        ]
+    };
+    for set in ["1", "2"] {
+        let send = NewMessage {
+            to: format!("4915{set}00000004"),
+            ..msg(&format!("adopted{set}"))
+        };
+        enqueue_all(&s, vec![send]).await;
+    }
+    let together = s.learn(sightings(1)).await.unwrap();
+    let mut alone = Vec::new();
+    for one in sightings(2) {
+        alone.extend(s.learn(vec![one]).await.unwrap());
+    }
+    assert_eq!(together.len(), alone.len());
+    // The same pattern of who is whom (a merge may leave an earlier result's key behind, as one
+    // call after another does).
+    for i in 0..together.len() {
+        assert_eq!(together[i].is_some(), alone[i].is_some(), "sighting {i}");
+        for j in 0..together.len() {
+            assert_eq!(
+                together[i] == together[j],
+                alone[i] == alone[j],
+                "sightings {i} and {j}"
+            );
+        }
+    }
+    for set in ["1", "2"] {
+        let sent = s.get(&format!("adopted{set}")).await.unwrap().unwrap();
+        let person = s.resolve(&format!("4915{set}00000004")).await.unwrap();
+        assert_eq!(
+            sent.person, person,
+            "the send moved to the person (set {set})"
+        );
+        assert!(sent.person.is_some_and(|p| p.starts_with("ct_")));
+    }
+    for i in 1..=5 {
+        let (a, b) = (
+            s.person(&format!("DE.100000000000000{i}"))
+                .await
+                .unwrap()
+                .unwrap(),
+            s.person(&format!("DE.200000000000000{i}"))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        let strip = |p: &mynah_gateway::store::Person, set: &str| {
+            (
+                p.wa_id
+                    .as_ref()
+                    .map(|w| w.replacen(&format!("4915{set}"), "4915x", 1)),
+                p.user_id
+                    .as_ref()
+                    .map(|u| u.replacen(&format!("DE.{set}"), "DE.x", 1)),
+                p.username.as_ref().map(|u| u.replacen(set, "x", 1)),
+                p.profile_name.clone(),
+                p.updated_at,
+            )
+        };
+        assert_eq!(strip(&a, "1"), strip(&b, "2"), "person {i}");
+    }
+}
+
 async fn early_statuses_become_orphans<S: Store + Clone>(s: S) {
     let out = s
         .apply_statuses(vec![status("wamid.E", PlatformStatus::Sent, 1)])
@@ -2405,6 +2665,8 @@ conformance!(
     apply_batches,
     conditional_state_changes,
     statuses_apply_monotonically,
+    statuses_applied_together_match_one_by_one,
+    sightings_learned_together_match_one_by_one,
     early_statuses_become_orphans,
     status_dedupe_is_atomic_and_spares_orphans,
     overdue_finds_undelivered_past_deadline,

@@ -10,6 +10,7 @@
 //! a claim's row choice is SQL there on PostgreSQL (several instances claim side by side).
 
 use super::*;
+use std::collections::{HashMap, HashSet};
 
 pub(super) fn json_text(v: &serde_json::Value) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("event detail: {e}")))
@@ -346,11 +347,277 @@ pub(super) fn progress_by_wamid(
     Ok(found)
 }
 
+/// Most rows one set-wise statement carries; a call's rows go in chunks whose sizes are powers of
+/// two up to this, so a handful of statement texts serve every batch (and stay prepared).
+pub(super) const SET_CHUNK: usize = 128;
+
+/// `(start, len)` of the chunks `n` rows go in: `SET_CHUNK`s, then the binary digits of the rest.
+pub(super) fn set_chunks(n: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while n - start >= SET_CHUNK {
+        out.push((start, SET_CHUNK));
+        start += SET_CHUNK;
+    }
+    let mut size = SET_CHUNK / 2;
+    while size > 0 {
+        if n - start >= size {
+            out.push((start, size));
+            start += size;
+        }
+        size /= 2;
+    }
+    out
+}
+
+/// `(?1, ?2), (?3, ?4)` for `rows` rows of `types.len()` values, each as `CAST(?n AS type)`
+/// where a type is given (a `VALUES` list outside an `INSERT` has no column to take types from).
+pub(super) fn value_rows(rows: usize, types: &[Option<&str>]) -> String {
+    let mut sql = String::with_capacity(rows * types.len() * 8);
+    let mut n = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for (i, ty) in types.iter().enumerate() {
+            n += 1;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            match ty {
+                Some(t) => sql.push_str(&format!("CAST(?{n} AS {t})")),
+                None => sql.push_str(&format!("?{n}")),
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// What a status may change of a message, read once and changed in memory while a call's
+/// statuses are applied in turn, then written once.
+struct StatusImage {
+    seq: i64,
+    id: String,
+    progress: Progress,
+    last_error: Option<String>,
+    in_sequence: bool,
+    /// `updated_at` of the last status that changed the row; `None`: unchanged.
+    changed_at: Option<Millis>,
+}
+
+/// The latest message of each wamid, one statement per chunk.
+fn status_images(
+    conn: &Connection,
+    wamids: &[&str],
+) -> Result<HashMap<String, StatusImage>, StoreError> {
+    let mut found = HashMap::with_capacity(wamids.len());
+    for (start, len) in set_chunks(wamids.len()) {
+        let list = value_rows(len, &[None]);
+        let sql = format!(
+            "SELECT seq, id, state, accepted_at, sent_at, delivered_at, read_at, failed_at, \
+             last_error_code, last_error, sequence_key IS NOT NULL, wamid FROM messages \
+             WHERE wamid IN ({}) ORDER BY seq",
+            list.replace(['(', ')'], "")
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let args = &wamids[start..start + len];
+        let mut rows = stmt.query(params_from_iter(args.iter()))?;
+        while let Some(r) = rows.next()? {
+            let image = StatusImage {
+                seq: r.get(0)?,
+                id: r.get(1)?,
+                progress: Progress {
+                    state: r.get(2)?,
+                    accepted_at: r.get(3)?,
+                    sent_at: r.get(4)?,
+                    delivered_at: r.get(5)?,
+                    read_at: r.get(6)?,
+                    failed_at: r.get(7)?,
+                    error_code: r.get(8)?,
+                },
+                last_error: r.get(9)?,
+                in_sequence: r.get(10)?,
+                changed_at: None,
+            };
+            // In seq order: the latest message with the wamid wins, as `PROGRESS_BY_WAMID`.
+            found.insert(r.get::<_, String>(11)?, image);
+        }
+    }
+    Ok(found)
+}
+
+/// Records dedupe keys; answers those that were new.
+fn remember_new_keys(
+    conn: &Connection,
+    keys: &[(&str, Millis)],
+) -> Result<HashSet<String>, StoreError> {
+    let mut fresh = HashSet::with_capacity(keys.len());
+    for (start, len) in set_chunks(keys.len()) {
+        let sql = format!(
+            "INSERT INTO dedupe_keys (key, at) VALUES {} ON CONFLICT DO NOTHING RETURNING key",
+            value_rows(len, &[None, None])
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(2 * len);
+        for (key, at) in &keys[start..start + len] {
+            args.push(key);
+            args.push(at);
+        }
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(args.as_slice())?;
+        while let Some(r) = rows.next()? {
+            fresh.insert(r.get::<_, String>(0)?);
+        }
+    }
+    Ok(fresh)
+}
+
+/// Writes the changed images: one `UPDATE … FROM (VALUES …)` per chunk, every column a status
+/// may touch set to its value after the call's statuses (unchanged columns to what was read).
+fn write_status_images(conn: &Connection, images: &[&StatusImage]) -> Result<(), StoreError> {
+    const TYPES: [Option<&str>; 10] = [
+        Some("BIGINT"),
+        Some("BIGINT"),
+        Some("TEXT"),
+        Some("BIGINT"),
+        Some("BIGINT"),
+        Some("BIGINT"),
+        Some("BIGINT"),
+        Some("BIGINT"),
+        Some("BIGINT"),
+        Some("TEXT"),
+    ];
+    for (start, len) in set_chunks(images.len()) {
+        let sql = format!(
+            "UPDATE messages SET updated_at = v.column2, state = v.column3, \
+             accepted_at = v.column4, sent_at = v.column5, delivered_at = v.column6, \
+             read_at = v.column7, failed_at = v.column8, last_error_code = v.column9, \
+             last_error = v.column10 FROM (SELECT * FROM (VALUES {}) AS r) AS v \
+             WHERE messages.seq = v.column1",
+            value_rows(len, &TYPES)
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(TYPES.len() * len);
+        for img in &images[start..start + len] {
+            let p = &img.progress;
+            args.push(&img.seq);
+            args.push(&img.changed_at);
+            args.push(&p.state);
+            args.push(&p.accepted_at);
+            args.push(&p.sent_at);
+            args.push(&p.delivered_at);
+            args.push(&p.read_at);
+            args.push(&p.failed_at);
+            args.push(&p.error_code);
+            args.push(&img.last_error);
+        }
+        conn.prepare_cached(&sql)?.execute(args.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Timeline events, in order: one multi-row `INSERT` per chunk.
+fn insert_events(
+    conn: &Connection,
+    events: &[(&str, &NewEvent, MessageState)],
+) -> Result<(), StoreError> {
+    for (start, len) in set_chunks(events.len()) {
+        let sql = format!(
+            "INSERT INTO events (message_id, kind, at, detail, state) VALUES {}",
+            value_rows(len, &[None; 5])
+        );
+        let chunk = &events[start..start + len];
+        let details = chunk
+            .iter()
+            .map(|(_, e, _)| json_text(&e.detail))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(5 * len);
+        for ((id, e, state), detail) in chunk.iter().zip(&details) {
+            args.push(id);
+            args.push(&e.kind);
+            args.push(&e.at);
+            args.push(detail);
+            args.push(state);
+        }
+        conn.prepare_cached(&sql)?.execute(args.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Applies a call's statuses in order, with the same outcome as [`apply_status`] on each in
+/// turn, but set-wise: the messages are read in one statement per chunk and changed in memory,
+/// the dedupe keys recorded in one, the rows written once and the events inserted in one. So a
+/// webhook batch of a hundred statuses costs a handful of statements instead of four each.
+/// (Sequences advanced by a status still take their own statements, as orphans do.)
 pub(super) fn apply_statuses(
     conn: &Connection,
     updates: &[StatusUpdate],
 ) -> Result<Vec<StatusApplied>, StoreError> {
-    updates.iter().map(|u| apply_status(conn, u)).collect()
+    if updates.len() < 2 {
+        return updates.iter().map(|u| apply_status(conn, u)).collect();
+    }
+    let mut wamids: Vec<&str> = updates.iter().map(|u| u.wamid.as_str()).collect();
+    wamids.sort_unstable();
+    wamids.dedup();
+    let mut images = status_images(conn, &wamids)?;
+    let keys: Vec<(&str, Millis)> = updates
+        .iter()
+        .filter(|u| images.contains_key(&u.wamid))
+        .filter_map(|u| u.dedupe_key.as_deref().map(|k| (k, u.received_at)))
+        .collect();
+    let fresh = remember_new_keys(conn, &keys)?;
+    let mut used = HashSet::with_capacity(fresh.len());
+    let mut out = Vec::with_capacity(updates.len());
+    // (wamid, index into `updates`, state after) of each status applied.
+    let mut applied: Vec<(&str, usize, MessageState)> = Vec::with_capacity(updates.len());
+    for (i, u) in updates.iter().enumerate() {
+        let Some(img) = images.get_mut(&u.wamid) else {
+            park_orphan(conn, &(u.wamid.clone(), u.payload.clone(), u.received_at))?;
+            out.push(StatusApplied::Orphaned);
+            continue;
+        };
+        if let Some(key) = u.dedupe_key.as_deref()
+            && (!fresh.contains(key) || !used.insert(key))
+        {
+            out.push(StatusApplied::Duplicate);
+            continue;
+        }
+        let t = observe(&img.progress, &u.observation);
+        if t.changes_row() {
+            t.apply_to(&mut img.progress);
+            if let Some((_, text)) = &t.error {
+                img.last_error = Some(text.clone());
+            } else if t.clear_failure {
+                img.last_error = None;
+            }
+            img.changed_at = Some(u.received_at);
+        }
+        let state = img.progress.state;
+        applied.push((u.wamid.as_str(), i, state));
+        out.push(StatusApplied::Applied {
+            id: img.id.clone(),
+            state,
+            effect: t.effect,
+        });
+    }
+    let mut changed: Vec<&StatusImage> =
+        images.values().filter(|i| i.changed_at.is_some()).collect();
+    changed.sort_unstable_by_key(|i| i.seq);
+    write_status_images(conn, &changed)?;
+    let events: Vec<(&str, &NewEvent, MessageState)> = applied
+        .iter()
+        .filter_map(|(wamid, i, state)| {
+            let img = images.get(*wamid)?;
+            Some((img.id.as_str(), &updates[*i].event, *state))
+        })
+        .collect();
+    insert_events(conn, &events)?;
+    for (wamid, i, state) in &applied {
+        if let Some(img) = images.get(*wamid)
+            && img.in_sequence
+            && (state.is_lost() || matches!(state, MessageState::Delivered | MessageState::Read))
+        {
+            advance_sequence(conn, &img.id, *state, updates[*i].event.at)?;
+        }
+    }
+    Ok(out)
 }
 
 pub(super) fn apply_status(
@@ -1110,6 +1377,22 @@ pub(super) fn resolve(conn: &Connection, id: &str) -> Result<Option<String>, Sto
     lookup(conn, id)
 }
 
+/// [`resolve`] of each id, the identity look-ups done at once.
+pub(super) fn resolve_all(
+    conn: &Connection,
+    ids: &[String],
+) -> Result<Vec<Option<String>>, StoreError> {
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let linked = linked_many(conn, &refs)?;
+    ids.iter()
+        .map(|id| match linked.get(id) {
+            Some(p) => Ok(Some(p.clone())),
+            // Not linked: what `key_of` answers without a link (a `ct_` key looks itself up).
+            None => lookup(conn, id),
+        })
+        .collect()
+}
+
 pub(super) fn person_key(
     conn: &Connection,
     (id, kind, at): &(String, IdKind, Millis),
@@ -1280,7 +1563,16 @@ pub(super) fn learn_one(conn: &Connection, s: &Sighting) -> Result<Option<String
     for phone in implicit {
         adopt(conn, &person, phone)?;
     }
-    // The profile follows the latest sighting that carries it.
+    update_profile(conn, &person, s)?;
+    Ok(Some(person))
+}
+
+/// The profile follows the latest sighting that carries it (a sighting without one, as a
+/// status's, changes nothing and costs no statement).
+fn update_profile(conn: &Connection, person: &str, s: &Sighting) -> Result<(), StoreError> {
+    if s.username.is_none() && s.profile_name.is_none() {
+        return Ok(());
+    }
     conn.prepare_cached(
         "UPDATE people SET \
          username = coalesce(?2, username), profile_name = coalesce(?3, profile_name), \
@@ -1289,14 +1581,216 @@ pub(super) fn learn_one(conn: &Connection, s: &Sighting) -> Result<Option<String
          OR coalesce(?3, profile_name) IS DISTINCT FROM profile_name)",
     )?
     .execute(params![person, s.username, s.profile_name, s.at])?;
-    Ok(Some(person))
+    Ok(())
 }
 
+/// The stored person each of `ids` is linked to (those linked to none are absent).
+fn linked_many(conn: &Connection, ids: &[&str]) -> Result<HashMap<String, String>, StoreError> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for (start, len) in set_chunks(ids.len()) {
+        let sql = format!(
+            "SELECT id, person FROM identities WHERE id IN ({})",
+            value_rows(len, &[None]).replace(['(', ')'], "")
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(ids[start..start + len].iter()))?;
+        while let Some(r) = rows.next()? {
+            let person: String = r.get(1)?;
+            if person.starts_with(PERSON_KEY_PREFIX) {
+                found.insert(r.get(0)?, person);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// [`learn_one`] on each sighting in turn, with the look-ups of a call done at once: a sighting
+/// whose ids are all linked to one person already (every status after a recipient's first)
+/// costs no statement, or one when it carries a profile. The others take the full path; one
+/// that merges people ends the shortcut for the rest of the call.
 pub(super) fn learn(
     conn: &Connection,
     sightings: &[Sighting],
 ) -> Result<Vec<Option<String>>, StoreError> {
-    sightings.iter().map(|s| learn_one(conn, s)).collect()
+    if sightings.len() < 2 {
+        return sightings.iter().map(|s| learn_one(conn, s)).collect();
+    }
+    let mut all: Vec<&str> = sightings
+        .iter()
+        .flat_map(|s| ids_of(s).into_iter().map(|(id, _)| id))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    let mut known = Some(linked_many(conn, &all)?);
+    let mut out = Vec::with_capacity(sightings.len());
+    // First sightings (no id linked yet, none shared with another pending one), written
+    // set-wise before anything else reads what they create.
+    let mut fresh: Vec<(usize, &Sighting)> = Vec::new();
+    for s in sightings {
+        let ids = ids_of(s);
+        if ids.is_empty() {
+            out.push(None);
+            continue;
+        }
+        if let Some(map) = known.as_mut()
+            && ids.iter().all(|(id, _)| !map.contains_key(*id))
+        {
+            let key = new_person_key();
+            for (id, _) in &ids {
+                map.insert((*id).to_string(), key.clone());
+            }
+            fresh.push((out.len(), s));
+            out.push(Some(key));
+            continue;
+        }
+        learn_fresh(conn, &fresh, &out)?;
+        fresh.clear();
+        let Some(map) = known.as_mut() else {
+            out.push(learn_one(conn, s)?);
+            continue;
+        };
+        let people: Vec<Option<&String>> = ids.iter().map(|(id, _)| map.get(*id)).collect();
+        if let Some(Some(p)) = people.first()
+            && people.iter().all(|q| *q == Some(*p))
+        {
+            let p = (*p).clone();
+            update_profile(conn, &p, s)?;
+            out.push(Some(p));
+            continue;
+        }
+        let mut distinct: Vec<&String> = people.iter().flatten().copied().collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let merges = distinct.len() > 1;
+        let person = learn_one(conn, s)?;
+        match &person {
+            Some(p) if !merges => {
+                for (id, _) in &ids {
+                    map.insert((*id).to_string(), p.clone());
+                }
+            }
+            // A merge moved other ids too: look each one up again.
+            _ => known = None,
+        }
+        out.push(person);
+    }
+    learn_fresh(conn, &fresh, &out)?;
+    Ok(out)
+}
+
+/// Stores first sightings set-wise, as [`learn_one`] would one by one: a person each (key from
+/// `keys[i]`, its ids current, its profile), the ids linked, the links on its history, and the
+/// sends stored under a sighted phone's implicit person adopted (the rare phone with consents,
+/// windows or inbound messages of its own is adopted in full).
+fn learn_fresh(
+    conn: &Connection,
+    fresh: &[(usize, &Sighting)],
+    keys: &[Option<String>],
+) -> Result<(), StoreError> {
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let key = |i: usize| keys.get(i).and_then(|k| k.as_deref()).unwrap_or_default();
+    for (start, len) in set_chunks(fresh.len()) {
+        let sql = format!(
+            "INSERT INTO people (person, created_at, updated_at, wa_id, user_id, \
+             parent_user_id, username, profile_name) VALUES {}",
+            value_rows(len, &[None; 8])
+        );
+        let rows = &fresh[start..start + len];
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(8 * len);
+        for (i, s) in rows {
+            args.push(&keys[*i]);
+            args.push(&s.at);
+            args.push(&s.at);
+            args.push(&s.wa_id);
+            args.push(&s.user_id);
+            args.push(&s.parent_user_id);
+            args.push(&s.username);
+            args.push(&s.profile_name);
+        }
+        conn.prepare_cached(&sql)?.execute(args.as_slice())?;
+    }
+    // (person, id, kind, at) of every link, in order.
+    let links: Vec<(&str, &str, &'static str, Millis)> = fresh
+        .iter()
+        .flat_map(|(i, s)| {
+            ids_of(s)
+                .into_iter()
+                .map(move |(id, kind)| (key(*i), id, kind.as_str(), s.at))
+        })
+        .collect();
+    let details = links
+        .iter()
+        .map(|(_, id, kind, _)| json_text(&serde_json::json!({ "id": id, "kind": kind })))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (start, len) in set_chunks(links.len()) {
+        let rows = &links[start..start + len];
+        let sql = format!(
+            "INSERT INTO identities (id, person, kind, since) VALUES {}",
+            value_rows(len, &[None; 4])
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(4 * len);
+        for (person, id, kind, at) in rows {
+            args.extend([sql_ref(id), sql_ref(person), sql_ref(kind), sql_ref(at)]);
+        }
+        conn.prepare_cached(&sql)?.execute(args.as_slice())?;
+        let sql = format!(
+            "INSERT INTO identity_history (person, at, kind, detail) VALUES {}",
+            value_rows(len, &[None; 4])
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(4 * len);
+        for ((person, _, _, at), detail) in rows.iter().zip(&details[start..start + len]) {
+            args.extend([
+                sql_ref(person),
+                sql_ref(at),
+                sql_ref(&"linked"),
+                sql_ref(detail),
+            ]);
+        }
+        conn.prepare_cached(&sql)?.execute(args.as_slice())?;
+    }
+    // (person, phone) of each sighted phone: its implicit person's sends move.
+    let adopted: Vec<(&str, &str)> = fresh
+        .iter()
+        .filter_map(|(i, s)| {
+            s.wa_id
+                .as_deref()
+                .filter(|w| !w.is_empty())
+                .map(|w| (key(*i), w))
+        })
+        .collect();
+    for (start, len) in set_chunks(adopted.len()) {
+        let rows = &adopted[start..start + len];
+        let sql = format!(
+            "UPDATE messages SET person = v.column1 FROM (SELECT * FROM (VALUES {}) AS r) AS v \
+             WHERE messages.person = v.column2",
+            value_rows(len, &[Some("TEXT"), Some("TEXT")])
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(2 * len);
+        for (person, phone) in rows {
+            args.extend([sql_ref(person), sql_ref(phone)]);
+        }
+        conn.prepare_cached(&sql)?.execute(args.as_slice())?;
+        let list = value_rows(len, &[None]).replace(['(', ')'], "");
+        let sql = format!(
+            "SELECT wa_id FROM consents WHERE wa_id IN ({list}) \
+             UNION SELECT wa_id FROM consent_history WHERE wa_id IN ({list}) \
+             UNION SELECT wa_id FROM inbound_windows WHERE wa_id IN ({list}) \
+             UNION SELECT person FROM inbound_messages WHERE person IN ({list})"
+        );
+        let phones: Vec<&str> = rows.iter().map(|(_, phone)| *phone).collect();
+        let with_state: HashSet<String> = conn
+            .prepare_cached(&sql)?
+            .query_map(params_from_iter(phones.iter()), |r| r.get::<_, String>(0))?
+            .collect::<Result<_, _>>()?;
+        for (person, phone) in rows {
+            if with_state.contains(*phone) {
+                adopt(conn, person, phone)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn change_identity(conn: &Connection, u: &IdentityUpdate) -> Result<String, StoreError> {
@@ -2473,8 +2967,7 @@ impl Store for Backend {
     }
 
     async fn resolve_many(&self, ids: Vec<String>) -> Result<Vec<Option<String>>, StoreError> {
-        self.read(ids, |c, ids| ids.iter().map(|id| resolve(c, id)).collect())
-            .await
+        self.read(ids, |c, ids| resolve_all(c, ids)).await
     }
 
     async fn consents_many(&self, ids: Vec<String>) -> Result<Vec<Vec<Consent>>, StoreError> {
