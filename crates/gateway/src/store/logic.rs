@@ -1293,6 +1293,16 @@ pub(super) fn key_of(
     if found.is_some() {
         return Ok(found);
     }
+    unlinked_key(conn, id, create)
+}
+
+/// [`key_of`] for an id no identity row links: a `ct_` key as itself (if stored), a phone's
+/// implicit person, a group id as itself; with `create`, a stored person for it.
+pub(super) fn unlinked_key(
+    conn: &Connection,
+    id: &str,
+    create: Option<Millis>,
+) -> Result<Option<String>, StoreError> {
     if id.starts_with(PERSON_KEY_PREFIX) {
         return Ok(has_person(conn, id)?.then(|| id.to_string()));
     }
@@ -1387,8 +1397,7 @@ pub(super) fn resolve_all(
     ids.iter()
         .map(|id| match linked.get(id) {
             Some(p) => Ok(Some(p.clone())),
-            // Not linked: what `key_of` answers without a link (a `ct_` key looks itself up).
-            None => lookup(conn, id),
+            None => unlinked_key(conn, id, None),
         })
         .collect()
 }
