@@ -806,6 +806,181 @@ async fn sightings_learned_together_match_one_by_one<S: Store + Clone>(s: S) {
     }
 }
 
+/// Calls made at once are merged into one writer job (enqueues and outcome changes, see
+/// `store/coalesce.rs`) and end as the same calls made one after another: every answer, row and
+/// timeline; with repeated idempotency keys, changes of every shape, a conditional change that
+/// does not apply, and two changes to one row in one call.
+async fn concurrent_calls_end_as_sequential_ones<S: Store + Clone>(s: S) {
+    const N: usize = 24;
+    let new = |set: &str, i: usize| NewMessage {
+        idempotency_key: (i % 6 == 5)
+            .then(|| format!("{set}-key-{}", i - 1))
+            .or(Some(format!("{set}-key-{i}"))),
+        person: Some(format!("ct_{set}{i:04}")),
+        ..msg(&format!("{set}{i:02}"))
+    };
+    // Together: one task per call.
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (s, m) = (s.clone(), new("p", i));
+            tokio::spawn(async move { s.enqueue(vec![m]).await.unwrap() })
+        })
+        .collect();
+    let mut together = Vec::new();
+    for t in tasks {
+        together.extend(t.await.unwrap());
+    }
+    let mut alone = Vec::new();
+    for i in 0..N {
+        alone.extend(s.enqueue(vec![new("q", i)]).await.unwrap());
+    }
+    let outcome = |e: &Enqueued| match e {
+        Enqueued::Inserted { id } => ("inserted", id[1..].to_string()),
+        Enqueued::Existing(r) => ("existing", r.id[1..].to_string()),
+    };
+    // Callers at once reach the writer in any order: of two messages with one key, either may
+    // be the one stored, and the other gets it back.
+    for (i, (t, a)) in together.iter().zip(&alone).enumerate() {
+        let (t, a) = (outcome(t), outcome(a));
+        if i % 6 < 4 {
+            assert_eq!((t.clone(), a), (("inserted", format!("{i:02}")), t), "{i}");
+        }
+    }
+    for pair in (0..N).filter(|i| i % 6 == 4) {
+        let (first, second) = (outcome(&together[pair]), outcome(&together[pair + 1]));
+        assert_eq!(first.1, second.1, "one row for the key of {pair}");
+        let mut kinds = [first.0, second.0];
+        kinds.sort();
+        assert_eq!(kinds, ["existing", "inserted"]);
+    }
+    let kept: Vec<usize> = (0..N).filter(|i| i % 6 < 4).collect();
+    s.claim(T0, 2 * N, T0 + 1_000).await.unwrap();
+    let changes = |set: &str, i: usize| -> Vec<Change> {
+        let id = format!("{set}{i:02}");
+        let at = T0 + 10 + i as i64;
+        let e = |kind: &str| NewEvent::new(kind, at, json!({ "i": i }));
+        match i % 5 {
+            0 => vec![
+                Change {
+                    state: Some(MessageState::Accepted),
+                    only_from: Some(MessageState::Sending),
+                    wamid: Some(format!("wamid.{id}")),
+                    accepted_at: Some(at),
+                    clear_lease: true,
+                    ..Change::new(&id, at)
+                }
+                .with_event(e("accepted")),
+                Change {
+                    state: Some(MessageState::Sent),
+                    sent_at: Some(at + 1),
+                    ..Change::new(&id, at + 1)
+                }
+                .with_event(e("status.sent")),
+            ],
+            1 => vec![
+                Change {
+                    state: Some(MessageState::Failed),
+                    failed_at: Some(at),
+                    last_error: Some((131026, "undeliverable".into())),
+                    clear_lease: true,
+                    ..Change::new(&id, at)
+                }
+                .with_event(e("failed")),
+            ],
+            2 => vec![
+                Change {
+                    state: Some(MessageState::Queued),
+                    next_attempt_at: Some(at + 5_000),
+                    last_error: Some((130429, "rate".into())),
+                    clear_lease: true,
+                    ..Change::new(&id, at)
+                }
+                .with_event(e("retry")),
+            ],
+            3 => vec![
+                Change {
+                    state: Some(MessageState::Sent),
+                    only_from: Some(MessageState::Queued),
+                    ..Change::new(&id, at)
+                }
+                .with_event(e("noop")),
+            ],
+            _ => vec![Change::new(format!("{set}-missing-{i}"), at)],
+        }
+    };
+    let tasks: Vec<_> = kept
+        .iter()
+        .map(|&i| {
+            let (s, c) = (s.clone(), changes("p", i));
+            tokio::spawn(async move { s.apply(c).await.unwrap() })
+        })
+        .collect();
+    let mut together = Vec::new();
+    for t in tasks {
+        together.push(t.await.unwrap());
+    }
+    let mut alone = Vec::new();
+    for &i in &kept {
+        alone.push(s.apply(changes("q", i)).await.unwrap());
+    }
+    assert_eq!(together, alone);
+    for &i in &kept {
+        let (p, q) = (format!("p{i:02}"), format!("q{i:02}"));
+        let (rp, rq) = (
+            s.get(&p).await.unwrap().unwrap(),
+            s.get(&q).await.unwrap().unwrap(),
+        );
+        assert_eq!(
+            (
+                rp.state,
+                rp.accepted_at,
+                rp.sent_at,
+                rp.failed_at,
+                rp.last_error_code
+            ),
+            (
+                rq.state,
+                rq.accepted_at,
+                rq.sent_at,
+                rq.failed_at,
+                rq.last_error_code
+            ),
+            "{p}"
+        );
+        assert_eq!(
+            (
+                rp.last_error,
+                rp.next_attempt_at,
+                rp.lease_until,
+                rp.updated_at
+            ),
+            (
+                rq.last_error,
+                rq.next_attempt_at,
+                rq.lease_until,
+                rq.updated_at
+            ),
+            "{p}"
+        );
+        assert_eq!(
+            rp.wamid.map(|w| w.replacen("wamid.p", "", 1)),
+            rq.wamid.map(|w| w.replacen("wamid.q", "", 1))
+        );
+        let timeline = |id: String| {
+            let s = s.clone();
+            async move {
+                s.events(&id)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| (e.kind, e.at, e.state, e.detail))
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(timeline(p).await, timeline(q).await);
+    }
+}
+
 async fn early_statuses_become_orphans<S: Store + Clone>(s: S) {
     let out = s
         .apply_statuses(vec![status("wamid.E", PlatformStatus::Sent, 1)])
@@ -2667,6 +2842,7 @@ conformance!(
     statuses_apply_monotonically,
     statuses_applied_together_match_one_by_one,
     sightings_learned_together_match_one_by_one,
+    concurrent_calls_end_as_sequential_ones,
     early_statuses_become_orphans,
     status_dedupe_is_atomic_and_spares_orphans,
     overdue_finds_undelivered_past_deadline,

@@ -180,6 +180,186 @@ pub(super) fn enqueue_one(conn: &Connection, m: &NewMessage) -> Result<Enqueued,
         .ok_or_else(|| StoreError::Backend(format!("message {} conflicted but is absent", m.id)))
 }
 
+/// An operation over the inputs of several calls, answering each call.
+type MergedOp<I, O> = fn(&Connection, &[&[I]]) -> Result<Vec<Vec<O>>, StoreError>;
+
+/// Runs a merged job of calls (`store/coalesce.rs`) with `merged`, answering each caller after
+/// the commit; if it fails, runs each call alone with `alone`, so a bad call fails by itself.
+async fn run_merged<I, O>(
+    store: Backend,
+    batch: std::sync::Arc<crate::store::coalesce::Batch<I, O>>,
+    merged: MergedOp<I, O>,
+    alone: fn(&Connection, &[I]) -> Result<Vec<O>, StoreError>,
+) where
+    I: Send + 'static,
+    O: Send + 'static,
+{
+    let result = store
+        .write(batch.clone(), move |conn, batch| {
+            batch.with_calls(|calls| {
+                let inputs: Vec<&[I]> = calls.iter().map(|c| c.input.as_slice()).collect();
+                merged(conn, &inputs)
+            })
+        })
+        .await;
+    let calls = batch.take_calls();
+    match result {
+        Ok(outputs) if outputs.len() == calls.len() => {
+            for (call, out) in calls.into_iter().zip(outputs) {
+                call.answer(Ok(out));
+            }
+        }
+        Ok(_) => {
+            for call in calls {
+                call.answer(Err(StoreError::Backend(
+                    "a merged write answered for the wrong number of calls".into(),
+                )));
+            }
+        }
+        Err(e) if calls.len() <= 1 || e == StoreError::Closed => {
+            for call in calls {
+                call.answer(Err(e.clone()));
+            }
+        }
+        Err(_) => {
+            for mut call in calls {
+                let input = std::mem::take(&mut call.input);
+                let result = store
+                    .write(input, move |conn, input: &Vec<I>| alone(conn, input))
+                    .await;
+                call.answer(result);
+            }
+        }
+    }
+}
+
+/// A `NULL` parameter.
+const NO_VALUE: Option<i64> = None;
+
+/// [`enqueue`] of several calls at once (see `store/coalesce.rs`): runs of messages whose person
+/// is known and that belong to no sequence, with distinct ids and idempotency keys, are inserted
+/// by one statement each and their events together; a message that collides, or needs more,
+/// takes [`enqueue_one`]'s path. The result is that of enqueueing each in order.
+pub(super) fn enqueue_calls(
+    conn: &Connection,
+    calls: &[&[NewMessage]],
+) -> Result<Vec<Vec<Enqueued>>, StoreError> {
+    let all: Vec<&NewMessage> = calls.iter().flat_map(|c| c.iter()).collect();
+    let simple = |m: &NewMessage| m.person.is_some() && m.sequence.is_none();
+    let mut done: Vec<Option<Enqueued>> = Vec::with_capacity(all.len());
+    let mut i = 0;
+    while i < all.len() {
+        if !simple(all[i]) {
+            done.push(Some(enqueue_one(conn, all[i])?));
+            i += 1;
+            continue;
+        }
+        let mut keys = HashSet::new();
+        let mut j = i;
+        while j < all.len()
+            && simple(all[j])
+            && keys.insert(all[j].id.as_str())
+            && all[j]
+                .idempotency_key
+                .as_deref()
+                .is_none_or(|k| keys.insert(k))
+        {
+            j += 1;
+        }
+        // A message that ended the run on a repeated key goes first in the next run.
+        let j = j.max(i + 1);
+        let run = &all[i..j];
+        let mut inserted = HashSet::with_capacity(run.len());
+        for (start, len) in set_chunks(run.len()) {
+            let sql = format!(
+                "INSERT INTO messages (id, idempotency_key, phone_number_id, recipient, category, \
+                 template_name, template_language, lane, body, metadata, state, reason, \
+                 next_attempt_at, not_before, deadline, created_at, updated_at, request_hash, \
+                 person, sequence_key, sequence_rule) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
+                value_rows(len, &[None; 21])
+            );
+            let chunk = &run[start..start + len];
+            let templates: Vec<(Option<&str>, Option<&str>)> = chunk
+                .iter()
+                .map(|m| {
+                    let t = m.template.as_ref();
+                    (t.map(|t| t.name.as_str()), t.map(|t| t.language.as_str()))
+                })
+                .collect();
+            let mut args: Vec<&dyn ToSql> = Vec::with_capacity(21 * len);
+            for (m, (name, language)) in chunk.iter().zip(&templates) {
+                args.extend([
+                    sql_ref(&m.id),
+                    sql_ref(&m.idempotency_key),
+                    sql_ref(&m.phone_number_id),
+                    sql_ref(&m.to),
+                    sql_ref(&m.category),
+                    sql_ref(name),
+                    sql_ref(language),
+                    sql_ref(&m.lane),
+                    sql_ref(&m.body),
+                    sql_ref(&m.metadata),
+                    sql_ref(&m.state),
+                    sql_ref(&m.reason),
+                    sql_ref(&m.not_before),
+                    sql_ref(&m.not_before),
+                    sql_ref(&m.deadline),
+                    sql_ref(&m.created_at),
+                    sql_ref(&m.created_at),
+                    sql_ref(&m.request_hash),
+                    sql_ref(&m.person),
+                    sql_ref(&NO_VALUE),
+                    sql_ref(&NO_VALUE),
+                ]);
+            }
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(args.as_slice())?;
+            while let Some(r) = rows.next()? {
+                inserted.insert(r.get::<_, String>(0)?);
+            }
+        }
+        // Their events, as `enqueue_one` records them (a new message is in no one's sequence
+        // yet, so none waits on it).
+        let events: Vec<(&str, NewEvent, MessageState)> = run
+            .iter()
+            .filter(|m| inserted.contains(&m.id))
+            .map(|m| {
+                let detail = match &m.reason {
+                    Some(r) => serde_json::json!({ "reason": r }),
+                    None => serde_json::json!({}),
+                };
+                (
+                    m.id.as_str(),
+                    NewEvent::new(m.event_kind(), m.created_at, detail),
+                    m.state,
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &NewEvent, MessageState)> = events
+            .iter()
+            .map(|(id, e, state)| (*id, e, *state))
+            .collect();
+        insert_events(conn, &refs)?;
+        for m in run {
+            done.push(Some(if inserted.contains(&m.id) {
+                Enqueued::Inserted { id: m.id.clone() }
+            } else {
+                existing(conn, m)?
+                    .map(|r| Enqueued::Existing(Box::new(r)))
+                    .ok_or_else(|| {
+                        StoreError::Backend(format!("message {} conflicted but is absent", m.id))
+                    })?
+            }));
+        }
+        i = j;
+    }
+    let mut flat = done.into_iter().flatten();
+    Ok(calls
+        .iter()
+        .map(|c| flat.by_ref().take(c.len()).collect())
+        .collect())
+}
+
 /// The row a conflicting insert collided with: by idempotency key, else by id.
 pub(super) fn existing(
     conn: &Connection,
@@ -306,6 +486,171 @@ pub(super) fn update_message(
 
 pub(super) fn apply(conn: &Connection, changes: &[Change]) -> Result<Vec<bool>, StoreError> {
     changes.iter().map(|c| apply_one(conn, c)).collect()
+}
+
+/// Which columns a change sets: alike changes are written by one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Shape {
+    state: bool,
+    only_from: bool,
+    values: [bool; 9],
+    clear_lease: bool,
+    clear_failed_at: bool,
+    clear_error: bool,
+}
+
+/// The value columns of a change (as in [`update_message`]), with the type each is cast to.
+const CHANGE_COLUMNS: [(&str, &str); 9] = [
+    ("wamid", "TEXT"),
+    ("next_attempt_at", "BIGINT"),
+    ("body", "TEXT"),
+    ("accepted_at", "BIGINT"),
+    ("sent_at", "BIGINT"),
+    ("delivered_at", "BIGINT"),
+    ("read_at", "BIGINT"),
+    ("failed_at", "BIGINT"),
+    ("last_error_code", "BIGINT"),
+];
+
+fn change_values(c: &Change) -> [Option<&dyn ToSql>; 9] {
+    [
+        c.wamid.as_ref().map(sql_ref),
+        c.next_attempt_at.as_ref().map(sql_ref),
+        c.body.as_ref().map(sql_ref),
+        c.accepted_at.as_ref().map(sql_ref),
+        c.sent_at.as_ref().map(sql_ref),
+        c.delivered_at.as_ref().map(sql_ref),
+        c.read_at.as_ref().map(sql_ref),
+        c.failed_at.as_ref().map(sql_ref),
+        c.last_error.as_ref().map(|(code, _)| sql_ref(code)),
+    ]
+}
+
+fn shape(c: &Change) -> Shape {
+    Shape {
+        state: c.state.is_some(),
+        only_from: c.state.is_some() && c.only_from.is_some(),
+        values: change_values(c).map(|v| v.is_some()),
+        clear_lease: c.clear_lease,
+        clear_failed_at: c.clear_failure && c.failed_at.is_none(),
+        clear_error: c.clear_failure && c.last_error.is_none(),
+    }
+}
+
+/// `UPDATE … FROM (VALUES …)` of `rows` changes of shape `sh`; the values of a row are its id,
+/// its time, then what the shape names, in that order.
+fn shaped_update(sh: &Shape, rows: usize) -> String {
+    let mut types: Vec<Option<&str>> = vec![Some("TEXT"), Some("BIGINT")];
+    let mut set = String::from("UPDATE messages SET updated_at = v.column2");
+    if sh.state {
+        types.push(Some("TEXT"));
+        let to = types.len();
+        if sh.only_from {
+            types.push(Some("TEXT"));
+            set.push_str(&format!(
+                ", state = CASE WHEN messages.state = v.column{} THEN v.column{to} ELSE messages.state END",
+                types.len()
+            ));
+        } else {
+            set.push_str(&format!(", state = v.column{to}"));
+        }
+    }
+    for (on, (column, ty)) in sh.values.iter().zip(CHANGE_COLUMNS) {
+        if *on {
+            types.push(Some(ty));
+            set.push_str(&format!(", {column} = v.column{}", types.len()));
+            if column == "last_error_code" {
+                types.push(Some("TEXT"));
+                set.push_str(&format!(", last_error = v.column{}", types.len()));
+            }
+        }
+    }
+    if sh.clear_lease {
+        set.push_str(", lease_until = NULL");
+    }
+    if sh.clear_failed_at {
+        set.push_str(", failed_at = NULL");
+    }
+    if sh.clear_error {
+        set.push_str(", last_error_code = NULL, last_error = NULL");
+    }
+    format!(
+        "{set} FROM (SELECT * FROM (VALUES {}) AS r) AS v WHERE messages.id = v.column1 \
+         RETURNING id, state",
+        value_rows(rows, &types)
+    )
+}
+
+/// [`apply`] of several calls at once (see `store/coalesce.rs`): runs of alike changes to
+/// distinct rows are written by one statement each and their events inserted together; the
+/// result is that of applying every change in order.
+pub(super) fn apply_calls(
+    conn: &Connection,
+    calls: &[&[Change]],
+) -> Result<Vec<Vec<bool>>, StoreError> {
+    let all: Vec<&Change> = calls.iter().flat_map(|c| c.iter()).collect();
+    let mut done = vec![false; all.len()];
+    let mut i = 0;
+    while i < all.len() {
+        let sh = shape(all[i]);
+        let mut ids = HashSet::new();
+        let mut j = i;
+        while j < all.len() && shape(all[j]) == sh && ids.insert(all[j].id.as_str()) {
+            j += 1;
+        }
+        let run = &all[i..j];
+        let mut after: HashMap<String, MessageState> = HashMap::with_capacity(run.len());
+        for (start, len) in set_chunks(run.len()) {
+            let sql = shaped_update(&sh, len);
+            let mut args: Vec<&dyn ToSql> = Vec::with_capacity(16 * len);
+            for c in &run[start..start + len] {
+                args.push(&c.id);
+                args.push(&c.at);
+                if let Some(state) = &c.state {
+                    args.push(state);
+                    if let Some(from) = &c.only_from {
+                        args.push(from);
+                    }
+                }
+                for v in change_values(c).into_iter().flatten() {
+                    args.push(v);
+                }
+                if let Some((_, text)) = &c.last_error {
+                    // After its code (the last value column), as `shaped_update` lays them out.
+                    args.push(text);
+                }
+            }
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(args.as_slice())?;
+            while let Some(r) = rows.next()? {
+                after.insert(r.get(0)?, r.get(1)?);
+            }
+        }
+        let mut events = Vec::new();
+        for (k, c) in run.iter().enumerate() {
+            if let Some(state) = after.get(&c.id) {
+                done[i + k] = true;
+                if let Some(e) = &c.event {
+                    events.push((c.id.as_str(), e, *state));
+                }
+            }
+        }
+        insert_events(conn, &events)?;
+        for (id, e, state) in events {
+            if state.is_lost() || matches!(state, MessageState::Delivered | MessageState::Read) {
+                advance_sequence(conn, id, state, e.at)?;
+            }
+        }
+        i = j;
+    }
+    let mut out = Vec::with_capacity(calls.len());
+    let mut rest = done.as_slice();
+    for c in calls {
+        let (mine, next) = rest.split_at(c.len().min(rest.len()));
+        out.push(mine.to_vec());
+        rest = next;
+    }
+    Ok(out)
 }
 
 pub(super) fn apply_one(conn: &Connection, c: &Change) -> Result<bool, StoreError> {
@@ -2778,7 +3123,14 @@ pub(super) fn campaign_recipients(
 impl Store for Backend {
     async fn enqueue(&self, messages: Vec<NewMessage>) -> Result<Vec<Enqueued>, StoreError> {
         messages.iter().try_for_each(NewMessage::validate)?;
-        self.write(messages, |c, m| enqueue(c, m)).await
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (batch, answer) = self.shared.enqueues.push(messages);
+        if let Some(batch) = batch {
+            tokio::spawn(run_merged(self.clone(), batch, enqueue_calls, enqueue));
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn get(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
@@ -2821,7 +3173,11 @@ impl Store for Backend {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        self.write(changes, |c, ch| apply(c, ch)).await
+        let (batch, answer) = self.shared.applies.push(changes);
+        if let Some(batch) = batch {
+            tokio::spawn(run_merged(self.clone(), batch, apply_calls, apply));
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn apply_statuses(

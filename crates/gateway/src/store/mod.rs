@@ -14,6 +14,7 @@
 //! - event sequence numbers are assigned in commit order, so a reader following
 //!   [`Store::events_after`] with a cursor never skips an event.
 
+mod coalesce;
 pub mod postgres;
 pub mod sqlite;
 

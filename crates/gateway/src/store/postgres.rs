@@ -120,6 +120,9 @@ pub struct PostgresStore {
 }
 
 struct Shared {
+    /// Outcome changes and enqueues waiting to be merged into one writer job each.
+    applies: Arc<super::coalesce::Coalescer<Change, bool>>,
+    enqueues: Arc<super::coalesce::Coalescer<NewMessage, Enqueued>>,
     connector: Connector,
     jobs: mpsc::Sender<Box<dyn Job>>,
     reads: Mutex<Option<std::sync::mpsc::Sender<Box<dyn Job>>>>,
@@ -259,6 +262,8 @@ impl PostgresStore {
         ));
         Ok(PostgresStore {
             shared: Arc::new(Shared {
+                applies: Arc::default(),
+                enqueues: Arc::default(),
                 connector,
                 jobs,
                 reads: Mutex::new(Some(reads)),

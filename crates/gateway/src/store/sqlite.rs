@@ -115,6 +115,9 @@ pub struct SqliteStore {
 }
 
 struct Shared {
+    /// Outcome changes and enqueues waiting to be merged into one writer job each.
+    applies: Arc<super::coalesce::Coalescer<Change, bool>>,
+    enqueues: Arc<super::coalesce::Coalescer<NewMessage, Enqueued>>,
     jobs: mpsc::Sender<Box<dyn Job>>,
     readers: Option<Readers>,
     stop: CancellationToken,
@@ -148,6 +151,8 @@ impl SqliteStore {
         ));
         Ok(SqliteStore {
             shared: Arc::new(Shared {
+                applies: Arc::default(),
+                enqueues: Arc::default(),
                 jobs,
                 readers,
                 stop,
