@@ -245,11 +245,26 @@ pub(super) fn enqueue_calls(
     calls: &[&[NewMessage]],
 ) -> Result<Vec<Vec<Enqueued>>, StoreError> {
     let all: Vec<&NewMessage> = calls.iter().flat_map(|c| c.iter()).collect();
-    let simple = |m: &NewMessage| m.person.is_some() && m.sequence.is_none();
+    // Each message's person, as `enqueue_one` finds it without creating one (`None`: it would
+    // create one, so that message takes `enqueue_one`'s path).
+    let unknown: Vec<&str> = all
+        .iter()
+        .filter(|m| m.person.is_none())
+        .map(|m| m.to.as_str())
+        .collect();
+    let linked = linked_many(conn, &unknown)?;
+    let persons: Vec<Option<String>> = all
+        .iter()
+        .map(|m| match (&m.person, linked.get(&m.to)) {
+            (Some(p), _) | (None, Some(p)) => Ok(Some(p.clone())),
+            (None, None) => unlinked_key(conn, &m.to, None),
+        })
+        .collect::<Result<_, StoreError>>()?;
+    let simple = |k: usize| persons[k].is_some() && all[k].sequence.is_none();
     let mut done: Vec<Option<Enqueued>> = Vec::with_capacity(all.len());
     let mut i = 0;
     while i < all.len() {
-        if !simple(all[i]) {
+        if !simple(i) {
             done.push(Some(enqueue_one(conn, all[i])?));
             i += 1;
             continue;
@@ -257,7 +272,7 @@ pub(super) fn enqueue_calls(
         let mut keys = HashSet::new();
         let mut j = i;
         while j < all.len()
-            && simple(all[j])
+            && simple(j)
             && keys.insert(all[j].id.as_str())
             && all[j]
                 .idempotency_key
@@ -279,6 +294,7 @@ pub(super) fn enqueue_calls(
                 value_rows(len, &[None; 21])
             );
             let chunk = &run[start..start + len];
+            let chunk_persons = &persons[i + start..i + start + len];
             let templates: Vec<(Option<&str>, Option<&str>)> = chunk
                 .iter()
                 .map(|m| {
@@ -287,7 +303,9 @@ pub(super) fn enqueue_calls(
                 })
                 .collect();
             let mut args: Vec<&dyn ToSql> = Vec::with_capacity(21 * len);
-            for (m, (name, language)) in chunk.iter().zip(&templates) {
+            for ((m, (name, language)), person) in
+                chunk.iter().zip(&templates).zip(chunk_persons)
+            {
                 args.extend([
                     sql_ref(&m.id),
                     sql_ref(&m.idempotency_key),
@@ -307,7 +325,7 @@ pub(super) fn enqueue_calls(
                     sql_ref(&m.created_at),
                     sql_ref(&m.created_at),
                     sql_ref(&m.request_hash),
-                    sql_ref(&m.person),
+                    sql_ref(person),
                     sql_ref(&NO_VALUE),
                     sql_ref(&NO_VALUE),
                 ]);
