@@ -44,10 +44,7 @@ pub struct Batch<I, O> {
 impl<I, O> Coalescer<I, O> {
     /// Queues a call; `Some(batch)` when it is the first of a new batch, whose job the caller
     /// must submit (and then [`Batch::finish`]).
-    pub fn push(
-        self: &Arc<Self>,
-        input: Vec<I>,
-    ) -> (Option<Arc<Batch<I, O>>>, Answer<O>) {
+    pub fn push(self: &Arc<Self>, input: Vec<I>) -> (Option<Arc<Batch<I, O>>>, Answer<O>) {
         let (reply, rx) = oneshot::channel();
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let first = pending.is_empty();

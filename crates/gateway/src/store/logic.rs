@@ -303,9 +303,7 @@ pub(super) fn enqueue_calls(
                 })
                 .collect();
             let mut args: Vec<&dyn ToSql> = Vec::with_capacity(21 * len);
-            for ((m, (name, language)), person) in
-                chunk.iter().zip(&templates).zip(chunk_persons)
-            {
+            for ((m, (name, language)), person) in chunk.iter().zip(&templates).zip(chunk_persons) {
                 args.extend([
                     sql_ref(&m.id),
                     sql_ref(&m.idempotency_key),
