@@ -202,9 +202,9 @@ pub(super) fn keeps_only_lasting_state(
     marketing_window: Option<Millis>,
 ) -> bool {
     let long_ago = |t: &Millis| now.saturating_sub(*t) >= idle_ms;
+    // The name last: it is the one check that allocates.
     u.username.is_none()
         && u.moved_to.is_none()
-        && u.name == default_name(&u.wa_id)
         && u.last_exchange.values().all(long_ago)
         && u.last_inbound.values().all(long_ago)
         && u.conversations.values().all(|(_, expires)| *expires <= now)
@@ -216,6 +216,7 @@ pub(super) fn keeps_only_lasting_state(
             .values()
             .flatten()
             .all(|t| marketing_window.is_some_and(|w| now.saturating_sub(*t) >= w))
+        && u.name == default_name(&u.wa_id)
 }
 
 /// Users an operation looks at for sleep, besides its own: sweeps cost O(1) per operation.

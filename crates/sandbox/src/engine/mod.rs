@@ -266,7 +266,6 @@ pub struct World {
     pub base_url: String,
     /// The business portfolios of the numbers (and of the configuration), with their settings.
     portfolios: BTreeMap<String, crate::config::PortfolioConfig>,
-    /// Each user's ids by portfolio.
     /// (portfolio, BSUID or parent id) → the user's phone number.
     by_user_id: HashMap<(String, String), String>,
 }
