@@ -121,6 +121,56 @@ struct Counts {
     errors: AtomicU64,
     /// Time spent waiting as `Retry-After` said, ms (summed over connections).
     waited_ms: AtomicU64,
+    /// Latencies of the current second, for its p99 on the progress line.
+    second: SecondLatency,
+}
+
+/// A histogram of one second's latencies: 0.1 ms buckets up to 100 ms, then one for the rest.
+struct SecondLatency {
+    buckets: Vec<AtomicU64>,
+}
+
+impl Default for SecondLatency {
+    fn default() -> Self {
+        SecondLatency {
+            buckets: (0..=SECOND_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+/// 0.1 ms buckets of [`SecondLatency`] below its overflow bucket.
+const SECOND_BUCKETS: usize = 1_000;
+
+impl SecondLatency {
+    fn record(&self, micros: u32) {
+        let i = (micros as usize / 100).min(SECOND_BUCKETS);
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The p99 of the latencies recorded since the last call (the upper edge of its bucket,
+    /// ms; `None` above 100 ms or with none), and starts the next second.
+    fn take_p99(&self) -> Option<f64> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.swap(0, Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Some(0.0);
+        }
+        let want = total - total / 100;
+        let mut seen = 0;
+        for (i, n) in counts.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return (i < SECOND_BUCKETS).then(|| (i + 1) as f64 / 10.0);
+            }
+        }
+        None
+    }
 }
 
 /// The wait after a 429/503 without `Retry-After`, and before reconnecting.
@@ -334,7 +384,9 @@ pub async fn measure(args: BenchArgs) -> Result<f64, String> {
                     .is_ok();
                 match status {
                     200 => {
-                        lat.push(t.elapsed().as_micros() as u32);
+                        let micros = t.elapsed().as_micros() as u32;
+                        lat.push(micros);
+                        counts.second.record(micros);
                         counts.sent.fetch_add(1, Ordering::Relaxed);
                     }
                     429 | 503 => {
@@ -364,6 +416,8 @@ pub async fn measure(args: BenchArgs) -> Result<f64, String> {
     }
     let mut last = 0;
     let mut peak_backlog = 0;
+    // The worst one-second p99 (`None`: a second's p99 was above 100 ms).
+    let mut worst_p99 = Some(0.0f64);
     for s in 1..=args.duration {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = counts.sent.load(Ordering::Relaxed);
@@ -377,8 +431,10 @@ pub async fn measure(args: BenchArgs) -> Result<f64, String> {
                 sb.webhook_lag_ms() as f64 / 1_000.0
             )
         });
+        let p99 = counts.second.take_p99();
+        worst_p99 = worst_p99.zip(p99).map(|(w, p)| w.max(p));
         println!(
-            "  [{s:>3}/{}] {:>8} msg/s · {:>9} accepted · {:>9} webhook events{}{}",
+            "  [{s:>3}/{}] {:>8} msg/s · {:>9} accepted · {:>9} webhook events{}{} · p99 {} · rss {} MiB",
             args.duration,
             now - last,
             now,
@@ -388,7 +444,9 @@ pub async fn measure(args: BenchArgs) -> Result<f64, String> {
                 format!(" · {refused} throttled")
             } else {
                 String::new()
-            }
+            },
+            p99.map_or_else(|| "> 100 ms".to_string(), |p| format!("{p:.1} ms")),
+            proc_status_kib("VmRSS").unwrap_or(0) / 1_024,
         );
         last = now;
     }
@@ -431,11 +489,12 @@ pub async fn measure(args: BenchArgs) -> Result<f64, String> {
         );
     }
     println!(
-        "latency   p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms",
+        "latency   p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms; the worst second's p99 {}",
         pct(0.5),
         pct(0.9),
         pct(0.99),
-        pct(1.0)
+        pct(1.0),
+        worst_p99.map_or_else(|| "above 100 ms".to_string(), |p| format!("{p:.1} ms")),
     );
     if sandbox.is_some() {
         let events = received.events.load(Ordering::Relaxed);
