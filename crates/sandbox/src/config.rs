@@ -358,7 +358,7 @@ pub struct RetentionConfig {
     /// Messages kept (memory and disk); the oldest finished ones go first.
     pub max_messages: usize,
     /// A user with no message either way for this long (ms) and no open window is kept compact
-    /// in memory (about a tenth of a whole user; its journal row is untouched); 0 keeps every
+    /// in memory (about a sixth of a whole user; its journal row is untouched); 0 keeps every
     /// user whole.
     pub idle_user_ms: Millis,
 }

@@ -109,15 +109,7 @@ async fn a_slow_receiver_gets_503_once_the_lag_passes_the_limit_and_not_before()
     assert_eq!(s, 503, "{b}");
 
     // The lag is in the metrics too.
-    let metrics = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics_text().await;
     assert!(
         metrics.contains("mynah_sandbox_webhook_lag_seconds 5.1"),
         "{metrics}"

@@ -73,17 +73,7 @@ async fn idle_users_sleep_compact_and_wake_unchanged() {
         (2, 41),
         "the username keeps one whole, the one just written to is awake"
     );
-    let (_, metrics) = h.control_get("/health").await;
-    assert_eq!(metrics["users"]["asleep"], 41);
-    let text = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics_text().await;
     assert!(
         text.contains("mynah_sandbox_users{state=\"asleep\"} 41"),
         "{text}"

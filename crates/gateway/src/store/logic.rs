@@ -269,20 +269,20 @@ pub(super) fn enqueue_calls(
             i += 1;
             continue;
         }
-        let mut keys = HashSet::new();
+        // The run ends before a repeated id or idempotency key (the first message always fits:
+        // both sets are empty), which then starts the next run.
+        let (mut ids, mut idempotency_keys) = (HashSet::new(), HashSet::new());
         let mut j = i;
         while j < all.len()
             && simple(j)
-            && keys.insert(all[j].id.as_str())
+            && ids.insert(all[j].id.as_str())
             && all[j]
                 .idempotency_key
                 .as_deref()
-                .is_none_or(|k| keys.insert(k))
+                .is_none_or(|k| idempotency_keys.insert(k))
         {
             j += 1;
         }
-        // A message that ended the run on a repeated key goes first in the next run.
-        let j = j.max(i + 1);
         let run = &all[i..j];
         let mut inserted = HashSet::with_capacity(run.len());
         for (start, len) in set_chunks(run.len()) {
@@ -753,6 +753,14 @@ pub(super) fn value_rows(rows: usize, types: &[Option<&str>]) -> String {
     sql
 }
 
+/// `?1, ?2, …, ?n`: the list of an `IN (…)`.
+pub(super) fn in_list(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("?{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What a status may change of a message, read once and changed in memory while a call's
 /// statuses are applied in turn, then written once.
 struct StatusImage {
@@ -772,12 +780,11 @@ fn status_images(
 ) -> Result<HashMap<String, StatusImage>, StoreError> {
     let mut found = HashMap::with_capacity(wamids.len());
     for (start, len) in set_chunks(wamids.len()) {
-        let list = value_rows(len, &[None]);
         let sql = format!(
             "SELECT seq, id, state, accepted_at, sent_at, delivered_at, read_at, failed_at, \
              last_error_code, last_error, sequence_key IS NOT NULL, wamid FROM messages \
              WHERE wamid IN ({}) ORDER BY seq",
-            list.replace(['(', ')'], "")
+            in_list(len)
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let args = &wamids[start..start + len];
@@ -1960,7 +1967,7 @@ fn linked_many(conn: &Connection, ids: &[&str]) -> Result<HashMap<String, String
     for (start, len) in set_chunks(ids.len()) {
         let sql = format!(
             "SELECT id, person FROM identities WHERE id IN ({})",
-            value_rows(len, &[None]).replace(['(', ')'], "")
+            in_list(len)
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(params_from_iter(ids[start..start + len].iter()))?;
@@ -2142,7 +2149,7 @@ fn learn_fresh(
             args.extend([sql_ref(person), sql_ref(phone)]);
         }
         conn.prepare_cached(&sql)?.execute(args.as_slice())?;
-        let list = value_rows(len, &[None]).replace(['(', ')'], "");
+        let list = in_list(len);
         let sql = format!(
             "SELECT wa_id FROM consents WHERE wa_id IN ({list}) \
              UNION SELECT wa_id FROM consent_history WHERE wa_id IN ({list}) \

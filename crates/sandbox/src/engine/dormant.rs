@@ -1,6 +1,6 @@
 //! Idle virtual users, kept compact: a user with no message either way for
 //! `retention.idle_user_ms` and no open window (conversation, free entry point, referral, marketing
-//! log) is reduced to the facts that outlive windows, about a tenth of a whole [`User`]'s memory.
+//! log) is reduced to the facts that outlive windows, about a sixth of a whole [`User`]'s memory.
 //!
 //! What a sleeping user keeps: its behaviour (interned: users share a handful), and per business
 //! number the last inbound message, last marketing template, last exchange and last phone

@@ -229,6 +229,17 @@ impl Harness {
             .await
     }
 
+    /// `GET /metrics`, its text.
+    pub async fn metrics_text(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    }
+
     /// GET a control API path.
     pub async fn control_get(&self, path: &str) -> (u16, Value) {
         let r = self
