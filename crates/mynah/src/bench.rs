@@ -53,6 +53,14 @@ pub struct BenchArgs {
     /// sandbox's `limits.max_webhook_lag_ms`; its default unless given).
     #[arg(long)]
     max_webhook_lag_ms: Option<i64>,
+    /// Journal the in-process sandbox in this directory (default: in memory, nothing
+    /// journalled); the summary then gives the journal's size on disk.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// Messages the sandbox keeps in memory with `--data-dir` (its `retention.hot_messages`);
+    /// the rest of `--keep-messages` stays in the journal only.
+    #[arg(long)]
+    hot_messages: Option<usize>,
 }
 
 #[derive(Default)]
@@ -276,6 +284,10 @@ pub async fn measure(args: BenchArgs) -> Result<f64, String> {
             }
             // Keep the newest messages only, so a long run measures throughput, not memory growth.
             cfg.retention.max_messages = args.keep_messages;
+            cfg.data_dir = args.data_dir.clone();
+            if let Some(hot) = args.hot_messages {
+                cfg.retention.hot_messages = hot;
+            }
             // The load generator's connections never compete for the connection cap.
             cfg.server.max_connections = cfg
                 .server
@@ -504,6 +516,24 @@ pub async fn measure(args: BenchArgs) -> Result<f64, String> {
             total,
             events as f64 / total,
             accepted as f64 / total
+        );
+    }
+    if let (Some(sb), Some(dir)) = (&sandbox, &args.data_dir) {
+        let _ = sb.journal.flush().await;
+        let (hot, cold) = sb.world().message_counts();
+        let bytes: u64 = ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| {
+                let name = format!("{}{suffix}", mynah_sandbox::store::DB_FILE);
+                std::fs::metadata(dir.join(name)).ok()
+            })
+            .map(|m| m.len())
+            .sum();
+        let kept = hot as u64 + cold;
+        println!(
+            "journal   {:.1} MB on disk (file and write-ahead log) for {kept} messages kept, {hot} of them in memory ({:.2} KB of disk each)",
+            bytes as f64 / 1e6,
+            bytes as f64 / 1e3 / kept.max(1) as f64,
         );
     }
     if let Some(peak) = proc_status("VmHWM") {

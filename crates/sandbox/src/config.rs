@@ -355,8 +355,12 @@ impl Default for RulesConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
-    /// Messages kept (memory and disk); the oldest finished ones go first.
+    /// Messages kept in all (memory and journal); the oldest finished ones go first.
     pub max_messages: usize,
+    /// Messages kept in memory (at most `max_messages`): with a journal, older finished ones
+    /// live only there and are read back on demand (the control API, the console, a mark-read
+    /// or reaction naming one); in memory only (`--ephemeral`) `max_messages` are kept.
+    pub hot_messages: usize,
     /// A user with no message either way for this long (ms) and no open window is kept compact
     /// in memory (about a sixth of a whole user; its journal row is untouched); 0 keeps every
     /// user whole.
@@ -367,6 +371,7 @@ impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
             max_messages: 200_000,
+            hot_messages: 20_000,
             idle_user_ms: crate::clock::DAY,
         }
     }
@@ -486,6 +491,12 @@ impl Config {
         range(
             "retention.max_messages",
             self.retention.max_messages,
+            1,
+            usize::MAX,
+        )?;
+        range(
+            "retention.hot_messages",
+            self.retention.hot_messages,
             1,
             usize::MAX,
         )?;

@@ -1,7 +1,8 @@
 //! The sandbox's metrics in the Prometheus text format (OpenMetrics flavour, which Prometheus
 //! reads): requests by route, dialect and status; webhook deliveries by outcome; messages held
-//! for quality assessment, the webhook backlog, how far behind the sender is and the virtual
-//! users awake and asleep, read when scraped. Served on `GET /metrics`, local like the control API.
+//! for quality assessment, the webhook backlog, how far behind the sender is, the virtual
+//! users awake and asleep and the messages kept in memory and in the journal only, read when
+//! scraped. Served on `GET /metrics`, local like the control API.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +29,13 @@ pub struct UserLabels {
     pub state: &'static str,
 }
 
+/// Where retained messages are kept.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlaceLabels {
+    /// `memory` (the hot set) or `journal` (left memory, read back on demand).
+    pub place: &'static str,
+}
+
 /// A webhook delivery attempt's outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeliveryLabels {
@@ -52,6 +60,8 @@ pub struct Metrics {
     pub webhook_lag_seconds: Gauge<f64, AtomicU64>,
     /// Virtual users by state, now.
     pub users: Family<UserLabels, Gauge>,
+    /// Retained messages by place, now.
+    pub messages: Family<PlaceLabels, Gauge>,
 }
 
 impl Metrics {
@@ -93,9 +103,16 @@ impl Metrics {
             "Virtual users in memory: awake (whole) or asleep (idle past every window, compact)",
             users.clone(),
         );
+        let messages = Family::<PlaceLabels, Gauge>::default();
+        registry.register(
+            "messages",
+            "Retained messages: in memory (the hot set) or in the journal only (read back on demand)",
+            messages.clone(),
+        );
         Metrics {
             registry,
             users,
+            messages,
             webhook_lag_seconds,
             requests,
             webhooks,

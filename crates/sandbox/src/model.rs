@@ -320,6 +320,10 @@ pub struct Message {
     pub graph_version: u32,
     /// When it was accepted (outbound) or received (inbound).
     pub created_at: Millis,
+    /// Its position in arrival order: the control API's paging cursor, kept so that a restart
+    /// restores the order of messages accepted in the same millisecond.
+    #[serde(default)]
+    pub seq: u64,
     /// The body as the business sent it, or the inbound message as the webhook carried it.
     pub body: RawBody,
     /// For reactions: the message reacted to.
@@ -536,6 +540,7 @@ impl Message {
             dialect: Dialect::Cloud,
             graph_version: 0,
             created_at: now,
+            seq: 0,
             body: RawBody(Bytes::from(serde_json::to_vec(body).unwrap_or_default())),
             reaction_to: None,
             voice: false,
@@ -600,7 +605,7 @@ mod size_tests {
     #[test]
     fn a_message_and_its_timeline_entries_stay_small() {
         assert!(
-            std::mem::size_of::<Message>() <= 400,
+            std::mem::size_of::<Message>() <= 408,
             "{}",
             std::mem::size_of::<Message>()
         );

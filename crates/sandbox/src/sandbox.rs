@@ -6,7 +6,7 @@ use crate::config::{ClockMode, Config};
 use crate::engine::{Effects, World};
 use crate::faults::Faults;
 use crate::feed::Feed;
-use crate::model::WebhookTarget;
+use crate::model::{Message, WebhookTarget};
 use crate::ratelimit::Limits;
 use crate::scheduler::{Scheduler, Timer};
 use crate::store::{Journal, Kind, Snapshot};
@@ -140,6 +140,98 @@ impl Sandbox {
         self.world.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A message by wamid: from memory, or read back from the journal when it left memory
+    /// (`retention.hot_messages`).
+    pub async fn message(&self, id: &str) -> Result<Option<Message>, ApiError> {
+        if let Some(m) = self.world().messages.get(id) {
+            return Ok(Some((**m).clone()));
+        }
+        Ok(self.read_back(id).await?.map(|(_, m)| m))
+    }
+
+    /// A message as the journal has it, with its arrival position if it left memory.
+    async fn read_back(&self, id: &str) -> Result<Option<(Option<u64>, Message)>, ApiError> {
+        let Some((pos, json)) = self.journal.message(id).await.map_err(storage)? else {
+            return Ok(None);
+        };
+        let m = serde_json::from_str::<Message>(&json)
+            .map_err(|e| storage(format!("message {id} could not be read back: {e}")))?;
+        Ok(Some((pos, m)))
+    }
+
+    /// Reads a message that left memory back in for an operation that names it (a mark-read, a
+    /// reaction's target; see [`World::visit`]); nothing when it is in memory or unknown.
+    pub async fn warm(&self, id: &str) -> Result<(), ApiError> {
+        if self.journal.is_memory() || self.world().messages.contains_key(id) {
+            return Ok(());
+        }
+        // A message leaving memory at this moment is listed by a commit still on its way: a
+        // second look finds it.
+        for _ in 0..2 {
+            match self.read_back(id).await? {
+                Some((Some(pos), m)) => {
+                    self.world().visit(pos, m);
+                    return Ok(());
+                }
+                Some((None, _)) if !self.world().messages.contains_key(id) => continue,
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// A page of messages, newest first, with their arrival positions (the control API's
+    /// cursor): those in memory (see [`World::page`]), then those read back from the journal,
+    /// until `limit` are found or history ends.
+    pub async fn page<F: Fn(&Message) -> bool>(
+        &self,
+        wa_id: Option<&str>,
+        before: Option<u64>,
+        limit: usize,
+        keep: F,
+    ) -> Result<Vec<(u64, Message)>, ApiError> {
+        let (mut out, cold) = {
+            let mut world = self.world();
+            if wa_id.is_some() {
+                world.index_users();
+            }
+            let page: Vec<(u64, Message)> = world
+                .page(wa_id, before, limit, &keep)
+                .into_iter()
+                .map(|(pos, m)| (pos, m.clone()))
+                .collect();
+            (page, world.cold_range())
+        };
+        let mut cursor = before.unwrap_or(u64::MAX).min(cold.end);
+        while out.len() < limit && cursor > cold.start {
+            let batch = (limit - out.len()).max(256);
+            let rows = self
+                .journal
+                .cold_page(wa_id, cursor, batch)
+                .await
+                .map_err(storage)?;
+            let Some((last, _)) = rows.last() else {
+                break;
+            };
+            cursor = *last;
+            let full = rows.len() == batch;
+            for (pos, json) in rows {
+                if let Ok(m) = serde_json::from_str::<Message>(&json)
+                    && keep(&m)
+                {
+                    out.push((pos, m));
+                    if out.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// Tells the world its own base URL (for media download URLs).
     pub fn set_base_url(&self, url: &str) {
         self.world().base_url = url.trim_end_matches('/').to_string();
@@ -159,9 +251,7 @@ impl Sandbox {
         let (writes, pnids) = self.stage(fx);
         let result = self.journal.submit(writes).wait().await;
         self.hub.pump_all(&pnids);
-        result.map_err(|e| {
-            ApiError::with_details(ErrorCode::GenericError, format!("storage failed: {e}"))
-        })
+        result.map_err(storage)
     }
 
     /// Sets the timers, queues the webhook events, and returns every journal write (state and
@@ -464,4 +554,9 @@ fn boots_row(n: u64) -> crate::store::Write {
         id: "boots".into(),
         data: n.to_string(),
     }
+}
+
+/// A journal that could not be read, as the platform's generic error.
+fn storage(e: String) -> ApiError {
+    ApiError::with_details(ErrorCode::GenericError, format!("storage failed: {e}"))
 }

@@ -7,7 +7,9 @@
 //! is read back into memory. `--ephemeral` uses the memory journal, which persists nothing.
 //!
 //! Entities are stored as JSON under `(kind, id)`; media bytes and webhook attempts have tables of
-//! their own.
+//! their own. Messages that left memory (past `retention.hot_messages`) are also listed in
+//! `cold_messages` by arrival position and user, so that history is read back on demand
+//! ([`Journal::message`], [`Journal::cold_page`]) instead of being kept in memory.
 
 use bytes::Bytes;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -95,6 +97,20 @@ pub enum Write {
         /// Media id.
         id: String,
     },
+    /// A message left memory: list it in arrival order (its entity row stays).
+    Cool {
+        /// Its position in arrival order.
+        pos: u64,
+        /// Its wamid.
+        id: Arc<str>,
+        /// Its user.
+        wa_id: String,
+    },
+    /// Forget the messages that left memory at positions before this one.
+    Trim {
+        /// The first position kept.
+        before: u64,
+    },
     /// Append a webhook attempt record (JSON).
     Attempt {
         /// JSON of the attempt.
@@ -113,6 +129,8 @@ pub struct Snapshot {
     pub blobs: HashMap<String, Bytes>,
     /// The latest webhook attempts (JSON), oldest first.
     pub attempts: Vec<String>,
+    /// Messages that had left memory, `(position, json)` in arrival order (not in `rows`).
+    pub cold: Vec<(u64, String)>,
 }
 
 impl Snapshot {
@@ -150,6 +168,8 @@ impl Durable {
 pub struct Journal {
     tx: Option<mpsc::UnboundedSender<Job>>,
     backlog: Arc<AtomicUsize>,
+    /// A read-only connection for history read back on demand (none in memory).
+    reader: Option<Arc<tokio::sync::Mutex<SqliteConnection>>>,
 }
 
 impl Journal {
@@ -158,11 +178,13 @@ impl Journal {
         Journal {
             tx: None,
             backlog: Arc::new(AtomicUsize::new(0)),
+            reader: None,
         }
     }
 
     /// Opens (or creates) `dir/sandbox.db`, reads it back, and starts the writer task.
-    /// `keep_attempts` bounds how many webhook attempts are read back.
+    /// `keep_attempts` bounds how many webhook attempts are kept (the oldest go as new ones
+    /// are written) and read back.
     ///
     /// A file that is there but is not a sandbox journal — empty, not SQLite, another
     /// program's database, or damaged (SQLite's `quick_check`) — is refused before anything is
@@ -213,13 +235,17 @@ impl Journal {
         let snapshot = load(&mut conn, keep_attempts)
             .await
             .map_err(|e| refusal(&path, &format!("it could not be read back ({e})")))?;
+        let reader = SqliteConnection::connect_with(&opts.clone().read_only(true))
+            .await
+            .map_err(opened)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(writer(conn, rx, backlog.clone()));
+        tokio::spawn(writer(conn, rx, backlog.clone(), keep_attempts));
         Ok((
             Journal {
                 tx: Some(tx),
                 backlog,
+                reader: Some(Arc::new(tokio::sync::Mutex::new(reader))),
             },
             snapshot,
         ))
@@ -278,6 +304,64 @@ impl Journal {
         Durable(Some(rx)).wait().await
     }
 
+    /// A message as journalled, with its arrival position if it left memory (after everything
+    /// submitted so far is committed); `None` when the journal has no such message or keeps
+    /// nothing.
+    pub async fn message(&self, id: &str) -> Result<Option<(Option<u64>, String)>, String> {
+        let Some(reader) = &self.reader else {
+            return Ok(None);
+        };
+        self.flush().await?;
+        let mut conn = reader.lock().await;
+        let row: Option<(Option<i64>, String)> = sqlx::query_as(
+            "SELECT o.pos, e.data FROM entities e LEFT JOIN cold_messages o ON o.id = e.id \
+             WHERE e.kind = 'message' AND e.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| format!("the journal could not be read: {e}"))?;
+        Ok(row.map(|(pos, json)| (pos.and_then(|p| u64::try_from(p).ok()), json)))
+    }
+
+    /// Messages that left memory, newest first: at most `limit` at positions before `before`,
+    /// of one user or all, as `(position, json)` (after everything submitted so far is
+    /// committed).
+    pub async fn cold_page(
+        &self,
+        wa_id: Option<&str>,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, String)>, String> {
+        let Some(reader) = &self.reader else {
+            return Ok(Vec::new());
+        };
+        self.flush().await?;
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = if wa_id.is_some() {
+            "SELECT o.pos, e.data FROM cold_messages o JOIN entities e \
+             ON e.kind = 'message' AND e.id = o.id \
+             WHERE o.wa_id = ?3 AND o.pos < ?1 ORDER BY o.pos DESC LIMIT ?2"
+        } else {
+            "SELECT o.pos, e.data FROM cold_messages o JOIN entities e \
+             ON e.kind = 'message' AND e.id = o.id \
+             WHERE o.pos < ?1 ORDER BY o.pos DESC LIMIT ?2"
+        };
+        let mut conn = reader.lock().await;
+        let rows: Vec<(i64, String)> = sqlx::query_as(sql)
+            .bind(before)
+            .bind(limit)
+            .bind(wa_id.unwrap_or(""))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| format!("the journal could not be read: {e}"))?;
+        Ok(rows
+            .into_iter()
+            .map(|(pos, json)| (u64::try_from(pos).unwrap_or(0), json))
+            .collect())
+    }
+
     /// Writes queued but not yet committed.
     pub fn backlog(&self) -> usize {
         self.backlog.load(Ordering::Relaxed)
@@ -301,6 +385,7 @@ const COLUMNS: &[(&str, &str)] = &[
     ("entities", "kind, id, data"),
     ("media_blobs", "id, bytes"),
     ("webhook_attempts", "seq, data"),
+    ("cold_messages", "pos, id, wa_id"),
 ];
 
 /// What an existing file turned out to be.
@@ -436,22 +521,43 @@ const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS entities (kind TEXT NOT NULL, id TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS media_blobs (id TEXT PRIMARY KEY, bytes BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS webhook_attempts (seq INTEGER PRIMARY KEY AUTOINCREMENT, data TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS cold_messages (pos INTEGER PRIMARY KEY, id TEXT NOT NULL, wa_id TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS cold_messages_by_user ON cold_messages (wa_id, pos)",
+    "CREATE INDEX IF NOT EXISTS cold_messages_by_id ON cold_messages (id)",
 ];
 
 async fn load(conn: &mut SqliteConnection, keep_attempts: usize) -> Result<Snapshot, sqlx::Error> {
     let mut snap = Snapshot::default();
+    // Messages that had left memory are read back apart, in arrival order.
+    let mut cold: HashMap<String, u64> = HashMap::new();
+    for row in sqlx::query("SELECT pos, id FROM cold_messages")
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        let pos: i64 = row.try_get(0)?;
+        cold.insert(row.try_get(1)?, u64::try_from(pos).unwrap_or(0));
+    }
     for row in sqlx::query("SELECT kind, id, data FROM entities")
         .fetch_all(&mut *conn)
         .await?
     {
         let kind: String = row.try_get(0)?;
-        if let Some(kind) = Kind::parse(&kind) {
-            snap.rows
-                .entry(kind)
-                .or_default()
-                .push((row.try_get(1)?, row.try_get(2)?));
+        let Some(kind) = Kind::parse(&kind) else {
+            continue;
+        };
+        let id: String = row.try_get(1)?;
+        if kind == Kind::Message
+            && let Some(pos) = cold.get(&id)
+        {
+            snap.cold.push((*pos, row.try_get(2)?));
+            continue;
         }
+        snap.rows
+            .entry(kind)
+            .or_default()
+            .push((id, row.try_get(2)?));
     }
+    snap.cold.sort_unstable_by_key(|(pos, _)| *pos);
     for row in sqlx::query("SELECT id, bytes FROM media_blobs")
         .fetch_all(&mut *conn)
         .await?
@@ -477,11 +583,14 @@ async fn writer(
     mut conn: SqliteConnection,
     mut rx: mpsc::UnboundedReceiver<Job>,
     backlog: Arc<AtomicUsize>,
+    keep_attempts: usize,
 ) {
     let mut jobs = Vec::with_capacity(64);
     while rx.recv_many(&mut jobs, MAX_JOBS_PER_COMMIT).await > 0 {
         let n: usize = jobs.iter().map(|j| j.writes.len()).sum();
-        let result = commit(&mut conn, &jobs).await.map_err(|e| e.to_string());
+        let result = commit(&mut conn, &jobs, keep_attempts)
+            .await
+            .map_err(|e| e.to_string());
 
         if let Err(e) = &result {
             tracing::error!(error = %e, "journal commit failed");
@@ -495,7 +604,11 @@ async fn writer(
     }
 }
 
-async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<(), sqlx::Error> {
+async fn commit(
+    conn: &mut SqliteConnection,
+    jobs: &[Job],
+    keep_attempts: usize,
+) -> Result<(), sqlx::Error> {
     let all: Vec<&Write> = jobs.iter().flat_map(|j| j.writes.iter()).collect();
     // Everything before the last reset is moot.
     let start = all
@@ -514,6 +627,7 @@ async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<(), sqlx::E
         }
     }
     let mut tx = conn.begin().await?;
+    let mut attempts = false;
     for (i, w) in all.iter().enumerate() {
         match w {
             Write::Reset => {
@@ -524,6 +638,33 @@ async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<(), sqlx::E
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query("DELETE FROM webhook_attempts")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM cold_messages")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Write::Cool { pos, id, wa_id } => {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO cold_messages (pos, id, wa_id) VALUES (?, ?, ?)",
+                )
+                .bind(i64::try_from(*pos).unwrap_or(i64::MAX))
+                .bind(&**id)
+                .bind(wa_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Write::Trim { before } => {
+                let before = i64::try_from(*before).unwrap_or(i64::MAX);
+                sqlx::query(
+                    "DELETE FROM entities WHERE kind = 'message' AND id IN \
+                     (SELECT id FROM cold_messages WHERE pos < ?)",
+                )
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM cold_messages WHERE pos < ?")
+                    .bind(before)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -567,8 +708,19 @@ async fn commit(conn: &mut SqliteConnection, jobs: &[Job]) -> Result<(), sqlx::E
                     .bind(data)
                     .execute(&mut *tx)
                     .await?;
+                attempts = true;
             }
         }
+    }
+    if attempts {
+        // The journal keeps as many attempts as are read back: the oldest go.
+        sqlx::query(
+            "DELETE FROM webhook_attempts WHERE seq <= \
+             (SELECT max(seq) FROM webhook_attempts) - ?",
+        )
+        .bind(i64::try_from(keep_attempts.max(1)).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }
@@ -622,6 +774,34 @@ mod tests {
             vec![("1".to_string(), "b".to_string())]
         );
         assert_eq!(snap.blobs.get("m").map(|b| b.as_ref()), Some(&b"xyz"[..]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The attempts table keeps `keep_attempts` rows on disk, not every attempt ever made.
+    #[tokio::test]
+    async fn the_journal_keeps_only_the_newest_attempts() {
+        let dir = std::env::temp_dir().join(format!("mynah-attempts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let (j, _) = Journal::open_sqlite(&dir, 10).await.unwrap();
+            for batch in 0..5 {
+                let writes = (0..7)
+                    .map(|i| Write::Attempt {
+                        data: format!("{}", batch * 7 + i),
+                    })
+                    .collect();
+                j.submit(writes).wait().await.unwrap();
+            }
+        }
+        let opts = SqliteConnectOptions::new().filename(dir.join(DB_FILE));
+        let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT data FROM webhook_attempts ORDER BY seq")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        let want: Vec<String> = (25..35).map(|i| i.to_string()).collect();
+        assert_eq!(rows, want);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

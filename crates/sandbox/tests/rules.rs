@@ -610,11 +610,20 @@ async fn the_messaging_limit_counts_unique_users_started_outside_the_window() {
     h.shutdown().await;
 }
 
+/// The window is rebuilt from the messages it counted, in memory or (past
+/// `retention.hot_messages`) in the journal only.
 #[tokio::test]
 async fn the_messaging_limit_window_survives_a_restart() {
+    for hot in [20_000, 1] {
+        limit_window_survives_a_restart(hot).await;
+    }
+}
+
+async fn limit_window_survives_a_restart(hot: usize) {
     let rx = Receiver::start().await;
     let mut cfg = rules_config(&rx.url);
-    cfg.data_dir = Some(temp_dir("limit-restart"));
+    cfg.data_dir = Some(temp_dir(&format!("limit-restart-{hot}")));
+    cfg.retention.hot_messages = hot;
     cfg.rules.messaging_limit = Some(mynah_sandbox::config::MessagingLimit {
         unique_users: 1,
         window_ms: 24 * 3_600_000,
@@ -623,6 +632,18 @@ async fn the_messaging_limit_window_survives_a_restart() {
     });
     let h = Harness::start(cfg.clone()).await;
     accepted(&h, hello("4915100000071")).await;
+    // Later messages (from another user: not counted) push the counted one out of memory when
+    // `hot` is 1.
+    h.advance(60.0).await;
+    for _ in 0..3 {
+        inbound(&h, "4915100000073").await;
+    }
+    let (_, health) = h.control_get("/health").await;
+    assert_eq!(
+        health["messages"]["journal"].as_u64().unwrap() > 0,
+        hot == 1,
+        "{health}"
+    );
     h.shutdown().await;
     let h = Harness::start(cfg).await;
     let (s, b) = h.send_360(hello("4915100000072")).await;

@@ -568,8 +568,7 @@ impl World {
                 "received",
                 Some(format!("user_changed_user_id: {wa_id} → {new}")),
             );
-            fx.put(Kind::Message, &wamid, &msg);
-            self.keep(msg, false);
+            self.admit(msg, false, &mut fx);
             let value = MessagesValue {
                 messaging_product: "whatsapp".into(),
                 metadata: metadata(&number),

@@ -92,6 +92,9 @@ impl Effects {
     }
 }
 
+/// Most messages read back from the journal kept in memory at once (see `World::visit`).
+const VISITORS: usize = 1_024;
+
 /// Users a number reached, for the messaging limit: (time, user) in time order, and each user's
 /// latest time.
 type Reach = (VecDeque<(Millis, String)>, HashMap<String, Millis>);
@@ -244,6 +247,14 @@ pub struct World {
     by_user: Option<UserIndex>,
     /// Position of `order[0]` in arrival order (messages leave `order` only at its front).
     order_base: u64,
+    /// Position of the oldest message that left memory for the journal (`retention.hot_messages`);
+    /// those from here to `order_base` are read back on demand. Equal to `order_base` when
+    /// none did.
+    cold_base: u64,
+    /// Messages read back from the journal for an operation that names one (a mark-read, a
+    /// reaction's target), with their positions: in `messages` but not in `order`, at most
+    /// [`VISITORS`], and gone when the journal forgets them.
+    visitors: VecDeque<(u64, Arc<str>)>,
     /// Media by id. Change it through `store_media` and `delete_media`, which keep
     /// `media_bytes`.
     pub media: HashMap<String, Media>,
@@ -336,6 +347,8 @@ impl World {
             watch: Arc::new(AtomicUsize::new(0)),
             by_user: None,
             order_base: 0,
+            cold_base: 0,
+            visitors: VecDeque::new(),
             media: HashMap::new(),
             media_bytes: 0,
             templates: Registry::default(),
@@ -400,24 +413,53 @@ impl World {
             .into_iter()
             .filter_map(|(_, json)| serde_json::from_str(&json).ok())
             .collect();
+        // Arrival order (journals written before `seq` order by time).
         msgs.sort_by(|a, b| {
-            a.created_at
-                .cmp(&b.created_at)
+            (a.seq, a.created_at)
+                .cmp(&(b.seq, b.created_at))
                 .then_with(|| a.id.cmp(&b.id))
         });
-        for m in msgs {
-            if m.counted {
-                // The messaging limit's window is rebuilt from the messages it counted.
-                let (order, last) = w.reach.entry(m.phone_number_id.clone()).or_default();
-                last.insert(m.wa_id.clone(), m.created_at);
-                order.push_back((m.created_at, m.wa_id.clone()));
+        // The messaging limit's window is rebuilt from the messages it counted, those that left
+        // memory included (read here, then dropped).
+        let cold = std::mem::take(&mut snapshot.cold);
+        // Positions go on from the last run's: after those in the journal only, else from the
+        // first in memory.
+        match (cold.first(), cold.last()) {
+            (Some((first, _)), Some((last, _))) => {
+                w.cold_base = *first;
+                w.order_base = last.saturating_add(1);
             }
+            _ => {
+                w.order_base = msgs.first().map_or(0, |m| m.seq);
+                w.cold_base = w.order_base;
+            }
+        }
+        let window = cfg
+            .rules
+            .messaging_limit
+            .map_or(DAY, |l| l.window_ms.max(DAY));
+        let mut counted: Vec<(Millis, String, String)> = cold
+            .into_iter()
+            .filter_map(|(_, json)| serde_json::from_str::<Message>(&json).ok())
+            .chain(msgs.iter().cloned())
+            .filter(|m| m.counted && now.saturating_sub(m.created_at) <= window)
+            .map(|m| (m.created_at, m.phone_number_id, m.wa_id))
+            .collect();
+        counted.sort_by_key(|(at, _, _)| *at);
+        for (at, pnid, wa_id) in counted {
+            let (order, last) = w.reach.entry(pnid).or_default();
+            last.insert(wa_id.clone(), at);
+            order.push_back((at, wa_id));
+        }
+        for m in msgs {
             if let Some((_, due)) = m.next {
                 fx.timers
                     .push((due.max(now), Timer::Message(m.id.to_string())));
             }
             w.keep(m, true);
         }
+        // A smaller `retention.hot_messages` than the last run's takes effect at once.
+        w.evict(&mut fx);
         for (_, json) in snapshot.take(Kind::Media) {
             if let Ok(mut m) = serde_json::from_str::<Media>(&json) {
                 m.bytes = snapshot.blobs.remove(&m.id).unwrap_or_default();
@@ -510,11 +552,19 @@ impl World {
         self.watch = listeners;
     }
 
-    /// Keeps a new message: appends it to the arrival order (and, with `index`, to its user's
-    /// index, once there is one).
-    fn keep(&mut self, m: Message, index: bool) {
+    /// Journals a new message with its arrival position and keeps it.
+    fn admit(&mut self, mut m: Message, index: bool, fx: &mut Effects) {
+        m.seq = self.order_base + self.order.len() as u64;
+        fx.put(Kind::Message, &m.id, &m);
+        self.keep(m, index);
+    }
+
+    /// Keeps a message: appends it to the arrival order (its `seq` becomes its position) and,
+    /// with `index`, to its user's index, once there is one.
+    fn keep(&mut self, mut m: Message, index: bool) {
         let id = m.id.clone();
         let pos = self.order_base + self.order.len() as u64;
+        m.seq = pos;
         self.order.push_back(id.clone());
         if index && let Some(by_user) = &mut self.by_user {
             index_push(by_user, &m.wa_id, pos);
@@ -522,13 +572,14 @@ impl World {
         self.messages.insert(id, Box::new(m));
     }
 
-    /// Forgets the oldest message of the arrival order and the message itself; returns its id.
-    fn pop_oldest(&mut self) -> Option<String> {
-        let id = self.order.pop_front()?.to_string();
+    /// Forgets the oldest message of the arrival order and the message itself; returns its
+    /// position, id and user.
+    fn pop_oldest(&mut self) -> Option<(u64, Arc<str>, Option<String>)> {
+        let id = self.order.pop_front()?;
         let pos = self.order_base;
         self.order_base += 1;
-        let gone = self.messages.remove(id.as_str());
-        if let (Some(index), Some(m)) = (&mut self.by_user, gone)
+        let gone = self.messages.remove(&*id);
+        if let (Some(index), Some(m)) = (&mut self.by_user, &gone)
             && let Some(list) = index.get_mut(&m.wa_id)
         {
             if list.front() == Some(&pos) {
@@ -538,7 +589,42 @@ impl World {
                 index.remove(&m.wa_id);
             }
         }
-        Some(id)
+        Some((pos, id, gone.map(|m| m.wa_id)))
+    }
+
+    /// Positions of the messages that left memory and the journal still keeps:
+    /// `cold_base..order_base` (empty when none did).
+    pub fn cold_range(&self) -> std::ops::Range<u64> {
+        self.cold_base..self.order_base
+    }
+
+    /// Retained messages: in memory (the arrival order's and the visitors), and in the
+    /// journal only (left memory, read back on demand).
+    pub fn message_counts(&self) -> (usize, u64) {
+        let cold = self.cold_range();
+        (self.messages.len(), cold.end - cold.start)
+    }
+
+    /// Takes in a message read back from the journal at position `pos` for an operation that
+    /// names it; false (and nothing kept) when the journal has forgotten that position since,
+    /// or when the message is in memory already.
+    pub fn visit(&mut self, pos: u64, m: Message) -> bool {
+        if !self.cold_range().contains(&pos) || self.messages.contains_key(&*m.id) {
+            return false;
+        }
+        let id = m.id.clone();
+        self.messages.insert(id.clone(), Box::new(m));
+        self.visitors.push_back((pos, id));
+        while self.visitors.len() > VISITORS {
+            if let Some((_, gone)) = self.visitors.pop_front() {
+                self.messages.remove(&*gone);
+            }
+        }
+        true
+    }
+
+    fn is_visitor(&self, id: &str) -> bool {
+        self.visitors.iter().any(|(_, v)| **v == *id)
     }
 
     /// Builds the per-user index from the arrival order, if it is not there yet (the first
@@ -1030,6 +1116,7 @@ impl World {
             dialect,
             graph_version,
             created_at: now,
+            seq: 0,
             body: raw,
             reaction_to: match &req.content {
                 Content::Reaction(r) => Some(r.message_id.as_str().into()),
@@ -1100,12 +1187,11 @@ impl World {
             },
             Some(detail),
         );
-        fx.put(Kind::Message, &wamid, &msg);
         if !held {
             fx.timers
                 .push((now + sent_latency, Timer::Message(wamid.clone())));
         }
-        self.keep(msg, true);
+        self.admit(msg, true, &mut fx);
         if held && let Some(id) = &template_id {
             self.judge_pacing(id, now, &mut fx);
         }
@@ -1158,6 +1244,7 @@ impl World {
             dialect: via.dialect,
             graph_version: via.graph_version,
             created_at: now,
+            seq: 0,
             body: raw,
             reaction_to: None,
             voice: false,
@@ -1192,21 +1279,27 @@ impl World {
                 via.graph_version
             )),
         );
-        fx.put(Kind::Message, &wamid, &msg);
         fx.timers
             .push((now + sent_latency, Timer::Message(wamid.clone())));
-        self.keep(msg, false);
+        self.admit(msg, false, &mut fx);
         self.evict(&mut fx);
         self.note_rng(&mut fx);
         let response = SendResponse::new(&req.to_input, read_as, &wamid, MessageStatus::Accepted);
         (response, fx)
     }
 
-    /// Keeps at most `retention.max_messages`: the oldest messages whose lifecycle is over are
-    /// forgotten, in memory and in the journal.
+    /// Keeps at most `retention.hot_messages` in memory and `retention.max_messages` in all:
+    /// the oldest messages whose lifecycle is over leave memory for the journal (with no
+    /// journal, or when all are kept in memory, they are forgotten), and the oldest of those the
+    /// journal keeps go when there are more than `max_messages`.
     fn evict(&mut self, fx: &mut Effects) {
         let max = self.cfg.retention.max_messages.max(1);
-        while self.order.len() > max {
+        let hot = if self.persist {
+            self.cfg.retention.hot_messages.clamp(1, max)
+        } else {
+            max
+        };
+        while self.order.len() > hot {
             let Some(oldest) = self.order.front() else {
                 break;
             };
@@ -1217,12 +1310,39 @@ impl World {
             {
                 break;
             }
-            if let Some(id) = self.pop_oldest() {
-                fx.write(Write::Delete {
-                    kind: Kind::Message,
-                    id,
-                });
+            let Some((pos, id, wa_id)) = self.pop_oldest() else {
+                break;
+            };
+            match wa_id {
+                Some(wa_id) if hot < max => fx.write(Write::Cool { pos, id, wa_id }),
+                _ => {
+                    if self.cold_base == pos {
+                        self.cold_base = pos + 1;
+                    }
+                    fx.write(Write::Delete {
+                        kind: Kind::Message,
+                        id: id.to_string(),
+                    });
+                }
             }
+        }
+        let kept = self.order.len() as u64 + (self.order_base - self.cold_base);
+        let over = kept.saturating_sub(max as u64);
+        let drop = over.min(self.order_base - self.cold_base);
+        if drop > 0 {
+            self.cold_base += drop;
+            let first = self.cold_base;
+            let mut gone = Vec::new();
+            self.visitors.retain(|(pos, id)| {
+                if *pos < first {
+                    gone.push(id.clone());
+                }
+                *pos >= first
+            });
+            for id in gone {
+                self.messages.remove(&*id);
+            }
+            fx.write(Write::Trim { before: first });
         }
     }
 
@@ -1420,6 +1540,8 @@ impl World {
             fx.put(Kind::Message, wamid, m);
         }
         fx.extend(after);
+        // A finished lifecycle may let the oldest messages leave memory after a burst.
+        self.evict(&mut fx);
         self.note_rng(&mut fx);
         fx
     }
@@ -1680,8 +1802,7 @@ impl World {
             "received",
             Some("customer service window open for 24 hours".into()),
         );
-        fx.put(Kind::Message, &wamid, &msg);
-        self.keep(msg, true);
+        self.admit(msg, true, &mut fx);
         self.evict(&mut fx);
         fx.events.push(NewEvent {
             own_only: false,
@@ -1727,9 +1848,11 @@ impl World {
         }
         let wa_id = target.wa_id.clone();
         let mut fx = self.fx();
-        // The target and every earlier (in arrival order) unread inbound message of that user.
+        // The target and every earlier (in arrival order) unread inbound message of that user
+        // (those in memory: a target read back from the journal is marked alone).
         let mut ids: Vec<String> = Vec::new();
-        for m in self.messages_in_order() {
+        let in_order = !self.is_visitor(message_id);
+        for m in self.messages_in_order().take_while(|_| in_order) {
             if m.direction == Direction::Inbound
                 && m.phone_number_id == pnid
                 && m.wa_id == wa_id

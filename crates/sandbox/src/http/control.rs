@@ -121,10 +121,14 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
     let method = req.method().clone();
     match (method.clone(), segs.as_slice()) {
         (Method::GET, ["health"]) | (Method::GET, []) => {
-            let (awake, asleep) = sb.world().user_counts();
+            let ((awake, asleep), (hot, cold)) = {
+                let world = sb.world();
+                (world.user_counts(), world.message_counts())
+            };
             Ok(json(&serde_json::json!({
             "status": "ok",
             "users": { "awake": awake, "asleep": asleep },
+            "messages": { "memory": hot, "journal": cold },
             "clock": if sb.clock.is_manual() { "manual" } else { "system" },
             "now": sb.clock.now(),
             "pending_webhooks": sb.hub.pending(),
@@ -184,50 +188,46 @@ async fn dispatch(sb: &Arc<Sandbox>, req: Request) -> Result<Response, ApiError>
                     ))
                 })?),
             };
-            let mut world = sb.world();
-            if q.wa_id.is_some() {
-                world.index_users();
-            }
             let limit = q.limit.unwrap_or(100).min(10_000);
             // Ids of the templates with the name asked for.
-            let template_ids: Option<Vec<&str>> = q.template.as_ref().map(|name| {
-                world
+            let template_ids: Option<Vec<String>> = q.template.as_ref().map(|name| {
+                sb.world()
                     .templates
                     .all()
                     .filter(|t| t.def.name == *name || t.id == *name)
-                    .map(|t| t.id.as_str())
+                    .map(|t| t.id.clone())
                     .collect()
             });
             let keep = |m: &Message| {
                 q.matches(m)
                     && template_ids.as_ref().is_none_or(|ids| {
-                        m.template_id.as_deref().is_some_and(|id| ids.contains(&id))
+                        m.template_id
+                            .as_deref()
+                            .is_some_and(|id| ids.iter().any(|t| t == id))
                     })
                     && q.error_code.is_none_or(|c| error_code(m) == Some(c))
             };
-            let mut page = world.page(q.wa_id.as_deref(), before, limit, keep);
+            let mut page = sb.page(q.wa_id.as_deref(), before, limit, keep).await?;
             let next = (page.len() == limit)
                 .then(|| page.last().map(|(pos, _)| pos.to_string()))
                 .flatten();
             page.reverse();
-            let messages: Vec<&Message> = page.into_iter().map(|(_, m)| m).collect();
+            let messages: Vec<Message> = page.into_iter().map(|(_, m)| m).collect();
             Ok(json(&Page { messages, next }))
         }
         (Method::GET, ["messages", id, "explain"]) => {
-            let world = sb.world();
-            let m = world
-                .messages
-                .get(*id)
+            let m = sb
+                .message(id)
+                .await?
                 .ok_or_else(|| not_found(format!("no message {id}")))?;
-            Ok(json(&explain(m)))
+            Ok(json(&explain(&m)))
         }
         (Method::GET, ["messages", id]) => {
-            let world = sb.world();
-            let m = world
-                .messages
-                .get(*id)
+            let m = sb
+                .message(id)
+                .await?
                 .ok_or_else(|| not_found(format!("no message {id}")))?;
-            Ok(json(m))
+            Ok(json(&m))
         }
         (Method::POST, ["inbound"]) => {
             let r: InboundRequest = body(sb, req).await?;
@@ -718,8 +718,8 @@ async fn optional_body<T: DeserializeOwned + Default>(
 /// One page of `GET /_mynah/messages`: oldest first; `next` is the `before` of the page before
 /// it, when there may be one.
 #[derive(serde::Serialize)]
-struct Page<'a> {
-    messages: Vec<&'a Message>,
+struct Page {
+    messages: Vec<Message>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
 }

@@ -62,14 +62,24 @@ async fn handle(State(sb): State<Arc<Sandbox>>, req: Request) -> Response {
 
 /// `GET /metrics`: the gauges read now, then every metric in the text format.
 fn metrics(sb: &Sandbox) -> Response {
-    let (held, (awake, asleep)) = {
+    let (held, (awake, asleep), (hot, cold)) = {
         let world = sb.world();
-        (world.held_count(), world.user_counts())
+        (
+            world.held_count(),
+            world.user_counts(),
+            world.message_counts(),
+        )
     };
     for (state, n) in [("awake", awake), ("asleep", asleep)] {
         sb.metrics
             .users
             .get_or_create(&crate::metrics::UserLabels { state })
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+    for (place, n) in [("memory", hot as u64), ("journal", cold)] {
+        sb.metrics
+            .messages
+            .get_or_create(&crate::metrics::PlaceLabels { place })
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
     sb.metrics

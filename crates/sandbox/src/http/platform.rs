@@ -480,6 +480,10 @@ async fn messages(
             if let Some(e) = verdict.refuse {
                 return Err(e.into());
             }
+            if let mynah_wire::message::Content::Reaction(r) = &send.content {
+                // Its target may have left memory: the reaction's check reads it back.
+                sb.warm(&r.message_id).await?;
+            }
             let sent = sb.world().send(
                 pnid,
                 crate::engine::Via {
@@ -519,6 +523,7 @@ async fn messages(
             Ok(json(&response))
         }
         ApiRequest::MarkRead(read) => {
+            sb.warm(&read.message_id).await?;
             let now = sb.clock.now();
             let fx = sb.world().mark_read(
                 pnid,
