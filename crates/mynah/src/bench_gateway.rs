@@ -137,6 +137,10 @@ pub struct BenchGatewayArgs {
     /// connections, duration and webhook batch size), then this, and print both and the ratio.
     #[arg(long)]
     compare: bool,
+    /// Run the sandbox in a child process (`mynah sandbox --ephemeral`) instead of this one, so
+    /// that the memory and CPU printed are the gateway's and the load generator's alone.
+    #[arg(long)]
+    sandbox_process: bool,
 }
 
 /// A store the benchmark can run the gateway on.
@@ -366,6 +370,8 @@ struct Rig<S> {
     shutdown: CancellationToken,
     gateway_tasks: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     scratch: Option<PathBuf>,
+    /// The sandbox's process and its configuration file, with `--sandbox-process`.
+    sandbox: Option<(std::process::Child, PathBuf)>,
 }
 
 impl<S: BenchStore> Rig<S> {
@@ -416,19 +422,25 @@ impl<S: BenchStore> Rig<S> {
         let cap = std::num::NonZeroUsize::MIN
             .saturating_add(args.connections + args.dispatch_concurrency + 128);
         sb_cfg.server.max_connections = sb_cfg.server.max_connections.max(cap);
-        let sb = Sandbox::open(sb_cfg).await?;
-        let sb_listener = mynah_serve::bind(([127, 0, 0, 1], 0).into())
-            .await
-            .map_err(|e| e.to_string())?;
-        let sb_base = format!(
-            "http://{}",
-            sb_listener.local_addr().map_err(|e| e.to_string())?
-        );
-        sb.set_base_url(&sb_base);
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = mynah_sandbox::http::run(sb_listener, sb, stop).await;
-        });
+        let (sb_base, sandbox) = if args.sandbox_process {
+            let (base, child, file) = spawn_sandbox(sb_cfg).await?;
+            (base, Some((child, file)))
+        } else {
+            let sb = Sandbox::open(sb_cfg).await?;
+            let sb_listener = mynah_serve::bind(([127, 0, 0, 1], 0).into())
+                .await
+                .map_err(|e| e.to_string())?;
+            let sb_base = format!(
+                "http://{}",
+                sb_listener.local_addr().map_err(|e| e.to_string())?
+            );
+            sb.set_base_url(&sb_base);
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = mynah_sandbox::http::run(sb_listener, sb, stop).await;
+            });
+            (sb_base, None)
+        };
 
         // The gateways: gates off, the send rate raised.
         let mut cfg = GwConfig {
@@ -473,10 +485,26 @@ impl<S: BenchStore> Rig<S> {
             shutdown,
             gateway_tasks,
             scratch,
+            sandbox,
         })
     }
 
     async fn stop(self) {
+        if let Some((mut child, file)) = self.sandbox {
+            let peak = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+                .ok()
+                .and_then(|st| {
+                    st.lines()
+                        .find(|l| l.starts_with("VmHWM"))
+                        .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
+                });
+            if let Some(peak) = peak {
+                println!("          the sandbox's process: peak {peak}");
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(file);
+        }
         self.shutdown.cancel();
         for t in self.gateway_tasks {
             let _ = t.await;
@@ -488,6 +516,44 @@ impl<S: BenchStore> Rig<S> {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Starts `mynah sandbox --ephemeral` with `cfg` on a free local port; answers its base URL
+/// once it accepts connections, the child and its configuration file.
+async fn spawn_sandbox(
+    mut cfg: SbConfig,
+) -> Result<(String, std::process::Child, PathBuf), String> {
+    // TOML integers are 64-bit signed.
+    cfg.limits.max_pending = cfg.limits.max_pending.min(i64::MAX as usize);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let file = std::env::temp_dir().join(format!(
+        "mynah-bench-sandbox-{}-{port}.toml",
+        std::process::id()
+    ));
+    let text = cfg.to_toml_with_rules_off();
+    std::fs::write(&file, text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = std::process::Command::new(exe)
+        .args(["sandbox", "--ephemeral", "--listen", &listen, "--config"])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting the sandbox's process: {e}"))?;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(&listen).await.is_ok() {
+            return Ok((format!("http://{listen}"), child, file));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("the sandbox's process ended: {status}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    Err("the sandbox's process did not listen within 10 s".to_string())
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
@@ -548,13 +614,18 @@ fn rss_kib() -> u64 {
     crate::bench::proc_status_kib("VmRSS").unwrap_or(0)
 }
 
-fn print_memory() {
+fn print_memory(args: &BenchGatewayArgs) {
     if let Ok(status) = std::fs::read_to_string("/proc/self/status")
         && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM"))
     {
         println!(
-            "memory    peak {} (benchmark process: gateway, sandbox and load generator)",
-            line.trim_start_matches("VmHWM:").trim()
+            "memory    peak {} (benchmark process: gateway, {}load generator)",
+            line.trim_start_matches("VmHWM:").trim(),
+            if args.sandbox_process {
+                ""
+            } else {
+                "sandbox and "
+            }
         );
     }
 }
@@ -807,16 +878,21 @@ async fn throughput<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Resul
     );
     let per = |ms: u64| ms as f64 * 1_000.0 / delivered.max(1) as f64;
     println!(
-        "cpu       {:.0} µs per message in this process (gateway{}, sandbox, load generator){}",
+        "cpu       {:.0} µs per message in this process (gateway{}{}, load generator){}",
         per(cpu.0),
         if rig.authorities.len() > 1 { "s" } else { "" },
+        if args.sandbox_process {
+            ""
+        } else {
+            ", sandbox"
+        },
         if args.database_url.is_some() {
             format!(" + {:.0} µs in PostgreSQL's processes", per(cpu.1))
         } else {
             String::new()
         }
     );
-    print_memory();
+    print_memory(&args);
     rig.stop().await;
     Ok(delivered as f64 / e2e_secs)
 }
@@ -1053,7 +1129,7 @@ async fn intake<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<f6
             ""
         }
     );
-    print_memory();
+    print_memory(&args);
     rig.stop().await;
     Ok(0.0)
 }
@@ -1255,7 +1331,7 @@ async fn campaign<S: BenchStore>(args: BenchGatewayArgs, rig: Rig<S>) -> Result<
         tx_lat.len(),
         percentiles(&tx_lat, 1.0)
     );
-    print_memory();
+    print_memory(&args);
     rig.stop().await;
     Ok(0.0)
 }

@@ -48,3 +48,71 @@ fn bench_against_a_limited_sandbox_counts_and_obeys_429() {
     assert!(accepted >= 150, "the connections kept going: {stdout}");
     assert!(stdout.contains("(0 errors)"), "{stdout}");
 }
+
+/// Runs `mynah` with `args` and answers its standard output (it must succeed).
+fn run_mynah(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mynah"))
+        .args(args)
+        .output()
+        .expect("mynah runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `--data-dir` journals the in-process sandbox: `--keep-messages` bound the journal, the hot
+/// set's messages are in memory, and the summary gives the journal's size.
+#[test]
+fn bench_with_a_data_dir_reports_the_journal() {
+    let dir = Scratch::new("bench", "journal");
+    let data = dir.0.join("sandbox");
+    let data = data.to_str().unwrap();
+    let stdout = run_mynah(&[
+        "bench",
+        "--connections",
+        "4",
+        "--duration",
+        "2",
+        "--data-dir",
+        data,
+        "--keep-messages",
+        "50",
+        "--hot-messages",
+        "10",
+    ]);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("journal"))
+        .unwrap_or_else(|| panic!("no journal line in:\n{stdout}"));
+    assert!(line.contains("for 50 messages kept"), "{line}");
+    assert!(line.contains("10 of them in memory"), "{line}");
+}
+
+/// `--sandbox-process` runs the sandbox as a child process with the benchmark's configuration
+/// (limits and rules off): every message goes through, and the child's memory is reported
+/// apart.
+#[test]
+fn bench_gateway_can_run_the_sandbox_in_a_child_process() {
+    let stdout = run_mynah(&[
+        "bench-gateway",
+        "--count",
+        "300",
+        "--connections",
+        "8",
+        "--sandbox-process",
+    ]);
+    assert!(
+        stdout.contains("300 of 300 delivered and applied"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failures 0"), "{stdout}");
+    assert!(stdout.contains("the sandbox's process: peak"), "{stdout}");
+    assert!(
+        stdout.contains("(benchmark process: gateway, load generator)"),
+        "{stdout}"
+    );
+}

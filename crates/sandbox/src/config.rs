@@ -88,25 +88,78 @@ pub struct RulesConfig {
     /// Share of users in the holdout, percent.
     pub holdout_percent: f64,
     /// Per-user marketing limit: marketing templates that open a new marketing conversation,
-    /// per rolling window (131049 past it); `None` switches it off.
+    /// per rolling window (131049 past it); `None` (`false` in TOML) switches it off.
+    #[serde(deserialize_with = "rule_or_off")]
     pub marketing_limit: Option<MarketingLimit>,
     /// Messages undelivered past their time-to-live are dropped.
     pub ttl: bool,
     /// Pair rate limit: one message per `every_ms` from a number to the same user, bursts of
-    /// `burst` (131056); `None` switches it off.
+    /// `burst` (131056); `None` (`false` in TOML) switches it off.
+    #[serde(deserialize_with = "rule_or_off")]
     pub pair_rate: Option<PairRate>,
     /// Messages per second per business number (80; up to 1,000 after an upgrade) (130429);
-    /// `None` switches it off.
+    /// `None` (`false` in TOML) switches it off.
+    #[serde(deserialize_with = "rule_or_off")]
     pub throughput_mps: Option<u32>,
     /// Messaging limit tier: unique users a number may start conversations with (templates
     /// outside the customer service window) per rolling window; `None` is unlimited. It is each
-    /// number's starting tier; quality moves it (see `quality`).
+    /// number's starting tier; quality moves it (see `quality`). `false` in TOML.
+    #[serde(deserialize_with = "rule_or_off")]
     pub messaging_limit: Option<MessagingLimit>,
     /// Quality from the virtual users' reactions: template quality scores, the number's quality
     /// rating, and the tier moves that follow.
     pub quality: QualityConfig,
-    /// Template pacing (held_for_quality_assessment); `None` switches it off.
+    /// Template pacing (held_for_quality_assessment); `None` (`false` in TOML) switches it off.
+    #[serde(deserialize_with = "rule_or_off")]
     pub pacing: Option<PacingConfig>,
+}
+
+/// A rule that may be off: its value, or `false` (TOML has no null) or null to switch it off.
+/// The value's own errors come through as they are.
+fn rule_or_off<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{self, IntoDeserializer, Visitor};
+    struct OrOff<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OrOff<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("the rule's settings, or false to switch it off")
+        }
+        fn visit_bool<E: de::Error>(self, on: bool) -> Result<Self::Value, E> {
+            if on {
+                return Err(E::custom(
+                    "true is not a setting: give the rule's settings, or false to switch it off",
+                ));
+            }
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            T::deserialize(v.into_deserializer()).map(Some)
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            T::deserialize(v.into_deserializer()).map(Some)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            T::deserialize(v.into_deserializer()).map(Some)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_any(OrOff(std::marker::PhantomData))
 }
 
 /// How reactions become quality (spec §6.2, §7.3). A reaction is a signal: `block` and `report`
@@ -408,6 +461,28 @@ impl Config {
     /// Parses a TOML config file's text.
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The configuration as TOML that [`Config::from_toml`] reads back the same: the rules
+    /// that are off are written `false` (TOML has no null, and a missing key is the default).
+    pub fn to_toml_with_rules_off(&self) -> String {
+        let Ok(mut table) = toml::Table::try_from(self) else {
+            return String::new();
+        };
+        if let Some(toml::Value::Table(rules)) = table.get_mut("rules") {
+            for key in [
+                "marketing_limit",
+                "pair_rate",
+                "throughput_mps",
+                "messaging_limit",
+                "pacing",
+            ] {
+                rules
+                    .entry(key.to_string())
+                    .or_insert(toml::Value::Boolean(false));
+            }
+        }
+        toml::to_string(&table).unwrap_or_default()
     }
 
     /// Checks every number (and webhook URL and header) of the configuration against its range;
@@ -1379,6 +1454,49 @@ mod tests {
         assert_eq!(c.limits.messages(), (50, 150));
         assert_eq!(c.limits.other(), (20, 60));
         assert_eq!(c.effective_accounts()[0].numbers[0].api_key, DEV_API_KEY);
+    }
+
+    /// TOML has no null: `false` switches an optional rule off; a value sets it; the value's own
+    /// errors still name the key.
+    #[test]
+    fn toml_switches_optional_rules_off_with_false() {
+        let c = Config::from_toml(
+            "[rules]\nthroughput_mps = false\npair_rate = false\nmarketing_limit = false\npacing = false\nmessaging_limit = false\n",
+        )
+        .unwrap();
+        assert!(c.rules.throughput_mps.is_none());
+        assert!(c.rules.pair_rate.is_none());
+        assert!(c.rules.marketing_limit.is_none());
+        assert!(c.rules.pacing.is_none());
+        assert!(c.rules.messaging_limit.is_none());
+        let c = Config::from_toml(
+            "[rules]\nthroughput_mps = 200\npair_rate = { every_ms = 1000, burst = 2 }\n",
+        )
+        .unwrap();
+        assert_eq!(c.rules.throughput_mps, Some(200));
+        assert_eq!(
+            c.rules.pair_rate.map(|p| (p.every_ms, p.burst)),
+            Some((1000, 2))
+        );
+        assert!(
+            c.rules.pacing.is_some(),
+            "unnamed rules keep their defaults"
+        );
+        let e = Config::from_toml("[rules]\nthroughput_mps = true\n").unwrap_err();
+        assert!(e.contains("false to switch it off"), "{e}");
+        let e = Config::from_toml("[rules]\npair_rate = { every = 1 }\n").unwrap_err();
+        assert!(e.contains("every"), "{e}");
+        // JSON's null works as well (the control API).
+        let r: RulesConfig = serde_json::from_str(r#"{"throughput_mps": null}"#).unwrap();
+        assert!(r.throughput_mps.is_none());
+        // A configuration written out and read back keeps its rules off.
+        let c = Config {
+            rules: RulesConfig::off(),
+            ..Config::default()
+        };
+        let text = c.to_toml_with_rules_off();
+        let back = Config::from_toml(&text).unwrap();
+        assert!(back.rules.throughput_mps.is_none() && back.rules.pair_rate.is_none());
     }
 
     #[test]

@@ -185,7 +185,7 @@ type MergedOp<I, O> = fn(&Connection, &[&[I]]) -> Result<Vec<Vec<O>>, StoreError
 
 /// Runs a merged job of calls (`store/coalesce.rs`) with `merged`, answering each caller after
 /// the commit; if it fails, runs each call alone with `alone`, so a bad call fails by itself.
-async fn run_merged<I, O>(
+pub(super) async fn run_merged<I, O>(
     store: Backend,
     batch: std::sync::Arc<crate::store::coalesce::Batch<I, O>>,
     merged: MergedOp<I, O>,

@@ -895,6 +895,66 @@ mod tests {
     use super::logic::*;
     use super::*;
 
+    /// Numbers written by the merged and lone operations below.
+    fn note(conn: &Connection, n: i64) -> Result<i64, StoreError> {
+        conn.execute("CREATE TABLE IF NOT EXISTS noted (n INTEGER NOT NULL)", [])?;
+        conn.execute("INSERT INTO noted (n) VALUES (?1)", [n])?;
+        Ok(n * 2)
+    }
+
+    /// Notes each call's numbers; a negative one fails the whole merged job.
+    fn merged(conn: &Connection, calls: &[&[i64]]) -> Result<Vec<Vec<i64>>, StoreError> {
+        calls
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .map(|n| {
+                        if *n < 0 {
+                            return Err(StoreError::Invalid(format!("{n} is negative")));
+                        }
+                        note(conn, *n)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn alone(conn: &Connection, call: &[i64]) -> Result<Vec<i64>, StoreError> {
+        merged(conn, &[call]).map(|mut v| v.pop().unwrap_or_default())
+    }
+
+    /// A merged job that fails is rolled back and its calls run again one by one: the bad call
+    /// fails alone, the others succeed, and nothing is written twice.
+    #[tokio::test]
+    async fn a_failed_merged_job_reruns_its_calls_alone() {
+        let store = SqliteStore::open(None, SqliteOptions::default())
+            .await
+            .unwrap();
+        let queue = Arc::new(crate::store::coalesce::Coalescer::<i64, i64>::default());
+        let (batch, first) = queue.push(vec![1, 2]);
+        let (none, bad) = queue.push(vec![-3]);
+        assert!(none.is_none(), "the queue already has its job");
+        let (_, last) = queue.push(vec![4]);
+        run_merged(store.clone(), batch.unwrap(), merged, alone).await;
+        assert_eq!(first.await.unwrap(), Ok(vec![2, 4]));
+        assert!(matches!(bad.await.unwrap(), Err(StoreError::Invalid(_))));
+        assert_eq!(last.await.unwrap(), Ok(vec![8]));
+        let noted: Vec<i64> = store
+            .read((), |conn, _| {
+                let mut st = conn.prepare("SELECT n FROM noted ORDER BY rowid")?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            noted,
+            vec![1, 2, 4],
+            "the merged attempt left nothing behind"
+        );
+        store.close().await;
+    }
+
     #[test]
     fn migrations_are_idempotent_and_refuse_newer_schemas() {
         let mut conn = Connection::open_in_memory().unwrap();
