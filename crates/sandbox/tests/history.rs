@@ -192,6 +192,21 @@ async fn history_beyond_the_hot_set_is_read_back_from_the_journal() {
     h.drain().await;
     assert_eq!(placed(&h).await, (5, 5));
     assert_eq!(list_all(&h, "", 100).await.len(), 10);
+    // A reset forgets the journal's history too, and positions start over.
+    let (s, b) = h.control(Method::POST, "/reset", &json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(placed(&h).await, (0, 0));
+    assert!(list_all(&h, "", 100).await.is_empty());
+    let (s, _) = h
+        .control_get(&format!("/messages/{}", sent[sent.len() - 1]))
+        .await;
+    assert_eq!(s, 404, "forgotten by the reset");
+    let after = h.send_text("4915100000001", "after the reset").await;
+    let (_, m) = h.control_get(&format!("/messages/{after}")).await;
+    assert_eq!(m["seq"], 0, "{m}");
+    h.shutdown().await;
+    let h = Harness::start(history_config(&rx, &dir, 5, 10)).await;
+    assert_eq!(ids(&list_all(&h, "", 100).await), vec![after]);
     h.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2279,6 +2279,66 @@ pub fn price(template_category: Option<&str>, in_csw: bool, in_fep: bool) -> (Pr
 mod tests {
     use super::*;
 
+    /// Messages past the hot set leave memory for the journal, the journal keeps
+    /// `max_messages` in all, and a visitor read back goes when the journal forgets it.
+    #[test]
+    fn the_hot_set_the_journal_bound_and_visitors() {
+        let mut cfg = Config::default();
+        cfg.retention.hot_messages = 2;
+        cfg.retention.max_messages = 4;
+        let (mut w, _) = World::new(&cfg, true, &mut Snapshot::default(), 0);
+        let receive = |w: &mut World, i: u32| {
+            let req: InboundRequest = serde_json::from_value(serde_json::json!({
+                "from": format!("49151000{i:05}"), "type": "text", "text": { "body": "hi" }
+            }))
+            .unwrap();
+            let (id, fx) = w.inbound(req, 1_000).unwrap();
+            (id, fx)
+        };
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(receive(&mut w, i).0);
+        }
+        // Positions 0..5: 3 and 4 in memory, 1 and 2 in the journal only, 0 forgotten.
+        assert_eq!(w.cold_range(), 1..3);
+        assert_eq!(w.message_counts(), (2, 2));
+        assert!(!w.messages.contains_key(ids[1].as_str()));
+        let old = |pos: u64, id: &str| Message {
+            seq: pos,
+            ..Message::inbound(
+                id.to_string(),
+                "pn".into(),
+                "49151000".into(),
+                "text".into(),
+                &(),
+                0,
+            )
+        };
+        assert!(!w.visit(0, old(0, &ids[0])), "forgotten by the journal");
+        assert!(w.visit(1, old(1, &ids[1])));
+        assert!(!w.visit(3, old(3, &ids[3])), "in memory already");
+        assert!(w.messages.contains_key(ids[1].as_str()));
+        assert_eq!(w.message_counts(), (3, 2));
+        // The next message pushes position 1 out of the journal: the visitor goes with it.
+        let (_, fx) = receive(&mut w, 5);
+        assert_eq!(w.cold_range(), 2..4);
+        assert!(!w.messages.contains_key(ids[1].as_str()));
+        assert!(
+            fx.writes
+                .iter()
+                .any(|x| matches!(x, Write::Trim { before: 2 })),
+            "{:?}",
+            fx.writes
+        );
+        assert!(
+            fx.writes
+                .iter()
+                .any(|x| matches!(x, Write::Cool { pos: 3, .. })),
+            "{:?}",
+            fx.writes
+        );
+    }
+
     #[test]
     fn pricing_follows_the_spec() {
         let (p, o) = price(None, true, false);
