@@ -2922,3 +2922,30 @@ async fn postgres_commits_wake_other_instances() {
         s.close().await;
     }
 }
+/// A table that outgrew its planner statistics is analyzed (a fresh schema's lookups are
+/// otherwise planned as sequential scans), and not again until it doubles.
+#[tokio::test]
+async fn postgres_analyzes_tables_that_outgrew_their_statistics() {
+    let Some((url, mut opts)) = postgres_options() else {
+        return;
+    };
+    opts.analyze_every = None;
+    let store = PostgresStore::open(&url, opts).await.unwrap();
+    assert_eq!(
+        store.analyze_grown().await.unwrap(),
+        Vec::<String>::new(),
+        "a fresh schema has nothing big enough"
+    );
+    for chunk in 0..15 {
+        let batch: Vec<NewMessage> = (0..100).map(|i| msg(&format!("m{chunk}-{i}"))).collect();
+        store.enqueue(batch).await.unwrap();
+    }
+    let first = store.analyze_grown().await.unwrap();
+    assert!(first.iter().any(|t| t == "messages"), "{first:?}");
+    assert_eq!(
+        store.analyze_grown().await.unwrap(),
+        Vec::<String>::new(),
+        "analyzed at this size already"
+    );
+    store.close().await;
+}

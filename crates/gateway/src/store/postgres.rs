@@ -31,6 +31,14 @@
 //! the next call reconnects (the writer and each reader on their own). Nothing is retried behind
 //! the caller's back, since a commit whose answer was lost may or may not have happened.
 //!
+//! **Statistics**: a table without planner statistics (a fresh schema, the first minutes of a
+//! new database) gets PostgreSQL's default selectivities, under which a lookup of 100 ids by
+//! `IN (…)` looks like half the table and is planned as a sequential scan, tens of times slower
+//! than its index scan; autovacuum analyzes only once a minute at best. So every
+//! [`PostgresOptions::analyze_every`] the store `ANALYZE`s each of its tables that reached
+//! [`ANALYZE_MIN_BYTES`] and has doubled in size since its statistics were taken
+//! ([`PostgresStore::analyze_grown`]): a handful of times in a table's life.
+//!
 //! **Schema**: versioned migrations in `schema_migrations(version, applied_at)`, applied at open
 //! (and by `mynah gateway migrate`) under a session advisory lock, so instances starting together
 //! do not race. All integers are `BIGINT`; text sorts bytewise (`COLLATE "C"`, as SQLite).
@@ -98,6 +106,8 @@ pub struct PostgresOptions {
     pub connect_timeout: Duration,
     /// Stops the writer (after it commits what was queued).
     pub cancel: CancellationToken,
+    /// How often to look for tables that outgrew their planner statistics (`None`: never).
+    pub analyze_every: Option<Duration>,
 }
 
 impl Default for PostgresOptions {
@@ -109,9 +119,13 @@ impl Default for PostgresOptions {
             schema: None,
             connect_timeout: Duration::from_secs(5),
             cancel: CancellationToken::new(),
+            analyze_every: Some(Duration::from_secs(1)),
         }
     }
 }
+
+/// A table smaller than this is left to autovacuum's statistics (128 KiB).
+pub const ANALYZE_MIN_BYTES: i64 = 128 * 1024;
 
 /// The PostgreSQL store. Cheap to clone; every clone shares the writer and the readers.
 #[derive(Clone)]
@@ -260,17 +274,58 @@ impl PostgresStore {
             done_tx,
             batches,
         ));
-        Ok(PostgresStore {
+        let store = PostgresStore {
             shared: Arc::new(Shared {
                 applies: Arc::default(),
                 enqueues: Arc::default(),
                 connector,
                 jobs,
                 reads: Mutex::new(Some(reads)),
-                stop,
+                stop: stop.clone(),
                 done,
             }),
+        };
+        if let Some(every) = opts.analyze_every {
+            let store = store.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    if let Err(e) = store.analyze_grown().await {
+                        tracing::debug!(error = %e, "analyzing grown tables");
+                    }
+                }
+            });
+        }
+        Ok(store)
+    }
+
+    /// `ANALYZE`s each table of the store's schema that is at least [`ANALYZE_MIN_BYTES`] and
+    /// more than twice the size its planner statistics were taken at (or has none), on a
+    /// reader's connection; answers the tables analyzed. Runs every
+    /// [`PostgresOptions::analyze_every`] by itself.
+    pub async fn analyze_grown(&self) -> Result<Vec<String>, StoreError> {
+        self.read((), |conn, ()| {
+            let grown: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT c.relname::text FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE n.nspname = current_schema() AND c.relkind = 'r' \
+                     AND pg_relation_size(c.oid) >= ?1 \
+                     AND pg_relation_size(c.oid) > \
+                         2 * GREATEST(c.relpages, 0)::bigint * current_setting('block_size')::bigint \
+                     ORDER BY c.relname",
+                )?
+                .query_map(params![ANALYZE_MIN_BYTES], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?;
+            for table in &grown {
+                conn.batch_execute(&format!("ANALYZE \"{}\"", table.replace('"', "")))?;
+            }
+            Ok(grown)
         })
+        .await
     }
 
     /// Applies the migrations to the database at `url` and returns the schema version.
