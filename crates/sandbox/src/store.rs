@@ -604,6 +604,39 @@ async fn writer(
     }
 }
 
+/// Most rows one multi-row statement writes (chunks are powers of two up to this, so that
+/// few distinct statements are prepared).
+const SET_ROWS: usize = 64;
+
+/// Splits `n` rows into chunks of [`SET_ROWS`] and then powers of two: `(start, len)`.
+fn set_chunks(n: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < n {
+        let left = n - at;
+        let len = if left >= SET_ROWS {
+            SET_ROWS
+        } else {
+            1 << (usize::BITS - 1 - left.leading_zeros())
+        };
+        out.push((at, len));
+        at += len;
+    }
+    out
+}
+
+/// `(?, ?), (?, ?)`: `rows` groups of `width` placeholders.
+fn placeholders(rows: usize, width: usize) -> String {
+    let one = format!("({})", vec!["?"; width].join(", "));
+    vec![one; rows].join(", ")
+}
+
+/// Applies a batch of jobs in one transaction. Only the last write to an entity counts, and the
+/// entities' writes go first, set-wise (deletes, then upserts, many rows a statement: each
+/// statement is a hop to SQLite's worker thread); the other writes follow in their order, runs of
+/// cold listings and of attempts set-wise too. That order is safe: an entity's row never depends
+/// on a blob, a listing or an attempt, and a trim only ever follows the last write of a message
+/// it forgets.
 async fn commit(
     conn: &mut SqliteConnection,
     jobs: &[Job],
@@ -611,48 +644,83 @@ async fn commit(
 ) -> Result<(), sqlx::Error> {
     let all: Vec<&Write> = jobs.iter().flat_map(|j| j.writes.iter()).collect();
     // Everything before the last reset is moot.
-    let start = all
-        .iter()
-        .rposition(|w| matches!(w, Write::Reset))
-        .unwrap_or(0);
-    let all = &all[start..];
+    let reset = all.iter().rposition(|w| matches!(w, Write::Reset));
+    let all = &all[reset.unwrap_or(0)..];
     // Only the last write to an entity in this batch matters.
     let mut last: HashMap<(Kind, &str), usize> = HashMap::new();
     for (i, w) in all.iter().enumerate() {
+        if let Write::Put { kind, id, .. } | Write::Delete { kind, id } = w {
+            last.insert((*kind, id.as_str()), i);
+        }
+    }
+    let mut puts: Vec<(&'static str, &str, &str)> = Vec::new();
+    let mut deletes: Vec<(&'static str, &str)> = Vec::new();
+    for (i, w) in all.iter().enumerate() {
         match w {
-            Write::Put { kind, id, .. } | Write::Delete { kind, id } => {
-                last.insert((*kind, id.as_str()), i);
+            Write::Put { kind, id, data } if last.get(&(*kind, id.as_str())) == Some(&i) => {
+                puts.push((kind.as_str(), id, data));
+            }
+            Write::Delete { kind, id } if last.get(&(*kind, id.as_str())) == Some(&i) => {
+                deletes.push((kind.as_str(), id));
             }
             _ => {}
         }
     }
     let mut tx = conn.begin().await?;
-    let mut attempts = false;
-    for (i, w) in all.iter().enumerate() {
-        match w {
-            Write::Reset => {
-                sqlx::query("DELETE FROM entities")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM media_blobs")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM webhook_attempts")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("DELETE FROM cold_messages")
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Write::Cool { pos, id, wa_id } => {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO cold_messages (pos, id, wa_id) VALUES (?, ?, ?)",
-                )
-                .bind(i64::try_from(*pos).unwrap_or(i64::MAX))
-                .bind(&**id)
-                .bind(wa_id)
+    if reset.is_some() {
+        for table in [
+            "entities",
+            "media_blobs",
+            "webhook_attempts",
+            "cold_messages",
+        ] {
+            sqlx::query(&format!("DELETE FROM {table}"))
                 .execute(&mut *tx)
                 .await?;
+        }
+    }
+    for (start, len) in set_chunks(deletes.len()) {
+        let sql = format!(
+            "DELETE FROM entities WHERE (kind, id) IN (VALUES {})",
+            placeholders(len, 2)
+        );
+        let mut q = sqlx::query(&sql);
+        for (kind, id) in &deletes[start..start + len] {
+            q = q.bind(*kind).bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for (start, len) in set_chunks(puts.len()) {
+        let sql = format!(
+            "INSERT INTO entities (kind, id, data) VALUES {} \
+             ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
+            placeholders(len, 3)
+        );
+        let mut q = sqlx::query(&sql);
+        for (kind, id, data) in &puts[start..start + len] {
+            q = q.bind(*kind).bind(*id).bind(*data);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    // The rest in order, runs of one kind together.
+    let mut cools: Vec<(i64, &str, &str)> = Vec::new();
+    let mut attempts: Vec<&str> = Vec::new();
+    let mut any_attempt = false;
+    for w in all {
+        if !matches!(w, Write::Cool { .. }) {
+            insert_cools(&mut tx, &mut cools).await?;
+        }
+        if !matches!(w, Write::Attempt { .. }) {
+            insert_attempts(&mut tx, &mut attempts).await?;
+        }
+        match w {
+            Write::Reset | Write::Put { .. } | Write::Delete { .. } => {}
+            Write::Cool { pos, id, wa_id } => {
+                cools.push((i64::try_from(*pos).unwrap_or(i64::MAX), id, wa_id));
+            }
+            Write::Attempt { data } => {
+                attempts.push(data);
+                any_attempt = true;
             }
             Write::Trim { before } => {
                 let before = i64::try_from(*before).unwrap_or(i64::MAX);
@@ -668,28 +736,6 @@ async fn commit(
                     .execute(&mut *tx)
                     .await?;
             }
-            Write::Put { kind, id, data } => {
-                if last.get(&(*kind, id.as_str())) == Some(&i) {
-                    sqlx::query(
-                        "INSERT INTO entities (kind, id, data) VALUES (?, ?, ?) \
-                         ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-                    )
-                    .bind(kind.as_str())
-                    .bind(id)
-                    .bind(data)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-            Write::Delete { kind, id } => {
-                if last.get(&(*kind, id.as_str())) == Some(&i) {
-                    sqlx::query("DELETE FROM entities WHERE kind = ? AND id = ?")
-                        .bind(kind.as_str())
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
             Write::Blob { id, bytes } => {
                 sqlx::query("INSERT OR REPLACE INTO media_blobs (id, bytes) VALUES (?, ?)")
                     .bind(id)
@@ -703,16 +749,11 @@ async fn commit(
                     .execute(&mut *tx)
                     .await?;
             }
-            Write::Attempt { data } => {
-                sqlx::query("INSERT INTO webhook_attempts (data) VALUES (?)")
-                    .bind(data)
-                    .execute(&mut *tx)
-                    .await?;
-                attempts = true;
-            }
         }
     }
-    if attempts {
+    insert_cools(&mut tx, &mut cools).await?;
+    insert_attempts(&mut tx, &mut attempts).await?;
+    if any_attempt {
         // The journal keeps as many attempts as are read back: the oldest go.
         sqlx::query(
             "DELETE FROM webhook_attempts WHERE seq <= \
@@ -723,6 +764,46 @@ async fn commit(
         .await?;
     }
     tx.commit().await
+}
+
+/// Lists messages that left memory, set-wise, and empties `rows`.
+async fn insert_cools(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &mut Vec<(i64, &str, &str)>,
+) -> Result<(), sqlx::Error> {
+    for (start, len) in set_chunks(rows.len()) {
+        let sql = format!(
+            "INSERT OR REPLACE INTO cold_messages (pos, id, wa_id) VALUES {}",
+            placeholders(len, 3)
+        );
+        let mut q = sqlx::query(&sql);
+        for (pos, id, wa_id) in &rows[start..start + len] {
+            q = q.bind(*pos).bind(*id).bind(*wa_id);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    rows.clear();
+    Ok(())
+}
+
+/// Appends webhook attempts in their order, set-wise, and empties `rows`.
+async fn insert_attempts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    rows: &mut Vec<&str>,
+) -> Result<(), sqlx::Error> {
+    for (start, len) in set_chunks(rows.len()) {
+        let sql = format!(
+            "INSERT INTO webhook_attempts (data) VALUES {}",
+            placeholders(len, 1)
+        );
+        let mut q = sqlx::query(&sql);
+        for data in &rows[start..start + len] {
+            q = q.bind(*data);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    rows.clear();
+    Ok(())
 }
 
 #[cfg(test)]
@@ -774,6 +855,63 @@ mod tests {
             vec![("1".to_string(), "b".to_string())]
         );
         assert_eq!(snap.blobs.get("m").map(|b| b.as_ref()), Some(&b"xyz"[..]));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Writes many rows a statement: chunks of 64, then powers of two.
+    #[test]
+    fn set_chunks_cover_every_row_once() {
+        for n in [0, 1, 2, 3, 63, 64, 65, 150, 1000] {
+            let chunks = set_chunks(n);
+            let mut at = 0;
+            for (start, len) in &chunks {
+                assert_eq!(*start, at);
+                assert!(len.is_power_of_two() && *len <= SET_ROWS, "{len}");
+                at += len;
+            }
+            assert_eq!(at, n);
+        }
+        assert_eq!(
+            set_chunks(150),
+            vec![(0, 64), (64, 64), (128, 16), (144, 4), (148, 2)]
+        );
+    }
+
+    /// Jobs committed together, set-wise, end as they would one by one: the last write to an
+    /// entity wins, a put after a delete restores, attempts keep their order.
+    #[tokio::test]
+    async fn a_large_batch_ends_as_its_writes_one_by_one() {
+        let dir = std::env::temp_dir().join(format!("mynah-batch-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let (j, _) = Journal::open_sqlite(&dir, 1_000).await.unwrap();
+            let puts = (0..150)
+                .map(|i| put(Kind::User, &i.to_string(), "a"))
+                .collect();
+            let first = j.submit(puts);
+            let deletes = (0..20)
+                .map(|i| Write::Delete {
+                    kind: Kind::User,
+                    id: i.to_string(),
+                })
+                .chain([put(Kind::User, "5", "back"), put(Kind::User, "149", "b")])
+                .chain((0..100).map(|i| Write::Attempt {
+                    data: i.to_string(),
+                }))
+                .collect();
+            let second = j.submit(deletes);
+            first.wait().await.unwrap();
+            second.wait().await.unwrap();
+        }
+        let (_j, mut snap) = Journal::open_sqlite(&dir, 1_000).await.unwrap();
+        let mut users = snap.take(Kind::User);
+        users.sort_by_key(|(id, _)| id.parse::<u32>().unwrap());
+        assert_eq!(users.len(), 131);
+        assert_eq!(users[0], ("5".to_string(), "back".to_string()));
+        assert_eq!(users[1], ("20".to_string(), "a".to_string()));
+        assert_eq!(users[130], ("149".to_string(), "b".to_string()));
+        let want: Vec<String> = (0..100).map(|i| i.to_string()).collect();
+        assert_eq!(snap.attempts, want);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
