@@ -127,6 +127,13 @@ impl Default for PostgresOptions {
 /// A table smaller than this is left to autovacuum's statistics (128 KiB).
 pub const ANALYZE_MIN_BYTES: i64 = 128 * 1024;
 
+/// The store's tables that [`PostgresStore::analyze_grown`] looks at (the schema may hold
+/// other applications' tables, which are theirs to analyze).
+const ANALYZED_TABLES: &str = "'campaign_recipients', 'campaigns', 'consent_history', \
+     'consents', 'cursors', 'dedupe_keys', 'events', 'identities', 'identity_history', \
+     'inbound_messages', 'inbound_windows', 'inbox', 'messages', 'orphan_statuses', 'people', \
+     'rate_buckets', 'roles', 'templates'";
+
 /// The PostgreSQL store. Cheap to clone; every clone shares the writer and the readers.
 #[derive(Clone)]
 pub struct PostgresStore {
@@ -302,22 +309,24 @@ impl PostgresStore {
         Ok(store)
     }
 
-    /// `ANALYZE`s each table of the store's schema that is at least [`ANALYZE_MIN_BYTES`] and
+    /// `ANALYZE`s each of the store's tables that is at least [`ANALYZE_MIN_BYTES`] and
     /// more than twice the size its planner statistics were taken at (or has none), on a
     /// reader's connection; answers the tables analyzed. Runs every
     /// [`PostgresOptions::analyze_every`] by itself.
     pub async fn analyze_grown(&self) -> Result<Vec<String>, StoreError> {
         self.read((), |conn, ()| {
+            let sql = format!(
+                "SELECT c.relname::text FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r' \
+                 AND c.relname IN ({ANALYZED_TABLES}) \
+                 AND pg_relation_size(c.oid) >= ?1 \
+                 AND pg_relation_size(c.oid) > \
+                     2 * GREATEST(c.relpages, 0)::bigint * current_setting('block_size')::bigint \
+                 ORDER BY c.relname"
+            );
             let grown: Vec<String> = conn
-                .prepare_cached(
-                    "SELECT c.relname::text FROM pg_class c \
-                     JOIN pg_namespace n ON n.oid = c.relnamespace \
-                     WHERE n.nspname = current_schema() AND c.relkind = 'r' \
-                     AND pg_relation_size(c.oid) >= ?1 \
-                     AND pg_relation_size(c.oid) > \
-                         2 * GREATEST(c.relpages, 0)::bigint * current_setting('block_size')::bigint \
-                     ORDER BY c.relname",
-                )?
+                .prepare_cached(&sql)?
                 .query_map(params![ANALYZE_MIN_BYTES], |r| r.get::<_, String>(0))?
                 .collect::<Result<_, _>>()?;
             for table in &grown {
