@@ -559,7 +559,12 @@ pub async fn measure(args: BenchArgs) -> Result<f64, String> {
 
 /// A line of `/proc/self/status` (`VmHWM`: peak resident memory, `VmRSS`: resident now).
 fn proc_status(field: &str) -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    proc_status_of("self", field)
+}
+
+/// A line of `/proc/{process}/status` (`self` or a pid), its value trimmed.
+pub(crate) fn proc_status_of(process: &str, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     let line = status
         .lines()
         .find(|l| l.split(':').next() == Some(field))?;

@@ -491,14 +491,7 @@ impl<S: BenchStore> Rig<S> {
 
     async fn stop(self) {
         if let Some((mut child, file)) = self.sandbox {
-            let peak = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-                .ok()
-                .and_then(|st| {
-                    st.lines()
-                        .find(|l| l.starts_with("VmHWM"))
-                        .map(|l| l.trim_start_matches("VmHWM:").trim().to_string())
-                });
-            if let Some(peak) = peak {
+            if let Some(peak) = crate::bench::proc_status_of(&child.id().to_string(), "VmHWM") {
                 println!("          the sandbox's process: peak {peak}");
             }
             let _ = child.kill();
@@ -615,12 +608,9 @@ fn rss_kib() -> u64 {
 }
 
 fn print_memory(args: &BenchGatewayArgs) {
-    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
-        && let Some(line) = status.lines().find(|l| l.starts_with("VmHWM"))
-    {
+    if let Some(peak) = crate::bench::proc_status_of("self", "VmHWM") {
         println!(
-            "memory    peak {} (benchmark process: gateway, {}load generator)",
-            line.trim_start_matches("VmHWM:").trim(),
+            "memory    peak {peak} (benchmark process: gateway, {}load generator)",
             if args.sandbox_process {
                 ""
             } else {

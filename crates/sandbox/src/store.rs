@@ -653,15 +653,16 @@ async fn commit(
             last.insert((*kind, id.as_str()), i);
         }
     }
-    let mut puts: Vec<(&'static str, &str, &str)> = Vec::new();
-    let mut deletes: Vec<(&'static str, &str)> = Vec::new();
+    // (kind, id, data) of each put and (kind, id) of each delete, flat.
+    let mut puts: Vec<Arg> = Vec::new();
+    let mut deletes: Vec<Arg> = Vec::new();
     for (i, w) in all.iter().enumerate() {
         match w {
             Write::Put { kind, id, data } if last.get(&(*kind, id.as_str())) == Some(&i) => {
-                puts.push((kind.as_str(), id, data));
+                puts.extend([Arg::Text(kind.as_str()), Arg::Text(id), Arg::Text(data)]);
             }
             Write::Delete { kind, id } if last.get(&(*kind, id.as_str())) == Some(&i) => {
-                deletes.push((kind.as_str(), id));
+                deletes.extend([Arg::Text(kind.as_str()), Arg::Text(id)]);
             }
             _ => {}
         }
@@ -679,47 +680,27 @@ async fn commit(
                 .await?;
         }
     }
-    for (start, len) in set_chunks(deletes.len()) {
-        let sql = format!(
-            "DELETE FROM entities WHERE (kind, id) IN (VALUES {})",
-            placeholders(len, 2)
-        );
-        let mut q = sqlx::query(&sql);
-        for (kind, id) in &deletes[start..start + len] {
-            q = q.bind(*kind).bind(*id);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    for (start, len) in set_chunks(puts.len()) {
-        let sql = format!(
-            "INSERT INTO entities (kind, id, data) VALUES {} \
-             ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
-            placeholders(len, 3)
-        );
-        let mut q = sqlx::query(&sql);
-        for (kind, id, data) in &puts[start..start + len] {
-            q = q.bind(*kind).bind(*id).bind(*data);
-        }
-        q.execute(&mut *tx).await?;
-    }
+    write_rows(&mut tx, DELETE_ENTITIES, &mut deletes).await?;
+    write_rows(&mut tx, PUT_ENTITIES, &mut puts).await?;
     // The rest in order, runs of one kind together.
-    let mut cools: Vec<(i64, &str, &str)> = Vec::new();
-    let mut attempts: Vec<&str> = Vec::new();
+    let mut cools: Vec<Arg> = Vec::new();
+    let mut attempts: Vec<Arg> = Vec::new();
     let mut any_attempt = false;
     for w in all {
         if !matches!(w, Write::Cool { .. }) {
-            insert_cools(&mut tx, &mut cools).await?;
+            write_rows(&mut tx, LIST_COLD, &mut cools).await?;
         }
         if !matches!(w, Write::Attempt { .. }) {
-            insert_attempts(&mut tx, &mut attempts).await?;
+            write_rows(&mut tx, APPEND_ATTEMPTS, &mut attempts).await?;
         }
         match w {
             Write::Reset | Write::Put { .. } | Write::Delete { .. } => {}
             Write::Cool { pos, id, wa_id } => {
-                cools.push((i64::try_from(*pos).unwrap_or(i64::MAX), id, wa_id));
+                let pos = i64::try_from(*pos).unwrap_or(i64::MAX);
+                cools.extend([Arg::Int(pos), Arg::Text(id), Arg::Text(wa_id)]);
             }
             Write::Attempt { data } => {
-                attempts.push(data);
+                attempts.push(Arg::Text(data));
                 any_attempt = true;
             }
             Write::Trim { before } => {
@@ -751,8 +732,8 @@ async fn commit(
             }
         }
     }
-    insert_cools(&mut tx, &mut cools).await?;
-    insert_attempts(&mut tx, &mut attempts).await?;
+    write_rows(&mut tx, LIST_COLD, &mut cools).await?;
+    write_rows(&mut tx, APPEND_ATTEMPTS, &mut attempts).await?;
     if any_attempt {
         // The journal keeps as many attempts as are read back: the oldest go.
         sqlx::query(
@@ -766,43 +747,64 @@ async fn commit(
     tx.commit().await
 }
 
-/// Lists messages that left memory, set-wise, and empties `rows`.
-async fn insert_cools(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    rows: &mut Vec<(i64, &str, &str)>,
-) -> Result<(), sqlx::Error> {
-    for (start, len) in set_chunks(rows.len()) {
-        let sql = format!(
-            "INSERT OR REPLACE INTO cold_messages (pos, id, wa_id) VALUES {}",
-            placeholders(len, 3)
-        );
-        let mut q = sqlx::query(&sql);
-        for (pos, id, wa_id) in &rows[start..start + len] {
-            q = q.bind(*pos).bind(*id).bind(*wa_id);
-        }
-        q.execute(&mut **tx).await?;
-    }
-    rows.clear();
-    Ok(())
+/// A value bound to a multi-row statement.
+enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
 }
 
-/// Appends webhook attempts in their order, set-wise, and empties `rows`.
-async fn insert_attempts(
+/// A multi-row statement: the SQL before and after its rows, and the values per row.
+struct RowsSql {
+    head: &'static str,
+    tail: &'static str,
+    width: usize,
+}
+
+const DELETE_ENTITIES: RowsSql = RowsSql {
+    head: "DELETE FROM entities WHERE (kind, id) IN (VALUES",
+    tail: ")",
+    width: 2,
+};
+const PUT_ENTITIES: RowsSql = RowsSql {
+    head: "INSERT INTO entities (kind, id, data) VALUES",
+    tail: "ON CONFLICT (kind, id) DO UPDATE SET data = excluded.data",
+    width: 3,
+};
+const LIST_COLD: RowsSql = RowsSql {
+    head: "INSERT OR REPLACE INTO cold_messages (pos, id, wa_id) VALUES",
+    tail: "",
+    width: 3,
+};
+const APPEND_ATTEMPTS: RowsSql = RowsSql {
+    head: "INSERT INTO webhook_attempts (data) VALUES",
+    tail: "",
+    width: 1,
+};
+
+/// Runs `stmt` over `args` (`stmt.width` values a row, in order), many rows a statement, and
+/// empties `args`.
+async fn write_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    rows: &mut Vec<&str>,
+    stmt: RowsSql,
+    args: &mut Vec<Arg<'_>>,
 ) -> Result<(), sqlx::Error> {
-    for (start, len) in set_chunks(rows.len()) {
+    for (start, len) in set_chunks(args.len() / stmt.width) {
         let sql = format!(
-            "INSERT INTO webhook_attempts (data) VALUES {}",
-            placeholders(len, 1)
+            "{} {} {}",
+            stmt.head,
+            placeholders(len, stmt.width),
+            stmt.tail
         );
         let mut q = sqlx::query(&sql);
-        for data in &rows[start..start + len] {
-            q = q.bind(*data);
+        for arg in &args[start * stmt.width..(start + len) * stmt.width] {
+            q = match arg {
+                Arg::Text(s) => q.bind(*s),
+                Arg::Int(i) => q.bind(*i),
+            };
         }
         q.execute(&mut **tx).await?;
     }
-    rows.clear();
+    args.clear();
     Ok(())
 }
 
