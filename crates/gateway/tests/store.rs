@@ -2922,6 +2922,35 @@ async fn postgres_commits_wake_other_instances() {
         s.close().await;
     }
 }
+/// The writer plans its statements once (generic plans) unless told otherwise: a statement's
+/// plan does not depend on its values there, and planning a long `IN` list anew on every call
+/// cost more than running it.
+#[tokio::test]
+async fn postgres_writer_plans_its_statements_once() {
+    for generic in [true, false] {
+        let Some((url, mut opts)) = postgres_options() else {
+            return;
+        };
+        opts.analyze_every = None;
+        opts.writer_generic_plans = generic;
+        let store = PostgresStore::open(&url, opts).await.unwrap();
+        for i in 0..8 {
+            store.enqueue(vec![msg(&format!("p{i}"))]).await.unwrap();
+        }
+        let (generic_plans, custom_plans) = store.writer_plans().await.unwrap();
+        if generic {
+            assert_eq!(custom_plans, 0, "generic plans only");
+            assert!(generic_plans >= 8, "{generic_plans} generic plans");
+        } else {
+            assert!(
+                custom_plans >= 5,
+                "PostgreSQL's default: {custom_plans} custom plans"
+            );
+        }
+        store.close().await;
+    }
+}
+
 /// A table that outgrew its planner statistics is analyzed (a fresh schema's lookups are
 /// otherwise planned as sequential scans), and not again until it doubles.
 #[tokio::test]

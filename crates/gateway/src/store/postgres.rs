@@ -108,6 +108,14 @@ pub struct PostgresOptions {
     pub cancel: CancellationToken,
     /// How often to look for tables that outgrew their planner statistics (`None`: never).
     pub analyze_every: Option<Duration>,
+    /// Whether the writer's connection plans each prepared statement once
+    /// (`plan_cache_mode = force_generic_plan`) instead of PostgreSQL's default, which plans
+    /// the first five executions of every statement with their values and then keeps planning
+    /// anew whenever a generic plan looks dearer. The writer's statements are key look-ups and
+    /// multi-row writes whose best plan does not depend on the values; planning a 128-id `IN`
+    /// list anew costs more than running it. Readers keep the default (the console's
+    /// filters are where values matter).
+    pub writer_generic_plans: bool,
 }
 
 impl Default for PostgresOptions {
@@ -120,6 +128,7 @@ impl Default for PostgresOptions {
             connect_timeout: Duration::from_secs(5),
             cancel: CancellationToken::new(),
             analyze_every: Some(Duration::from_secs(1)),
+            writer_generic_plans: true,
         }
     }
 }
@@ -164,6 +173,9 @@ struct Connector {
     /// with `COMMIT`: the ends of a write transaction.
     begin: String,
     commit: String,
+    /// Set on the writer's connection each time it is made (see
+    /// [`PostgresOptions::writer_generic_plans`]).
+    writer_setup: Option<&'static str>,
 }
 
 impl Connector {
@@ -194,7 +206,24 @@ impl Connector {
             channel: channel.clone(),
             begin: format!("BEGIN; SELECT pg_advisory_xact_lock({write_lock})"),
             commit: format!("NOTIFY {channel}; COMMIT"),
+            writer_setup: opts
+                .writer_generic_plans
+                .then_some("SET plan_cache_mode TO force_generic_plan"),
         })
+    }
+
+    /// A new connection for the writer: [`Connector::connect`] and the writer's own settings.
+    fn connect_writer(&self) -> Result<Connection, StoreError> {
+        let conn = self.connect()?;
+        self.set_up_writer(&conn)?;
+        Ok(conn)
+    }
+
+    fn set_up_writer(&self, conn: &Connection) -> Result<(), StoreError> {
+        if let Some(sql) = self.writer_setup {
+            conn.batch_execute(sql)?;
+        }
+        Ok(())
     }
 
     /// A new connection (call from a thread of the store, never from async code: the client
@@ -248,6 +277,7 @@ impl PostgresStore {
                         })?;
                 }
                 migrate(&conn, c.migrate_lock)?;
+                c.set_up_writer(&conn)?;
                 Ok::<_, StoreError>(conn)
             })
             .await
@@ -333,6 +363,21 @@ impl PostgresStore {
                 conn.batch_execute(&format!("ANALYZE \"{}\"", table.replace('"', "")))?;
             }
             Ok(grown)
+        })
+        .await
+    }
+
+    /// How the writer's prepared statements have been planned on its current connection:
+    /// (generic plans, custom plans), summed over `pg_prepared_statements` (a diagnostic of
+    /// [`PostgresOptions::writer_generic_plans`]).
+    pub async fn writer_plans(&self) -> Result<(i64, i64), StoreError> {
+        self.write((), |conn, ()| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT coalesce(sum(generic_plans), 0)::bigint, \
+                     coalesce(sum(custom_plans), 0)::bigint FROM pg_prepared_statements",
+                )?
+                .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
         })
         .await
     }
@@ -428,7 +473,7 @@ impl PostgresStore {
 // Schema
 
 /// Schema versions: entry `i` takes the database from version i to i + 1.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// Version 1: everything the SQLite schema has at its version 5, in PostgreSQL's types.
 const SCHEMA_V1: &str = r#"
@@ -655,6 +700,16 @@ CREATE TABLE roles (
 )
 "#;
 
+/// Version 3: the idempotency keys' unique index holds only the messages that have one. A
+/// B-tree indexes NULLs too, and every change of a message's row (five or more in its life, none
+/// of them a heap-only update, since its state is in the partial indexes' predicates) added an
+/// entry for its NULL key.
+const SCHEMA_V3: &str = r#"
+ALTER TABLE messages DROP CONSTRAINT IF EXISTS messages_idempotency_key_key;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency_key ON messages (idempotency_key)
+    WHERE idempotency_key IS NOT NULL
+"#;
+
 fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn
         .prepare_cached("SELECT coalesce(max(version), 0) FROM schema_migrations")?
@@ -791,16 +846,17 @@ fn writer_thread(
     }
 }
 
-/// The connection, connected (again) if there is none or it was lost.
+/// The connection, connected (again) by `make` if there is none or it was lost.
 fn usable<'c>(
     conn: &'c mut Option<Connection>,
     connector: &Connector,
+    make: fn(&Connector) -> Result<Connection, StoreError>,
 ) -> Result<&'c Connection, StoreError> {
     if conn.as_ref().is_none_or(Connection::is_closed) {
         // A lost connection stays in its slot until a new one is made, so that the reconnection
         // is told even when the first attempts fail (the server is still restarting).
         let lost = conn.is_some();
-        let fresh = connector.connect()?;
+        let fresh = make(connector)?;
         if lost {
             tracing::info!("store reconnected to PostgreSQL");
         }
@@ -811,7 +867,7 @@ fn usable<'c>(
 
 /// Runs every job in one transaction and answers them; on failure re-runs each alone.
 fn commit_batch(conn: &mut Option<Connection>, connector: &Connector, mut jobs: Vec<Box<dyn Job>>) {
-    let c = match usable(conn, connector) {
+    let c = match usable(conn, connector, Connector::connect_writer) {
         Ok(c) => c,
         Err(e) => {
             jobs.into_iter().for_each(|j| j.finish(Err(e.clone())));
@@ -929,7 +985,7 @@ fn reader_thread(connector: Connector, rx: Arc<Mutex<std::sync::mpsc::Receiver<B
             }
         };
         let mut job = job;
-        let outcome = usable(&mut conn, &connector).and_then(|c| job.run(c));
+        let outcome = usable(&mut conn, &connector, Connector::connect).and_then(|c| job.run(c));
         job.finish(outcome);
     }
 }
