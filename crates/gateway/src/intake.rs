@@ -215,11 +215,19 @@ async fn process<S: Store + Clone>(
     // Announced before they are applied: a send whose answer commits meanwhile then knows to
     // look for parked statuses (see `statuses::adopt_orphans`).
     gw.watch_orphans(updates.iter().map(|u| u.wamid.clone()));
-    let mut applied = if updates.is_empty() {
-        Vec::new()
-    } else {
-        gw.store.apply_statuses(updates).await?
-    };
+    // People: changes of ids, links between ids, and each sender, learned before the messages
+    // are stored under their person; the statuses applied in the links' transaction.
+    let bodies: Vec<&serde_json::Value> = values.iter().filter(|v| !v.is_null()).collect();
+    let readable: Vec<&RawInbound> = all
+        .inbound
+        .iter()
+        .filter(|m| m.id().is_some() && m.sender().is_some())
+        .collect();
+    let senders = readable
+        .iter()
+        .map(|m| crate::people::inbound_sighting(m, now))
+        .collect();
+    let (keys, mut applied) = crate::people::learn(gw, &bodies, senders, updates, now).await?;
     gw.unwatch_orphans(
         statuses
             .iter()
@@ -245,19 +253,6 @@ async fn process<S: Store + Clone>(
             on_async_failure(gw, id, s, now).await;
         }
     }
-    // People: changes of ids, links between ids, and each sender, learned before the messages
-    // are stored under their person.
-    let bodies: Vec<&serde_json::Value> = values.iter().filter(|v| !v.is_null()).collect();
-    let readable: Vec<&RawInbound> = all
-        .inbound
-        .iter()
-        .filter(|m| m.id().is_some() && m.sender().is_some())
-        .collect();
-    let senders = readable
-        .iter()
-        .map(|m| crate::people::inbound_sighting(m, now))
-        .collect();
-    let keys = crate::people::learn(gw, &bodies, senders, now).await?;
     // Inbound: each first sighting is stored (the conversation), opens the window and becomes a
     // `message.received` event, in one transaction (a unique key per message dedupes them);
     // opt-out keywords of first sightings withdraw marketing consent.

@@ -8,7 +8,7 @@
 use crate::clock::Millis;
 use crate::error::{AppError, Code};
 use crate::gateway::{Gateway, lock};
-use crate::store::{IdKind, IdentityUpdate, Sighting, Store};
+use crate::store::{IdKind, IdentityUpdate, Sighting, StatusApplied, StatusUpdate, Store};
 use mynah_wire::webhook::{RawIdentity, RawIdentityUpdate, RawInbound};
 use mynah_wire::{UserId, WaId};
 use serde::Serialize;
@@ -106,15 +106,17 @@ fn ids_of(s: &Sighting) -> Vec<&str> {
 }
 
 /// Learns what a batch of webhook bodies says about people: the changes of ids first (in
-/// order), then the links, then the inbound senders. Returns each sender's person key. When a
-/// person's key changes (an id linked to another person, two people found to be one), the pair
-/// limiter's state follows it.
+/// order), then the links, then the inbound senders; and applies the batch's statuses in the
+/// transaction that learns the links ([`Store::learn_and_apply`]). Returns each sender's
+/// person key and each status's result. When a person's key changes (an id linked to another
+/// person, two people found to be one), the pair limiter's state follows it.
 pub async fn learn<S: Store + Clone>(
     gw: &Gateway<S>,
     bodies: &[&serde_json::Value],
     senders: Vec<Sighting>,
+    statuses: Vec<StatusUpdate>,
     now: Millis,
-) -> Result<Vec<Option<String>>, crate::store::StoreError> {
+) -> Result<(Vec<Option<String>>, Vec<StatusApplied>), crate::store::StoreError> {
     let mut links = Vec::new();
     let mut changed = false;
     for body in bodies {
@@ -168,10 +170,7 @@ pub async fn learn<S: Store + Clone>(
     let n = links.len();
     let mut all = links;
     all.extend(senders);
-    if all.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut keys = gw.store.learn(all).await?;
+    let (mut keys, applied) = gw.store.learn_and_apply(all, statuses).await?;
     if !before.is_empty() {
         let after = gw
             .store
@@ -185,7 +184,7 @@ pub async fn learn<S: Store + Clone>(
             }
         }
     }
-    Ok(keys.split_off(n))
+    Ok((keys.split_off(n.min(keys.len())), applied))
 }
 
 /// `GET /v1/contacts/{id}`: who a contact is.

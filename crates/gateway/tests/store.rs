@@ -670,6 +670,112 @@ async fn statuses_applied_together_match_one_by_one<S: Store + Clone>(s: S) {
     assert_eq!((b2.state, b2.failed_at), (MessageState::Delivered, None));
 }
 
+/// A webhook batch's sightings and statuses in one call (`learn_and_apply`) end as the two
+/// calls in turn: the same results, the same rows and timelines, every send of a sighted phone
+/// moved to its new person, whether a status rewrote its row in the call (a send without one
+/// in the batch, a send already final) or not.
+async fn a_batch_learned_and_applied_together_matches_the_calls_in_turn<S: Store + Clone>(s: S) {
+    let secs = T0 / 1_000;
+    let phone = |set: &str, i: u32| format!("4917{set}000000{i}");
+    for set in ["1", "2"] {
+        let sends: Vec<NewMessage> = (1..=3)
+            .map(|i| NewMessage {
+                to: phone(set, i),
+                ..msg(&format!("j{set}{i}"))
+            })
+            .collect();
+        enqueue_all(&s, sends).await;
+        let claimed = s.claim(T0, 3, T0 + 1_000).await.unwrap();
+        assert_eq!(claimed.len(), 3);
+        for i in 1..=3 {
+            let id = format!("j{set}{i}");
+            accept(&s, &id, &format!("wamid.j{set}{i}"), T0 + 1).await;
+        }
+    }
+    // A second send to each set's first phone, not sent yet: no status names it.
+    for set in ["1", "2"] {
+        let queued = NewMessage {
+            to: phone(set, 1),
+            ..msg(&format!("j{set}q"))
+        };
+        enqueue_all(&s, vec![queued]).await;
+    }
+    let sightings = |set: &str| -> Vec<Sighting> {
+        (1..=4)
+            .map(|i| Sighting {
+                wa_id: Some(phone(set, i)),
+                user_id: Some(format!("DE.3{set}0000000000000{i}")),
+                at: T0 + 2,
+                ..Sighting::default()
+            })
+            .collect()
+    };
+    let statuses = |set: &str| -> Vec<StatusUpdate> {
+        let w = |i: u32| format!("wamid.j{set}{i}");
+        vec![
+            status(&w(1), PlatformStatus::Sent, secs + 10),
+            status(&w(2), PlatformStatus::Sent, secs + 10),
+            status(&w(1), PlatformStatus::Delivered, secs + 11),
+            keyed_status(&w(2), PlatformStatus::Delivered, secs + 11),
+            keyed_status(&w(2), PlatformStatus::Delivered, secs + 11),
+            status(&format!("wamid.j{set}-unknown"), PlatformStatus::Sent, secs),
+        ]
+    };
+    let (keys, together) = s
+        .learn_and_apply(sightings("1"), statuses("1"))
+        .await
+        .unwrap();
+    let alone_keys = s.learn(sightings("2")).await.unwrap();
+    let alone = s.apply_statuses(statuses("2")).await.unwrap();
+    assert_eq!(keys.len(), alone_keys.len());
+    let rename = |o: &StatusApplied| match o {
+        StatusApplied::Applied { id, state, effect } => StatusApplied::Applied {
+            id: id.replacen("j2", "j1", 1),
+            state: *state,
+            effect: *effect,
+        },
+        other => other.clone(),
+    };
+    assert_eq!(together, alone.iter().map(rename).collect::<Vec<_>>());
+    assert!(together.contains(&StatusApplied::Duplicate));
+    assert!(together.contains(&StatusApplied::Orphaned));
+    for (set, keys) in [("1", &keys), ("2", &alone_keys)] {
+        for (i, key) in (1..=4).zip(keys.iter()) {
+            let person = s.resolve(&phone(set, i)).await.unwrap();
+            assert_eq!(person.as_ref(), key.as_ref(), "set {set}, phone {i}");
+            assert!(person.as_deref().is_some_and(|p| p.starts_with("ct_")));
+        }
+        for (id, i) in [("1", 1), ("2", 2), ("3", 3), ("q", 1)] {
+            let m = s.get(&format!("j{set}{id}")).await.unwrap().unwrap();
+            assert_eq!(
+                m.person,
+                s.resolve(&phone(set, i)).await.unwrap(),
+                "j{set}{id} moved to its phone's new person"
+            );
+        }
+    }
+    for id in ["1", "2", "3", "q"] {
+        let (a, b) = (
+            s.get(&format!("j1{id}")).await.unwrap().unwrap(),
+            s.get(&format!("j2{id}")).await.unwrap().unwrap(),
+        );
+        assert_eq!(
+            (a.state, a.sent_at, a.delivered_at, a.updated_at),
+            (b.state, b.sent_at, b.delivered_at, b.updated_at),
+            "j1{id} and j2{id}"
+        );
+        let kinds = |t: Vec<(String, Millis, MessageState, serde_json::Value)>| {
+            t.into_iter()
+                .map(|(k, at, st, _)| (k, at, st))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            kinds(timeline(&s, &format!("j1{id}")).await),
+            kinds(timeline(&s, &format!("j2{id}")).await)
+        );
+    }
+}
+
 /// Sightings learned in one call end as the same sightings learned one call each: the same
 /// grouping of ids into people (keys are random, so compared by which results are equal) and
 /// the same profiles; with first sightings, repeats, a profile, a username and a merge.
@@ -2842,6 +2948,7 @@ conformance!(
     statuses_apply_monotonically,
     statuses_applied_together_match_one_by_one,
     sightings_learned_together_match_one_by_one,
+    a_batch_learned_and_applied_together_matches_the_calls_in_turn,
     concurrent_calls_end_as_sequential_ones,
     early_statuses_become_orphans,
     status_dedupe_is_atomic_and_spares_orphans,

@@ -769,6 +769,9 @@ struct StatusImage {
     progress: Progress,
     last_error: Option<String>,
     in_sequence: bool,
+    /// Its person (a first sighting's adoption rewrites it with the row, see
+    /// [`learn_and_apply`]).
+    person: Option<String>,
     /// `updated_at` of the last status that changed the row; `None`: unchanged.
     changed_at: Option<Millis>,
 }
@@ -782,8 +785,8 @@ fn status_images(
     for (start, len) in set_chunks(wamids.len()) {
         let sql = format!(
             "SELECT seq, id, state, accepted_at, sent_at, delivered_at, read_at, failed_at, \
-             last_error_code, last_error, sequence_key IS NOT NULL, wamid FROM messages \
-             WHERE wamid IN ({}) ORDER BY seq",
+             last_error_code, last_error, sequence_key IS NOT NULL, wamid, person \
+             FROM messages WHERE wamid IN ({}) ORDER BY seq",
             in_list(len)
         );
         let mut stmt = conn.prepare_cached(&sql)?;
@@ -804,6 +807,7 @@ fn status_images(
                 },
                 last_error: r.get(9)?,
                 in_sequence: r.get(10)?,
+                person: r.get(12)?,
                 changed_at: None,
             };
             // In seq order: the latest message with the wamid wins, as `PROGRESS_BY_WAMID`.
@@ -841,7 +845,7 @@ fn remember_new_keys(
 /// Writes the changed images: one `UPDATE … FROM (VALUES …)` per chunk, every column a status
 /// may touch set to its value after the call's statuses (unchanged columns to what was read).
 fn write_status_images(conn: &Connection, images: &[&StatusImage]) -> Result<(), StoreError> {
-    const TYPES: [Option<&str>; 10] = [
+    const TYPES: [Option<&str>; 11] = [
         Some("BIGINT"),
         Some("BIGINT"),
         Some("TEXT"),
@@ -851,6 +855,7 @@ fn write_status_images(conn: &Connection, images: &[&StatusImage]) -> Result<(),
         Some("BIGINT"),
         Some("BIGINT"),
         Some("BIGINT"),
+        Some("TEXT"),
         Some("TEXT"),
     ];
     for (start, len) in set_chunks(images.len()) {
@@ -858,8 +863,8 @@ fn write_status_images(conn: &Connection, images: &[&StatusImage]) -> Result<(),
             "UPDATE messages SET updated_at = v.column2, state = v.column3, \
              accepted_at = v.column4, sent_at = v.column5, delivered_at = v.column6, \
              read_at = v.column7, failed_at = v.column8, last_error_code = v.column9, \
-             last_error = v.column10 FROM (SELECT * FROM (VALUES {}) AS r) AS v \
-             WHERE messages.seq = v.column1",
+             last_error = v.column10, person = v.column11 \
+             FROM (SELECT * FROM (VALUES {}) AS r) AS v WHERE messages.seq = v.column1",
             value_rows(len, &TYPES)
         );
         let mut args: Vec<&dyn ToSql> = Vec::with_capacity(TYPES.len() * len);
@@ -875,6 +880,7 @@ fn write_status_images(conn: &Connection, images: &[&StatusImage]) -> Result<(),
             args.push(&p.failed_at);
             args.push(&p.error_code);
             args.push(&img.last_error);
+            args.push(&img.person);
         }
         conn.prepare_cached(&sql)?.execute(args.as_slice())?;
     }
@@ -918,7 +924,38 @@ pub(super) fn apply_statuses(
     conn: &Connection,
     updates: &[StatusUpdate],
 ) -> Result<Vec<StatusApplied>, StoreError> {
+    apply_statuses_adopting(conn, updates, &[])
+}
+
+/// [`learn`], then [`apply_statuses`], in one transaction: what a webhook batch teaches about
+/// people and the statuses it carries. A first sighting's phone hands its sends to the new
+/// person as [`learn`] does, but the sends whose row a status rewrites anyway take their new
+/// person in that same write: each such message's row changes once instead of twice (every
+/// change of a row writes all its index entries, so this is a fifth of a message's writes).
+pub(super) fn learn_and_apply(
+    conn: &Connection,
+    (sightings, updates): &(Vec<Sighting>, Vec<StatusUpdate>),
+) -> Result<(Vec<Option<String>>, Vec<StatusApplied>), StoreError> {
+    let mut adoptions = Vec::new();
+    let keys = learn_deferring(conn, sightings, Some(&mut adoptions))?;
+    let applied = apply_statuses_adopting(conn, updates, &adoptions)?;
+    Ok((keys, applied))
+}
+
+/// [`apply_statuses`], and the sends of each `(person, phone)` in `adoptions` moved from the
+/// phone's implicit person to `person`: those a status rewrites in that write, the rest by
+/// one statement, before anything reads messages by person (a sequence's next message).
+fn apply_statuses_adopting(
+    conn: &Connection,
+    updates: &[StatusUpdate],
+    adoptions: &[(String, String)],
+) -> Result<Vec<StatusApplied>, StoreError> {
+    let pairs: Vec<(&str, &str)> = adoptions
+        .iter()
+        .map(|(person, phone)| (person.as_str(), phone.as_str()))
+        .collect();
     if updates.len() < 2 {
+        adopt_messages(conn, &pairs)?;
         return updates.iter().map(|u| apply_status(conn, u)).collect();
     }
     let mut wamids: Vec<&str> = updates.iter().map(|u| u.wamid.as_str()).collect();
@@ -965,10 +1002,22 @@ pub(super) fn apply_statuses(
             effect: t.effect,
         });
     }
+    if !pairs.is_empty() {
+        let by_phone: HashMap<&str, &str> = pairs
+            .iter()
+            .map(|(person, phone)| (*phone, *person))
+            .collect();
+        for img in images.values_mut().filter(|i| i.changed_at.is_some()) {
+            if let Some(person) = img.person.as_deref().and_then(|p| by_phone.get(p)) {
+                img.person = Some((*person).to_string());
+            }
+        }
+    }
     let mut changed: Vec<&StatusImage> =
         images.values().filter(|i| i.changed_at.is_some()).collect();
     changed.sort_unstable_by_key(|i| i.seq);
     write_status_images(conn, &changed)?;
+    adopt_messages(conn, &pairs)?;
     let events: Vec<(&str, &NewEvent, MessageState)> = applied
         .iter()
         .filter_map(|(wamid, i, state)| {
@@ -1989,6 +2038,17 @@ pub(super) fn learn(
     conn: &Connection,
     sightings: &[Sighting],
 ) -> Result<Vec<Option<String>>, StoreError> {
+    learn_deferring(conn, sightings, None)
+}
+
+/// [`learn`]; with `defer`, the last first sightings' phones hand their sends over later: the
+/// `(person, phone)` pairs are pushed there for the caller to move (nothing after them in this
+/// call reads messages by person).
+fn learn_deferring(
+    conn: &Connection,
+    sightings: &[Sighting],
+    defer: Option<&mut Vec<(String, String)>>,
+) -> Result<Vec<Option<String>>, StoreError> {
     if sightings.len() < 2 {
         return sightings.iter().map(|s| learn_one(conn, s)).collect();
     }
@@ -2020,7 +2080,7 @@ pub(super) fn learn(
             out.push(Some(key));
             continue;
         }
-        learn_fresh(conn, &fresh, &out)?;
+        learn_fresh(conn, &fresh, &out, None)?;
         fresh.clear();
         let Some(map) = known.as_mut() else {
             out.push(learn_one(conn, s)?);
@@ -2051,18 +2111,20 @@ pub(super) fn learn(
         }
         out.push(person);
     }
-    learn_fresh(conn, &fresh, &out)?;
+    learn_fresh(conn, &fresh, &out, defer)?;
     Ok(out)
 }
 
 /// Stores first sightings set-wise, as [`learn_one`] would one by one: a person each (key from
 /// `keys[i]`, its ids current, its profile), the ids linked, the links on its history, and the
 /// sends stored under a sighted phone's implicit person adopted (the rare phone with consents,
-/// windows or inbound messages of its own is adopted in full).
+/// windows or inbound messages of its own is adopted in full). With `defer`, the sends' move is
+/// left to the caller: its `(person, phone)` pairs are pushed there.
 fn learn_fresh(
     conn: &Connection,
     fresh: &[(usize, &Sighting)],
     keys: &[Option<String>],
+    mut defer: Option<&mut Vec<(String, String)>>,
 ) -> Result<(), StoreError> {
     if fresh.is_empty() {
         return Ok(());
@@ -2137,18 +2199,16 @@ fn learn_fresh(
                 .map(|w| (key(*i), w))
         })
         .collect();
+    match defer.as_deref_mut() {
+        Some(later) => later.extend(
+            adopted
+                .iter()
+                .map(|(person, phone)| ((*person).to_string(), (*phone).to_string())),
+        ),
+        None => adopt_messages(conn, &adopted)?,
+    }
     for (start, len) in set_chunks(adopted.len()) {
         let rows = &adopted[start..start + len];
-        let sql = format!(
-            "UPDATE messages SET person = v.column1 FROM (SELECT * FROM (VALUES {}) AS r) AS v \
-             WHERE messages.person = v.column2",
-            value_rows(len, &[Some("TEXT"), Some("TEXT")])
-        );
-        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(2 * len);
-        for (person, phone) in rows {
-            args.extend([sql_ref(person), sql_ref(phone)]);
-        }
-        conn.prepare_cached(&sql)?.execute(args.as_slice())?;
         let list = in_list(len);
         let sql = format!(
             "SELECT wa_id FROM consents WHERE wa_id IN ({list}) \
@@ -2166,6 +2226,24 @@ fn learn_fresh(
                 adopt(conn, person, phone)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Moves the sends stored under each `(person, phone)`'s phone (its implicit person) to
+/// `person`: one `UPDATE … FROM (VALUES …)` per chunk.
+fn adopt_messages(conn: &Connection, adoptions: &[(&str, &str)]) -> Result<(), StoreError> {
+    for (start, len) in set_chunks(adoptions.len()) {
+        let sql = format!(
+            "UPDATE messages SET person = v.column1 FROM (SELECT * FROM (VALUES {}) AS r) AS v \
+             WHERE messages.person = v.column2",
+            value_rows(len, &[Some("TEXT"), Some("TEXT")])
+        );
+        let mut args: Vec<&dyn ToSql> = Vec::with_capacity(2 * len);
+        for (person, phone) in &adoptions[start..start + len] {
+            args.extend([sql_ref(person), sql_ref(phone)]);
+        }
+        conn.prepare_cached(&sql)?.execute(args.as_slice())?;
     }
     Ok(())
 }
@@ -3383,6 +3461,19 @@ impl Store for Backend {
             return Ok(Vec::new());
         }
         self.write(sightings, |c, s| learn(c, s)).await
+    }
+
+    async fn learn_and_apply(
+        &self,
+        sightings: Vec<Sighting>,
+        updates: Vec<StatusUpdate>,
+    ) -> Result<(Vec<Option<String>>, Vec<StatusApplied>), StoreError> {
+        match (sightings.is_empty(), updates.is_empty()) {
+            (true, true) => Ok((Vec::new(), Vec::new())),
+            (true, false) => Ok((Vec::new(), self.apply_statuses(updates).await?)),
+            (false, true) => Ok((self.learn(sightings).await?, Vec::new())),
+            (false, false) => self.write((sightings, updates), learn_and_apply).await,
+        }
     }
 
     async fn change_identity(&self, update: IdentityUpdate) -> Result<String, StoreError> {

@@ -1168,6 +1168,16 @@ pub trait Store: Send + Sync + 'static {
         sightings: Vec<Sighting>,
     ) -> impl Future<Output = Result<Vec<Option<String>>, StoreError>> + Send;
 
+    /// [`Store::learn`] on `sightings`, then [`Store::apply_statuses`] on `updates`, in one
+    /// transaction (what one webhook batch carries): the same outcome as the two calls in
+    /// turn, but a send that a first sighting's person adopts and a status changes is written
+    /// once.
+    fn learn_and_apply(
+        &self,
+        sightings: Vec<Sighting>,
+        updates: Vec<StatusUpdate>,
+    ) -> impl Future<Output = Result<(Vec<Option<String>>, Vec<StatusApplied>), StoreError>> + Send;
+
     /// Applies a change of a user's identifiers: the person found by the previous BSUID (or
     /// phone) takes the new ones, keeping every other state; a new phone unlinks the old one.
     /// The person's key (created when nobody was known by the previous ids).
