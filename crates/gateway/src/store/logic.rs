@@ -2124,7 +2124,7 @@ fn learn_fresh(
     conn: &Connection,
     fresh: &[(usize, &Sighting)],
     keys: &[Option<String>],
-    mut defer: Option<&mut Vec<(String, String)>>,
+    defer: Option<&mut Vec<(String, String)>>,
 ) -> Result<(), StoreError> {
     if fresh.is_empty() {
         return Ok(());
@@ -2199,7 +2199,7 @@ fn learn_fresh(
                 .map(|w| (key(*i), w))
         })
         .collect();
-    match defer.as_deref_mut() {
+    match defer {
         Some(later) => later.extend(
             adopted
                 .iter()
