@@ -53,6 +53,14 @@ pub struct BenchArgs {
     /// sandbox's `limits.max_webhook_lag_ms`; its default unless given).
     #[arg(long)]
     max_webhook_lag_ms: Option<i64>,
+    /// Webhook events and writes that may wait before the sandbox answers 503 whatever the lag
+    /// (its `limits.max_pending`; its default unless given).
+    #[arg(long)]
+    max_pending: Option<usize>,
+    /// Bytes of webhook attempts (bodies and their events' summaries) the sandbox keeps for the
+    /// control API (its `webhooks.keep_attempt_bytes`; its default unless given).
+    #[arg(long)]
+    keep_attempt_bytes: Option<usize>,
     /// Journal the in-process sandbox in this directory (default: in memory, nothing
     /// journalled); the summary then gives the journal's size on disk.
     #[arg(long)]
@@ -261,6 +269,12 @@ pub async fn measure(args: BenchArgs) -> Result<f64, String> {
             // resort): a client faster than the receiver meets 503 and waits as told.
             if let Some(lag) = args.max_webhook_lag_ms {
                 cfg.limits.max_webhook_lag_ms = lag;
+            }
+            if let Some(n) = args.max_pending {
+                cfg.limits.max_pending = n;
+            }
+            if let Some(n) = args.keep_attempt_bytes {
+                cfg.webhooks.keep_attempt_bytes = n;
             }
             // The load is spread over many users at a rate no real number may send at.
             cfg.rules = mynah_sandbox::config::RulesConfig::off();

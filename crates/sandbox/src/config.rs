@@ -1148,7 +1148,8 @@ pub struct WebhookConfig {
     /// Attempts kept in memory for the control API.
     pub keep_attempts: usize,
     /// Memory those attempts may hold, bytes: their bodies, the summaries of their events and
-    /// their other fields (the oldest go first).
+    /// their other fields (the oldest go first). 32 MiB by default: about 27,000 one-event
+    /// deliveries or 450 batches of 100 events.
     pub keep_attempt_bytes: usize,
     /// Seeded chaos.
     pub chaos: ChaosConfig,
@@ -1174,7 +1175,7 @@ impl Default for WebhookConfig {
             batch_size: 1,
             max_in_flight: 32,
             keep_attempts: 50_000,
-            keep_attempt_bytes: 64 * 1024 * 1024,
+            keep_attempt_bytes: 32 * 1024 * 1024,
             chaos: ChaosConfig::default(),
             default_url: String::new(),
             subscribers: Vec::new(),

@@ -1102,3 +1102,38 @@ async fn pending_deliveries_messages_users_and_media_survive_a_restart() {
     h.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The attempt history holds at most `webhooks.keep_attempt_bytes`: the oldest attempts go
+/// first, the newest stays, and what is kept is a fraction of what was delivered.
+#[tokio::test]
+async fn the_attempt_history_stays_within_its_bytes() {
+    let rx = Receiver::start().await;
+    let mut cfg = roomy(&rx.url);
+    cfg.webhooks.keep_attempts = 100_000;
+    cfg.webhooks.keep_attempt_bytes = 16 * 1024;
+    let h = Harness::start(cfg).await;
+    let mut last = String::new();
+    for i in 0..40 {
+        last = inbound(&h, &format!("+49 151 {:08}", 10_000 + i), "hello").await;
+    }
+    h.wait(&format!("wamid={last}"), 1).await;
+    h.drain().await;
+    let kept = h.attempts("").await;
+    let bytes: usize = kept
+        .iter()
+        .map(|a| a["body"].as_str().map_or(0, str::len))
+        .sum();
+    assert!(bytes <= 16 * 1024, "{bytes} bytes of bodies kept");
+    assert!(
+        kept.len() < rx.received().len(),
+        "{} kept of {} delivered",
+        kept.len(),
+        rx.received().len()
+    );
+    assert!(
+        kept.iter()
+            .any(|a| a["body"].as_str().is_some_and(|b| b.contains(&last))),
+        "the newest attempt is kept"
+    );
+    h.shutdown().await;
+}
