@@ -559,6 +559,25 @@ async fn timeline<S: Store>(
         .collect()
 }
 
+/// Asserts that two sets' status results are the same once the second's message ids (`from`)
+/// are renamed to the first's (`to`), and that they include a duplicate and an orphan.
+fn assert_same_results(together: &[StatusApplied], alone: &[StatusApplied], from: &str, to: &str) {
+    let renamed: Vec<StatusApplied> = alone
+        .iter()
+        .map(|o| match o {
+            StatusApplied::Applied { id, state, effect } => StatusApplied::Applied {
+                id: id.replacen(from, to, 1),
+                state: *state,
+                effect: *effect,
+            },
+            other => other.clone(),
+        })
+        .collect();
+    assert_eq!(together, renamed.as_slice());
+    assert!(together.contains(&StatusApplied::Duplicate));
+    assert!(together.contains(&StatusApplied::Orphaned));
+}
+
 /// A batch of statuses applied in one call ends exactly as the same statuses applied one call
 /// each: outcomes, rows (state, every timestamp, the error) and timelines. Two sets of messages
 /// (`b…`, `c…`) get the same statuses, with orphans, repeated wamids, a failure superseded by a
@@ -606,17 +625,7 @@ async fn statuses_applied_together_match_one_by_one<S: Store + Clone>(s: S) {
     for u in statuses("c") {
         alone.extend(s.apply_statuses(vec![u]).await.unwrap());
     }
-    let rename = |o: &StatusApplied| match o {
-        StatusApplied::Applied { id, state, effect } => StatusApplied::Applied {
-            id: id.replacen('c', "b", 1),
-            state: *state,
-            effect: *effect,
-        },
-        other => other.clone(),
-    };
-    assert_eq!(together, alone.iter().map(rename).collect::<Vec<_>>());
-    assert!(together.contains(&StatusApplied::Duplicate));
-    assert!(together.contains(&StatusApplied::Orphaned));
+    assert_same_results(&together, &alone, "c", "b");
     for i in 1..=4 {
         let (b, c) = (format!("b{i}"), format!("c{i}"));
         let (rb, rc) = (
@@ -728,17 +737,7 @@ async fn a_batch_learned_and_applied_together_matches_the_calls_in_turn<S: Store
     let alone_keys = s.learn(sightings("2")).await.unwrap();
     let alone = s.apply_statuses(statuses("2")).await.unwrap();
     assert_eq!(keys.len(), alone_keys.len());
-    let rename = |o: &StatusApplied| match o {
-        StatusApplied::Applied { id, state, effect } => StatusApplied::Applied {
-            id: id.replacen("j2", "j1", 1),
-            state: *state,
-            effect: *effect,
-        },
-        other => other.clone(),
-    };
-    assert_eq!(together, alone.iter().map(rename).collect::<Vec<_>>());
-    assert!(together.contains(&StatusApplied::Duplicate));
-    assert!(together.contains(&StatusApplied::Orphaned));
+    assert_same_results(&together, &alone, "j2", "j1");
     for (set, keys) in [("1", &keys), ("2", &alone_keys)] {
         for (i, key) in (1..=4).zip(keys.iter()) {
             let person = s.resolve(&phone(set, i)).await.unwrap();
