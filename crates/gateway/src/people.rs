@@ -138,8 +138,9 @@ pub async fn learn<S: Store + Clone>(
         }
         links.extend(linking_sightings(body, now));
     }
-    // Senders that name two ids are links too.
-    let (links, sender_links) = {
+    // Senders that name two ids are links too (remembered, so that their statuses' links
+    // are not learned again; the senders themselves are always learned).
+    let links = {
         let mut memo = lock(&gw.links);
         if changed {
             memo.clear();
@@ -149,42 +150,21 @@ pub async fn learn<S: Store + Clone>(
             .filter(|s| ids_of(s).len() >= 2)
             .cloned()
             .collect();
-        (memo.fresh(links), memo.fresh(sender_links))
+        let links = memo.fresh(links);
+        memo.fresh(sender_links);
+        links
     };
-    // Who each id names now, to move the pair limiter's entries of people a merge retires.
-    let ids: Vec<String> = links
-        .iter()
-        .chain(&sender_links)
-        .flat_map(|s| ids_of(s).into_iter().map(str::to_string))
-        .collect();
-    let found = if ids.is_empty() {
-        Vec::new()
-    } else {
-        gw.store.resolve_many(ids.clone()).await?
-    };
-    let before: Vec<(String, String)> = ids
-        .into_iter()
-        .zip(found)
-        .filter_map(|(id, old)| old.map(|o| (id, o)))
-        .collect();
     let n = links.len();
     let mut all = links;
     all.extend(senders);
-    let (mut keys, applied) = gw.store.learn_and_apply(all, statuses).await?;
-    if !before.is_empty() {
-        let after = gw
-            .store
-            .resolve_many(before.iter().map(|(id, _)| id.clone()).collect())
-            .await?;
-        for ((_, old), new) in before.iter().zip(after) {
-            if let Some(new) = new
-                && new != *old
-            {
-                lock(&gw.pairs).rekey(old, &new);
-            }
-        }
+    let mut learned = gw.store.learn_and_apply(all, statuses).await?;
+    // The pair limiter's entries follow the people whose key changed (a phone's implicit
+    // person now a stored one, a person merged into another).
+    for (old, new) in &learned.moved {
+        lock(&gw.pairs).rekey(old, new);
     }
-    Ok((keys.split_off(n.min(keys.len())), applied))
+    let senders_keys = learned.keys.split_off(n.min(learned.keys.len()));
+    Ok((senders_keys, learned.applied))
 }
 
 /// `GET /v1/contacts/{id}`: who a contact is.

@@ -12,9 +12,9 @@ use mynah_gateway::store::postgres::{PostgresOptions, PostgresStore};
 use mynah_gateway::store::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use mynah_gateway::store::{
     CampaignRecord, Change, Consent, ConversationCursor, ConversationItem, Enqueued, IdKind,
-    IdentityUpdate, InboundRecord, InboxItem, InboxOutcome, ListFilter, NewEvent, NewMessage,
-    NewRecipient, PARKED_TEMPLATE_PAUSED, Prunable, Pruned, Release, Sighting, StatusApplied,
-    StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, Tokens, kind,
+    IdentityUpdate, InboundRecord, InboxItem, InboxOutcome, Learned, ListFilter, NewEvent,
+    NewMessage, NewRecipient, PARKED_TEMPLATE_PAUSED, Prunable, Pruned, Release, Sighting,
+    StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef, Tokens, kind,
 };
 use serde_json::json;
 use std::collections::HashSet;
@@ -730,7 +730,11 @@ async fn a_batch_learned_and_applied_together_matches_the_calls_in_turn<S: Store
             status(&format!("wamid.j{set}-unknown"), PlatformStatus::Sent, secs),
         ]
     };
-    let (keys, together) = s
+    let Learned {
+        keys,
+        applied: together,
+        moved,
+    } = s
         .learn_and_apply(sightings("1"), statuses("1"))
         .await
         .unwrap();
@@ -753,6 +757,15 @@ async fn a_batch_learned_and_applied_together_matches_the_calls_in_turn<S: Store
             );
         }
     }
+    // Each sighted phone's implicit person moved to its new one (the pair limiter follows).
+    let mut expected = Vec::new();
+    for i in 1..=4 {
+        let now = s.resolve(&phone("1", i)).await.unwrap().unwrap();
+        expected.push((phone("1", i), now));
+    }
+    let mut moved = moved;
+    moved.sort();
+    assert_eq!(moved, expected);
     for id in ["1", "2", "3", "q"] {
         let (a, b) = (
             s.get(&format!("j1{id}")).await.unwrap().unwrap(),
@@ -773,6 +786,67 @@ async fn a_batch_learned_and_applied_together_matches_the_calls_in_turn<S: Store
             kinds(timeline(&s, &format!("j2{id}")).await)
         );
     }
+    // A merge of two people: the retired one's key moves to the survivor (looked up again
+    // after the call); a first sighting beside it, and a call of one sighting, move too.
+    let bsuid = |n: u32| format!("DE.39000000000000{n}");
+    let phone9 = |n: u32| format!("4917900000{n}");
+    let first = s
+        .learn(vec![
+            Sighting {
+                wa_id: Some(phone9(1)),
+                user_id: Some(bsuid(1)),
+                at: T0 + 10,
+                ..Sighting::default()
+            },
+            Sighting {
+                user_id: Some(bsuid(2)),
+                at: T0 + 11,
+                ..Sighting::default()
+            },
+        ])
+        .await
+        .unwrap();
+    let (older, younger) = (first[0].clone().unwrap(), first[1].clone().unwrap());
+    let merged = s
+        .learn_and_apply(
+            vec![
+                Sighting {
+                    wa_id: Some(phone9(1)),
+                    user_id: Some(bsuid(2)),
+                    at: T0 + 12,
+                    ..Sighting::default()
+                },
+                Sighting {
+                    wa_id: Some(phone9(3)),
+                    user_id: Some(bsuid(3)),
+                    at: T0 + 12,
+                    ..Sighting::default()
+                },
+            ],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let third = s.resolve(&phone9(3)).await.unwrap().unwrap();
+    let mut moves = merged.moved;
+    moves.sort();
+    let mut expected = vec![(phone9(3), third), (younger, older.clone())];
+    expected.sort();
+    assert_eq!(moves, expected);
+    let one = s
+        .learn_and_apply(
+            vec![Sighting {
+                wa_id: Some(phone9(4)),
+                user_id: Some(bsuid(4)),
+                at: T0 + 13,
+                ..Sighting::default()
+            }],
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let fourth = s.resolve(&phone9(4)).await.unwrap().unwrap();
+    assert_eq!(one.moved, vec![(phone9(4), fourth)]);
 }
 
 /// Sightings learned in one call end as the same sightings learned one call each: the same

@@ -935,11 +935,15 @@ pub(super) fn apply_statuses(
 pub(super) fn learn_and_apply(
     conn: &Connection,
     (sightings, updates): &(Vec<Sighting>, Vec<StatusUpdate>),
-) -> Result<(Vec<Option<String>>, Vec<StatusApplied>), StoreError> {
-    let mut adoptions = Vec::new();
-    let keys = learn_deferring(conn, sightings, Some(&mut adoptions))?;
+) -> Result<Learned, StoreError> {
+    let (mut adoptions, mut moved) = (Vec::new(), Vec::new());
+    let keys = learn_deferring(conn, sightings, Some(&mut adoptions), Some(&mut moved))?;
     let applied = apply_statuses_adopting(conn, updates, &adoptions)?;
-    Ok((keys, applied))
+    Ok(Learned {
+        keys,
+        applied,
+        moved,
+    })
 }
 
 /// [`apply_statuses`], and the sends of each `(person, phone)` in `adoptions` moved from the
@@ -2038,31 +2042,51 @@ pub(super) fn learn(
     conn: &Connection,
     sightings: &[Sighting],
 ) -> Result<Vec<Option<String>>, StoreError> {
-    learn_deferring(conn, sightings, None)
+    learn_deferring(conn, sightings, None, None)
 }
 
 /// [`learn`]; with `defer`, the last first sightings' phones hand their sends over later: the
 /// `(person, phone)` pairs are pushed there for the caller to move (nothing after them in this
-/// call reads messages by person).
+/// call reads messages by person). With `moved`, each `(before, after)` pair of person keys
+/// that a sighted id named before the call and after it, where they differ (an implicit phone
+/// person now a stored one, a person merged into another), is pushed there, once.
 fn learn_deferring(
     conn: &Connection,
     sightings: &[Sighting],
     defer: Option<&mut Vec<(String, String)>>,
+    moved: Option<&mut Vec<(String, String)>>,
 ) -> Result<Vec<Option<String>>, StoreError> {
-    if sightings.len() < 2 {
-        return sightings.iter().map(|s| learn_one(conn, s)).collect();
-    }
     let mut all: Vec<&str> = sightings
         .iter()
         .flat_map(|s| ids_of(s).into_iter().map(|(id, _)| id))
         .collect();
     all.sort_unstable();
     all.dedup();
+    if sightings.len() < 2 {
+        let before = match moved {
+            Some(_) => named_before(conn, &all, None)?,
+            None => Vec::new(),
+        };
+        let out = sightings
+            .iter()
+            .map(|s| learn_one(conn, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(moved) = moved {
+            record_moves(conn, &before, None, moved)?;
+        }
+        return Ok(out);
+    }
     let mut known = Some(linked_many(conn, &all)?);
+    let before = match (&moved, &known) {
+        (Some(_), Some(map)) => named_before(conn, &all, Some(map))?,
+        _ => Vec::new(),
+    };
     let mut out = Vec::with_capacity(sightings.len());
     // First sightings (no id linked yet, none shared with another pending one), written
     // set-wise before anything else reads what they create.
     let mut fresh: Vec<(usize, &Sighting)> = Vec::new();
+    // Whether any sighting took `learn_one` (which may move ids this call does not track).
+    let mut slow = false;
     for s in sightings {
         let ids = ids_of(s);
         if ids.is_empty() {
@@ -2083,6 +2107,7 @@ fn learn_deferring(
         learn_fresh(conn, &fresh, &out, None)?;
         fresh.clear();
         let Some(map) = known.as_mut() else {
+            slow = true;
             out.push(learn_one(conn, s)?);
             continue;
         };
@@ -2099,6 +2124,7 @@ fn learn_deferring(
         distinct.sort_unstable();
         distinct.dedup();
         let merges = distinct.len() > 1;
+        slow = true;
         let person = learn_one(conn, s)?;
         match &person {
             Some(p) if !merges => {
@@ -2112,7 +2138,71 @@ fn learn_deferring(
         out.push(person);
     }
     learn_fresh(conn, &fresh, &out, defer)?;
+    if let Some(moved) = moved {
+        let now_known = if slow { None } else { known.as_ref() };
+        record_moves(conn, &before, now_known, moved)?;
+    }
     Ok(out)
+}
+
+/// The person each of `ids` names now, as [`resolve_all`] answers (`linked`: what
+/// [`linked_many`] found for them already): the ids that name one, with it.
+fn named_before(
+    conn: &Connection,
+    ids: &[&str],
+    linked: Option<&HashMap<String, String>>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let people = match linked {
+        Some(map) => ids
+            .iter()
+            .map(|id| match map.get(*id) {
+                Some(p) => Ok(Some(p.clone())),
+                None => unlinked_key(conn, id, None),
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None => {
+            let owned: Vec<String> = ids.iter().map(|id| (*id).to_string()).collect();
+            resolve_all(conn, &owned)?
+        }
+    };
+    Ok(ids
+        .iter()
+        .zip(people)
+        .filter_map(|(id, p)| p.map(|p| ((*id).to_string(), p)))
+        .collect())
+}
+
+/// Pushes `(before, after)` for each id of `before` whose person changed, once per pair:
+/// `after` from `known` (what the call linked, when it took no path that may move other ids) or
+/// looked up afresh.
+fn record_moves(
+    conn: &Connection,
+    before: &[(String, String)],
+    known: Option<&HashMap<String, String>>,
+    moved: &mut Vec<(String, String)>,
+) -> Result<(), StoreError> {
+    if before.is_empty() {
+        return Ok(());
+    }
+    let after: Vec<Option<String>> = match known {
+        Some(map) => before
+            .iter()
+            .map(|(id, old)| Some(map.get(id).unwrap_or(old).clone()))
+            .collect(),
+        None => {
+            let ids: Vec<String> = before.iter().map(|(id, _)| id.clone()).collect();
+            resolve_all(conn, &ids)?
+        }
+    };
+    for ((_, old), new) in before.iter().zip(after) {
+        if let Some(new) = new
+            && new != *old
+            && !moved.iter().any(|(o, n)| o == old && *n == new)
+        {
+            moved.push((old.clone(), new));
+        }
+    }
+    Ok(())
 }
 
 /// Stores first sightings set-wise, as [`learn_one`] would one by one: a person each (key from
@@ -3467,13 +3557,14 @@ impl Store for Backend {
         &self,
         sightings: Vec<Sighting>,
         updates: Vec<StatusUpdate>,
-    ) -> Result<(Vec<Option<String>>, Vec<StatusApplied>), StoreError> {
-        match (sightings.is_empty(), updates.is_empty()) {
-            (true, true) => Ok((Vec::new(), Vec::new())),
-            (true, false) => Ok((Vec::new(), self.apply_statuses(updates).await?)),
-            (false, true) => Ok((self.learn(sightings).await?, Vec::new())),
-            (false, false) => self.write((sightings, updates), learn_and_apply).await,
+    ) -> Result<Learned, StoreError> {
+        if sightings.is_empty() {
+            return Ok(Learned {
+                applied: self.apply_statuses(updates).await?,
+                ..Learned::default()
+            });
         }
+        self.write((sightings, updates), learn_and_apply).await
     }
 
     async fn change_identity(&self, update: IdentityUpdate) -> Result<String, StoreError> {

@@ -423,6 +423,19 @@ pub struct StatusUpdate {
     pub dedupe_key: Option<String>,
 }
 
+/// What [`Store::learn_and_apply`] answers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Learned {
+    /// The person key of each sighting, as [`Store::learn`] answers.
+    pub keys: Vec<Option<String>>,
+    /// Each status's result, as [`Store::apply_statuses`] answers.
+    pub applied: Vec<StatusApplied>,
+    /// `(before, after)`: a person key some sighted id named before the call and the one it
+    /// names after it, where they differ (an implicit phone person now a stored one, a person
+    /// merged into another); once each.
+    pub moved: Vec<(String, String)>,
+}
+
 /// What [`Store::apply_statuses`] did with one status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StatusApplied {
@@ -1171,12 +1184,12 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::learn`] on `sightings`, then [`Store::apply_statuses`] on `updates`, in one
     /// transaction (what one webhook batch carries): the same outcome as the two calls in
     /// turn, but a send that a first sighting's person adopts and a status changes is written
-    /// once.
+    /// once; and which person keys the sighted ids moved between.
     fn learn_and_apply(
         &self,
         sightings: Vec<Sighting>,
         updates: Vec<StatusUpdate>,
-    ) -> impl Future<Output = Result<(Vec<Option<String>>, Vec<StatusApplied>), StoreError>> + Send;
+    ) -> impl Future<Output = Result<Learned, StoreError>> + Send;
 
     /// Applies a change of a user's identifiers: the person found by the previous BSUID (or
     /// phone) takes the new ones, keeping every other state; a new phone unlinks the old one.

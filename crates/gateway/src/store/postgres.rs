@@ -53,7 +53,7 @@ mod logic;
 use super::{
     CampaignCounts, CampaignFlow, CampaignRecord, Change, Consent, ConsentChange,
     ConversationCursor, ConversationItem, Enqueued, Event, IdKind, IdentityChange, IdentityUpdate,
-    InboundRecord, InboxItem, InboxOutcome, InboxRow, ListFilter, MessageRecord, NewEvent,
+    InboundRecord, InboxItem, InboxOutcome, InboxRow, Learned, ListFilter, MessageRecord, NewEvent,
     NewMessage, NewRecipient, PARKED_TEMPLATE_PAUSED, Person, Prunable, Pruned,
     RECIPIENT_CANCELLED, RECIPIENT_PENDING, RECIPIENT_RELEASED, RECIPIENT_SKIPPED, RecipientRecord,
     Release, Sighting, StatusApplied, StatusUpdate, Store, StoreError, TemplateRecord, TemplateRef,
