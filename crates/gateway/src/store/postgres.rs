@@ -708,7 +708,8 @@ CREATE TABLE roles (
 /// of each `ANALYZE` of the large tables; and the inbox's webhook bodies compressed with LZ4
 /// where the server has it (a 38 KB batch of 100 statuses: 0.06–0.09 ms against pglz's
 /// 0.27–0.33 ms, to the same size). The new index is built in the migration's transaction: on a
-/// large outbox, writes wait for the build (a few seconds per million messages).
+/// large outbox, writes wait for the build (0.3 s for a million messages, half of them keyed, on
+/// the 2-core machine).
 const SCHEMA_V3: &str = r#"
 ALTER TABLE messages DROP CONSTRAINT IF EXISTS messages_idempotency_key_key;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency_key ON messages (idempotency_key)
