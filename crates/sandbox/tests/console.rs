@@ -212,9 +212,10 @@ async fn templates_and_reactions_render_as_whatsapp_shows_them() {
     )
     .await;
     let bubble = format!(".bubble[data-id='{wamid}']");
-    let media = b.find(&format!("{bubble} .media")).await;
     assert_eq!(
-        media.attr("aria-label").await.as_deref(),
+        b.attribute(&format!("{bubble} .media"), "aria-label")
+            .await
+            .as_deref(),
         Some("image coat.jpg")
     );
     assert_eq!(

@@ -244,6 +244,24 @@ impl Browser {
         }
     }
 
+    /// An attribute of the first element `css` matches, found and read in one script (an
+    /// element the page re-renders meanwhile cannot go stale in between).
+    pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        self.wait_for(
+            &format!("an element {css}"),
+            "return document.querySelector(arguments[0]) !== null",
+            json!([css]),
+        )
+        .await;
+        self.eval(
+            "return document.querySelector(arguments[0])?.getAttribute(arguments[1]) ?? null",
+            json!([css, name]),
+        )
+        .await
+        .as_str()
+        .map(str::to_string)
+    }
+
     /// The rendered text of the element `css` matches (waiting for it to be there).
     pub async fn text(&self, css: &str) -> String {
         self.wait_for(
