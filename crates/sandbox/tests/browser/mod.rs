@@ -244,18 +244,27 @@ impl Browser {
         }
     }
 
-    /// An attribute of the first element `css` matches, found and read in one script (an
-    /// element the page re-renders meanwhile cannot go stale in between).
-    pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+    /// Waits for an element `css` matches, then runs `script` with `css` as `arguments[0]` and
+    /// `extra` after it: what the script reads is read from the page in one step (an element
+    /// the page re-renders meanwhile cannot go stale in between).
+    async fn read_element(&self, css: &str, script: &str, extra: &[Value]) -> Value {
         self.wait_for(
             &format!("an element {css}"),
             "return document.querySelector(arguments[0]) !== null",
             json!([css]),
         )
         .await;
-        self.eval(
+        let mut args = vec![json!(css)];
+        args.extend_from_slice(extra);
+        self.eval(script, Value::Array(args)).await
+    }
+
+    /// An attribute of the first element `css` matches (waiting for it to be there).
+    pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        self.read_element(
+            css,
             "return document.querySelector(arguments[0])?.getAttribute(arguments[1]) ?? null",
-            json!([css, name]),
+            &[json!(name)],
         )
         .await
         .as_str()
@@ -264,15 +273,10 @@ impl Browser {
 
     /// The rendered text of the element `css` matches (waiting for it to be there).
     pub async fn text(&self, css: &str) -> String {
-        self.wait_for(
-            &format!("an element {css}"),
-            "return document.querySelector(arguments[0]) !== null",
-            json!([css]),
-        )
-        .await;
-        self.eval(
+        self.read_element(
+            css,
             "return document.querySelector(arguments[0])?.innerText ?? ''",
-            json!([css]),
+            &[],
         )
         .await
         .as_str()
