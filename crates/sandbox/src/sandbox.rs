@@ -263,9 +263,7 @@ impl Sandbox {
         let (events, pnids) = self.hub.stage(fx.events);
         let mut writes = fx.writes;
         writes.extend(events);
-        for (at, t) in fx.timers {
-            self.sched.at(at, t);
-        }
+        self.sched.at_many(fx.timers);
         (writes, pnids)
     }
 

@@ -6,10 +6,8 @@
 //! the control API advances time.
 
 use crate::clock::Millis;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 /// What a timer does when it fires.
@@ -31,26 +29,44 @@ pub enum Timer {
     NumberReview(String),
 }
 
-/// A queue with room for more timers than this shrinks once it is mostly empty.
-const SHRINK_ABOVE: usize = 4_096;
+/// Timers by due millisecond, each millisecond's in the order they were set. Under load many
+/// timers share a millisecond, so a set or a pop searches among the distinct due times (a few
+/// thousand) instead of sifting every timer through a heap, and moves no timer but its own.
+#[derive(Debug, Default)]
+struct Queue {
+    due: BTreeMap<Millis, VecDeque<Timer>>,
+    len: usize,
+}
 
 /// The timer queue.
 #[derive(Debug, Default)]
 pub struct Scheduler {
-    heap: Mutex<BinaryHeap<Reverse<(Millis, u64, Timer)>>>,
-    seq: AtomicU64,
+    queue: Mutex<Queue>,
     wake: Notify,
 }
 
 impl Scheduler {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Sets a timer.
     pub fn at(&self, due: Millis, timer: Timer) {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.at_many(std::iter::once((due, timer)));
+    }
+
+    /// Sets several timers under one lock, in order.
+    pub fn at_many(&self, timers: impl IntoIterator<Item = (Millis, Timer)>) {
         let earliest = {
-            let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
-            let before = heap.peek().map(|Reverse((d, _, _))| *d);
-            heap.push(Reverse((due, seq, timer)));
-            before.is_none_or(|b| due < b)
+            let mut q = self.queue();
+            let before = q.due.first_key_value().map(|(d, _)| *d);
+            let mut first = None::<Millis>;
+            for (due, timer) in timers {
+                q.due.entry(due).or_default().push_back(timer);
+                q.len += 1;
+                first = Some(first.map_or(due, |f| f.min(due)));
+            }
+            first.is_some_and(|f| before.is_none_or(|b| f < b))
         };
         if earliest {
             self.wake.notify_one();
@@ -59,30 +75,30 @@ impl Scheduler {
 
     /// Removes and returns the earliest timer due at or before `now`.
     pub fn pop_due(&self, now: Millis) -> Option<(Millis, Timer)> {
-        let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
-        match heap.peek() {
-            Some(Reverse((due, _, _))) if *due <= now => {
-                let popped = heap.pop().map(|Reverse((d, _, t))| (d, t));
-                // After a burst, the queue gives its room back (in steps, not at every pop).
-                if heap.capacity() > SHRINK_ABOVE && heap.len() < heap.capacity() / 8 {
-                    let keep = heap.len() * 2;
-                    heap.shrink_to(keep);
-                }
-                popped
-            }
-            _ => None,
+        let mut q = self.queue();
+        let mut first = q.due.first_entry()?;
+        let due = *first.key();
+        if due > now {
+            return None;
         }
+        let timer = first.get_mut().pop_front();
+        if first.get().is_empty() {
+            first.remove();
+        }
+        if timer.is_some() {
+            q.len -= 1;
+        }
+        timer.map(|t| (due, t))
     }
 
     /// When the earliest timer is due.
     pub fn next_due(&self) -> Option<Millis> {
-        let heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
-        heap.peek().map(|Reverse((d, _, _))| *d)
+        self.queue().due.first_key_value().map(|(d, _)| *d)
     }
 
     /// Timers set and not yet fired.
     pub fn len(&self) -> usize {
-        self.heap.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.queue().len
     }
 
     /// True when no timer is set.
@@ -92,7 +108,9 @@ impl Scheduler {
 
     /// Forgets every timer.
     pub fn clear(&self) {
-        self.heap.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut q = self.queue();
+        q.due.clear();
+        q.len = 0;
     }
 
     /// Resolves when a timer earlier than all others was set.
@@ -116,5 +134,33 @@ mod tests {
         assert_eq!(s.pop_due(15), Some((10, Timer::EventReady(3))));
         assert_eq!(s.pop_due(15), None);
         assert_eq!(s.pop_due(20), Some((20, Timer::EventReady(1))));
+        assert_eq!(s.pop_due(20), None);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn timers_set_together_keep_their_order_and_count() {
+        let s = Scheduler::default();
+        s.at(30, Timer::EventReady(1));
+        s.at_many([
+            (30, Timer::EventReady(2)),
+            (5, Timer::EventReady(3)),
+            (30, Timer::EventReady(4)),
+        ]);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.next_due(), Some(5));
+        let order: Vec<_> = std::iter::from_fn(|| s.pop_due(100)).collect();
+        assert_eq!(
+            order,
+            [
+                (5, Timer::EventReady(3)),
+                (30, Timer::EventReady(1)),
+                (30, Timer::EventReady(2)),
+                (30, Timer::EventReady(4)),
+            ]
+        );
+        s.at(1, Timer::EventReady(5));
+        s.clear();
+        assert_eq!((s.len(), s.next_due()), (0, None));
     }
 }

@@ -282,7 +282,10 @@ pub struct World {
 }
 
 /// Messages by wamid.
-pub type MessageMap = HashMap<Arc<str>, Box<Message>>;
+///
+/// Hashed with foldhash, not SipHash: every send and every lifecycle step looks its message up,
+/// and the keys are wamids this sandbox minted.
+pub type MessageMap = HashMap<Arc<str>, Box<Message>, foldhash::fast::RandomState>;
 
 mod dormant;
 mod identity;
@@ -342,7 +345,7 @@ impl World {
             users: IndexMap::new(),
             dormant: dormant::Dormant::default(),
             sweep_at: 0,
-            messages: HashMap::new(),
+            messages: MessageMap::default(),
             order: VecDeque::new(),
             watch: Arc::new(AtomicUsize::new(0)),
             by_user: None,
