@@ -3139,6 +3139,7 @@ async fn postgres_analyzes_tables_that_outgrew_their_statistics() {
         return;
     };
     opts.analyze_every = None;
+    let opts_schema = opts.schema.clone().unwrap();
     let store = PostgresStore::open(&url, opts).await.unwrap();
     assert_eq!(
         store.analyze_grown().await.unwrap(),
@@ -3157,4 +3158,28 @@ async fn postgres_analyzes_tables_that_outgrew_their_statistics() {
         "analyzed at this size already"
     );
     store.close().await;
+    // With a small sample: a histogram of at most 11 bounds (PostgreSQL's default target takes
+    // up to 101 of the 1,500 distinct ids).
+    let schema = opts_schema.clone();
+    let bounds = tokio::task::spawn_blocking(move || {
+        let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+        let row = client
+            .query_one(
+                "SELECT cardinality(histogram_bounds::text::text[]) FROM pg_stats \
+                 WHERE schemaname = $1 AND tablename = 'messages' AND attname = 'id'",
+                &[&schema],
+            )
+            .unwrap();
+        let bounds: Option<i32> = row.get(0);
+        client
+            .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .unwrap();
+        bounds
+    })
+    .await
+    .unwrap();
+    assert!(
+        bounds.is_some_and(|b| (2..=11).contains(&b)),
+        "histogram bounds of messages.id: {bounds:?}"
+    );
 }

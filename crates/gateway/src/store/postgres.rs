@@ -37,7 +37,8 @@
 //! than its index scan; autovacuum analyzes only once a minute at best. So every
 //! [`PostgresOptions::analyze_every`] the store `ANALYZE`s each of its tables that reached
 //! [`ANALYZE_MIN_BYTES`] and has doubled in size since its statistics were taken
-//! ([`PostgresStore::analyze_grown`]): a handful of times in a table's life.
+//! ([`PostgresStore::analyze_grown`]): a handful of times in a table's life, each with a sample
+//! of 3,000 rows ([`GROWN_STATISTICS_TARGET`]).
 //!
 //! **Schema**: versioned migrations in `schema_migrations(version, applied_at)`, applied at open
 //! (and by `mynah gateway migrate`) under a session advisory lock, so instances starting together
@@ -135,6 +136,13 @@ impl Default for PostgresOptions {
 
 /// A table smaller than this is left to autovacuum's statistics (128 KiB).
 pub const ANALYZE_MIN_BYTES: i64 = 128 * 1024;
+
+/// The statistics target of [`PostgresStore::analyze_grown`]'s `ANALYZE`s (PostgreSQL's default
+/// is 100): a sample of 3,000 rows instead of 30,000, a tenth of the work (a 40,000-message
+/// table: 29 against 406 ms), and plenty for what the store's statements need of them: that ids
+/// and wamids are unique, and how few rows each state has. Autovacuum's later `ANALYZE`s use the
+/// server's default.
+const GROWN_STATISTICS_TARGET: u32 = 10;
 
 /// The store's tables that [`PostgresStore::analyze_grown`] looks at (the schema may hold
 /// other applications' tables, which are theirs to analyze).
@@ -341,7 +349,8 @@ impl PostgresStore {
 
     /// `ANALYZE`s each of the store's tables that is at least [`ANALYZE_MIN_BYTES`] and
     /// more than twice the size its planner statistics were taken at (or has none), on a
-    /// reader's connection; answers the tables analyzed. Runs every
+    /// reader's connection, with a small sample ([`GROWN_STATISTICS_TARGET`]); answers the
+    /// tables analyzed. Runs every
     /// [`PostgresOptions::analyze_every`] by itself.
     pub async fn analyze_grown(&self) -> Result<Vec<String>, StoreError> {
         self.read((), |conn, ()| {
@@ -359,9 +368,19 @@ impl PostgresStore {
                 .prepare_cached(&sql)?
                 .query_map(params![ANALYZE_MIN_BYTES], |r| r.get::<_, String>(0))?
                 .collect::<Result<_, _>>()?;
-            for table in &grown {
-                conn.batch_execute(&format!("ANALYZE \"{}\"", table.replace('"', "")))?;
+            if grown.is_empty() {
+                return Ok(grown);
             }
+            conn.batch_execute(&format!(
+                "SET default_statistics_target = {GROWN_STATISTICS_TARGET}"
+            ))?;
+            let analyzed = grown.iter().try_for_each(|table| {
+                conn.batch_execute(&format!("ANALYZE \"{}\"", table.replace('"', "")))
+            });
+            // The reader goes on serving reads; nothing but an ANALYZE reads the setting.
+            let reset = conn.batch_execute("RESET default_statistics_target");
+            analyzed?;
+            reset?;
             Ok(grown)
         })
         .await
