@@ -160,8 +160,11 @@ pub async fn learn<S: Store + Clone>(
     let mut learned = gw.store.learn_and_apply(all, statuses).await?;
     // The pair limiter's entries follow the people whose key changed (a phone's implicit
     // person now a stored one, a person merged into another).
-    for (old, new) in &learned.moved {
-        lock(&gw.pairs).rekey(old, new);
+    if !learned.moved.is_empty() {
+        let mut pairs = lock(&gw.pairs);
+        for (old, new) in &learned.moved {
+            pairs.rekey(old, new);
+        }
     }
     let senders_keys = learned.keys.split_off(n.min(learned.keys.len()));
     Ok((senders_keys, learned.applied))

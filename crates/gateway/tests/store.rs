@@ -790,14 +790,15 @@ async fn a_batch_learned_and_applied_together_matches_the_calls_in_turn<S: Store
     // after the call); a first sighting beside it, and a call of one sighting, move too.
     let bsuid = |n: u32| format!("DE.39000000000000{n}");
     let phone9 = |n: u32| format!("4917900000{n}");
+    let both = |n: u32, b: u32, at: Millis| Sighting {
+        wa_id: Some(phone9(n)),
+        user_id: Some(bsuid(b)),
+        at,
+        ..Sighting::default()
+    };
     let first = s
         .learn(vec![
-            Sighting {
-                wa_id: Some(phone9(1)),
-                user_id: Some(bsuid(1)),
-                at: T0 + 10,
-                ..Sighting::default()
-            },
+            both(1, 1, T0 + 10),
             Sighting {
                 user_id: Some(bsuid(2)),
                 at: T0 + 11,
@@ -808,23 +809,7 @@ async fn a_batch_learned_and_applied_together_matches_the_calls_in_turn<S: Store
         .unwrap();
     let (older, younger) = (first[0].clone().unwrap(), first[1].clone().unwrap());
     let merged = s
-        .learn_and_apply(
-            vec![
-                Sighting {
-                    wa_id: Some(phone9(1)),
-                    user_id: Some(bsuid(2)),
-                    at: T0 + 12,
-                    ..Sighting::default()
-                },
-                Sighting {
-                    wa_id: Some(phone9(3)),
-                    user_id: Some(bsuid(3)),
-                    at: T0 + 12,
-                    ..Sighting::default()
-                },
-            ],
-            Vec::new(),
-        )
+        .learn_and_apply(vec![both(1, 2, T0 + 12), both(3, 3, T0 + 12)], Vec::new())
         .await
         .unwrap();
     let third = s.resolve(&phone9(3)).await.unwrap().unwrap();
@@ -834,15 +819,7 @@ async fn a_batch_learned_and_applied_together_matches_the_calls_in_turn<S: Store
     expected.sort();
     assert_eq!(moves, expected);
     let one = s
-        .learn_and_apply(
-            vec![Sighting {
-                wa_id: Some(phone9(4)),
-                user_id: Some(bsuid(4)),
-                at: T0 + 13,
-                ..Sighting::default()
-            }],
-            Vec::new(),
-        )
+        .learn_and_apply(vec![both(4, 4, T0 + 13)], Vec::new())
         .await
         .unwrap();
     let fourth = s.resolve(&phone9(4)).await.unwrap().unwrap();

@@ -1814,9 +1814,17 @@ pub(super) fn resolve_all(
     ids: &[String],
 ) -> Result<Vec<Option<String>>, StoreError> {
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let linked = linked_many(conn, &refs)?;
+    resolve_linked(conn, &refs, &linked_many(conn, &refs)?)
+}
+
+/// [`resolve_all`] given what [`linked_many`] found for `ids`.
+fn resolve_linked(
+    conn: &Connection,
+    ids: &[&str],
+    linked: &HashMap<String, String>,
+) -> Result<Vec<Option<String>>, StoreError> {
     ids.iter()
-        .map(|id| match linked.get(id) {
+        .map(|id| match linked.get(*id) {
             Some(p) => Ok(Some(p.clone())),
             None => unlinked_key(conn, id, None),
         })
@@ -2153,17 +2161,8 @@ fn named_before(
     linked: Option<&HashMap<String, String>>,
 ) -> Result<Vec<(String, String)>, StoreError> {
     let people = match linked {
-        Some(map) => ids
-            .iter()
-            .map(|id| match map.get(*id) {
-                Some(p) => Ok(Some(p.clone())),
-                None => unlinked_key(conn, id, None),
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        None => {
-            let owned: Vec<String> = ids.iter().map(|id| (*id).to_string()).collect();
-            resolve_all(conn, &owned)?
-        }
+        Some(map) => resolve_linked(conn, ids, map)?,
+        None => resolve_linked(conn, ids, &linked_many(conn, ids)?)?,
     };
     Ok(ids
         .iter()
