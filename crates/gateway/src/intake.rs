@@ -15,7 +15,9 @@ use crate::store::{
 };
 use crate::upstream::UpstreamError;
 use hmac::{Hmac, Mac};
-use mynah_wire::webhook::{ChangeValue, Envelope, OnPremStatuses, RawInbound, Status};
+use mynah_wire::webhook::{
+    ChangeValue, Envelope, OnPremStatuses, RawIdentity, RawIdentityUpdate, RawInbound, Status,
+};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
@@ -51,10 +53,32 @@ struct Parsed {
     inbound: Vec<RawInbound>,
     opt_outs: Vec<(String, Millis, String)>,
     templates: Vec<(String, String, String)>,
+    /// Changes of users' ids, in order.
+    id_changes: Vec<RawIdentityUpdate>,
+    /// The ids named together (contacts, statuses' recipients, preferences).
+    identities: Vec<RawIdentity>,
 }
 
-/// Reads one inbox body, parsed once into `body` (every reader of it, typed or not, works from
-/// that one parse); `false` when it is neither a platform envelope nor an On-Premises body.
+/// Reads one inbox body; `false` when it is neither a platform envelope nor an On-Premises
+/// body. A body of statuses only, most of them, is read typed straight from its bytes; any
+/// other is parsed once into a tree that every reader of it, typed or not, works from.
+fn read_body(body: &[u8], out: &mut Parsed) -> bool {
+    if let Some(only) = mynah_wire::webhook::statuses_only(body) {
+        out.statuses.extend(only.statuses);
+        out.identities.extend(only.identities);
+        return true;
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    out.id_changes
+        .extend(mynah_wire::webhook::raw_identity_updates_in(&value));
+    out.identities
+        .extend(mynah_wire::webhook::raw_identities_in(&value));
+    parse_body(&value, out)
+}
+
+/// Reads one body parsed into a tree.
 fn parse_body(body: &serde_json::Value, out: &mut Parsed) -> bool {
     if let Ok(env) = Envelope::deserialize(body) {
         // Inbound messages are kept whole (every field, every type), so they are read untyped.
@@ -186,13 +210,8 @@ async fn process<S: Store + Clone>(
     let now = gw.now();
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut all = Parsed::default();
-    // Each body is parsed once; what is not JSON at all is `unparsed` at once.
-    let values: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null))
-        .collect();
-    for (row, value) in rows.iter().zip(&values) {
-        let ok = parse_body(value, &mut all);
+    for row in &rows {
+        let ok = read_body(&row.body, &mut all);
         outcomes.push((
             row.id,
             if ok {
@@ -217,7 +236,6 @@ async fn process<S: Store + Clone>(
     gw.watch_orphans(updates.iter().map(|u| u.wamid.clone()));
     // People: changes of ids, links between ids, and each sender, learned before the messages
     // are stored under their person; the statuses applied in the links' transaction.
-    let bodies: Vec<&serde_json::Value> = values.iter().filter(|v| !v.is_null()).collect();
     let readable: Vec<&RawInbound> = all
         .inbound
         .iter()
@@ -227,7 +245,15 @@ async fn process<S: Store + Clone>(
         .iter()
         .map(|m| crate::people::inbound_sighting(m, now))
         .collect();
-    let (keys, mut applied) = crate::people::learn(gw, &bodies, senders, updates, now).await?;
+    let (keys, mut applied) = crate::people::learn(
+        gw,
+        std::mem::take(&mut all.id_changes),
+        std::mem::take(&mut all.identities),
+        senders,
+        updates,
+        now,
+    )
+    .await?;
     gw.unwatch_orphans(
         statuses
             .iter()

@@ -60,11 +60,11 @@ pub fn inbound_sighting(m: &RawInbound, at: Millis) -> Sighting {
     }
 }
 
-/// The sightings of a webhook body worth learning beyond its senders: those that link two ids
-/// (a status's `recipient_id` with its `recipient_user_id`, a contact's `wa_id` with its
+/// The sightings among a webhook body's ids worth learning beyond its senders: those that link
+/// two ids (a status's `recipient_id` with its `recipient_user_id`, a contact's `wa_id` with its
 /// `user_id`). A phone alone teaches nothing (its implicit person is already it).
-pub fn linking_sightings(body: &serde_json::Value, at: Millis) -> Vec<Sighting> {
-    mynah_wire::webhook::raw_identities_in(body)
+pub fn linking_sightings(identities: Vec<RawIdentity>, at: Millis) -> Vec<Sighting> {
+    identities
         .into_iter()
         .filter(|i| {
             [&i.wa_id, &i.user_id, &i.parent_user_id]
@@ -106,38 +106,36 @@ fn ids_of(s: &Sighting) -> Vec<&str> {
 }
 
 /// Learns what a batch of webhook bodies says about people: the changes of ids first (in
-/// order), then the links, then the inbound senders; and applies the batch's statuses in the
+/// order), then the links among the ids named together, then the inbound senders; and applies the batch's statuses in the
 /// transaction that learns the links ([`Store::learn_and_apply`]). Returns each sender's
 /// person key and each status's result. When a person's key changes (an id linked to another
 /// person, two people found to be one), the pair limiter's state follows it.
 pub async fn learn<S: Store + Clone>(
     gw: &Gateway<S>,
-    bodies: &[&serde_json::Value],
+    id_changes: Vec<RawIdentityUpdate>,
+    identities: Vec<RawIdentity>,
     senders: Vec<Sighting>,
     statuses: Vec<StatusUpdate>,
     now: Millis,
 ) -> Result<(Vec<Option<String>>, Vec<StatusApplied>), crate::store::StoreError> {
-    let mut links = Vec::new();
     let mut changed = false;
-    for body in bodies {
-        for u in mynah_wire::webhook::raw_identity_updates_in(body) {
-            let update = identity_update(u, now);
-            let mut before = Vec::new();
-            for id in [&update.user_id, &update.wa_id, &update.parent_user_id]
-                .into_iter()
-                .flatten()
-            {
-                before.push(gw.store.resolve(id).await?);
-            }
-            let key = gw.store.change_identity(update.clone()).await?;
-            for old in before.into_iter().flatten() {
-                lock(&gw.pairs).rekey(&old, &key);
-            }
-            tracing::info!(person = %key, source = %update.source, "contact's ids changed");
-            changed = true;
+    for u in id_changes {
+        let update = identity_update(u, now);
+        let mut before = Vec::new();
+        for id in [&update.user_id, &update.wa_id, &update.parent_user_id]
+            .into_iter()
+            .flatten()
+        {
+            before.push(gw.store.resolve(id).await?);
         }
-        links.extend(linking_sightings(body, now));
+        let key = gw.store.change_identity(update.clone()).await?;
+        for old in before.into_iter().flatten() {
+            lock(&gw.pairs).rekey(&old, &key);
+        }
+        tracing::info!(person = %key, source = %update.source, "contact's ids changed");
+        changed = true;
     }
+    let links = linking_sightings(identities, now);
     // Senders that name two ids are links too (remembered, so that their statuses' links
     // are not learned again; the senders themselves are always learned).
     let links = {
@@ -289,7 +287,7 @@ mod tests {
             {"id":"wamid.1","status":"sent","timestamp":"1","recipient_id":"4915100000001","recipient_user_id":"DE.1"},
             {"id":"wamid.2","status":"sent","timestamp":"1","recipient_id":"4915100000002"}]}}]}]}"#;
         let body: serde_json::Value = serde_json::from_slice(body).unwrap();
-        let s = linking_sightings(&body, 5);
+        let s = linking_sightings(mynah_wire::webhook::raw_identities_in(&body), 5);
         assert_eq!(s.len(), 1);
         assert_eq!(
             (s[0].wa_id.as_deref(), s[0].user_id.as_deref()),

@@ -1129,9 +1129,159 @@ pub fn raw_identity_updates_in(v: &serde_json::Value) -> Vec<RawIdentityUpdate> 
     out
 }
 
+/// A body of statuses and nothing else (by far the most frequent webhook), read typed straight
+/// from its bytes: its statuses and the ids they name, with no `serde_json::Value` tree built and
+/// dropped on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusesOnly {
+    /// The statuses, in the body's order: what [`Envelope`]'s `messages` changes hold.
+    pub statuses: Vec<Status>,
+    /// The ids each status names, as [`raw_identities_in`] gives them for this body.
+    pub identities: Vec<RawIdentity>,
+}
+
+/// Reads `body` when it holds statuses only: every change a `messages` one whose value has
+/// `messaging_product`, `metadata` and `statuses` and no other key. `None` for every other body
+/// (contacts, inbound messages, errors, another field, an unknown key, a shape that does not
+/// fit): read that one the general way ([`Envelope`], [`raw_inbound_in`],
+/// [`raw_identities_in`], [`raw_identity_updates_in`]), which give the same as this for every
+/// body this accepts, and nothing from inbound messages or id changes.
+pub fn statuses_only(body: &[u8]) -> Option<StatusesOnly> {
+    // The general readers' shapes, with the same required fields, so that a body this accepts
+    // is also an `Envelope`.
+    #[derive(Deserialize)]
+    struct Body {
+        #[serde(rename = "object")]
+        _object: String,
+        entry: Vec<BodyEntry>,
+    }
+    #[derive(Deserialize)]
+    struct BodyEntry {
+        #[serde(rename = "id")]
+        _id: String,
+        #[serde(rename = "time", default)]
+        _time: Option<i64>,
+        changes: Vec<BodyChange>,
+    }
+    #[derive(Deserialize)]
+    struct BodyChange {
+        field: String,
+        value: BodyValue,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct BodyValue {
+        #[serde(rename = "messaging_product")]
+        _messaging_product: String,
+        #[serde(rename = "metadata")]
+        _metadata: Metadata,
+        statuses: Vec<Status>,
+    }
+    let body: Body = serde_json::from_slice(body).ok()?;
+    let mut statuses = Vec::new();
+    for change in body.entry.into_iter().flat_map(|e| e.changes) {
+        if change.field != "messages" {
+            return None;
+        }
+        statuses.extend(change.value.statuses);
+    }
+    // As `s_at` reads them: an empty string is no id.
+    let id = |s: &Option<String>| s.as_ref().filter(|s| !s.is_empty()).cloned();
+    let identities = statuses
+        .iter()
+        .map(|s| RawIdentity {
+            wa_id: id(&s.recipient_id),
+            user_id: id(&s.recipient_user_id),
+            parent_user_id: id(&s.recipient_parent_user_id),
+            ..RawIdentity::default()
+        })
+        .filter(|i| i.wa_id.is_some() || i.user_id.is_some() || i.parent_user_id.is_some())
+        .collect();
+    Some(StatusesOnly {
+        statuses,
+        identities,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Statuses of every kind the platform sends, in two entries and three changes.
+    const STATUSES_ONLY: &[u8] = br#"{"object":"whatsapp_business_account","entry":[
+        {"id":"1","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1555","phone_number_id":"pn"},"statuses":[
+            {"id":"wamid.1","status":"sent","timestamp":"1750091045","recipient_id":"4915100000001","recipient_user_id":"DE.1","biz_opaque_callback_data":"m1",
+             "conversation":{"id":"c1","origin":{"type":"utility"}},
+             "pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"utility"}},
+            {"id":"wamid.2","status":"delivered","timestamp":"1750091046","recipient_id":"4915100000002","recipient_user_id":"","recipient_parent_user_id":"DE.P.2"}]}},
+          {"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1555","phone_number_id":"pn"},"statuses":[]}}]},
+        {"id":"2","time":1750091047,"changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1556","phone_number_id":"pn2"},"statuses":[
+            {"id":"wamid.3","status":"failed","timestamp":"1750091047","recipient_user_id":"US.3",
+             "errors":[{"code":131026,"title":"Message undeliverable","message":"Message undeliverable","error_data":{"details":"d"},"href":"h"}]},
+            {"id":"wamid.4","status":"read","timestamp":"1750091048"}]}}]}]}"#;
+
+    #[test]
+    fn a_body_of_statuses_reads_typed_as_the_general_readers_read_it() {
+        let only = statuses_only(STATUSES_ONLY).expect("a body of statuses only");
+        let v: serde_json::Value = serde_json::from_slice(STATUSES_ONLY).unwrap();
+        let env = Envelope::deserialize(&v).unwrap();
+        let statuses: Vec<Status> = env
+            .entry
+            .into_iter()
+            .flat_map(|e| e.changes)
+            .flat_map(|c| match c.value {
+                ChangeValue::Messages(m) => m.statuses.unwrap_or_default(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(statuses.len(), 4);
+        assert_eq!(only.statuses, statuses);
+        assert_eq!(only.identities, raw_identities_in(&v));
+        assert_eq!(only.identities.len(), 3, "{:?}", only.identities);
+        assert_eq!(only.identities[1].user_id, None, "an empty id is no id");
+        assert!(raw_inbound_in(&v).is_empty());
+        assert!(raw_identity_updates_in(&v).is_empty());
+    }
+
+    #[test]
+    fn any_other_body_is_left_to_the_general_readers() {
+        let text = std::str::from_utf8(STATUSES_ONLY).unwrap();
+        let first = r#""statuses":[
+            {"id":"wamid.1""#;
+        assert!(text.contains(first));
+        let with = |extra: &str| {
+            let changed = text.replacen(first, &format!("{extra}{first}"), 1);
+            assert_ne!(changed, text);
+            statuses_only(changed.as_bytes())
+        };
+        // Keys the general readers look at, and any key unknown here.
+        assert!(with(r#""contacts":[{"wa_id":"4915100000001","user_id":"DE.1"}],"#).is_none());
+        assert!(
+            with(r#""messages":[{"from":"4915100000001","id":"wamid.in","type":"text"}],"#)
+                .is_none()
+        );
+        assert!(with(r#""errors":[{"code":131000}],"#).is_none());
+        assert!(with(r#""user_preferences":[],"#).is_none());
+        assert!(with(r#""anything":1,"#).is_none());
+        // Another field, a value of another shape, an entry without its id, no JSON at all.
+        let other_field = text.replacen(r#""field":"messages""#, r#""field":"account_update""#, 1);
+        assert!(statuses_only(other_field.as_bytes()).is_none());
+        let no_metadata = text.replacen(
+            r#""metadata":{"display_phone_number":"1555","phone_number_id":"pn"},"#,
+            "",
+            1,
+        );
+        assert!(statuses_only(no_metadata.as_bytes()).is_none());
+        assert!(statuses_only(text.replacen(r#""id":"1","#, "", 1).as_bytes()).is_none());
+        assert!(
+            statuses_only(
+                br#"{"statuses":[{"id":"w","status":"sent","timestamp":"1","recipient_id":"1"}]}"#
+            )
+            .is_none()
+        );
+        assert!(statuses_only(b"not json").is_none());
+        assert!(statuses_only(b"null").is_none());
+    }
 
     #[test]
     fn inbound_messages_of_unknown_types_parse_and_stay_whole() {
