@@ -554,6 +554,8 @@ async fn golden_bsuid_sent_by_phone() {
         &examples::sent_by_phone(),
         &[],
     );
+    // The shape a gateway reads typed, without a JSON tree.
+    assert!(mynah_wire::webhook::statuses_only(&sent.body).is_some());
     golden("bsuid_sent_by_phone", &sent.body);
     h.shutdown().await;
 }
@@ -574,12 +576,14 @@ async fn golden_failed_by_phone_is_like_production() {
     let wamid = wamid_of(&resp);
     h.advance(10.0).await;
     h.wait(&format!("wamid={wamid}&status=failed"), 1).await;
-    let v = value_of(&status_body(&rx, &wamid, "failed"));
+    let failed = status_body(&rx, &wamid, "failed");
+    let v = value_of(&failed);
     assert_like_example(
         &json!({ "contacts": v["contacts"], "statuses": v["statuses"] }),
         &examples::failed_by_phone(),
         &[],
     );
+    assert!(mynah_wire::webhook::statuses_only(&failed.body).is_some());
     h.shutdown().await;
 }
 

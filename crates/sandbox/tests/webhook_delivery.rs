@@ -768,6 +768,8 @@ async fn batching_carries_several_statuses_per_post() {
             .map(|s| s["recipient_id"].as_str().unwrap())
             .collect();
         assert_eq!(contacts, recipients, "a contact for every recipient");
+        // The shape a gateway reads typed, without a JSON tree.
+        assert!(mynah_wire::webhook::statuses_only(&r.body).is_some(), "{b}");
     }
     let mut all = Vec::new();
     for b in &bodies {

@@ -1129,23 +1129,25 @@ pub fn raw_identity_updates_in(v: &serde_json::Value) -> Vec<RawIdentityUpdate> 
     out
 }
 
-/// A body of statuses and nothing else (by far the most frequent webhook), read typed straight
-/// from its bytes: its statuses and the ids they name, with no `serde_json::Value` tree built and
-/// dropped on the way.
+/// A body of statuses and their contacts and nothing else (by far the most frequent webhook),
+/// read typed straight from its bytes: its statuses and the ids they name, with no
+/// `serde_json::Value` tree built and dropped on the way.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusesOnly {
     /// The statuses, in the body's order: what [`Envelope`]'s `messages` changes hold.
     pub statuses: Vec<Status>,
-    /// The ids each status names, as [`raw_identities_in`] gives them for this body.
+    /// The ids each contact and each status names, as [`raw_identities_in`] gives them.
     pub identities: Vec<RawIdentity>,
 }
 
 /// Reads `body` when it holds statuses only: every change a `messages` one whose value has
-/// `messaging_product`, `metadata` and `statuses` and no other key. `None` for every other body
-/// (contacts, inbound messages, errors, another field, an unknown key, a shape that does not
-/// fit): read that one the general way ([`Envelope`], [`raw_inbound_in`],
+/// `messaging_product`, `metadata`, `statuses` and perhaps `contacts`, and no other key. `None`
+/// for every other body (inbound messages, errors, another field, an unknown key, a shape that
+/// does not fit): read that one the general way ([`Envelope`], [`raw_inbound_in`],
 /// [`raw_identities_in`], [`raw_identity_updates_in`]), which give the same as this for every
-/// body this accepts, and nothing from inbound messages or id changes.
+/// body this accepts, and nothing from inbound messages or id changes. The values it does not
+/// read it skips unparsed, so a body the general readers reject as a whole for what those hold
+/// (a lone surrogate escape, a number out of range, nesting past 128 levels) it still reads.
 pub fn statuses_only(body: &[u8]) -> Option<StatusesOnly> {
     // The general readers' shapes, with the same required fields, so that a body this accepts
     // is also an `Envelope`.
@@ -1175,28 +1177,46 @@ pub fn statuses_only(body: &[u8]) -> Option<StatusesOnly> {
         _messaging_product: String,
         #[serde(rename = "metadata")]
         _metadata: Metadata,
+        #[serde(default)]
+        contacts: Option<Vec<Contact>>,
         statuses: Vec<Status>,
     }
-    let body: Body = serde_json::from_slice(body).ok()?;
+    // JSON is UTF-8 throughout, in the values skipped too.
+    let body: Body = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
+    // As `s_at` reads them: an empty string is no id.
+    fn given(s: Option<String>) -> Option<String> {
+        s.filter(|s| !s.is_empty())
+    }
     let mut statuses = Vec::new();
+    let mut identities = Vec::new();
     for change in body.entry.into_iter().flat_map(|e| e.changes) {
         if change.field != "messages" {
             return None;
         }
+        // In `raw_identities_in`'s order: a change's contacts, then its statuses.
+        for c in change.value.contacts.into_iter().flatten() {
+            let (username, profile_name) = c
+                .profile
+                .map_or((None, None), |p| (p.username, Some(p.name)));
+            identities.push(RawIdentity {
+                wa_id: given(c.wa_id),
+                user_id: given(c.user_id),
+                parent_user_id: given(c.parent_user_id),
+                username: given(username),
+                profile_name: given(profile_name),
+            });
+        }
+        for s in &change.value.statuses {
+            identities.push(RawIdentity {
+                wa_id: given(s.recipient_id.clone()),
+                user_id: given(s.recipient_user_id.clone()),
+                parent_user_id: given(s.recipient_parent_user_id.clone()),
+                ..RawIdentity::default()
+            });
+        }
         statuses.extend(change.value.statuses);
     }
-    // As `s_at` reads them: an empty string is no id.
-    let id = |s: &Option<String>| s.as_ref().filter(|s| !s.is_empty()).cloned();
-    let identities = statuses
-        .iter()
-        .map(|s| RawIdentity {
-            wa_id: id(&s.recipient_id),
-            user_id: id(&s.recipient_user_id),
-            parent_user_id: id(&s.recipient_parent_user_id),
-            ..RawIdentity::default()
-        })
-        .filter(|i| i.wa_id.is_some() || i.user_id.is_some() || i.parent_user_id.is_some())
-        .collect();
+    identities.retain(|i| i.wa_id.is_some() || i.user_id.is_some() || i.parent_user_id.is_some());
     Some(StatusesOnly {
         statuses,
         identities,
@@ -1213,10 +1233,11 @@ mod tests {
             {"id":"wamid.1","status":"sent","timestamp":"1750091045","recipient_id":"4915100000001","recipient_user_id":"DE.1","biz_opaque_callback_data":"m1",
              "conversation":{"id":"c1","origin":{"type":"utility"}},
              "pricing":{"billable":true,"pricing_model":"PMP","type":"regular","category":"utility"}},
-            {"id":"wamid.2","status":"delivered","timestamp":"1750091046","recipient_id":"4915100000002","recipient_user_id":"","recipient_parent_user_id":"DE.P.2"}]}},
+            {"id":"wamid.2","status":"delivered","timestamp":"1750091046","recipient_id":"4915100000002","recipient_user_id":"","recipient_parent_user_id":"DE.P.2"}],
+          "contacts":[{"profile":{"name":"Ana","username":"ana"},"wa_id":"4915100000001","user_id":"DE.1"},{"profile":{"name":""},"user_id":"DE.2","parent_user_id":"DE.P.2"},{"wa_id":""}]}},
           {"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1555","phone_number_id":"pn"},"statuses":[]}}]},
         {"id":"2","time":1750091047,"changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"1556","phone_number_id":"pn2"},"statuses":[
-            {"id":"wamid.3","status":"failed","timestamp":"1750091047","recipient_user_id":"US.3",
+            {"id":"wamid.3","status":"failed","timestamp":"1750091047","recipient_user_id":"US.3","recipient_id":null,
              "errors":[{"code":131026,"title":"Message undeliverable","message":"Message undeliverable","error_data":{"details":"d"},"href":"h"}]},
             {"id":"wamid.4","status":"read","timestamp":"1750091048"}]}}]}]}"#;
 
@@ -1237,8 +1258,13 @@ mod tests {
         assert_eq!(statuses.len(), 4);
         assert_eq!(only.statuses, statuses);
         assert_eq!(only.identities, raw_identities_in(&v));
-        assert_eq!(only.identities.len(), 3, "{:?}", only.identities);
-        assert_eq!(only.identities[1].user_id, None, "an empty id is no id");
+        assert_eq!(only.identities.len(), 5, "{:?}", only.identities);
+        assert_eq!(only.identities[0].username.as_deref(), Some("ana"));
+        assert_eq!(
+            only.identities[1].profile_name, None,
+            "an empty name is none"
+        );
+        assert_eq!(only.identities[3].user_id, None, "an empty id is no id");
         assert!(raw_inbound_in(&v).is_empty());
         assert!(raw_identity_updates_in(&v).is_empty());
     }
@@ -1255,7 +1281,6 @@ mod tests {
             statuses_only(changed.as_bytes())
         };
         // Keys the general readers look at, and any key unknown here.
-        assert!(with(r#""contacts":[{"wa_id":"4915100000001","user_id":"DE.1"}],"#).is_none());
         assert!(
             with(r#""messages":[{"from":"4915100000001","id":"wamid.in","type":"text"}],"#)
                 .is_none()
@@ -1279,6 +1304,21 @@ mod tests {
             )
             .is_none()
         );
+        // Contacts of a shape the general readers read but the typed one does not.
+        let null_name = text.replacen(
+            r#"{"wa_id":""}"#,
+            r#"{"profile":{"name":null},"wa_id":""}"#,
+            1,
+        );
+        assert_ne!(null_name, text);
+        assert!(statuses_only(null_name.as_bytes()).is_none());
+        let v: serde_json::Value = serde_json::from_slice(null_name.as_bytes()).unwrap();
+        assert!(Envelope::deserialize(&v).is_ok() && !raw_identities_in(&v).is_empty());
+        let mut bad_utf8 = text.replacen("wamid.4", "wamid.4\u{1}", 1).into_bytes();
+        let at = bad_utf8.iter().position(|b| *b == 1).unwrap();
+        bad_utf8[at] = 0xff;
+        assert!(serde_json::from_slice::<serde_json::Value>(&bad_utf8).is_err());
+        assert!(statuses_only(&bad_utf8).is_none());
         assert!(statuses_only(b"not json").is_none());
         assert!(statuses_only(b"null").is_none());
     }
