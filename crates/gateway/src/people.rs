@@ -106,10 +106,11 @@ fn ids_of(s: &Sighting) -> Vec<&str> {
 }
 
 /// Learns what a batch of webhook bodies says about people: the changes of ids first (in
-/// order), then the links among the ids named together, then the inbound senders; and applies the batch's statuses in the
-/// transaction that learns the links ([`Store::learn_and_apply`]). Returns each sender's
-/// person key and each status's result. When a person's key changes (an id linked to another
-/// person, two people found to be one), the pair limiter's state follows it.
+/// order), then the links among the ids named together, then the inbound senders; and applies
+/// the batch's statuses in the transaction that learns the links ([`Store::learn_and_apply`]).
+/// Returns each sender's person key and each status's result. When a person's key changes (an
+/// id linked to another person, two people found to be one), the pair limiter's state follows
+/// it.
 pub async fn learn<S: Store + Clone>(
     gw: &Gateway<S>,
     id_changes: Vec<RawIdentityUpdate>,
