@@ -1805,6 +1805,27 @@ async fn sqlite_file_survives_reopen() {
     assert_eq!(s.cursor("app").await.unwrap(), 3);
 }
 
+/// The writer's page cache is the one asked for (SQLite's default of 2,000 KiB is outgrown by
+/// the outbox's indexes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writer_cache_is_the_one_configured() {
+    let db = FileDb::new();
+    let s = db.open().await;
+    assert_eq!(
+        s.writer_cache_kib().await.unwrap(),
+        i64::from(SqliteOptions::default().writer_cache_kib)
+    );
+    assert!(SqliteOptions::default().writer_cache_kib > 2_000);
+    s.close().await;
+    let small = SqliteOptions {
+        writer_cache_kib: 512,
+        ..SqliteOptions::default()
+    };
+    let s = db.open_with(small).await;
+    assert_eq!(s.writer_cache_kib().await.unwrap(), 512);
+    s.close().await;
+}
+
 /// Opening what is not the gateway's database fails with a message naming the file and what to
 /// do; nothing is created or changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
