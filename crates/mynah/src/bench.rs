@@ -491,10 +491,13 @@ pub async fn measure(args: BenchArgs) -> Result<f64, String> {
         let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
         lat[i.min(lat.len() - 1)] as f64 / 1_000.0
     };
-    // Let the webhook backlog drain (bounded), to report the lifecycle's throughput.
+    // Let the lifecycles finish and the webhook backlog drain (bounded), to report the
+    // lifecycle's throughput. The backlog can be empty between two steps of a message.
     let drain_start = Instant::now();
     if let Some(sb) = &sandbox {
-        while sb.hub.pending() > 0 && drain_start.elapsed() < Duration::from_secs(60) {
+        while (sb.hub.pending() > 0 || sb.world().lifecycles_pending() > 0)
+            && drain_start.elapsed() < Duration::from_secs(60)
+        {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -617,6 +617,14 @@ impl World {
         )
     }
 
+    /// Messages in memory whose lifecycle has a step still to come (or that are held back).
+    pub fn lifecycles_pending(&self) -> usize {
+        self.messages
+            .values()
+            .filter(|m| m.next.is_some() || m.held)
+            .count()
+    }
+
     /// Takes in a message read back from the journal at position `pos` for an operation that
     /// names it; false (and nothing kept) when the journal has forgotten that position since,
     /// or when the message is in memory already.
