@@ -84,8 +84,11 @@ async fn history_beyond_the_hot_set_is_read_back_from_the_journal() {
                 .await,
         );
     }
+    // Before the clock moves, every send has its lifecycle ahead of it and stays in memory.
+    assert_eq!(h.sandbox.world().lifecycles_pending(), 25);
     h.advance(120.0).await;
     h.drain().await;
+    assert_eq!(h.sandbox.world().lifecycles_pending(), 0);
     assert_eq!(
         placed(&h).await,
         (5, 21),
