@@ -2373,6 +2373,51 @@ async fn people_are_known_by_phone_bsuid_or_both<S: Store + Clone>(s: S) {
     assert_eq!(s.person("DE.9999999999999999").await.unwrap(), None);
 }
 
+/// Person keys start with the time they were made, so new people land at the right edge of the
+/// indexes keyed by person: one sighting alone, and first sightings learned set-wise.
+async fn people_made_later_sort_later<S: Store + Clone>(s: S) {
+    let seen = |n: u64, at: Millis| Sighting {
+        user_id: Some(format!("DE.{:016}", 3_000_000_000_000_000 + n)),
+        at,
+        ..Sighting::default()
+    };
+    let keys = |v: Vec<Option<String>>| -> Vec<String> { v.into_iter().flatten().collect() };
+    let first = keys(s.learn(vec![seen(1, T0 + 10)]).await.unwrap());
+    let second = keys(
+        s.learn(vec![seen(2, T0 + 20), seen(3, T0 + 20)])
+            .await
+            .unwrap(),
+    );
+    let third = keys(
+        s.learn(vec![seen(4, T0 + 30), seen(5, T0 + 30)])
+            .await
+            .unwrap(),
+    );
+    let last = keys(s.learn(vec![seen(6, T0 + 40)]).await.unwrap());
+    assert_eq!(
+        (first.len(), second.len(), third.len(), last.len()),
+        (1, 2, 2, 1)
+    );
+    let made: Vec<&String> = first
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .chain(&last)
+        .collect();
+    for k in &made {
+        assert!(k.starts_with("ct_") && k.len() <= 40, "{k}");
+    }
+    let max = |v: &[String]| v.iter().max().cloned().unwrap_or_default();
+    let min = |v: &[String]| v.iter().min().cloned().unwrap_or_default();
+    assert!(max(&first) < min(&second), "{first:?} then {second:?}");
+    assert!(max(&second) < min(&third), "{second:?} then {third:?}");
+    assert!(max(&third) < min(&last), "{third:?} then {last:?}");
+    assert_ne!(
+        second[0], second[1],
+        "two people made in one millisecond differ"
+    );
+}
+
 async fn one_sighting_of_two_people_merges_them<S: Store + Clone>(s: S) {
     let consent = |who: &str, status, recorded_at| Consent {
         wa_id: who.into(),
@@ -3041,6 +3086,7 @@ conformance!(
     people_are_known_by_phone_bsuid_or_both,
     a_person_is_one_whichever_id_names_them,
     one_sighting_of_two_people_merges_them,
+    people_made_later_sort_later,
     identity_changes_keep_the_person,
     campaigns_build_release_and_count,
     shared_buckets_grant_at_their_rate,
