@@ -384,7 +384,13 @@ async fn other_attempt<S: Store + Clone>(
     gw.store.take_orphans(&s.id).await?;
     let first = gw
         .store
-        .remember_keys(vec![crate::statuses::status_key(s)], now)
+        .remember_keys(
+            vec![crate::store::message_scoped_key(
+                id,
+                &crate::statuses::status_key(s),
+            )],
+            now,
+        )
         .await?;
     if !first.first().copied().unwrap_or(false) {
         return Ok(StatusApplied::Duplicate);

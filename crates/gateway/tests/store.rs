@@ -1187,12 +1187,18 @@ async fn status_dedupe_is_atomic_and_spares_orphans<S: Store + Clone>(s: S) {
         .map(|e| e.kind)
         .collect();
     assert_eq!(kinds, ["enqueued", "accepted", "status.sent"]);
-    // Keys are shared with remember_keys.
+    // Keys are shared with remember_keys, stored under the message the wamid names.
     assert_eq!(
-        s.remember_keys(vec!["wamid.K:sent".into()], T0)
-            .await
-            .unwrap(),
-        vec![false]
+        s.remember_keys(
+            vec![
+                mynah_gateway::store::message_scoped_key("k1", "wamid.K:sent"),
+                "wamid.K:sent".into()
+            ],
+            T0
+        )
+        .await
+        .unwrap(),
+        vec![false, true]
     );
 }
 

@@ -10,6 +10,7 @@
 //! a claim's row choice is SQL there on PostgreSQL (several instances claim side by side).
 
 use super::*;
+use crate::store::message_scoped_key;
 use std::collections::{HashMap, HashSet};
 
 pub(super) fn json_text(v: &serde_json::Value) -> Result<String, StoreError> {
@@ -966,10 +967,18 @@ fn apply_statuses_adopting(
     wamids.sort_unstable();
     wamids.dedup();
     let mut images = status_images(conn, &wamids)?;
+    // Each update's key as stored (under its message), where it has one and its wamid is known.
+    let stored: Vec<Option<String>> = updates
+        .iter()
+        .map(|u| {
+            let img = images.get(&u.wamid)?;
+            Some(message_scoped_key(&img.id, u.dedupe_key.as_deref()?))
+        })
+        .collect();
     let keys: Vec<(&str, Millis)> = updates
         .iter()
-        .filter(|u| images.contains_key(&u.wamid))
-        .filter_map(|u| u.dedupe_key.as_deref().map(|k| (k, u.received_at)))
+        .zip(&stored)
+        .filter_map(|(u, k)| Some((k.as_deref()?, u.received_at)))
         .collect();
     let fresh = remember_new_keys(conn, &keys)?;
     let mut used = HashSet::with_capacity(fresh.len());
@@ -982,7 +991,7 @@ fn apply_statuses_adopting(
             out.push(StatusApplied::Orphaned);
             continue;
         };
-        if let Some(key) = u.dedupe_key.as_deref()
+        if let Some(key) = stored[i].as_deref()
             && (!fresh.contains(key) || !used.insert(key))
         {
             out.push(StatusApplied::Duplicate);
@@ -1050,7 +1059,7 @@ pub(super) fn apply_status(
         return Ok(StatusApplied::Orphaned);
     };
     if let Some(key) = &u.dedupe_key
-        && !remember_key(conn, key, u.received_at)?
+        && !remember_key(conn, &message_scoped_key(&id, key), u.received_at)?
     {
         return Ok(StatusApplied::Duplicate);
     }

@@ -418,9 +418,22 @@ pub struct StatusUpdate {
     /// The raw status, parked as an orphan when the wamid is unknown.
     pub payload: String,
     /// Dedupe key (e.g. `wamid:status:code`), recorded in the same transaction as the status
-    /// so a crash can never remember a key whose status was not applied. Not recorded for an
-    /// orphan: re-applying it later with the same key must not look like a duplicate.
+    /// so a crash can never remember a key whose status was not applied, under the message the
+    /// wamid names ([`message_scoped_key`]). Not recorded for an orphan: re-applying it later
+    /// with the same key must not look like a duplicate.
     pub dedupe_key: Option<String>,
+}
+
+/// How a status's dedupe key is stored: after the id of the message its wamid names. A wamid
+/// names one message, so this dedupes exactly what the key alone would; and since message ids
+/// start with the time they were made, the keys of recent messages share the index's last pages
+/// instead of each landing on a random one (a page written per status).
+pub fn message_scoped_key(message_id: &str, key: &str) -> String {
+    let mut out = String::with_capacity(message_id.len() + 1 + key.len());
+    out.push_str(message_id);
+    out.push(':');
+    out.push_str(key);
+    out
 }
 
 /// What [`Store::learn_and_apply`] answers.

@@ -492,7 +492,7 @@ impl PostgresStore {
 // Schema
 
 /// Schema versions: entry `i` takes the database from version i to i + 1.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// Version 1: everything the SQLite schema has at its version 5, in PostgreSQL's types.
 const SCHEMA_V1: &str = r#"
@@ -750,6 +750,21 @@ DO $$ BEGIN
         ALTER TABLE inbox ALTER COLUMN body SET COMPRESSION lz4;
     END IF;
 END $$
+"#;
+
+/// Version 4: status dedupe keys are stored under the id of the message their wamid names
+/// (`store::message_scoped_key`); the keys remembered before are moved there, so a status
+/// delivered again after the upgrade is still known. A key whose message is gone, or whose wamid
+/// is another attempt's (recorded on the timeline only), stays as it was.
+const SCHEMA_V4: &str = r#"
+UPDATE dedupe_keys SET key = (
+    SELECT m.id FROM messages m
+    WHERE m.wamid = split_part(dedupe_keys.key, ':', 2)
+    ORDER BY m.seq DESC LIMIT 1
+) || ':' || key
+WHERE key LIKE 's:%' AND EXISTS (
+    SELECT 1 FROM messages m WHERE m.wamid = split_part(dedupe_keys.key, ':', 2)
+)
 "#;
 
 fn schema_version(conn: &Connection) -> Result<i64, StoreError> {
@@ -1084,6 +1099,84 @@ sql_text!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Status keys remembered before version 4 move under their message; a key whose message
+    /// is gone, and keys of other kinds, stay as they were. Runs against the server that
+    /// `MYNAH_TEST_DATABASE_URL` names, in a schema of its own (skipped without it, unless
+    /// `MYNAH_PG_TESTS=1`).
+    #[test]
+    fn version_4_moves_status_keys_under_their_message() {
+        let Some(url) = std::env::var("MYNAH_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            assert!(
+                !std::env::var("MYNAH_PG_TESTS").is_ok_and(|v| v == "1"),
+                "MYNAH_PG_TESTS=1 but MYNAH_TEST_DATABASE_URL is not set"
+            );
+            return;
+        };
+        let schema = format!("migration_v4_{}", std::process::id());
+        let opts = PostgresOptions {
+            schema: Some(schema.clone()),
+            ..PostgresOptions::default()
+        };
+        let connector = Connector::new(&url, &opts).unwrap();
+        let conn = connector.connect().unwrap();
+        conn.batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; \
+             SET search_path TO {schema}; \
+             CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+        ))
+        .unwrap();
+        for (i, step) in MIGRATIONS[..3].iter().enumerate() {
+            conn.batch_execute(&format!(
+                "{step}; INSERT INTO schema_migrations (version) VALUES ({})",
+                i + 1
+            ))
+            .unwrap();
+        }
+        conn.batch_execute(
+            "INSERT INTO messages (id, phone_number_id, recipient, category, lane, body, state, \
+             wamid, next_attempt_at, not_before, deadline, created_at, updated_at) VALUES \
+             ('m1', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.A', 0, 0, 1, 0, 0), \
+             ('m2', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.B', 0, 0, 1, 0, 0), \
+             ('m3', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.B', 0, 0, 1, 0, 0); \
+             INSERT INTO dedupe_keys (key, at) VALUES ('s:wamid.A:sent:0', 1), \
+             ('s:wamid.A:failed:131026', 2), ('s:wamid.B:delivered:0', 3), \
+             ('s:wamid.gone:sent:0', 4), ('other', 5);",
+        )
+        .unwrap();
+        migrate_locked(&conn).unwrap();
+        let keys: Vec<(String, i64)> = conn
+            .prepare_cached("SELECT key, at FROM dedupe_keys ORDER BY at")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        conn.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+        let want = [
+            (
+                crate::store::message_scoped_key("m1", "s:wamid.A:sent:0"),
+                1,
+            ),
+            (
+                crate::store::message_scoped_key("m1", "s:wamid.A:failed:131026"),
+                2,
+            ),
+            // The newest message of a wamid, as statuses find it.
+            (
+                crate::store::message_scoped_key("m3", "s:wamid.B:delivered:0"),
+                3,
+            ),
+            ("s:wamid.gone:sent:0".to_string(), 4),
+            ("other".to_string(), 5),
+        ];
+        assert_eq!(keys, want);
+    }
 
     /// Every table the migrations create is one `analyze_grown` looks at (bar the migrations'
     /// own bookkeeping), so a new table cannot be forgotten there.

@@ -401,7 +401,7 @@ fn configure(conn: &Connection, opts: &SqliteOptions) -> Result<(), StoreError> 
 /// through an ephemeral table on every update of the row, which doubled the cost of a status
 /// update. Queries repeat the index's `WHERE` term verbatim so the planner can use the index.
 const MIGRATIONS: &[&str] = &[
-    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+    SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6, SCHEMA_V7,
 ];
 
 const SCHEMA_V1: &str = "
@@ -655,6 +655,22 @@ CREATE TABLE roles (
     role TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
     until INTEGER NOT NULL
+);
+";
+
+/// Version 7: status dedupe keys are stored under the id of the message their wamid names
+/// (`store::message_scoped_key`); the keys remembered before are moved there, so a status
+/// delivered again after the upgrade is still known. A key whose message is gone, or whose wamid
+/// is another attempt's (recorded on the timeline only), stays as it was.
+const SCHEMA_V7: &str = "
+UPDATE dedupe_keys SET key = (
+    SELECT m.id FROM messages m
+    WHERE m.wamid = substr(dedupe_keys.key, 3, instr(substr(dedupe_keys.key, 3), ':') - 1)
+    ORDER BY m.seq DESC LIMIT 1
+) || ':' || key
+WHERE key LIKE 's:%' AND EXISTS (
+    SELECT 1 FROM messages m
+    WHERE m.wamid = substr(dedupe_keys.key, 3, instr(substr(dedupe_keys.key, 3), ':') - 1)
 );
 ";
 
@@ -986,6 +1002,55 @@ mod tests {
         assert_eq!(v, MIGRATIONS.len() as i64);
         conn.pragma_update(None, "user_version", 99).unwrap();
         assert!(matches!(migrate(&mut conn), Err(StoreError::Backend(_))));
+    }
+
+    /// Status keys remembered before version 7 move under their message; a key whose message
+    /// is gone, and keys of other kinds, stay as they were.
+    #[test]
+    fn version_7_moves_status_keys_under_their_message() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..6] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 6).unwrap();
+        conn.execute_batch(
+            "INSERT INTO messages (id, phone_number_id, recipient, category, lane, body, state, \
+             wamid, next_attempt_at, not_before, deadline, created_at, updated_at) VALUES \
+             ('m1', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.A', 0, 0, 1, 0, 0), \
+             ('m2', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.B', 0, 0, 1, 0, 0), \
+             ('m3', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.B', 0, 0, 1, 0, 0); \
+             INSERT INTO dedupe_keys (key, at) VALUES ('s:wamid.A:sent:0', 1), \
+             ('s:wamid.A:failed:131026', 2), ('s:wamid.B:delivered:0', 3), \
+             ('s:wamid.gone:sent:0', 4), ('other', 5);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let mut st = conn
+            .prepare("SELECT key, at FROM dedupe_keys ORDER BY at")
+            .unwrap();
+        let keys: Vec<(String, i64)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want = [
+            (
+                crate::store::message_scoped_key("m1", "s:wamid.A:sent:0"),
+                1,
+            ),
+            (
+                crate::store::message_scoped_key("m1", "s:wamid.A:failed:131026"),
+                2,
+            ),
+            // The newest message of a wamid, as statuses find it.
+            (
+                crate::store::message_scoped_key("m3", "s:wamid.B:delivered:0"),
+                3,
+            ),
+            ("s:wamid.gone:sent:0".to_string(), 4),
+            ("other".to_string(), 5),
+        ];
+        assert_eq!(keys, want);
     }
 
     #[test]
