@@ -288,7 +288,7 @@ pub(super) fn enqueue_calls(
         let mut inserted = HashSet::with_capacity(run.len());
         for (start, len) in set_chunks(run.len()) {
             let sql = format!(
-                "INSERT INTO messages (id, idempotency_key, phone_number_id, recipient, category, \
+                "INSERT{OR_FAIL} INTO messages (id, idempotency_key, phone_number_id, recipient, category, \
                  template_name, template_language, lane, body, metadata, state, reason, \
                  next_attempt_at, not_before, deadline, created_at, updated_at, request_hash, \
                  person, sequence_key, sequence_rule) VALUES {} ON CONFLICT DO NOTHING RETURNING id",
@@ -558,7 +558,7 @@ fn shape(c: &Change) -> Shape {
 /// its time, then what the shape names, in that order.
 fn shaped_update(sh: &Shape, rows: usize) -> String {
     let mut types: Vec<Option<&str>> = vec![Some("TEXT"), Some("BIGINT")];
-    let mut set = String::from("UPDATE messages SET updated_at = v.column2");
+    let mut set = format!("UPDATE{OR_FAIL} messages SET updated_at = v.column2");
     if sh.state {
         types.push(Some("TEXT"));
         let to = types.len();
@@ -826,7 +826,7 @@ fn remember_new_keys(
     let mut fresh = HashSet::with_capacity(keys.len());
     for (start, len) in set_chunks(keys.len()) {
         let sql = format!(
-            "INSERT INTO dedupe_keys (key, at) VALUES {} ON CONFLICT DO NOTHING RETURNING key",
+            "INSERT{OR_FAIL} INTO dedupe_keys (key, at) VALUES {} ON CONFLICT DO NOTHING RETURNING key",
             value_rows(len, &[None, None])
         );
         let mut args: Vec<&dyn ToSql> = Vec::with_capacity(2 * len);
@@ -861,7 +861,7 @@ fn write_status_images(conn: &Connection, images: &[&StatusImage]) -> Result<(),
     ];
     for (start, len) in set_chunks(images.len()) {
         let sql = format!(
-            "UPDATE messages SET updated_at = v.column2, state = v.column3, \
+            "UPDATE{OR_FAIL} messages SET updated_at = v.column2, state = v.column3, \
              accepted_at = v.column4, sent_at = v.column5, delivered_at = v.column6, \
              read_at = v.column7, failed_at = v.column8, last_error_code = v.column9, \
              last_error = v.column10, person = v.column11 \
@@ -895,7 +895,7 @@ fn insert_events(
 ) -> Result<(), StoreError> {
     for (start, len) in set_chunks(events.len()) {
         let sql = format!(
-            "INSERT INTO events (message_id, kind, at, detail, state) VALUES {}",
+            "INSERT{OR_FAIL} INTO events (message_id, kind, at, detail, state) VALUES {}",
             value_rows(len, &[None; 5])
         );
         let chunk = &events[start..start + len];
@@ -2236,7 +2236,7 @@ fn learn_fresh(
     let key = |i: usize| keys.get(i).and_then(|k| k.as_deref()).unwrap_or_default();
     for (start, len) in set_chunks(fresh.len()) {
         let sql = format!(
-            "INSERT INTO people (person, created_at, updated_at, wa_id, user_id, \
+            "INSERT{OR_FAIL} INTO people (person, created_at, updated_at, wa_id, user_id, \
              parent_user_id, username, profile_name) VALUES {}",
             value_rows(len, &[None; 8])
         );
@@ -2270,7 +2270,7 @@ fn learn_fresh(
     for (start, len) in set_chunks(links.len()) {
         let rows = &links[start..start + len];
         let sql = format!(
-            "INSERT INTO identities (id, person, kind, since) VALUES {}",
+            "INSERT{OR_FAIL} INTO identities (id, person, kind, since) VALUES {}",
             value_rows(len, &[None; 4])
         );
         let mut args: Vec<&dyn ToSql> = Vec::with_capacity(4 * len);
@@ -2279,7 +2279,7 @@ fn learn_fresh(
         }
         conn.prepare_cached(&sql)?.execute(args.as_slice())?;
         let sql = format!(
-            "INSERT INTO identity_history (person, at, kind, detail) VALUES {}",
+            "INSERT{OR_FAIL} INTO identity_history (person, at, kind, detail) VALUES {}",
             value_rows(len, &[None; 4])
         );
         let mut args: Vec<&dyn ToSql> = Vec::with_capacity(4 * len);
@@ -2339,7 +2339,7 @@ fn learn_fresh(
 fn adopt_messages(conn: &Connection, adoptions: &[(&str, &str)]) -> Result<(), StoreError> {
     for (start, len) in set_chunks(adoptions.len()) {
         let sql = format!(
-            "UPDATE messages SET person = v.column1 FROM (SELECT * FROM (VALUES {}) AS r) AS v \
+            "UPDATE{OR_FAIL} messages SET person = v.column1 FROM (SELECT * FROM (VALUES {}) AS r) AS v \
              WHERE messages.person = v.column2",
             value_rows(len, &[Some("TEXT"), Some("TEXT")])
         );

@@ -78,6 +78,10 @@ const SHARED: bool = true;
 /// The store the shared operations implement [`Store`] for.
 type Backend = PostgresStore;
 
+/// The conflict clause of the shared operations' many-row writes: none (SQLite's `OR FAIL`
+/// saves its statement journal; PostgreSQL keeps none).
+const OR_FAIL: &str = "";
+
 /// The `list` condition "metadata has `key` with `value`" (compared as text), its two values
 /// pushed on `args`. Metadata that is not a JSON object matches nothing (it is stored as the
 /// app's JSON, so it always parses).

@@ -914,6 +914,13 @@ const SHARED: bool = false;
 /// The store the shared operations implement [`Store`] for.
 type Backend = SqliteStore;
 
+/// The conflict clause of the shared operations' many-row writes. SQLite copies every page a
+/// many-row statement touches to a statement journal, to undo the statement alone should a
+/// constraint abort it; `FAIL` stops such a statement where it is instead. A failed write fails
+/// its whole transaction anyway (the writer rolls back and reruns each call alone), so nothing
+/// partial is ever kept, and the copies (about 3 % of the gateway's CPU) are saved.
+const OR_FAIL: &str = " OR FAIL";
+
 /// The `list` condition "metadata has `key` with `value`" (compared as text), its two values
 /// pushed on `args`: the key as a quoted JSON path member, so no character of it is path syntax.
 fn metadata_equals(args: &mut Vec<Value>, key: &str, value: &str) -> String {
@@ -987,6 +994,42 @@ mod tests {
             noted,
             vec![1, 2, 4],
             "the merged attempt left nothing behind"
+        );
+        store.close().await;
+    }
+
+    /// A many-row write with `OR_FAIL` that fails part-way keeps nothing: the statement stops
+    /// where it is, and the writer rolls its whole transaction back.
+    #[tokio::test]
+    async fn a_many_row_write_that_fails_keeps_nothing() {
+        let store = SqliteStore::open(None, SqliteOptions::default())
+            .await
+            .unwrap();
+        store
+            .write((), |conn, _| {
+                conn.execute("CREATE TABLE rows (n INTEGER NOT NULL UNIQUE)", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let failed = store
+            .write((), |conn, _| {
+                conn.execute(&format!("INSERT{OR_FAIL} INTO rows (n) VALUES (0)"), [])?;
+                let sql = format!("INSERT{OR_FAIL} INTO rows (n) VALUES (1), (2), (NULL), (3)");
+                conn.execute(&sql, [])?;
+                Ok(())
+            })
+            .await;
+        assert!(failed.is_err(), "{failed:?}");
+        let kept: i64 = store
+            .read((), |conn, _| {
+                Ok(conn.query_row("SELECT count(*) FROM rows", [], |r| r.get(0))?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            kept, 0,
+            "neither the rows before the failure nor the other statement"
         );
         store.close().await;
     }
