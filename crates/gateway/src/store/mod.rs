@@ -424,6 +424,34 @@ pub struct StatusUpdate {
     pub dedupe_key: Option<String>,
 }
 
+/// The rows both backends' dedupe-key migrations are tested on, and the keys they must leave.
+#[cfg(test)]
+pub(crate) mod status_keys_fixture {
+    /// Three messages (two with one wamid) and keys as remembered before the migration: status
+    /// keys of known wamids, one of a wamid no message has, one of another kind.
+    pub const BEFORE: &str = "INSERT INTO messages (id, phone_number_id, recipient, category, \
+        lane, body, state, wamid, next_attempt_at, not_before, deadline, created_at, updated_at) \
+        VALUES ('m1', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.A', 0, 0, 1, 0, 0), \
+        ('m2', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.B', 0, 0, 1, 0, 0), \
+        ('m3', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.B', 0, 0, 1, 0, 0); \
+        INSERT INTO dedupe_keys (key, at) VALUES ('s:wamid.A:sent:0', 1), \
+        ('s:wamid.A:failed:131026', 2), ('s:wamid.B:delivered:0', 3), \
+        ('s:wamid.gone:sent:0', 4), ('other', 5);";
+
+    /// The keys after the migration, by `at`: the status keys of known wamids under their
+    /// message (the newest of a wamid, as statuses find it), the others as they were.
+    pub fn after() -> Vec<(String, i64)> {
+        let scoped = super::message_scoped_key;
+        vec![
+            (scoped("m1", "s:wamid.A:sent:0"), 1),
+            (scoped("m1", "s:wamid.A:failed:131026"), 2),
+            (scoped("m3", "s:wamid.B:delivered:0"), 3),
+            ("s:wamid.gone:sent:0".to_string(), 4),
+            ("other".to_string(), 5),
+        ]
+    }
+}
+
 /// How a status's dedupe key is stored: after the id of the message its wamid names. A wamid
 /// names one message, so this dedupes exactly what the key alone would; and since message ids
 /// start with the time they were made, the keys of recent messages share the index's last pages

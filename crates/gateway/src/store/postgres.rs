@@ -1141,17 +1141,8 @@ mod tests {
             ))
             .unwrap();
         }
-        conn.batch_execute(
-            "INSERT INTO messages (id, phone_number_id, recipient, category, lane, body, state, \
-             wamid, next_attempt_at, not_before, deadline, created_at, updated_at) VALUES \
-             ('m1', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.A', 0, 0, 1, 0, 0), \
-             ('m2', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.B', 0, 0, 1, 0, 0), \
-             ('m3', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.B', 0, 0, 1, 0, 0); \
-             INSERT INTO dedupe_keys (key, at) VALUES ('s:wamid.A:sent:0', 1), \
-             ('s:wamid.A:failed:131026', 2), ('s:wamid.B:delivered:0', 3), \
-             ('s:wamid.gone:sent:0', 4), ('other', 5);",
-        )
-        .unwrap();
+        conn.batch_execute(crate::store::status_keys_fixture::BEFORE)
+            .unwrap();
         migrate_locked(&conn).unwrap();
         let keys: Vec<(String, i64)> = conn
             .prepare_cached("SELECT key, at FROM dedupe_keys ORDER BY at")
@@ -1162,24 +1153,7 @@ mod tests {
             .unwrap();
         conn.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
             .unwrap();
-        let want = [
-            (
-                crate::store::message_scoped_key("m1", "s:wamid.A:sent:0"),
-                1,
-            ),
-            (
-                crate::store::message_scoped_key("m1", "s:wamid.A:failed:131026"),
-                2,
-            ),
-            // The newest message of a wamid, as statuses find it.
-            (
-                crate::store::message_scoped_key("m3", "s:wamid.B:delivered:0"),
-                3,
-            ),
-            ("s:wamid.gone:sent:0".to_string(), 4),
-            ("other".to_string(), 5),
-        ];
-        assert_eq!(keys, want);
+        assert_eq!(keys, crate::store::status_keys_fixture::after());
     }
 
     /// Every table the migrations create is one `analyze_grown` looks at (bar the migrations'

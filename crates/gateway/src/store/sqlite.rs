@@ -1056,17 +1056,8 @@ mod tests {
             conn.execute_batch(step).unwrap();
         }
         conn.pragma_update(None, "user_version", 6).unwrap();
-        conn.execute_batch(
-            "INSERT INTO messages (id, phone_number_id, recipient, category, lane, body, state, \
-             wamid, next_attempt_at, not_before, deadline, created_at, updated_at) VALUES \
-             ('m1', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.A', 0, 0, 1, 0, 0), \
-             ('m2', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.B', 0, 0, 1, 0, 0), \
-             ('m3', 'pn1', '4915100000001', 'utility', 'transactional', '{}', 'sent', 'wamid.B', 0, 0, 1, 0, 0); \
-             INSERT INTO dedupe_keys (key, at) VALUES ('s:wamid.A:sent:0', 1), \
-             ('s:wamid.A:failed:131026', 2), ('s:wamid.B:delivered:0', 3), \
-             ('s:wamid.gone:sent:0', 4), ('other', 5);",
-        )
-        .unwrap();
+        conn.execute_batch(crate::store::status_keys_fixture::BEFORE)
+            .unwrap();
         migrate(&mut conn).unwrap();
         let mut st = conn
             .prepare("SELECT key, at FROM dedupe_keys ORDER BY at")
@@ -1076,24 +1067,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        let want = [
-            (
-                crate::store::message_scoped_key("m1", "s:wamid.A:sent:0"),
-                1,
-            ),
-            (
-                crate::store::message_scoped_key("m1", "s:wamid.A:failed:131026"),
-                2,
-            ),
-            // The newest message of a wamid, as statuses find it.
-            (
-                crate::store::message_scoped_key("m3", "s:wamid.B:delivered:0"),
-                3,
-            ),
-            ("s:wamid.gone:sent:0".to_string(), 4),
-            ("other".to_string(), 5),
-        ];
-        assert_eq!(keys, want);
+        assert_eq!(keys, crate::store::status_keys_fixture::after());
     }
 
     #[test]
