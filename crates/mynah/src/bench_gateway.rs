@@ -132,8 +132,9 @@ pub struct BenchGatewayArgs {
     /// Throughput: send to this many recipients in turn (0: a new one for every message), so
     /// that the sandbox's virtual users stay bounded in a long run. The gateway keeps to the
     /// platform's pair rate: a recipient may get up to 45 messages within 6 s of the first of a
-    /// burst, then waits 6 s for each one borrowed. So a run that repeats recipients for longer
-    /// than 6 s waits minutes for its last messages, as production would.
+    /// burst; past that window its next message waits 6 s for each one the burst took. So a run
+    /// that sends each recipient many messages over more than 6 s waits minutes for its last
+    /// ones, as production would.
     #[arg(long, default_value_t = 0)]
     recipients: u64,
     /// Throughput: first run `mynah bench` (the sandbox alone, whole lifecycle, the same
