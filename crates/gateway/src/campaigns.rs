@@ -1381,7 +1381,7 @@ async fn release<S: Store + Clone>(
         };
         let mut value: Value = serde_json::from_str(body).unwrap_or(Value::Null);
         let hash = format!("{}:{}", c.id, r.row);
-        match crate::enqueue::prepare(gw, &mut value, None, &hash).await {
+        match crate::enqueue::prepare(gw, &mut value, None, Some(&hash)).await {
             Ok(Prepared { mut message, .. }) => {
                 if let Some(window) = quiet
                     && let Some(at) = quiet_until(r, window, default_zone, message.not_before)

@@ -304,12 +304,13 @@ pub async fn enqueue<S: Store + Clone>(
 ) -> Result<Accepted, AppError> {
     let mut value: Value = serde_json::from_slice(body)
         .map_err(|e| AppError::new(Code::InvalidBody, format!("not JSON: {e}")))?;
-    let hash = request_hash(&value);
-    let result = admit(gw, &mut value, idempotency_key.clone(), &hash).await;
+    // Only a keyed request can be replayed, so only its fingerprint is ever compared.
+    let hash = idempotency_key.is_some().then(|| request_hash(&value));
+    let result = admit(gw, &mut value, idempotency_key.clone(), hash.as_deref()).await;
     match (result, idempotency_key) {
         (Err(e), Some(key)) if e.code.http() == 422 => {
             match gw.store.by_idempotency_key(&key).await? {
-                Some(first) => replay(&first, &key, &hash),
+                Some(first) => replay(&first, &key, hash.as_deref()),
                 None => Err(e),
             }
         }
@@ -318,9 +319,9 @@ pub async fn enqueue<S: Store + Clone>(
 }
 
 /// The first answer for a reused key, or the conflict.
-fn replay(first: &MessageRecord, key: &str, hash: &str) -> Result<Accepted, AppError> {
-    match &first.request_hash {
-        Some(h) if h != hash => Err(AppError::new(
+fn replay(first: &MessageRecord, key: &str, hash: Option<&str>) -> Result<Accepted, AppError> {
+    match (first.request_hash.as_deref(), hash) {
+        (Some(h), Some(now)) if h != now => Err(AppError::new(
             Code::IdempotencyConflict,
             format!(
                 "Idempotency-Key {key:?} made message {} at {} with a different request; send a new message with a new key",
@@ -346,7 +347,7 @@ async fn admit<S: Store + Clone>(
     gw: &Gateway<S>,
     value: &mut Value,
     idempotency_key: Option<String>,
-    hash: &str,
+    hash: Option<&str>,
 ) -> Result<Accepted, AppError> {
     let now = gw.now();
     let Prepared { message: msg, park } = prepare(gw, value, idempotency_key, hash).await?;
@@ -378,12 +379,13 @@ async fn admit<S: Store + Clone>(
 
 /// Validates a message body (a JSON object: the platform's fields and the envelope's) and runs
 /// the gates, without storing anything: the outbox row `POST /v1/messages` would write (its
-/// state `suppressed` when a gate stopped it), or the error it would answer.
+/// state `suppressed` when a gate stopped it), or the error it would answer. `hash` is kept
+/// with the row as its `request_hash`.
 pub async fn prepare<S: Store + Clone>(
     gw: &Gateway<S>,
     value: &mut Value,
     idempotency_key: Option<String>,
-    hash: &str,
+    hash: Option<&str>,
 ) -> Result<Prepared, AppError> {
     prepare_with(gw, value, idempotency_key, hash, true).await
 }
@@ -395,14 +397,14 @@ pub async fn prepare_gated<S: Store + Clone>(
     value: &mut Value,
     consent: bool,
 ) -> Result<Prepared, AppError> {
-    prepare_with(gw, value, None, "", consent).await
+    prepare_with(gw, value, None, None, consent).await
 }
 
 async fn prepare_with<S: Store + Clone>(
     gw: &Gateway<S>,
     value: &mut Value,
     idempotency_key: Option<String>,
-    hash: &str,
+    hash: Option<&str>,
     consent: bool,
 ) -> Result<Prepared, AppError> {
     let now = gw.now();
@@ -593,7 +595,7 @@ async fn prepare_with<S: Store + Clone>(
     let msg = NewMessage {
         id,
         idempotency_key,
-        request_hash: Some(hash.to_string()),
+        request_hash: hash.map(str::to_string),
         person: None,
         sequence: env.sequence,
         phone_number_id: pnid,

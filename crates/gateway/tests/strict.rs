@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use mynah_gateway::store::Store;
 use serde_json::{Value, json};
 
 async fn post_keyed(p: &Pair, key: &[u8], body: &str) -> (u16, Value) {
@@ -126,6 +127,15 @@ async fn idempotency_keys_conflict_on_another_request_and_must_be_well_formed() 
     let body = r#"{"to":"4915112345622","type":"template","template":{"name":"hello_world","language":{"code":"en_US"}}}"#;
     let (s, first) = post_keyed(&p, b"order-7", body).await;
     assert_eq!(s, 202, "{first}");
+    // The keyed row keeps the request's fingerprint; a row without a key keeps none (nothing
+    // would ever compare it).
+    let stored = |id: &Value| {
+        let (gw, id) = (p.gw.clone(), id.as_str().unwrap().to_string());
+        async move { gw.store.get(&id).await.unwrap().unwrap().request_hash }
+    };
+    assert_eq!(stored(&first["id"]).await.map(|h| h.len()), Some(64));
+    let keyless = p.send(serde_json::from_str(body).unwrap()).await;
+    assert_eq!(stored(&Value::String(keyless)).await, None);
     // The same request, spaced and ordered differently: the first answer.
     let same = r#"{ "type": "template", "template": { "language": { "code": "en_US" }, "name": "hello_world" }, "to": "4915112345622" }"#;
     let (s, again) = post_keyed(&p, b"order-7", same).await;
