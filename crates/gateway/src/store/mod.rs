@@ -104,7 +104,7 @@ pub struct NewMessage {
     /// Idempotency key (unique; an existing key returns the first row).
     pub idempotency_key: Option<String>,
     /// Hash of the request that made it, so a reused idempotency key with another body can be
-    /// told from a retry; `None` for a message without a key (nothing would compare it).
+    /// told from a retry; `None` for one enqueued without a key (nothing would compare it).
     pub request_hash: Option<String>,
     /// Sending phone number id.
     pub phone_number_id: String,
